@@ -1,0 +1,84 @@
+import { Chunker, defaultBufferSize } from './chunker.js';
+import { ChunkParams, GEAR, masks, validateParams } from './params.js';
+import { FASTCDC_WASM_BASE64 } from './wasm-bytes.js';
+
+/**
+ * The WebAssembly chunker: the loop in fastcdc.wat, cut for cut the same as `nextCut`.
+ *
+ * Memory layout (see fastcdc.wat): the GEAR table at 0, the end offsets after it, then the input
+ * buffer, 4 KiB aligned. The memory is created with initial == maximum pages and the module never
+ * grows it, so `buffer` (a view of it) stays valid for the chunker's life: callers read files
+ * straight into it.
+ */
+
+interface FastCdcExports {
+  init(min: number, avg: number, max: number, tSmall: number, tLarge: number, input: number, out: number): void;
+  cut(length: number, final: number): number;
+}
+
+const PAGE = 65536;
+const GEAR_BYTES = 1024;
+const OUT_OFFSET = GEAR_BYTES;
+/** Largest input buffer accepted: keeps every address well inside 32-bit memory. */
+const MAX_BUFFER = 1 << 30;
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+/** True where this runtime has WebAssembly (Node always has; a locked-down runtime may not). */
+export function wasmAvailable(): boolean {
+  return typeof WebAssembly === 'object' && WebAssembly !== null && typeof WebAssembly.instantiate === 'function';
+}
+
+function fastCdcModule(): Promise<WebAssembly.Module> {
+  compiled ??= WebAssembly.compile(Buffer.from(FASTCDC_WASM_BASE64, 'base64'));
+  return compiled;
+}
+
+/** 2^32 - mask: for a mask of top bits, (h & mask) === 0 exactly when h < threshold (unsigned). */
+function threshold(mask: number): number {
+  const t = 0x100000000 - (mask >>> 0);
+  if (mask === 0 || (t & (t - 1)) !== 0) throw new Error(`not a top-bits mask: ${mask.toString(16)}`);
+  return t | 0; // 2^32 - 0xffffffff = 1; the wasm compares unsigned
+}
+
+export async function createWasmChunker(
+  params: ChunkParams,
+  bufferSize: number = defaultBufferSize(params),
+): Promise<Chunker> {
+  validateParams(params);
+  if (!Number.isInteger(bufferSize) || bufferSize < params.maxSize || bufferSize > MAX_BUFFER) {
+    throw new RangeError(`buffer size must be an integer between maxSize (${params.maxSize}) and ${MAX_BUFFER}, got ${bufferSize}`);
+  }
+  const m = masks(params);
+  // At most one chunk per minSize bytes, plus a short last one.
+  const capacity = Math.floor(bufferSize / params.minSize) + 2;
+  const inputOffset = alignUp(OUT_OFFSET + capacity * 4, 4096);
+  const pages = Math.ceil((inputOffset + bufferSize + 64) / PAGE);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const instance = await WebAssembly.instantiate(await fastCdcModule(), { env: { memory } });
+  const wasm = instance.exports as unknown as FastCdcExports;
+
+  const gear = new DataView(memory.buffer, 0, GEAR_BYTES);
+  for (let i = 0; i < 256; i++) gear.setUint32(i * 4, GEAR[i], true);
+  wasm.init(params.minSize, params.avgSize, params.maxSize, threshold(m.small), threshold(m.large), inputOffset, OUT_OFFSET);
+
+  const buffer = new Uint8Array(memory.buffer, inputOffset, bufferSize);
+  const ends = new Uint32Array(memory.buffer, OUT_OFFSET, capacity);
+  return {
+    params,
+    buffer,
+    cut(length, final) {
+      if (!Number.isInteger(length) || length < 0 || length > bufferSize) {
+        throw new RangeError(`cut length must be an integer between 0 and ${bufferSize}, got ${length}`);
+      }
+      const count = wasm.cut(length, final ? 1 : 0);
+      const out = new Array<number>(count);
+      for (let i = 0; i < count; i++) out[i] = ends[i];
+      return out;
+    },
+  };
+}
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}

@@ -1,0 +1,61 @@
+import type { Argv } from 'yargs';
+import { readFileSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { isHttpUrl, openRemote } from '../remote/open.js';
+import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
+import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
+import { WorkDir } from '../workdir/workdir.js';
+import { formatSize } from '../util/size.js';
+import { baseDir, GlobalArgs } from './common.js';
+import { out } from './output.js';
+
+interface Args extends GlobalArgs {
+  url: string;
+  dir?: string;
+  trust?: string;
+}
+
+export const initCommand = {
+  command: 'init <url> [dir]',
+  describe: 'Create a working directory that syncs from a remote',
+  builder: (y: Argv) =>
+    y
+      .positional('url', { type: 'string', describe: 'http(s):// URL or local path of the remote' })
+      .positional('dir', { type: 'string', describe: 'directory to create (default: the last part of the URL)' })
+      .option('trust', { type: 'string', describe: "the publisher's public key file (KEYFILE.pub); without it the key first seen is pinned" })
+      .example('$0 init https://mirror.example/paquete/ mirror --trust publisher.key.pub', 'a working directory "mirror", trusting that key'),
+  handler: async (argv: Args) => {
+    const base = baseDir(argv);
+    const location = isHttpUrl(argv.url) ? argv.url.replace(/\/?$/, '/') : resolve(base, argv.url);
+    const dirName = argv.dir ?? (basename(location.replace(/\/+$/, '').replace(/^https?:\/\/[^/]*$/, 'mirror')) || 'mirror');
+    const root = resolve(base, dirName);
+    const trusted = argv.trust ? parsePublicKey(readTrust(resolve(base, argv.trust)), argv.trust) : undefined;
+
+    const remote = openRemote(location);
+    let manifest;
+    try {
+      manifest = decodeManifest(await remote.get(MANIFEST_PATH), location);
+    } finally {
+      await remote.close();
+    }
+    if (trusted && Buffer.compare(trusted.raw, manifest.publisher.raw) !== 0) {
+      throw new PaqueteError('UNTRUSTED_KEY', `the remote is signed by ${fingerprint(manifest.publisher)}, not by the key you trust (${fingerprint(trusted)})`, 'check you have the right remote and key');
+    }
+    WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(manifest.publisher.raw).toString('base64') });
+    const latest = latestSnapshot(manifest.body);
+    out.result(`initialized ${root} from ${location}`);
+    if (!trusted) out.result(`pinned the publisher key ${fingerprint(manifest.publisher)} (first use; compare it with what the publisher tells you)`);
+    else out.line(`publisher key ${fingerprint(trusted)} trusted`);
+    if (latest) out.line(`latest snapshot: ${latest.files} files, ${formatSize(latest.bytes)}; run paquete sync -C ${dirName}`);
+    out.emitJson({ root, location, publisher: fingerprint(manifest.publisher), pinned: !trusted });
+  },
+};
+
+function readTrust(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    throw new PaqueteError('USAGE', `cannot read the key ${path}`);
+  }
+}

@@ -1,0 +1,77 @@
+import type { Argv } from 'yargs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { DEFAULT_PARAMS, validateParams } from '../chunk/params.js';
+import { publish } from '../publish/publisher.js';
+import { fingerprint, generateKeys, parseSecretKey } from '../snapshot/keys.js';
+import { parseSourceSpec } from '../sources/spec.js';
+import { formatSize, parseSize } from '../util/size.js';
+import { baseDir, GlobalArgs } from './common.js';
+import { out } from './output.js';
+
+interface Args extends GlobalArgs {
+  sources: string[];
+  to: string;
+  key?: string;
+  'avg-chunk'?: string;
+}
+
+export const publishCommand = {
+  command: 'publish <sources..>',
+  describe: 'Add a snapshot of the sources to a remote directory (static files)',
+  builder: (y: Argv) =>
+    y
+      .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, docs' })
+      .option('to', { type: 'string', demandOption: true, describe: 'remote directory to publish into' })
+      .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
+      .option('avg-chunk', { type: 'string', describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
+      .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot'),
+  handler: async (argv: Args) => {
+    const base = baseDir(argv);
+    const keyPath = argv.key ? resolve(base, argv.key) : defaultKey();
+    let pem: string;
+    try {
+      pem = readFileSync(keyPath, 'utf8');
+    } catch {
+      throw new PaqueteError('USAGE', `cannot read the key ${keyPath}`, 'create one with paquete keygen --out FILE');
+    }
+    const { key, publicKey } = parseSecretKey(pem, keyPath);
+    const sources = argv.sources.map((s) => {
+      const spec = parseSourceSpec(s);
+      return { ...spec, path: resolve(base, spec.path) };
+    });
+    let params;
+    if (argv['avg-chunk']) {
+      const avg = parseSize(argv['avg-chunk']);
+      params = { minSize: avg / 4, avgSize: avg, maxSize: avg * 8 };
+      try {
+        validateParams(params);
+      } catch (e) {
+        throw new PaqueteError('USAGE', (e as Error).message);
+      }
+    }
+    const r = await publish({ sources, remoteDir: resolve(base, argv.to), secret: key, publicKey, params });
+    for (const s of r.skipped) out.warn(`skipped ${s} (not a regular file)`);
+    out.result(
+      `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
+        `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,
+    );
+    out.line(`signed by ${fingerprint(publicKey)}`);
+    out.emitJson(r);
+  },
+};
+
+/** A publisher who never made a key gets one, once, and is told where it is. */
+function defaultKey(): string {
+  const path = join(process.env.XDG_CONFIG_HOME ?? join(homedir(), '.config'), 'paquete', 'publisher.key');
+  if (!existsSync(path)) {
+    mkdirSync(dirname(path), { recursive: true });
+    const { secretPem, publicLine } = generateKeys();
+    writeFileSync(path, secretPem, { mode: 0o600 });
+    writeFileSync(`${path}.pub`, publicLine);
+    out.warn(`created a publisher key at ${path}; give ${path}.pub to your users`);
+  }
+  return path;
+}

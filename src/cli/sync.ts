@@ -1,0 +1,103 @@
+import type { Argv } from 'yargs';
+import { EXIT } from '../errors.js';
+import { runSync, SyncResult } from '../sync/session.js';
+import { formatSize, parseSize } from '../util/size.js';
+import { GlobalArgs, withWorkDir } from './common.js';
+import { out } from './output.js';
+import { Progress } from './progress.js';
+
+interface Args extends GlobalArgs {
+  budget?: string;
+  want?: string[];
+  'dry-run'?: boolean;
+}
+
+export const syncCommand = {
+  command: 'sync',
+  describe: 'Bring the latest snapshot in, fetching only missing chunks, within a budget',
+  builder: (y: Argv) =>
+    y
+      .option('budget', { type: 'string', describe: 'most bytes to put on the wire (300MB, 300MiB, 1.5GB), headers included' })
+      .option('want', { type: 'string', array: true, describe: 'globs of paths or source names to bring first, in priority order' })
+      .option('dry-run', { type: 'boolean', describe: 'print the plan; spend only the bytes of the index' })
+      .example('$0 sync --budget 300MB', 'spend at most 300 MB; finish whole files first; exit 3 if the budget stopped it')
+      .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
+  handler: async (argv: Args) => {
+    const budget = argv.budget !== undefined ? parseSize(argv.budget) : undefined;
+    const abort = new AbortController();
+    const onSignal = () => abort.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    const progress = new Progress('sync', !argv.quiet && !argv.json);
+    let fileCount = 0;
+    try {
+      const result = await withWorkDir(argv, 'sync', (work) =>
+        runSync(work, {
+          budget,
+          wants: argv.want ?? [],
+          dryRun: argv['dry-run'],
+          signal: abort.signal,
+          events: {
+            planned: (plan, spent) => {
+              if (argv['dry-run']) return;
+              fileCount = plan.files.filter((f) => f.outcome === 'complete').length;
+              progress.begin(spent + plan.cost, `files of ${fileCount}`);
+              progress.update(spent);
+            },
+            progress: (spent) => progress.update(spent),
+            fileDone: () => progress.item(),
+            fileFailed: (p) => out.warn(`${p} did not match its checksum; its chunks will be fetched again`),
+          },
+        }),
+      );
+      progress.stop();
+      report(result, budget);
+      process.exitCode = result.completeFiles === result.wantedFiles || result.dryRun ? EXIT.ok : result.stoppedByBudget ? EXIT.budget : EXIT.error;
+    } finally {
+      progress.stop();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  },
+};
+
+function report(r: SyncResult, budget: number | undefined): void {
+  const b = budget !== undefined ? ` of ${formatSize(budget)} budget` : '';
+  if (r.dryRun) {
+    const byOutcome = (o: string) => r.plan.files.filter((f) => f.outcome === o);
+    out.result(`plan for snapshot ${r.snapshot.slice(0, 12)} (index cost ${formatSize(r.spent)}):`);
+    for (const f of byOutcome('complete')) out.result(`  complete  ${f.file.path}  ${formatSize(f.missingBytes)}`);
+    for (const f of byOutcome('partial')) out.result(`  advance   ${f.file.path}  ${formatSize(f.missingBytes)} missing`);
+    out.result(
+      `would fetch ${formatSize(r.plan.cost)} in ${r.plan.ranges.length} requests${b}; ` +
+        `${byOutcome('complete').length} files complete, ${byOutcome('present').length} already here, ` +
+        `${byOutcome('waiting').length + byOutcome('partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
+    );
+  } else {
+    out.result(
+      `synced snapshot ${r.snapshot.slice(0, 12)}: spent ${formatSize(r.spent)}${b}; ` +
+        `${r.completeFiles}/${r.wantedFiles} files complete (${r.placed.length} new)` +
+        (r.removed.length ? `, ${r.removed.length} removed` : '') +
+        (r.leftBytes ? `; ${formatSize(r.leftBytes)} still needed` : ''),
+    );
+    if (r.stoppedByBudget) out.result('stopped by the budget; everything fetched is kept. Run paquete sync again with more budget to go on.');
+    if (r.failed.length) out.warn(`${r.failed.length} files failed their checksum and will be fetched again: ${r.failed.slice(0, 3).join(', ')}`);
+  }
+  out.emitJson({
+    snapshot: r.snapshot,
+    serial: r.serial,
+    dryRun: r.dryRun,
+    spent: r.spent,
+    budget: budget ?? null,
+    plannedCost: r.plan.cost,
+    requests: r.plan.ranges.length,
+    completeFiles: r.completeFiles,
+    wantedFiles: r.wantedFiles,
+    placed: r.placed,
+    failed: r.failed,
+    removed: r.removed,
+    leftBytes: r.leftBytes,
+    stoppedByBudget: r.stoppedByBudget,
+    plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),
+  });
+}

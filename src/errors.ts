@@ -1,0 +1,68 @@
+/**
+ * Typed errors with stable codes. The CLI maps each to one line and one exit code, so no stack
+ * trace reaches a user. Exit codes are the contract in DESIGN.md.
+ */
+export const EXIT = { ok: 0, error: 1, usage: 2, budget: 3, network: 4 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export type ErrorCode =
+  | 'USAGE'
+  | 'BAD_SOURCE'
+  | 'NOT_A_REMOTE'
+  | 'BAD_SIGNATURE'
+  | 'UNTRUSTED_KEY'
+  | 'ROLLBACK'
+  | 'BAD_FORMAT'
+  | 'UNSAFE_PATH'
+  | 'DAMAGED_PACK'
+  | 'DAMAGED_STORE'
+  | 'NOT_A_WORKDIR'
+  | 'ALREADY_INITIALIZED'
+  | 'LOCKED'
+  | 'NETWORK'
+  | 'CAPTIVE_PORTAL'
+  | 'REMOTE_CHANGED'
+  | 'BUDGET'
+  | 'DISK_FULL'
+  | 'INTERRUPTED'
+  | 'IO';
+
+const exitFor: Record<ErrorCode, ExitCode> = {
+  USAGE: EXIT.usage,
+  BAD_SOURCE: EXIT.usage,
+  NOT_A_REMOTE: EXIT.usage,
+  BAD_SIGNATURE: EXIT.error,
+  UNTRUSTED_KEY: EXIT.error,
+  ROLLBACK: EXIT.error,
+  BAD_FORMAT: EXIT.usage,
+  UNSAFE_PATH: EXIT.usage,
+  DAMAGED_PACK: EXIT.error,
+  DAMAGED_STORE: EXIT.error,
+  NOT_A_WORKDIR: EXIT.usage,
+  ALREADY_INITIALIZED: EXIT.usage,
+  LOCKED: EXIT.error,
+  NETWORK: EXIT.network,
+  CAPTIVE_PORTAL: EXIT.network,
+  REMOTE_CHANGED: EXIT.network,
+  BUDGET: EXIT.budget,
+  DISK_FULL: EXIT.error,
+  INTERRUPTED: EXIT.error,
+  IO: EXIT.error,
+};
+
+export class PaqueteError extends Error {
+  readonly code: ErrorCode;
+  /** What the user can do next, printed on a second line when present. */
+  readonly hint?: string;
+  constructor(code: ErrorCode, message: string, hint?: string) {
+    super(message);
+    this.name = 'PaqueteError';
+    this.code = code;
+    this.hint = hint;
+  }
+  get exitCode(): ExitCode {
+    return exitFor[this.code];
+  }
+}
+
+export const isPaqueteError = (e: unknown): e is PaqueteError => e instanceof PaqueteError;

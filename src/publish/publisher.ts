@@ -1,0 +1,246 @@
+import { createHash, KeyObject, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
+import { chunkFile, chunkId, createChunker, initHash } from '../chunk/index.js';
+import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
+import { ChunkEntry, decodeSnapshot, encodeSnapshot, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { checkSnapshotBytes, decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
+import { fingerprint, PublicKey } from '../snapshot/keys.js';
+import { SourceSpec } from '../sources/spec.js';
+import { listTree } from '../sources/tree.js';
+import { fsyncPath, writeFileAtomic } from '../util/fsx.js';
+
+/** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
+const REMOTE_PACK_LIMIT = 512 << 20;
+
+export interface PublishOptions {
+  sources: SourceSpec[];
+  remoteDir: string;
+  secret: KeyObject;
+  publicKey: PublicKey;
+  /** Chunking parameters for a new remote; an existing remote keeps its own so chunks dedupe. */
+  params?: ChunkParams;
+  onFile?: (path: string, bytes: number) => void;
+  now?: Date;
+}
+
+export interface PublishResult {
+  snapshot: string;
+  serial: number;
+  files: number;
+  bytes: number;
+  chunks: number;
+  newChunks: number;
+  newStoredBytes: number;
+  skipped: string[];
+}
+
+interface KnownChunk {
+  pack: string;
+  offset: number;
+  repr: Repr;
+  rawLength: number;
+  storedLength: number;
+}
+
+/** Appends records to a new remote pack, named by the SHA-256 of its bytes when finished. */
+class PackWriter {
+  private fd: number;
+  private hash = createHash('sha256');
+  private tmp: string;
+  size = 0;
+  constructor(private readonly dir: string) {
+    this.tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}.pack`);
+    this.fd = openSync(this.tmp, 'w');
+    this.write(packHeader());
+  }
+  write(b: Uint8Array): number {
+    const at = this.size;
+    let done = 0;
+    while (done < b.length) done += writeSync(this.fd, b, done, b.length - done);
+    this.hash.update(b);
+    this.size += b.length;
+    return at;
+  }
+  finish(): string {
+    fdatasyncSync(this.fd);
+    closeSync(this.fd);
+    const name = this.hash.digest('hex');
+    renameSync(this.tmp, join(this.dir, `${name}.pack`));
+    return name;
+  }
+}
+
+/**
+ * Publishes a snapshot of `sources` to a remote directory. Order of writes, each durable before
+ * the next: packs, then the snapshot index, then the manifest (atomic replace). A crash at any
+ * point leaves the previous manifest, which names only complete files; leftovers are unnamed.
+ */
+export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const { remoteDir } = opts;
+  const names = new Set<string>();
+  for (const s of opts.sources) {
+    if (names.has(s.name)) throw new PaqueteError('USAGE', `two sources are named "${s.name}"`, 'give one a name with NAME=PATH');
+    names.add(s.name);
+    if (s.kind === 'git') throw new PaqueteError('USAGE', `git sources are not supported yet (${s.path})`);
+  }
+  const listings = opts.sources.map((s) => ({ spec: s, ...listTree(s.path) }));
+
+  const previous = readRemoteState(remoteDir, opts.publicKey);
+  const params = previous.snapshot?.params ?? opts.params ?? DEFAULT_PARAMS;
+  const known = previous.known;
+
+  mkdirSync(join(remoteDir, 'packs'), { recursive: true });
+  mkdirSync(join(remoteDir, 'snapshots'), { recursive: true });
+  const chunker = await createChunker(params);
+  await initHash();
+  const fresh = new Map<bigint, KnownChunk>();
+  let writer: PackWriter | undefined;
+  // Chunks written to the pack under way, fixed up with the pack's name when it is finished.
+  let open: KnownChunk[] = [];
+  const finishPack = () => {
+    if (!writer) return;
+    const name = writer.finish();
+    for (const c of open) c.pack = name;
+    open = [];
+    writer = undefined;
+  };
+
+  const fileChunks = new Map<string, { mode: number; size: number; sha256: Uint8Array; ids: bigint[] }>();
+  let newStoredBytes = 0;
+  for (const { spec, files } of listings) {
+    for (const f of files) {
+      const path = `${spec.name}/${f.rel}`;
+      const sha = createHash('sha256');
+      const ids: bigint[] = [];
+      let size = 0;
+      await chunkFile(f.abs, chunker, (chunk) => {
+        sha.update(chunk);
+        size += chunk.length;
+        const id = chunkId(chunk);
+        ids.push(id);
+        if (known.has(id) || fresh.has(id)) return;
+        const record = encodeRecord(id, chunk);
+        if (writer && writer.size + record.length > REMOTE_PACK_LIMIT) finishPack();
+        writer ??= new PackWriter(join(remoteDir, 'packs'));
+        const entry: KnownChunk = { pack: '', offset: writer.write(record), repr: record[8] as Repr, rawLength: chunk.length, storedLength: record.length - RECORD_HEADER_SIZE };
+        open.push(entry);
+        fresh.set(id, entry);
+        newStoredBytes += record.length;
+      });
+      fileChunks.set(path, { mode: f.mode, size, sha256: sha.digest(), ids });
+      opts.onFile?.(path, size);
+    }
+  }
+  finishPack();
+  fsyncPath(join(remoteDir, 'packs'));
+
+  // Sources not named in this call carry over from the previous snapshot unchanged.
+  const sources: SourceEntry[] = opts.sources.map((s) => ({ kind: s.kind, name: s.name }));
+  if (previous.snapshot) {
+    const prev = previous.snapshot;
+    for (const src of prev.sources) {
+      if (names.has(src.name)) continue;
+      sources.push(src);
+      for (const f of prev.files) {
+        if (f.path.startsWith(src.name + '/')) {
+          fileChunks.set(f.path, { mode: f.mode, size: f.size, sha256: f.sha256, ids: f.chunks.map((i) => prev.chunks[i].id) });
+        }
+      }
+    }
+  }
+  sources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const lookup = (id: bigint) => fresh.get(id) ?? known.get(id)!;
+  const snapshot = buildSnapshot(params, sources, fileChunks, lookup, opts.now ?? new Date());
+  const snapBytes = encodeSnapshot(snapshot);
+  const snapName = sha256Hex(snapBytes);
+  writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
+
+  const body: ManifestBody = {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    publisher: Buffer.from(opts.publicKey.raw).toString('base64'),
+    serial: (previous.manifest?.serial ?? 0) + 1,
+    snapshots: [
+      ...(previous.manifest?.snapshots ?? []),
+      {
+        name: snapName,
+        size: snapBytes.length,
+        created: (opts.now ?? new Date()).toISOString(),
+        files: snapshot.files.length,
+        bytes: snapshot.files.reduce((n, f) => n + f.size, 0),
+        sources,
+      },
+    ],
+  };
+  writeFileAtomic(join(remoteDir, MANIFEST_PATH), encodeManifest(body, opts.secret));
+  return {
+    snapshot: snapName,
+    serial: body.serial,
+    files: snapshot.files.length,
+    bytes: body.snapshots[body.snapshots.length - 1].bytes,
+    chunks: snapshot.chunks.length,
+    newChunks: fresh.size,
+    newStoredBytes,
+    skipped: listings.flatMap((l) => l.skipped.map((s) => `${l.spec.name}/${s}`)),
+  };
+}
+
+/** Lays out the snapshot: unique chunks sorted by where they lie, so offsets encode as gaps. */
+function buildSnapshot(
+  params: ChunkParams,
+  sources: SourceEntry[],
+  fileChunks: Map<string, { mode: number; size: number; sha256: Uint8Array; ids: bigint[] }>,
+  lookup: (id: bigint) => KnownChunk,
+  now: Date,
+): Snapshot {
+  const unique = new Map<bigint, KnownChunk>();
+  for (const f of fileChunks.values()) for (const id of f.ids) unique.set(id, lookup(id));
+  const packs = [...new Set([...unique.values()].map((c) => c.pack))].sort();
+  const packIndex = new Map(packs.map((p, i) => [p, i]));
+  const chunks: ChunkEntry[] = [...unique].map(([id, c]) => ({
+    id, pack: packIndex.get(c.pack)!, offset: c.offset, repr: c.repr, rawLength: c.rawLength, storedLength: c.storedLength,
+  }));
+  chunks.sort((a, b) => a.pack - b.pack || a.offset - b.offset);
+  const chunkIndex = new Map(chunks.map((c, i) => [c.id, i]));
+  const paths = [...fileChunks.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  const files: FileEntry[] = paths.map((path) => {
+    const f = fileChunks.get(path)!;
+    return { path, mode: f.mode, size: f.size, sha256: f.sha256, chunks: f.ids.map((id) => chunkIndex.get(id)!) };
+  });
+  return { params, created: Math.floor(now.getTime() / 1000), sources, packs, chunks, files };
+}
+
+/** What a remote directory already holds: its manifest, latest snapshot, and every chunk's place. */
+function readRemoteState(remoteDir: string, key: PublicKey) {
+  const known = new Map<bigint, KnownChunk>();
+  const manifestPath = join(remoteDir, MANIFEST_PATH);
+  if (!existsSync(manifestPath)) {
+    if (existsSync(remoteDir)) {
+      if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
+      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots');
+      if (stray.length) {
+        throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
+      }
+    }
+    return { known, manifest: undefined, snapshot: undefined as Snapshot | undefined };
+  }
+  const manifest = decodeManifest(readFileSync(manifestPath), remoteDir);
+  if (Buffer.compare(manifest.publisher.raw, key.raw) !== 0) {
+    throw new PaqueteError('UNTRUSTED_KEY', `${remoteDir} is published with key ${fingerprint(manifest.publisher)}, not with yours (${fingerprint(key)})`, 'publish with the key that made this remote, or to a new directory');
+  }
+  let snapshot: Snapshot | undefined;
+  for (const entry of manifest.body.snapshots) {
+    const bytes = readFileSync(join(remoteDir, 'snapshots', `${entry.name}.snap`));
+    checkSnapshotBytes(entry, bytes);
+    snapshot = decodeSnapshot(bytes);
+    for (const c of snapshot.chunks) {
+      known.set(c.id, { pack: snapshot.packs[c.pack], offset: c.offset, repr: c.repr, rawLength: c.rawLength, storedLength: c.storedLength });
+    }
+  }
+  if (latestSnapshot(manifest.body) === undefined) snapshot = undefined;
+  return { known, manifest: manifest.body, snapshot };
+}
+

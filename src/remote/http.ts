@@ -1,0 +1,1032 @@
+/**
+ * A remote served over HTTP(S) as static files: nginx, a CDN, an S3 bucket, `paquete serve` on a
+ * LAN box. Built for a paid, flaky hotspot:
+ *
+ * - every byte on the wire is counted (`meter`: socket counters, headers included);
+ * - one single-range request at a time per call (S3 and some CDNs refuse multi-range);
+ * - resume-aware retries: after a cut, a range continues from the first byte the sink has not
+ *   had; nothing is delivered twice and nothing that arrived is fetched again;
+ * - a stall timer (no bytes for N ms) and a connect timeout;
+ * - captive portals (a 200 with a login page, a redirect to a login host, a 511) are reported as
+ *   CAPTIVE_PORTAL and none of their bytes reach a sink;
+ * - servers that ignore Range (answer 200 with the whole file) still work: the wanted slice is cut
+ *   out of the stream and the download stopped as soon as it is complete; `rangeSupport` tells
+ *   the planner so it can fetch whole files from such a server. get() asks with `Range: bytes=0-`
+ *   (a 206 of the whole file where Range works), so reading the manifest already tells, for
+ *   ~50 bytes; `probeRangeSupport()` asks for one byte when that is not enough;
+ * - immutable files are pinned by their first-seen ETag (or Last-Modified, and size): a file
+ *   that changed is REMOTE_CHANGED, never a mix of bytes. Later requests carry If-Range until the
+ *   server has shown that it puts an ETag on its 206 answers (nginx, S3 and CDNs do): from then on
+ *   the ETag of each 206 is checked before a byte of it is used, which is as safe and cheaper
+ *   (no If-Range header on every request, and a changed file costs the range, not a 200 with the
+ *   whole new file).
+ *
+ * got is used with its own retry, cache, redirect-following and decompression off: retries and
+ * redirects are done here (a got retry restarts from byte 0; redirects need the portal check).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import got, { type Got, type Request as GotRequest } from 'got';
+import { PaqueteError } from '../errors.js';
+import type { ByteRange, FetchOptions, Remote } from './remote.js';
+import { Exchange, SocketMeter, meteredAgents } from './meter.js';
+
+export type RangeSupport = 'unknown' | 'yes' | 'no';
+
+export interface RetryInfo {
+  /** The remote path being fetched. */
+  path: string;
+  /** 1-based number of this failure in a row without progress. */
+  attempt: number;
+  /** The most failures in a row allowed before giving up. */
+  retries: number;
+  /** How long we wait before trying again. */
+  delayMs: number;
+  error: Error;
+  /** Bytes of this call already handed on (to the sink, or buffered by get). */
+  delivered: number;
+}
+
+export interface ExchangeInfo {
+  url: string;
+  /** HTTP status, when a response head arrived. */
+  status?: number;
+  /** Bytes we wrote on the connection for this exchange (request line + headers). */
+  sent: number;
+  /** Bytes we read for this exchange (status line + headers + body, as far as we read it). */
+  received: number;
+  /** True when we stopped reading before the response ended (the server may have sent more). */
+  aborted: boolean;
+}
+
+export interface HttpRemoteOptions {
+  timeouts?: {
+    /** ms to get a TCP (and TLS) connection up. Default 15 000. */
+    connect?: number;
+    /** ms without a single byte (before the response head or between body chunks). Default 30 000. */
+    stall?: number;
+  };
+  /**
+   * Failures in a row (connection errors, timeouts, 5xx) tolerated per call before giving up
+   * with NETWORK. A try that got at least one new byte through resets the count: a link that
+   * drops every minute but moves data in between still finishes. Default 5.
+   */
+  retries?: number;
+  /** First back-off delay in ms; doubles after each failure in a row. Default 1000. */
+  backoffMs?: number;
+  /** Cap on one back-off delay. Default 30 000. */
+  maxBackoffMs?: number;
+  /** Sent as user-agent. Default `paquete/0.1`. Keep it short: it is paid for on every request. */
+  userAgent?: string;
+  onRetry?: (info: RetryInfo) => void;
+  /** Extra certificate authorities to trust for https (a LAN box with its own certificate). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Default true. */
+  rejectUnauthorized?: boolean;
+  /** Called after every HTTP exchange (redirect hops included) with its wire bytes. */
+  onExchange?: (info: ExchangeInfo) => void;
+}
+
+export interface HttpRemote extends Remote {
+  /** Whether the server honours Range, as last observed ('unknown' before any evidence). */
+  readonly rangeSupport: RangeSupport;
+  readonly meter: SocketMeter;
+  /**
+   * Ask for byte 0 of `path` (default manifest.json) to learn whether Range is honoured, before
+   * a big file is asked for in pieces. Costs one small exchange (~0.5 KB on nginx).
+   */
+  probeRangeSupport(path?: string, opts?: FetchOptions): Promise<RangeSupport>;
+}
+
+const MANIFEST = 'manifest.json';
+const MAX_REDIRECTS = 5;
+/** At most this many body bytes are read and thrown away to keep a connection alive. */
+const DRAIN_LIMIT = 4096;
+/** Bytes looked at to tell a web page from a file. */
+const SNIFF_BYTES = 64;
+/** Response head of a 206 assumed before we have seen one from this server. */
+const DEFAULT_206_HEAD = 640;
+/** Added on top of the largest 206 head seen (content-type, ETag and digits vary a little). */
+const HEAD_SLACK = 32;
+
+const PORTAL_HINT =
+  'open a browser, log in to the hotspot (or accept its terms), then run the same command again';
+const GONE_HINT = 'progress is saved; run the same command again when the link is back';
+const CHANGED_HINT = 'the publisher replaced files on the remote; run the same command again to read the new index';
+
+/** A failure worth trying again (connection trouble, a timeout, a 5xx). */
+class Transient extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'Transient';
+  }
+}
+
+/** An error thrown by the caller's sink: passed through untouched, never retried. */
+class SinkFailure {
+  constructor(readonly error: unknown) {}
+}
+
+interface Validator {
+  etag?: string;
+  lastModified?: string;
+  size?: number;
+}
+
+interface Opened {
+  url: URL;
+  stream: GotRequest;
+  res: http.IncomingMessage;
+  status: number;
+  exchange: Exchange;
+  /** Content-Length of the response body, when given. */
+  length: number | undefined;
+  /** Size of the status line + headers as Node parsed them. */
+  headBytes: number;
+}
+
+/** One try of one call: the stream in flight, its stall timer, why it was stopped. */
+class Attempt {
+  stream: GotRequest | undefined;
+  reason: unknown;
+  /** Report each exchange of this try (idempotent); run when the try is over. */
+  readonly reports: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private stallMs = 0;
+
+  /** Stop the current stream with `reason` (the first reason wins). */
+  fail(reason: unknown): void {
+    if (this.reason === undefined) this.reason = reason;
+    this.disarm();
+    const s = this.stream;
+    if (s && !s.destroyed) s.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+  }
+
+  arm(ms: number): void {
+    this.disarm();
+    this.stallMs = ms;
+    this.timer = setTimeout(() => {
+      this.fail(new Transient(`no data for ${fmtMs(this.stallMs)}`));
+    }, ms);
+    this.timer.unref?.();
+  }
+
+  disarm(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+const fmtMs = (ms: number): string => (ms >= 1000 ? `${+(ms / 1000).toFixed(1)} s` : `${ms} ms`);
+
+const digits = (n: number): number => String(Math.max(0, Math.floor(n))).length;
+
+const sleep = (ms: number, signal: AbortSignal | undefined): Promise<void> =>
+  new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(interrupted(signal));
+    const t = setTimeout(done, ms);
+    function done(): void {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }
+    function onAbort(): void {
+      clearTimeout(t);
+      reject(interrupted(signal!));
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+
+/** What an aborted call rejects with: the signal's reason (an AbortError unless one was given). */
+function interrupted(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  if (r instanceof Error) return r;
+  const e = new Error('the operation was aborted', { cause: r });
+  e.name = 'AbortError';
+  return e;
+}
+
+/** Does `head` look like a web page? `strict`: any '<' first (for JSON files). */
+export function looksLikeHtml(head: Uint8Array, strict: boolean): boolean {
+  let i = 0;
+  if (head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf) i = 3;
+  while (i < head.length && (head[i] === 0x20 || head[i] === 0x09 || head[i] === 0x0a || head[i] === 0x0d)) i++;
+  if (i >= head.length || head[i] !== 0x3c) return false;
+  if (strict) return true;
+  const text = Buffer.from(head.subarray(i, i + 16)).toString('latin1').toLowerCase();
+  return ['<!doctype', '<html', '<head', '<body', '<?xml', '<script', '<meta', '<title', '<!--'].some((p) =>
+    text.startsWith(p),
+  );
+}
+
+const isHtmlType = (ct: string | undefined): boolean =>
+  !!ct && /^\s*(text\/html|application\/xhtml\+xml)\b/i.test(ct);
+
+function parseContentRange(v: string | undefined): { start: number; end: number; total: number | undefined } | undefined {
+  const m = v && /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(v);
+  if (!m) return undefined;
+  return { start: Number(m[1]), end: Number(m[2]) + 1, total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+function unsatisfiedTotal(v: string | undefined): number | undefined {
+  const m = v && /^\s*bytes\s+\*\/(\d+)\s*$/i.exec(v);
+  return m ? Number(m[1]) : undefined;
+}
+
+const CERT_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Is `e` the kind of failure a new try may fix? */
+function isTransient(e: unknown): boolean {
+  if (e instanceof Transient) return true;
+  if (e instanceof PaqueteError || e instanceof SinkFailure) return false;
+  // Everything else comes from got / Node: resets, refusals, DNS, timeouts, cut bodies.
+  return e instanceof Error;
+}
+
+function describe(e: unknown): string {
+  if (e instanceof Transient) return e.message;
+  if (e instanceof Error) {
+    const code = (e as { code?: string }).code;
+    const msg = e.message || String(e);
+    return code && !msg.includes(code) ? `${msg} (${code})` : msg;
+  }
+  return String(e);
+}
+
+export function createHttpRemote(baseUrl: string, opts: HttpRemoteOptions = {}): HttpRemote {
+  return new HttpRemoteImpl(baseUrl, opts);
+}
+
+class HttpRemoteImpl implements HttpRemote {
+  readonly location: string;
+  readonly free = false;
+  readonly meter = new SocketMeter();
+  private support: RangeSupport = 'unknown';
+  private readonly base: URL;
+  private readonly httpAgent: http.Agent;
+  private readonly httpsAgent: https.Agent;
+  private readonly client: Got;
+  private readonly connectMs: number;
+  private readonly stallMs: number;
+  private readonly retries: number;
+  private readonly backoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly userAgent: string;
+  /** First-seen validators of immutable files (every path but the manifest). */
+  private readonly validators = new Map<string, Validator>();
+  /** Largest response head seen on a 206, without the parts that vary with the range (see noteHead). */
+  private head206Base: number | undefined;
+  /** Largest 200 head seen, as a guess for a 206 until a 206 is seen. */
+  private head200Guess: number | undefined;
+  private closed = false;
+  /** The server puts a strong ETag on its 206 answers: checking it replaces If-Range. */
+  private etagOn206 = false;
+
+  constructor(
+    baseUrl: string,
+    private readonly opts: HttpRemoteOptions,
+  ) {
+    this.location = baseUrl;
+    let base: URL;
+    try {
+      base = new URL(baseUrl);
+    } catch {
+      throw new PaqueteError('USAGE', `not a URL: ${baseUrl}`);
+    }
+    if (base.protocol !== 'http:' && base.protocol !== 'https:') {
+      throw new PaqueteError('USAGE', `not an http(s) URL: ${baseUrl}`);
+    }
+    base.search = '';
+    base.hash = '';
+    if (!base.pathname.endsWith('/')) base.pathname += '/';
+    this.base = base;
+    this.connectMs = opts.timeouts?.connect ?? 15_000;
+    this.stallMs = opts.timeouts?.stall ?? 30_000;
+    this.retries = opts.retries ?? 5;
+    this.backoffMs = opts.backoffMs ?? 1000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
+    this.userAgent = opts.userAgent ?? 'paquete/0.1';
+    // Keep-alive saves a TCP (and TLS) handshake per request. 'lifo' reuses the most recently
+    // used connection, the least likely to have been closed by the server's idle timeout; idle
+    // connections are dropped after 30 s (nginx closes them after 75 s by default).
+    const agents = meteredAgents(
+      this.meter,
+      { keepAlive: true, scheduling: 'lifo', timeout: 30_000, maxSockets: 16 },
+      { ca: opts.ca, rejectUnauthorized: opts.rejectUnauthorized },
+    );
+    this.httpAgent = agents.http;
+    this.httpsAgent = agents.https;
+    this.client = got.extend({
+      agent: { http: this.httpAgent, https: this.httpsAgent },
+      http2: false,
+      decompress: false,
+      cache: false,
+      followRedirect: false,
+      throwHttpErrors: false,
+      retry: { limit: 0 },
+      timeout: { lookup: this.connectMs, connect: this.connectMs, secureConnect: this.connectMs },
+      headers: { 'user-agent': this.userAgent },
+    });
+  }
+
+  get rangeSupport(): RangeSupport {
+    return this.support;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // URLs
+
+  private urlOf(path: string): URL {
+    if (typeof path !== 'string' || path === '' || path.startsWith('/')) {
+      throw new PaqueteError('UNSAFE_PATH', `bad remote path: ${JSON.stringify(path)}`);
+    }
+    const parts = path.split('/');
+    if (parts.some((p) => p === '' || p === '.' || p === '..' || p.includes('\\'))) {
+      throw new PaqueteError('UNSAFE_PATH', `bad remote path: ${JSON.stringify(path)}`);
+    }
+    return new URL(parts.map(encodeURIComponent).join('/'), this.base);
+  }
+
+  /** Where a redirect may go without being a portal: any host, but the path must end in ours. */
+  private redirectLooksRight(to: URL, path: string): boolean {
+    if (to.protocol !== 'http:' && to.protocol !== 'https:') return false;
+    const want = '/' + path.split('/').map(encodeURIComponent).join('/');
+    let got: string;
+    try {
+      got = '/' + decodeURIComponent(to.pathname).split('/').filter(Boolean).map(encodeURIComponent).join('/');
+    } catch {
+      return false;
+    }
+    return got.endsWith(want);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Cost model
+
+  /** Bytes of the request head we send (what Node writes for our got request). */
+  private requestHeadBytes(url: URL, headers: Record<string, string>): number {
+    let n = `GET ${url.pathname}${url.search} HTTP/1.1\r\n`.length;
+    const all: Record<string, string> = { 'user-agent': this.userAgent, ...headers, Host: url.host, Connection: 'keep-alive' };
+    for (const [k, v] of Object.entries(all)) n += Buffer.byteLength(`${k}: ${v}\r\n`, 'latin1');
+    return n + 2;
+  }
+
+  requestCost(path: string, bodyBytes: number): number {
+    const body = Math.max(0, Math.ceil(bodyBytes));
+    const url = this.urlOf(path);
+    const v = this.validators.get(path);
+    // Offsets are unknown here: assume the largest the file allows (or 12 digits).
+    const d = v?.size !== undefined ? digits(v.size) : 12;
+    const headers: Record<string, string> = { range: `bytes=${'9'.repeat(d)}-${'9'.repeat(d)}` };
+    if (!this.etagOn206) {
+      const ifRange = v ? this.ifRangeOf(v) : '"' + 'f'.repeat(30) + '"';
+      if (ifRange) headers['if-range'] = ifRange;
+    }
+    const req = this.requestHeadBytes(url, headers);
+    // Response head: Content-Length digits + Content-Range "bytes S-E/T".
+    const varying = digits(body) + `bytes ${'9'.repeat(d)}-${'9'.repeat(d)}/${'9'.repeat(d)}`.length;
+    let head: number;
+    if (this.head206Base !== undefined) head = this.head206Base + varying + HEAD_SLACK;
+    else if (this.head200Guess !== undefined) head = Math.max(this.head200Guess + varying + HEAD_SLACK, 0);
+    else head = DEFAULT_206_HEAD;
+    return req + head + body;
+  }
+
+  /** Learn the size of this server's 206 heads, without the parts that vary with the range. */
+  private noteHead(status: number, res: http.IncomingMessage, headBytes: number): void {
+    const cl = res.headers['content-length'];
+    const cr = res.headers['content-range'];
+    if (status === 206) {
+      const base = headBytes - (cl ? cl.length : 0) - (cr ? cr.length : 0);
+      this.head206Base = Math.max(this.head206Base ?? 0, base);
+    } else if (status === 200) {
+      // A 206 head is a 200 head + "Content-Range: …\r\n" and "Partial Content" for "OK".
+      const base = headBytes - (cl ? cl.length : 0) + 'Content-Range: \r\n'.length + 13;
+      this.head200Guess = Math.max(this.head200Guess ?? 0, base);
+    }
+  }
+
+  private ifRangeOf(v: Validator): string | undefined {
+    if (v.etag && !v.etag.startsWith('W/')) return v.etag;
+    if (v.lastModified) return v.lastModified;
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // One exchange (following redirects)
+
+  private async open(path: string, headers: Record<string, string>, att: Attempt, budget: Budget | undefined): Promise<Opened> {
+    let url = this.urlOf(path);
+    for (let hop = 0; ; hop++) {
+      if (att.reason !== undefined) throw att.reason;
+      const exchange = new Exchange(this.meter);
+      budget?.track(exchange);
+      const stream = this.client.stream(url, { headers });
+      att.stream = stream;
+      // got re-emits errors on the stream; whoever reads it sees them, this only keeps an
+      // unread error from crashing the process.
+      stream.on('error', () => {});
+      let status: number | undefined;
+      let aborted = true;
+      const hopUrl = url.href;
+      let reported = false;
+      const report = (): void => {
+        if (reported) return;
+        reported = true;
+        exchange.finish();
+        this.opts.onExchange?.({ url: hopUrl, status, sent: exchange.sent, received: exchange.received, aborted });
+      };
+      att.reports.push(report);
+      stream.once('request', (req: http.ClientRequest) => {
+        req.once('socket', (s: Socket) => exchange.attach(s));
+        // 'close' comes when the response ended (the socket back in the pool) or was abandoned;
+        // the end of the try reports whatever is still open (see withRetries).
+        req.once('close', report);
+      });
+      att.arm(this.connectMs + this.stallMs);
+      let res: http.IncomingMessage;
+      try {
+        res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          stream.once('response', (r: http.IncomingMessage) => {
+            // Registered at once (got emits 'response' inside Node's own): the socket must be
+            // settled before Node hands it to the next request, which happens a tick after 'end'.
+            r.once('end', () => {
+              aborted = false;
+              exchange.settle();
+            });
+            resolve(r);
+          });
+          stream.once('error', reject);
+        });
+      } catch (e) {
+        if (att.reason !== undefined) throw att.reason;
+        // A kept-alive connection the server had closed: say so, it is not the link's fault.
+        if (exchange.reused && exchange.received === 0) throw new StaleSocket(describe(e));
+        throw e;
+      }
+      att.arm(this.stallMs);
+      status = res.statusCode ?? 0;
+      const headBytes = headSize(res);
+      const cl = res.headers['content-length'];
+      const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+      const opened: Opened = { url, stream, res, status, exchange, length, headBytes };
+      if (budget) budget.check(0);
+
+      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+        let to: URL;
+        try {
+          to = new URL(res.headers.location, url);
+        } catch {
+          throw this.portal(path, url, `redirected to ${res.headers.location}`);
+        }
+        if (!this.redirectLooksRight(to, path)) {
+          throw this.portal(path, url, `redirected to ${to.origin}${to.pathname}`);
+        }
+        if (hop >= MAX_REDIRECTS) {
+          throw new PaqueteError('NETWORK', `too many redirects fetching ${url.href}`, 'check the remote URL');
+        }
+        await this.discard(opened, att);
+        url = to;
+        continue;
+      }
+      if (status === 511) throw this.portal(path, url, 'answered 511 Network Authentication Required');
+      const ce = res.headers['content-encoding'];
+      if (ce && ce.toLowerCase() !== 'identity' && status >= 200 && status < 300) {
+        throw new PaqueteError('NETWORK', `${url.href} came back encoded (${ce}) though we asked for raw bytes`, 'the server or a proxy on the way rewrites files; use another remote URL');
+      }
+      return opened;
+    }
+  }
+
+  /** Read and drop a small body so the connection can be reused; drop the connection otherwise. */
+  private async discard(op: Opened, att: Attempt): Promise<void> {
+    if (op.length !== undefined && op.length <= DRAIN_LIMIT) {
+      await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} }, undefined);
+    } else {
+      op.stream.destroy();
+    }
+  }
+
+  private portal(path: string, url: URL, what: string): PaqueteError {
+    const kind = path === MANIFEST || path.endsWith('.json') ? 'the remote index' : 'the file';
+    return new PaqueteError(
+      'CAPTIVE_PORTAL',
+      `the network wants you to log in (${url.href} ${what.startsWith('redirected') || what.startsWith('answered') ? what : `answered with ${what}`} instead of ${kind})`,
+      PORTAL_HINT,
+    );
+  }
+
+  private checkPortalHead(path: string, op: Opened): void {
+    if (isHtmlType(op.res.headers['content-type'])) throw this.portal(path, op.url, 'a web page');
+  }
+
+  private httpFailure(path: string, op: Opened): Error {
+    const { status, url } = op;
+    const text = `${status} ${op.res.statusMessage ?? http.STATUS_CODES[status] ?? ''}`.trim();
+    if (status >= 500 || status === 408 || status === 429) return new Transient(`${url.href} answered ${text}`, status);
+    if ((status === 404 || status === 410) && path === MANIFEST) {
+      return new PaqueteError(
+        'NOT_A_REMOTE',
+        `no paquete remote at ${this.location} (${url.href} answered ${text})`,
+        'check the URL: a remote made by `paquete publish` has manifest.json at its top',
+      );
+    }
+    if (status === 404 || status === 410) {
+      return new PaqueteError('REMOTE_CHANGED', `${path} is gone from ${this.location} (${text})`, CHANGED_HINT);
+    }
+    return new PaqueteError('NETWORK', `${url.href} answered ${text}`, 'check the remote URL and that the server lets you read it');
+  }
+
+  private changed(path: string, why: string): PaqueteError {
+    return new PaqueteError('REMOTE_CHANGED', `${path} changed on ${this.location} (${why})`, CHANGED_HINT);
+  }
+
+  /**
+   * Compare a response's validators with the first ones seen for this immutable file (recording
+   * them the first time). Returns why the file is not the same one, or undefined.
+   * `ifRangeSent`: the request carried If-Range, so a 200 means the validator did not match.
+   */
+  private validatorProblem(path: string, res: http.IncomingMessage, size: number | undefined, ifRangeSent = false): string | undefined {
+    if (path === MANIFEST) return undefined;
+    const etag = res.headers.etag;
+    const lastModified = res.headers['last-modified'];
+    const known = this.validators.get(path);
+    if (!known) {
+      this.validators.set(path, { etag, lastModified, size });
+      return undefined;
+    }
+    if (known.etag && (etag || ifRangeSent) && known.etag !== etag) return `ETag ${known.etag} became ${etag ?? 'none'}`;
+    if (known.size !== undefined && size !== undefined && known.size !== size) return `size ${known.size} became ${size}`;
+    if (!known.etag && !etag && known.lastModified && (lastModified || ifRangeSent) && known.lastModified !== lastModified) {
+      return `Last-Modified ${known.lastModified} became ${lastModified ?? 'none'}`;
+    }
+    if (known.size === undefined && size !== undefined) known.size = size;
+    if (!known.etag && etag) known.etag = etag;
+    if (!known.lastModified && lastModified) known.lastModified = lastModified;
+    return undefined;
+  }
+
+  private checkValidators(path: string, res: http.IncomingMessage, size: number | undefined): void {
+    const why = this.validatorProblem(path, res, size);
+    if (why) throw this.changed(path, why);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reading a body
+
+  /**
+   * Read the body of `op`: drop `skip` bytes, hand the next `take` (all, when undefined) to
+   * `deliver`, then stop (reading a small rest to keep the connection, else hanging up).
+   * `sniff` sees the first bytes before anything is delivered and may throw.
+   */
+  private async pump(
+    op: Opened,
+    att: Attempt,
+    spec: { skip: number; take: number | undefined; deliver: (b: Buffer) => void | Promise<void>; sniff?: (head: Buffer) => void },
+    budget: Budget | undefined,
+  ): Promise<void> {
+    const { skip, take, deliver } = spec;
+    const stop = take === undefined ? Infinity : skip + take;
+    let p = 0; // body bytes seen
+    let held: Buffer[] | undefined = spec.sniff ? [] : undefined;
+    let heldLen = 0;
+    let done = take === 0;
+
+    const handle = async (chunk: Buffer): Promise<void> => {
+      const from = p;
+      p += chunk.length;
+      if (done) return;
+      const a = Math.max(0, skip - from);
+      const b = Math.min(chunk.length, stop - from);
+      if (b > a) {
+        att.disarm(); // a slow sink is not a stalled link
+        try {
+          await deliver(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
+        } catch (e) {
+          throw new SinkFailure(e);
+        }
+        if (att.reason !== undefined) throw att.reason;
+        att.arm(this.stallMs);
+      }
+      if (p >= stop) done = true;
+    };
+
+    const flushHeld = async (): Promise<void> => {
+      if (!held) return;
+      const head = Buffer.concat(held);
+      held = undefined;
+      spec.sniff!(head);
+      if (head.length) await handle(head);
+    };
+
+    try {
+      for await (const c of op.stream) {
+        const chunk = c as Buffer;
+        att.arm(this.stallMs);
+        if (held) {
+          held.push(chunk);
+          heldLen += chunk.length;
+          if (heldLen >= SNIFF_BYTES) await flushHeld();
+        } else {
+          await handle(chunk);
+        }
+        if (done) {
+          // Hang up unless the rest is small enough to read for keeping the connection (and
+          // there is no byte limit that the rest could break).
+          const rest = op.length === undefined ? Infinity : op.length - p;
+          if (rest > DRAIN_LIMIT || (rest > 0 && budget)) break;
+        } else if (budget) {
+          budget.check(0);
+        }
+      }
+      if (held) await flushHeld();
+    } catch (e) {
+      if (e instanceof SinkFailure || e instanceof PaqueteError) {
+        att.fail(e);
+        throw e;
+      }
+      throw att.reason ?? e;
+    } finally {
+      att.disarm();
+      if (!op.stream.destroyed && !op.stream.readableEnded) op.stream.destroy();
+    }
+    if (att.reason !== undefined) throw att.reason;
+    if (take !== undefined && p < stop) {
+      // The body ended before the bytes we wanted (no Content-Length to tell got it was cut).
+      throw new Transient(`${op.url.href}: the answer ended after ${p} bytes`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Retry loop
+
+  private async withRetries<T>(
+    path: string,
+    opts: FetchOptions | undefined,
+    progress: () => number,
+    once: (att: Attempt) => Promise<T>,
+  ): Promise<T> {
+    if (this.closed) throw new PaqueteError('NETWORK', `the connection to ${this.location} was closed`);
+    const signal = opts?.signal;
+    if (signal?.aborted) throw interrupted(signal);
+    let failures = 0;
+    let staleRetries = 0;
+    for (;;) {
+      const att = new Attempt();
+      const onAbort = (): void => att.fail(interrupted(signal!));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const before = progress();
+      const endTry = (): void => {
+        att.disarm();
+        signal?.removeEventListener('abort', onAbort);
+        const s = att.stream;
+        if (s && !s.destroyed && !s.readableEnded) s.destroy();
+        for (const report of att.reports) report();
+      };
+      try {
+        return await once(att);
+      } catch (e0) {
+        endTry();
+        const e = e0 instanceof SinkFailure ? e0 : (att.reason ?? e0);
+        if (e instanceof SinkFailure) throw e.error;
+        if (signal?.aborted) throw interrupted(signal);
+        if (e instanceof StaleSocket && staleRetries < 2) {
+          staleRetries++; // a dead kept-alive connection: try at once on a new one
+          continue;
+        }
+        const code = (e as { code?: string }).code;
+        if (code && CERT_ERRORS.has(code)) {
+          throw new PaqueteError(
+            'NETWORK',
+            `the certificate of ${this.base.host} is not valid (${code}): ${describe(e)}`,
+            'a hotspot that wants you to log in can cause this: log in with a browser and run the same command again; a server with its own certificate needs its CA',
+          );
+        }
+        if (!isTransient(e)) throw e;
+        if (progress() > before) failures = 0;
+        failures++;
+        if (failures > this.retries) {
+          throw new PaqueteError('NETWORK', `the network is gone: ${describe(e)} (fetching ${path} from ${this.location}; ${this.retries} retries)`, GONE_HINT);
+        }
+        const delayMs = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** (failures - 1));
+        this.opts.onRetry?.({ path, attempt: failures, retries: this.retries, delayMs, error: e as Error, delivered: progress() });
+        await sleep(delayMs, signal);
+      } finally {
+        endTry();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Remote
+
+  async get(path: string, opts?: FetchOptions): Promise<Uint8Array> {
+    const parts: Buffer[] = [];
+    let have = 0;
+    let validator: string | undefined; // If-Range for resuming this download
+    let etagOfBody: string | undefined;
+    let firstSize: number | undefined;
+    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
+    const strict = path === MANIFEST || path.endsWith('.json');
+    const deliver = (b: Buffer): void => {
+      parts.push(b);
+      have += b.length;
+    };
+    const reset = (): void => {
+      parts.length = 0;
+      have = 0;
+    };
+
+    await this.withRetries(path, opts, () => have, async (att) => {
+      // "bytes=N-" asks for the rest of the file: a server that honours Range answers 206 (which
+      // also tells us, for free, that Range works), one that does not answers 200. Under a
+      // byte limit, ask for no more than fits: the server then cannot overrun it.
+      // A resumed download needs a validator, or a mutable file could come back half old, half new.
+      if (have > 0 && !validator && path === MANIFEST) reset();
+      const headers: Record<string, string> = { range: `bytes=${have}-` };
+      if (have > 0 && validator) headers['if-range'] = validator;
+      if (budget) {
+        const overhead = this.requestCost(path, 0);
+        const room = budget.left - overhead;
+        if (room <= 0) budget.before(overhead);
+        headers.range = `bytes=${have}-${have + room - 1}`;
+      }
+      const op = await this.open(path, headers, att, budget);
+      const { status, res } = op;
+      if (status === 416 && have === 0) {
+        const total = unsatisfiedTotal(res.headers['content-range']);
+        if (total === 0) {
+          this.support = 'yes';
+          this.checkValidators(path, res, 0);
+          await this.discard(op, att);
+          return;
+        }
+      }
+      if (status !== 200 && status !== 206) {
+        const err = this.httpFailure(path, op);
+        await this.discard(op, att);
+        throw err;
+      }
+      this.noteHead(status, res, op.headBytes);
+      this.checkPortalHead(path, op);
+      let skip = 0;
+      let size: number | undefined;
+      if (status === 206) {
+        const cr = parseContentRange(res.headers['content-range']);
+        if (cr && cr.total !== undefined && cr.end < cr.total && budget) {
+          await this.discard(op, att);
+          throw budget.error(budget.used + cr.total - have, `${path} is ${cr.total} bytes`);
+        }
+        if (!cr || cr.start > have || (cr.total !== undefined && cr.end !== cr.total)) {
+          throw new Transient(`${op.url.href} answered a range we did not ask for (${res.headers['content-range'] ?? 'no Content-Range'})`);
+        }
+        const etag = res.headers.etag;
+        if (
+          have > 0 &&
+          ((firstSize !== undefined && cr.total !== undefined && cr.total !== firstSize) ||
+            (etagOfBody !== undefined && etag !== undefined && etag !== etagOfBody))
+        ) {
+          reset();
+          throw new Transient(`${path} changed while it was downloading; starting over`);
+        }
+        if (etag && !etag.startsWith('W/')) this.etagOn206 = true;
+        this.support = 'yes';
+        skip = have - cr.start;
+        size = cr.total;
+      } else {
+        size = op.length;
+        if (have > 0 && op.res.headers.etag !== undefined && op.res.headers.etag === etagOfBody && etagOfBody && !etagOfBody.startsWith('W/')) {
+          skip = have; // same file, server ignores Range: drop what we already have
+          this.support = 'no';
+        } else {
+          if (have === 0) this.support = 'no';
+          reset(); // a new (or unknown) version: start over
+        }
+      }
+      // A 200 may be a login page: judge that by its first bytes before calling the file changed.
+      const why = this.validatorProblem(path, res, size);
+      if (why && status === 206) throw this.changed(path, why);
+      if (have === 0) {
+        firstSize = size;
+        etagOfBody = res.headers.etag;
+        validator = etagOfBody && !etagOfBody.startsWith('W/') ? etagOfBody : res.headers['last-modified'];
+      }
+      if (budget && size !== undefined) budget.check(size - have + skip - (op.exchange.received - op.headBytes));
+      await this.pump(op, att, {
+        skip,
+        take: undefined,
+        deliver,
+        sniff: have === 0 || why ? (head) => {
+          if (have === 0 && looksLikeHtml(head, strict)) throw this.portal(path, op.url, 'a web page');
+          if (why) throw this.changed(path, why);
+        } : undefined,
+      }, budget);
+    });
+    const out = Buffer.concat(parts, have);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  async getRange(
+    path: string,
+    range: ByteRange,
+    sink: (bytes: Uint8Array) => void | Promise<void>,
+    opts?: FetchOptions,
+  ): Promise<void> {
+    const { start, end } = range;
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+      throw new PaqueteError('USAGE', `bad byte range ${start}-${end} for ${path}`);
+    }
+    if (end === start) return;
+    let pos = start; // first byte the sink has not had
+    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
+    const deliver = async (b: Buffer): Promise<void> => {
+      pos += b.length;
+      await sink(b);
+    };
+
+    await this.withRetries(path, opts, () => pos - start, async (att) => {
+      const known = this.validators.get(path);
+      const headers: Record<string, string> = { range: `bytes=${pos}-${end - 1}` };
+      const ifRange = known && !this.etagOn206 ? this.ifRangeOf(known) : undefined;
+      if (ifRange) headers['if-range'] = ifRange;
+      if (budget) {
+        // Refuse before sending when the answer cannot fit.
+        const body = this.support === 'no' ? end : end - pos;
+        budget.before(this.requestCost(path, body));
+      }
+      const op = await this.open(path, headers, att, budget);
+      const { status, res } = op;
+      if (status === 416) {
+        const total = unsatisfiedTotal(res.headers['content-range']);
+        await this.discard(op, att);
+        throw this.changed(path, `it is ${total ?? 'no longer'} bytes long, shorter than the ${end} expected`);
+      }
+      if (status !== 200 && status !== 206) {
+        const err = this.httpFailure(path, op);
+        await this.discard(op, att);
+        throw err;
+      }
+      this.noteHead(status, res, op.headBytes);
+      let skip: number;
+      let size: number | undefined;
+      let sniff: ((head: Buffer) => void) | undefined;
+      if (status === 206) {
+        const cr = parseContentRange(res.headers['content-range']);
+        if (!cr) {
+          throw new PaqueteError('NETWORK', `${op.url.href} answered 206 without a usable Content-Range (${res.headers['content-range'] ?? 'none'})`, 'the server is broken; use another remote URL');
+        }
+        size = cr.total;
+        this.checkValidators(path, res, size);
+        const etag = res.headers.etag;
+        if (etag && !etag.startsWith('W/')) this.etagOn206 = true;
+        if (size !== undefined && size < end) throw this.changed(path, `it is ${size} bytes long, shorter than the ${end} expected`);
+        if (cr.start > pos || cr.end < end) {
+          throw new PaqueteError('NETWORK', `${op.url.href} answered bytes ${cr.start}-${cr.end - 1} when asked for ${pos}-${end - 1}`, 'the server is broken; use another remote URL');
+        }
+        if (op.length !== undefined && op.length !== cr.end - cr.start) {
+          throw new PaqueteError('NETWORK', `${op.url.href} answered a Content-Length that does not match its Content-Range`, 'the server is broken; use another remote URL');
+        }
+        this.support = 'yes';
+        skip = pos - cr.start;
+      } else {
+        // 200: the whole file. Either a login page, a file that changed (If-Range failed), or a
+        // server that ignores Range. A login page is told by its type or its first bytes, so
+        // look at those before calling the file changed.
+        this.checkPortalHead(path, op);
+        size = op.length;
+        const why =
+          this.validatorProblem(path, res, size, !!ifRange) ??
+          (size !== undefined && size < end ? `it is ${size} bytes long, shorter than the ${end} expected` : undefined);
+        skip = pos;
+        sniff = (head) => {
+          if (looksLikeHtml(head, false)) throw this.portal(path, op.url, 'a web page');
+          if (why) throw this.changed(path, why);
+          this.support = 'no';
+        };
+      }
+      if (budget) budget.check(skip + (end - pos) - (op.exchange.received - op.headBytes));
+      await this.pump(op, att, { skip, take: end - pos, deliver, sniff }, budget);
+    });
+  }
+
+  async probeRangeSupport(path = MANIFEST, opts?: FetchOptions): Promise<RangeSupport> {
+    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
+    await this.withRetries(path, opts, () => 0, async (att) => {
+      const headers = { range: 'bytes=0-0' };
+      if (budget) budget.before(this.requestHeadBytes(this.urlOf(path), headers) + (this.head206Base ?? 0));
+      const op = await this.open(path, headers, att, budget);
+      const { status, res } = op;
+      if (status === 416) {
+        this.support = 'yes'; // an empty file, but Range is understood
+        await this.discard(op, att);
+        return;
+      }
+      if (status !== 200 && status !== 206) {
+        const err = this.httpFailure(path, op);
+        await this.discard(op, att);
+        throw err;
+      }
+      this.noteHead(status, res, op.headBytes);
+      if (status === 200) this.checkPortalHead(path, op);
+      if (status === 206) {
+        const cr = parseContentRange(res.headers['content-range']);
+        if (!cr || cr.start !== 0) throw new Transient(`${op.url.href} answered a range we did not ask for`);
+        this.checkValidators(path, res, cr.total);
+        this.support = 'yes';
+        await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} }, budget);
+      } else {
+        // Whole file: read it when small (keeps the connection), else hang up after a peek.
+        this.checkValidators(path, res, op.length);
+        await this.pump(op, att, {
+          skip: 0,
+          take: op.length !== undefined && op.length <= DRAIN_LIMIT ? undefined : SNIFF_BYTES,
+          deliver: () => {},
+          sniff: (head) => {
+            if (looksLikeHtml(head, path.endsWith('.json'))) throw this.portal(path, op.url, 'a web page');
+          },
+        }, budget);
+        this.support = 'no';
+      }
+    });
+    return this.support;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.httpAgent.destroy();
+    this.httpsAgent.destroy();
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([this.meter.whenIdle(), new Promise<void>((resolve) => (t = setTimeout(resolve, 2000)))]);
+    clearTimeout(t);
+  }
+}
+
+/** A kept-alive connection that turned out dead before any answer (retried at once). */
+class StaleSocket extends Transient {}
+
+/** Status line + headers as received (nginx writes them canonically: "Name: value\r\n"). */
+function headSize(res: http.IncomingMessage): number {
+  let n = `HTTP/${res.httpVersion} ${res.statusCode} ${res.statusMessage ?? ''}\r\n`.length;
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) n += Buffer.byteLength(`${raw[i]}: ${raw[i + 1]}\r\n`, 'latin1');
+  return n + 2;
+}
+
+/** opts.maxWireBytes of one call, across its tries and redirect hops. */
+class Budget {
+  private readonly exchanges: Exchange[] = [];
+  constructor(
+    readonly max: number,
+    private readonly path: string,
+    private readonly location: string,
+  ) {}
+
+  track(ex: Exchange): void {
+    this.exchanges.push(ex);
+  }
+
+  /** Wire bytes of this call so far. */
+  get used(): number {
+    let n = 0;
+    for (const ex of this.exchanges) n += ex.wire;
+    return n;
+  }
+
+  get left(): number {
+    return this.max - this.used;
+  }
+
+  error(wouldBe: number, why?: string): PaqueteError {
+    return new PaqueteError(
+      'BUDGET',
+      `fetching ${this.path} from ${this.location} would take ${why ? `${why}, ` : ''}${wouldBe} bytes on the wire, over the ${this.max} allowed`,
+    );
+  }
+
+  /** Before sending: refuse when even the estimate does not fit. */
+  before(estimate: number): void {
+    const used = this.used;
+    if (used + estimate > this.max) throw this.error(used + estimate);
+  }
+
+  /** During an exchange: what came so far plus `more` bytes still to come must fit. */
+  check(more: number): void {
+    const total = this.used + Math.max(0, more);
+    if (total > this.max) throw this.error(total);
+  }
+}

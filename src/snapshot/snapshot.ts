@@ -1,0 +1,170 @@
+import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
+import { ByteReader, ByteWriter } from '../util/bytes.js';
+import { PaqueteError } from '../errors.js';
+import { ChunkParams } from '../chunk/params.js';
+import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
+import { checkSnapshotPath } from './paths.js';
+
+/**
+ * The snapshot index: every file of a snapshot with its chunk list, and where each chunk lies in
+ * the remote's packs. Binary and compact because it crosses the paid link (8-byte ids, varints,
+ * offsets as gaps from the previous record). Layout in docs/FORMATS.md §Snapshot index.
+ */
+export interface ChunkEntry {
+  id: bigint;
+  /** Index into Snapshot.packs. */
+  pack: number;
+  /** Byte offset of the record (its header) in the pack. */
+  offset: number;
+  repr: Repr;
+  rawLength: number;
+  storedLength: number;
+}
+
+export interface FileEntry {
+  /** '/'-separated, relative; the first part is the source name. */
+  path: string;
+  /** POSIX permission bits (regular files only). */
+  mode: number;
+  size: number;
+  sha256: Uint8Array;
+  /** Indices into Snapshot.chunks, in file order. */
+  chunks: number[];
+}
+
+export interface SourceEntry {
+  kind: string;
+  name: string;
+}
+
+export interface Snapshot {
+  params: ChunkParams;
+  /** Unix seconds. */
+  created: number;
+  sources: SourceEntry[];
+  /** Pack names: hex SHA-256 of each pack file, found at packs/<name>.pack. */
+  packs: string[];
+  chunks: ChunkEntry[];
+  files: FileEntry[];
+}
+
+export const SNAPSHOT_MAGIC = Buffer.from('PQSN', 'ascii');
+export const SNAPSHOT_VERSION = 1;
+const enum Compression {
+  None = 0,
+  Brotli = 2,
+}
+
+export const recordLength = (c: ChunkEntry): number => RECORD_HEADER_SIZE + c.storedLength;
+
+export function encodeSnapshot(s: Snapshot): Uint8Array {
+  const w = new ByteWriter(1 << 16);
+  w.varint(s.params.minSize).varint(s.params.avgSize).varint(s.params.maxSize);
+  w.varint(s.created);
+  w.varint(s.sources.length);
+  for (const src of s.sources) w.string(src.kind).string(src.name);
+  w.varint(s.packs.length);
+  for (const p of s.packs) w.bytes(Buffer.from(p, 'hex'));
+  w.varint(s.chunks.length);
+  const nextOffset = new Map<number, number>();
+  const id = Buffer.alloc(8);
+  for (const c of s.chunks) {
+    const expected = nextOffset.get(c.pack) ?? PACK_HEADER_SIZE;
+    id.writeBigUInt64BE(c.id);
+    w.bytes(id).varint(c.pack).zigzag(c.offset - expected).u8(c.repr).varint(c.rawLength).varint(c.storedLength);
+    nextOffset.set(c.pack, c.offset + recordLength(c));
+  }
+  w.varint(s.files.length);
+  for (const f of s.files) {
+    w.string(f.path).varint(f.mode).varint(f.size).bytes(f.sha256).varint(f.chunks.length);
+    let prev = -1;
+    for (const i of f.chunks) {
+      w.zigzag(i - prev - 1);
+      prev = i;
+    }
+  }
+  const body = w.finish();
+  const packed = brotliCompressSync(body, {
+    params: { [zc.BROTLI_PARAM_QUALITY]: 9, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
+  });
+  const header = Buffer.from([...SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Compression.Brotli, 0, 0]);
+  return Buffer.concat([header, packed]);
+}
+
+/** Decodes and checks a snapshot index: every reference in range, every path safe, sizes add up. */
+export function decodeSnapshot(data: Uint8Array): Snapshot {
+  const what = 'snapshot index';
+  if (data.length < 8 || !SNAPSHOT_MAGIC.equals(data.subarray(0, 4))) {
+    throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
+  }
+  if (data[4] !== SNAPSHOT_VERSION) {
+    throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
+  }
+  let body: Uint8Array;
+  if (data[5] === Compression.None) body = data.subarray(8);
+  else if (data[5] === Compression.Brotli) {
+    try {
+      body = brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 30 });
+    } catch (e) {
+      throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
+    }
+  } else throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
+
+  const r = new ByteReader(body, what);
+  const params = { minSize: r.varint(), avgSize: r.varint(), maxSize: r.varint() };
+  const created = r.varint();
+  const sources: SourceEntry[] = [];
+  for (let n = r.count(2, 'source'); n > 0; n--) sources.push({ kind: r.string(), name: r.string() });
+  const packs: string[] = [];
+  for (let n = r.count(32, 'pack'); n > 0; n--) packs.push(Buffer.from(r.bytes(32)).toString('hex'));
+  const chunkCount = r.count(13, 'chunk');
+  const chunks: ChunkEntry[] = new Array(chunkCount);
+  const nextOffset = new Map<number, number>();
+  for (let i = 0; i < chunkCount; i++) {
+    const id = Buffer.from(r.bytes(8)).readBigUInt64BE(0);
+    const pack = r.varint();
+    if (pack >= packs.length) r.fail(`chunk ${i} names pack ${pack} of ${packs.length}`);
+    const offset = (nextOffset.get(pack) ?? PACK_HEADER_SIZE) + r.zigzag();
+    const repr = r.u8() as Repr;
+    const rawLength = r.varint();
+    const storedLength = r.varint();
+    if (offset < PACK_HEADER_SIZE) r.fail(`chunk ${i} lies inside the pack header`);
+    if (rawLength > MAX_CHUNK || storedLength > MAX_CHUNK + 1024) r.fail(`chunk ${i} claims ${rawLength} bytes`);
+    const c = { id, pack, offset, repr, rawLength, storedLength };
+    chunks[i] = c;
+    nextOffset.set(pack, offset + recordLength(c));
+  }
+  const fileCount = r.count(36, 'file');
+  const files: FileEntry[] = new Array(fileCount);
+  const seen = new Set<string>();
+  for (let i = 0; i < fileCount; i++) {
+    const path = r.string();
+    checkSnapshotPath(path);
+    if (seen.has(path)) r.fail(`file ${JSON.stringify(path)} listed twice`);
+    seen.add(path);
+    const mode = r.varint();
+    const size = r.varint();
+    const sha256 = Buffer.from(r.bytes(32));
+    const n = r.count(1, 'file chunk');
+    const list: number[] = new Array(n);
+    let prev = -1;
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      const idx = prev + 1 + r.zigzag();
+      if (idx < 0 || idx >= chunkCount) r.fail(`file ${JSON.stringify(path)} names chunk ${idx} of ${chunkCount}`);
+      list[j] = idx;
+      total += chunks[idx].rawLength;
+      prev = idx;
+    }
+    if (total !== size) r.fail(`file ${JSON.stringify(path)} is ${size} bytes but its chunks add up to ${total}`);
+    files[i] = { path, mode: mode & 0o7777, size, sha256, chunks: list };
+  }
+  r.end();
+  for (const f of files) {
+    // A file "a" and a file "a/b" cannot both exist on disk: refuse before writing either.
+    for (let cut = f.path.indexOf('/'); cut > 0; cut = f.path.indexOf('/', cut + 1)) {
+      if (seen.has(f.path.slice(0, cut))) r.fail(`${JSON.stringify(f.path.slice(0, cut))} is both a file and a directory`);
+    }
+  }
+  return { params, created, sources, packs, chunks, files };
+}

@@ -1,0 +1,315 @@
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { PaqueteError } from '../errors.js';
+import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
+import {
+  checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader,
+} from './pack.js';
+
+/** Where a chunk's record lies in the local store. */
+export interface Location {
+  pack: number;
+  offset: number;
+  /** Whole record length, header included. */
+  length: number;
+}
+
+const CHUNK_PREFIX = 0x63; // 'c'
+const META_CURRENT_PACK = Buffer.from('m:current-pack');
+const packEndKey = (n: number) => Buffer.from(`m:pack-end:${n}`);
+const idKey = (id: bigint) => {
+  const k = Buffer.allocUnsafe(9);
+  k[0] = CHUNK_PREFIX;
+  k.writeBigUInt64BE(id, 1);
+  return k;
+};
+const encodeLocation = (l: Location) => {
+  const v = Buffer.allocUnsafe(12);
+  v.writeUInt32LE(l.pack, 0);
+  v.writeUInt32LE(l.offset, 4);
+  v.writeUInt32LE(l.length, 8);
+  return v;
+};
+const decodeLocation = (v: Uint8Array): Location => {
+  const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return { pack: b.readUInt32LE(0), offset: b.readUInt32LE(4), length: b.readUInt32LE(8) };
+};
+export const packFileName = (n: number) => `${String(n).padStart(8, '0')}.pack`;
+
+export interface VerifyProblem {
+  id?: string;
+  pack?: number;
+  offset?: number;
+  problem: string;
+}
+
+/**
+ * The content-addressed chunk store: append-only pack files plus a Level database mapping chunk
+ * id → (pack, offset, length). Crash safety rests on one order: record bytes are written and
+ * fdatasync'ed before the database batch that points at them (written with sync), and the batch
+ * also records the pack's committed end. Bytes past that end are leftovers of a crash and are cut
+ * off when the store is next opened for writing, so a kill -9 at any instant leaves a consistent
+ * store that loses at most the unflushed tail.
+ */
+export class ChunkStore {
+  private fds = new Map<number, number>();
+  private writePack = -1;
+  private writeEnd = 0;
+  private pending = new Map<bigint, Location>();
+  private pendingBytes = 0;
+  private lastFlush = Date.now();
+  /**
+   * When `add` makes unflushed chunks durable on its own: after this many bytes, or after this
+   * many milliseconds with anything pending. A sync lowers both so a kill -9 loses at most a
+   * moment of download; a publish-sized import keeps them high for speed.
+   */
+  flushEvery = { bytes: 16 << 20, ms: 60_000 };
+
+  private constructor(
+    readonly dir: string,
+    private readonly db: Level<Uint8Array, Uint8Array>,
+  ) {}
+
+  static async open(dir: string): Promise<ChunkStore> {
+    await initHash();
+    mkdirSync(join(dir, 'packs'), { recursive: true });
+    const db = new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view' });
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: Error }).cause;
+      if (/lock/i.test(String(cause?.message ?? ''))) {
+        throw new PaqueteError('LOCKED', 'another paquete command is using this store', 'wait for it to finish');
+      }
+      throw new PaqueteError('DAMAGED_STORE', `the store index at ${dir} cannot be opened: ${cause?.message ?? (e as Error).message}`, 'run paquete verify --repair');
+    }
+    return new ChunkStore(dir, db).load();
+  }
+
+  private fd(pack: number): number {
+    let fd = this.fds.get(pack);
+    if (fd === undefined) {
+      try {
+        fd = openSync(join(this.dir, 'packs', packFileName(pack)), 'r+');
+      } catch (e) {
+        throw new PaqueteError('DAMAGED_STORE', `pack ${packFileName(pack)} is missing from the store`, 'run paquete verify --repair');
+      }
+      this.fds.set(pack, fd);
+    }
+    return fd;
+  }
+
+  async locate(id: bigint): Promise<Location | undefined> {
+    const p = this.pending.get(id);
+    if (p) return p;
+    const v = await this.db.get(idKey(id));
+    return v ? decodeLocation(v) : undefined;
+  }
+
+  async has(id: bigint): Promise<boolean> {
+    return (await this.locate(id)) !== undefined;
+  }
+
+  /** The subset of `ids` present in the store. */
+  async hasMany(ids: bigint[]): Promise<Set<bigint>> {
+    const found = new Set<bigint>();
+    const BATCH = 4096;
+    for (let i = 0; i < ids.length; i += BATCH) {
+      const slice = ids.slice(i, i + BATCH);
+      const values = await this.db.getMany(slice.map(idKey));
+      slice.forEach((id, j) => {
+        if (values[j] !== undefined || this.pending.has(id)) found.add(id);
+      });
+    }
+    return found;
+  }
+
+  private readRecord(loc: Location): { header: RecordHeader; payload: Uint8Array } {
+    const buf = Buffer.allocUnsafe(loc.length);
+    const n = readSync(this.fd(loc.pack), buf, 0, loc.length, loc.offset);
+    if (n !== loc.length) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} is truncated at ${loc.offset}`);
+    const header = decodeRecordHeader(buf);
+    if (RECORD_HEADER_SIZE + header.storedLength !== loc.length) {
+      throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} record at ${loc.offset} has the wrong length`);
+    }
+    return { header, payload: buf.subarray(RECORD_HEADER_SIZE) };
+  }
+
+  /** The raw bytes of a chunk, checked against its id. */
+  async get(id: bigint): Promise<Uint8Array> {
+    const loc = await this.locate(id);
+    if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`);
+    return this.read(id, loc);
+  }
+
+  private read(id: bigint, loc: Location): Uint8Array {
+    const { header, payload } = this.readRecord(loc);
+    if (header.id !== id) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} at ${loc.offset} holds ${hex(header.id)}, not ${hex(id)}`);
+    const raw = decodePayload(header, payload);
+    if (chunkId(raw) !== id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(id)} in pack ${packFileName(loc.pack)} is corrupt`, 'run paquete verify --repair, then sync');
+    return raw;
+  }
+
+  /** Stores raw chunk bytes (compressing them). */
+  async add(id: bigint, raw: Uint8Array): Promise<void> {
+    if (await this.has(id)) return;
+    await this.addRecord(id, encodeRecord(id, raw));
+  }
+
+  /**
+   * Stores an already encoded record as it came from a pack. The caller has checked it decodes
+   * to bytes whose id matches; storing the record as is spares recompressing it.
+   */
+  async addRecord(id: bigint, record: Uint8Array): Promise<void> {
+    if (this.pending.has(id)) return;
+    this.prepareWrite(record.length);
+    const fd = this.fd(this.writePack);
+    writeFully(fd, record, this.writeEnd);
+    this.pending.set(id, { pack: this.writePack, offset: this.writeEnd, length: record.length });
+    this.writeEnd += record.length;
+    this.pendingBytes += record.length;
+    if (this.pendingBytes >= this.flushEvery.bytes || Date.now() - this.lastFlush >= this.flushEvery.ms) await this.flush();
+  }
+
+  private prepareWrite(size: number): void {
+    if (this.writePack >= 0 && this.writeEnd + size <= PACK_LIMIT) return;
+    if (this.writePack < 0) this.startWriting();
+    if (this.writeEnd + size > PACK_LIMIT) this.newPack(this.writePack + 1);
+  }
+
+  /** Cuts off whatever a crash left past the committed end of the current pack. */
+  private startWriting(): void {
+    const cur = this.metaSync.currentPack;
+    if (cur < 0) {
+      this.newPack(1);
+      return;
+    }
+    const fd = this.fd(cur);
+    const committed = this.metaSync.packEnd;
+    if (fstatSync(fd).size !== committed) ftruncateSync(fd, committed);
+    this.writePack = cur;
+    this.writeEnd = committed;
+  }
+
+  private newPack(n: number): void {
+    const fd = openSync(join(this.dir, 'packs', packFileName(n)), 'w+');
+    writeFully(fd, packHeader(), 0);
+    fdatasyncSync(fd);
+    this.fds.set(n, fd);
+    this.writePack = n;
+    this.writeEnd = PACK_HEADER_SIZE;
+    // The database learns of the pack at the next flush; until then it is an orphan file that
+    // the next writer simply overwrites.
+  }
+
+  /** Loaded by `load()` before any write; kept sync so the write path has no awaits. */
+  private metaSync = { currentPack: -1, packEnd: 0 };
+
+  /** Reads the write position, once, at open. */
+  private async load(): Promise<this> {
+    const cur = await this.db.get(META_CURRENT_PACK);
+    if (cur) {
+      const n = Buffer.from(cur).readUInt32LE(0);
+      const end = await this.db.get(packEndKey(n));
+      this.metaSync = { currentPack: n, packEnd: end ? Buffer.from(end).readUInt32LE(0) : PACK_HEADER_SIZE };
+    }
+    return this;
+  }
+
+  /** Makes every added chunk durable: pack bytes first, then the index that points at them. */
+  async flush(): Promise<void> {
+    this.lastFlush = Date.now();
+    if (this.pending.size === 0) return;
+    const packs = new Set([...this.pending.values()].map((l) => l.pack));
+    for (const p of packs) fdatasyncSync(this.fd(p));
+    const u32 = (n: number) => {
+      const b = Buffer.allocUnsafe(4);
+      b.writeUInt32LE(n);
+      return b;
+    };
+    const ops: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = [];
+    for (const [id, loc] of this.pending) ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) });
+    ops.push({ type: 'put', key: META_CURRENT_PACK, value: u32(this.writePack) });
+    ops.push({ type: 'put', key: packEndKey(this.writePack), value: u32(this.writeEnd) });
+    await this.db.batch(ops, { sync: true });
+    this.metaSync = { currentPack: this.writePack, packEnd: this.writeEnd };
+    this.pending.clear();
+    this.pendingBytes = 0;
+  }
+
+  /** Drops chunks from the index (their bytes stay until gc) so they are fetched again. */
+  async forget(ids: bigint[]): Promise<void> {
+    await this.flush();
+    await this.db.batch(ids.map((id) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
+  }
+
+  async count(): Promise<{ chunks: number; bytes: number }> {
+    let chunks = 0;
+    let bytes = 0;
+    for await (const [, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+      chunks++;
+      bytes += decodeLocation(v).length;
+    }
+    return { chunks, bytes };
+  }
+
+  /**
+   * Checks every pack header and every index entry: the record is where the index says, decodes,
+   * and hashes to its id. With `repair`, entries that fail are removed from the index so the next
+   * sync fetches those chunks again.
+   */
+  async verify(repair = false, onProgress?: (checked: number) => void): Promise<{ checked: number; problems: VerifyProblem[]; removed: number }> {
+    const problems: VerifyProblem[] = [];
+    const badPacks = new Set<number>();
+    for (const name of readdirSync(join(this.dir, 'packs'))) {
+      const m = /^(\d{8})\.pack$/.exec(name);
+      if (!m) continue;
+      const n = Number(m[1]);
+      const h = Buffer.alloc(PACK_HEADER_SIZE);
+      readSync(this.fd(n), h, 0, PACK_HEADER_SIZE, 0);
+      try {
+        checkPackHeader(h, `pack ${name}`);
+      } catch (e) {
+        problems.push({ pack: n, problem: (e as Error).message });
+        badPacks.add(n);
+      }
+    }
+    const bad: bigint[] = [];
+    let checked = 0;
+    for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+      const id = Buffer.from(k).readBigUInt64BE(1);
+      const loc = decodeLocation(v);
+      try {
+        this.read(id, loc);
+      } catch (e) {
+        problems.push({ id: hex(id), pack: loc.pack, offset: loc.offset, problem: (e as Error).message });
+        bad.push(id);
+      }
+      if (++checked % 1000 === 0) onProgress?.(checked);
+    }
+    if (repair && bad.length) await this.forget(bad);
+    return { checked, problems, removed: repair ? bad.length : 0 };
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+    await this.db.close();
+  }
+}
+
+function writeFully(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) {
+    try {
+      done += writeSync(fd, data, done, data.length - done, position + done);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
+        throw new PaqueteError('DISK_FULL', 'the disk is full', 'free some space and run the same command again; nothing received so far is lost');
+      }
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import { PaqueteError } from '../errors.js';
+import { Remote } from '../remote/remote.js';
+import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot } from '../snapshot/manifest.js';
+import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
+import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
+import { WorkDir } from '../workdir/workdir.js';
+
+export interface Latest {
+  manifest: Manifest;
+  entry: ManifestSnapshot;
+  snapshot: Snapshot;
+}
+
+const TRUSTED_MANIFEST = 'manifest.json';
+const snapshotCache = (name: string) => `snapshots/${name}.snap`;
+
+/**
+ * Fetches the remote's manifest and checks it before anything else is read: signed by the
+ * pinned publisher, and not older than the one already trusted (a replayed manifest would roll
+ * the user back to old files). Then the latest snapshot index, from the local cache when we have
+ * it (it is immutable, named by its hash), else from the remote, checked against the manifest.
+ */
+export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } = {}): Promise<Latest> {
+  const manifest = decodeManifest(await remote.get(MANIFEST_PATH, opts), remote.location);
+  const trustedKey = publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64'));
+  if (Buffer.compare(manifest.publisher.raw, trustedKey.raw) !== 0) {
+    throw new PaqueteError(
+      'UNTRUSTED_KEY',
+      `the remote ${remote.location} is signed by ${fingerprint(manifest.publisher)}, but this directory trusts ${fingerprint(trustedKey)}`,
+      'if the publisher really changed keys, run paquete init again with --trust NEWKEY.pub',
+    );
+  }
+  const trustedBytes = work.readOptional(TRUSTED_MANIFEST);
+  if (trustedBytes) {
+    const trusted = decodeManifest(trustedBytes, 'the trusted manifest');
+    if (manifest.body.serial < trusted.body.serial) {
+      throw new PaqueteError(
+        'ROLLBACK',
+        `the remote offers manifest ${manifest.body.serial}, older than ${trusted.body.serial} already seen: refusing to go back (a stale mirror or a replay)`,
+      );
+    }
+    if (manifest.body.serial === trusted.body.serial && Buffer.compare(Buffer.from(manifest.bytes), trustedBytes) !== 0) {
+      throw new PaqueteError('ROLLBACK', `the remote offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
+    }
+  }
+  const entry = latestSnapshot(manifest.body);
+  if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
+  const snapshot = await loadSnapshot(work, remote, entry, opts);
+  work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  return { manifest, entry, snapshot };
+}
+
+export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
+  let bytes = work.readOptional(snapshotCache(entry.name));
+  if (bytes) {
+    try {
+      checkSnapshotBytes(entry, bytes);
+    } catch {
+      bytes = undefined; // a damaged cache entry is simply fetched again
+    }
+  }
+  if (!bytes) {
+    const fetched = await remote.get(snapshotCache(entry.name), opts);
+    checkSnapshotBytes(entry, fetched);
+    bytes = Buffer.from(fetched);
+    work.writeMeta(snapshotCache(entry.name), bytes);
+  }
+  return decodeSnapshot(bytes);
+}
+
+/** The trusted manifest and latest snapshot as last synced, with no network. */
+export function cachedLatest(work: WorkDir): { manifest: Manifest; entry: ManifestSnapshot; snapshot: Snapshot } | undefined {
+  const bytes = work.readOptional(TRUSTED_MANIFEST);
+  if (!bytes) return undefined;
+  const manifest = decodeManifest(bytes, 'the trusted manifest');
+  const entry = latestSnapshot(manifest.body);
+  if (!entry) return undefined;
+  const snap = work.readOptional(snapshotCache(entry.name));
+  if (!snap) return undefined;
+  checkSnapshotBytes(entry, snap);
+  return { manifest, entry, snapshot: decodeSnapshot(snap) };
+}

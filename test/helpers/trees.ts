@@ -1,0 +1,58 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Deterministic pseudo-random bytes (xorshift32), so test trees are the same on every run. */
+export function pseudoRandom(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+/** Writes files (path → content) under root. */
+export function writeTree(root: string, files: Record<string, string | Uint8Array>): void {
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    writeFileSync(join(root, path), content);
+  }
+}
+
+/** path → sha256 of every regular file under root, skipping .paquete. */
+export function treeDigest(root: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (dir: string, prefix: string) => {
+    for (const name of readdirSync(dir)) {
+      if (prefix === '' && name === '.paquete') continue;
+      const abs = join(dir, name);
+      const st = statSync(abs);
+      if (st.isDirectory()) walk(abs, `${prefix}${name}/`);
+      else out[`${prefix}${name}`] = createHash('sha256').update(readFileSync(abs)).digest('hex');
+    }
+  };
+  walk(root, '');
+  return out;
+}
+
+/** A sample tree with the awkward cases: empty files, a large file, odd names, nesting. */
+export function sampleTree(root: string, seed = 1): Record<string, string | Uint8Array> {
+  const files: Record<string, string | Uint8Array> = {
+    'README.txt': 'hello from the park\n',
+    'empty.txt': '',
+    'deep/a/b/c/d.txt': 'deep\n',
+    'odd names/spaces and ñandú ☕.txt': 'unicode name\n',
+    'odd names/#hash%percent&amp;.bin': pseudoRandom(3000, seed + 7),
+    'big/large.bin': pseudoRandom(6_000_000, seed),
+    'big/zeros.bin': Buffer.alloc(1_000_000),
+    'src/code.js': 'export const x = 1;\n'.repeat(5000),
+  };
+  writeTree(root, files);
+  return files;
+}

@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { buildRanges, planSession } from '../src/sync/planner.js';
+import { ChunkEntry, recordLength, Snapshot } from '../src/snapshot/snapshot.js';
+import { Repr, PACK_HEADER_SIZE } from '../src/store/pack.js';
+
+const HEADERS = 400;
+const requestCost = (n: number) => n + HEADERS;
+
+/** A snapshot whose files are given as lists of chunk sizes; chunks laid out in one pack in order. */
+function snapshotOf(files: Record<string, number[]>, shared: Record<string, number[]> = {}): Snapshot {
+  const chunks: ChunkEntry[] = [];
+  let offset = PACK_HEADER_SIZE;
+  const add = (size: number) => {
+    const c = { id: BigInt(chunks.length + 1), pack: 0, offset, repr: Repr.Raw, rawLength: size, storedLength: size };
+    chunks.push(c);
+    offset += recordLength(c);
+    return chunks.length - 1;
+  };
+  const list = Object.entries(files).map(([path, sizes]) => {
+    const idx = sizes.map(add);
+    return { path, mode: 0o644, size: sizes.reduce((a, b) => a + b, 0), sha256: new Uint8Array(32), chunks: idx };
+  });
+  for (const [path, from] of Object.entries(shared)) {
+    const source = list.find((f) => f.path === path)!;
+    list.push({ path: `${path}.copy`, mode: 0o644, size: from.reduce((a, i) => a + chunks[source.chunks[i]].rawLength, 0), sha256: new Uint8Array(32), chunks: from.map((i) => source.chunks[i]) });
+  }
+  return { params: { minSize: 64, avgSize: 256, maxSize: 2048 }, created: 0, sources: [{ kind: 'tree', name: 's' }], packs: ['00'.repeat(32)], chunks, files: list };
+}
+
+const base = { present: new Set<bigint>(), complete: new Set<string>(), wants: [] as string[], requestCost };
+
+test('with no budget everything is planned, adjacent chunks in one request', () => {
+  const s = snapshotOf({ 's/a': [100, 100], 's/b': [300] });
+  const plan = planSession({ ...base, snapshot: s, budget: Infinity });
+  assert.deepEqual(plan.files.map((f) => f.outcome), ['complete', 'complete']);
+  assert.equal(plan.ranges.length, 1);
+  assert.equal(plan.cost, 3 * 17 + 500 + HEADERS);
+  assert.equal(plan.leftBytes, 0);
+});
+
+test('a budget completes the cheapest files first, skips what does not fit, then advances it with what is left', () => {
+  const s = snapshotOf({ 's/big': [1000, 1000, 1000], 's/small1': [100], 's/small2': [200] });
+  const budget = 2 * (17 + 150) + 300 + 17 + 1000 + 3 * HEADERS;
+  const plan = planSession({ ...base, snapshot: s, budget });
+  const outcome = Object.fromEntries(plan.files.map((f) => [f.file.path, f.outcome]));
+  assert.deepEqual(outcome, { 's/small1': 'complete', 's/small2': 'complete', 's/big': 'partial' });
+  assert.ok(plan.cost <= budget, `${plan.cost} > ${budget}`);
+  assert.equal(plan.leftBytes, 2 * (1000 + 17));
+});
+
+test('--want order wins over cost, and shared chunks are counted once', () => {
+  const s = snapshotOf({ 's/docs/x': [500, 500], 's/lib/y': [10] }, { 's/docs/x': [0, 1] });
+  const plan = planSession({ ...base, snapshot: s, wants: ['s/docs/**'], budget: 2 * 517 + HEADERS });
+  assert.deepEqual(plan.files.map((f) => [f.file.path, f.outcome]), [['s/docs/x', 'complete'], ['s/docs/x.copy', 'complete']]);
+  assert.equal(plan.cost, 2 * 517 + HEADERS);
+});
+
+test('chunks already in the store cost nothing and files already in place are left alone', () => {
+  const s = snapshotOf({ 's/a': [100, 100], 's/b': [300] });
+  const plan = planSession({ ...base, snapshot: s, present: new Set([1n, 2n]), complete: new Set(['s/b']), budget: 0 });
+  assert.deepEqual(plan.files.map((f) => f.outcome).sort(), ['complete', 'present']);
+  assert.equal(plan.cost, 0);
+});
+
+test('the plan never costs more than the budget (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 0, maxLength: 8 }), { minLength: 1, maxLength: 12 }),
+      fc.integer({ min: 0, max: 60000 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (files, budget, presentPicks) => {
+        const s = snapshotOf(Object.fromEntries(files.map((f, i) => [`s/f${i}`, f])));
+        const present = new Set(presentPicks.filter((p) => s.chunks.length).map((p) => s.chunks[p % s.chunks.length].id));
+        const plan = planSession({ ...base, snapshot: s, present, budget });
+        assert.ok(plan.cost <= budget, `cost ${plan.cost} > budget ${budget}`);
+        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks[i].id));
+      },
+    ),
+    { numRuns: 400 },
+  );
+});
+
+test('ranges join neighbours and small gaps, but not large gaps', () => {
+  const s = snapshotOf({ 's/a': [100, 100, 5000, 100] });
+  const ranges = buildRanges(s, [0, 1, 3], HEADERS);
+  assert.equal(ranges.length, 2);
+  assert.deepEqual(ranges[0].chunks, [0, 1]);
+  const withSmallGap = buildRanges(snapshotOf({ 's/a': [100, 100, 50, 100] }), [0, 1, 3], HEADERS);
+  assert.equal(withSmallGap.length, 1);
+  assert.deepEqual(withSmallGap[0].chunks, [0, 1, 3]);
+});
