@@ -92,12 +92,15 @@ type XXHashAPI = Awaited<ReturnType<typeof xxhash>>;
 let hasher: XXHashAPI | undefined;
 let hasherLoading: Promise<XXHashAPI> | undefined;
 
-/** Loads xxhash-wasm once per process; call (and await) before chunkId. */
+/** Loads xxhash-wasm once per process (idempotent). Importing this module already awaits it. */
 export async function initHash(): Promise<void> {
   if (hasher) return;
   hasherLoading ??= xxhash();
   hasher = await hasherLoading;
 }
+
+// Top-level await: whoever imports this module can call chunkId at once.
+await initHash();
 
 /** A chunk's id: xxh64 of its bytes, seed 0. */
 export function chunkId(bytes: Uint8Array): bigint {

@@ -1,10 +1,24 @@
 import { Remote } from './remote.js';
 import { createLocalRemote } from './local.js';
-import { createHttpRemote } from './http.js';
+import { createHttpRemote, HttpRemoteOptions } from './http.js';
 
 export const isHttpUrl = (location: string): boolean => /^https?:\/\//i.test(location);
 
+/**
+ * Link settings from the environment, for links worse (or tests faster) than the defaults:
+ * PAQUETE_CONNECT_TIMEOUT and PAQUETE_STALL_TIMEOUT in seconds, PAQUETE_RETRIES a count,
+ * PAQUETE_BACKOFF the first back-off in seconds.
+ */
+function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
+  const seconds = (v: string | undefined) => (v && Number(v) > 0 ? Number(v) * 1000 : undefined);
+  const o: HttpRemoteOptions = { timeouts: { connect: seconds(env.PAQUETE_CONNECT_TIMEOUT), stall: seconds(env.PAQUETE_STALL_TIMEOUT) } };
+  if (env.PAQUETE_RETRIES && Number(env.PAQUETE_RETRIES) >= 0) o.retries = Number(env.PAQUETE_RETRIES);
+  const backoff = seconds(env.PAQUETE_BACKOFF);
+  if (backoff) o.backoffMs = backoff;
+  return o;
+}
+
 /** The remote for a location the user gave: an http(s) URL or a local path. */
-export function openRemote(location: string): Remote {
-  return isHttpUrl(location) ? createHttpRemote(location) : createLocalRemote(location);
+export function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry'> = {}): Remote {
+  return isHttpUrl(location) ? createHttpRemote(location, { ...linkSettings(process.env), ...opts }) : createLocalRemote(location);
 }

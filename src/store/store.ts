@@ -18,6 +18,12 @@ export interface Location {
 const CHUNK_PREFIX = 0x63; // 'c'
 const META_CURRENT_PACK = Buffer.from('m:current-pack');
 const packEndKey = (n: number) => Buffer.from(`m:pack-end:${n}`);
+const packDurableKey = (n: number) => Buffer.from(`m:pack-durable:${n}`);
+const u32Put = (key: Uint8Array, n: number) => {
+  const value = Buffer.allocUnsafe(4);
+  value.writeUInt32LE(n);
+  return { type: 'put' as const, key, value };
+};
 const idKey = (id: bigint) => {
   const k = Buffer.allocUnsafe(9);
   k[0] = CHUNK_PREFIX;
@@ -46,25 +52,32 @@ export interface VerifyProblem {
 
 /**
  * The content-addressed chunk store: append-only pack files plus a Level database mapping chunk
- * id → (pack, offset, length). Crash safety rests on one order: record bytes are written and
- * fdatasync'ed before the database batch that points at them (written with sync), and the batch
- * also records the pack's committed end. Bytes past that end are leftovers of a crash and are cut
- * off when the store is next opened for writing, so a kill -9 at any instant leaves a consistent
- * store that loses at most the unflushed tail.
+ * id → (pack, offset, length).
+ *
+ * Two kinds of commit. A *soft* commit (`flush(false)`, after every batch of records that
+ * arrives) writes the index entries without fsync: the bytes are in the page cache, so a kill -9
+ * or Ctrl-C loses nothing received. A *durable* commit (`flush()`, every second or so, at the end
+ * of each range and of every command) fdatasyncs the pack first and then writes the index with
+ * sync, recording the pack's durable end. After a power loss the index may point past what
+ * reached the disk; on open, the records between the durable end and the committed end are
+ * re-read and checked, and the tail from the first bad one is cut off and forgotten. Bytes past
+ * the committed end are a crash's leftovers and are cut off before the next write. So the store
+ * never points at bytes that are not there.
  */
 export class ChunkStore {
   private fds = new Map<number, number>();
   private writePack = -1;
   private writeEnd = 0;
   private pending = new Map<bigint, Location>();
-  private pendingBytes = 0;
-  private lastFlush = Date.now();
+  private unsynced = 0;
+  private lastDurable = Date.now();
   /**
-   * When `add` makes unflushed chunks durable on its own: after this many bytes, or after this
-   * many milliseconds with anything pending. A sync lowers both so a kill -9 loses at most a
-   * moment of download; a publish-sized import keeps them high for speed.
+   * When `addRecord` makes chunks durable on its own: after this many unsynced bytes, or this
+   * many milliseconds. Soft commits cover kill -9; this bounds what a power loss can take.
    */
   flushEvery = { bytes: 16 << 20, ms: 60_000 };
+  /** Committed and durable ends of the current pack, as the index records them. */
+  private committed = { pack: -1, end: 0, durable: 0 };
 
   private constructor(
     readonly dir: string,
@@ -163,33 +176,34 @@ export class ChunkStore {
    */
   async addRecord(id: bigint, record: Uint8Array): Promise<void> {
     if (this.pending.has(id)) return;
-    this.prepareWrite(record.length);
-    const fd = this.fd(this.writePack);
-    writeFully(fd, record, this.writeEnd);
+    await this.prepareWrite(record.length);
+    writeFully(this.fd(this.writePack), record, this.writeEnd);
     this.pending.set(id, { pack: this.writePack, offset: this.writeEnd, length: record.length });
     this.writeEnd += record.length;
-    this.pendingBytes += record.length;
-    if (this.pendingBytes >= this.flushEvery.bytes || Date.now() - this.lastFlush >= this.flushEvery.ms) await this.flush();
+    this.unsynced += record.length;
+    if (this.unsynced >= this.flushEvery.bytes || Date.now() - this.lastDurable >= this.flushEvery.ms) await this.flush();
   }
 
-  private prepareWrite(size: number): void {
-    if (this.writePack >= 0 && this.writeEnd + size <= PACK_LIMIT) return;
+  private async prepareWrite(size: number): Promise<void> {
     if (this.writePack < 0) this.startWriting();
-    if (this.writeEnd + size > PACK_LIMIT) this.newPack(this.writePack + 1);
+    if (this.writeEnd + size > PACK_LIMIT) {
+      // Only the current pack may have a non-durable tail: settle it before moving on.
+      await this.flush();
+      this.newPack(this.writePack + 1);
+    }
   }
 
   /** Cuts off whatever a crash left past the committed end of the current pack. */
   private startWriting(): void {
-    const cur = this.metaSync.currentPack;
-    if (cur < 0) {
+    const { pack, end } = this.committed;
+    if (pack < 0) {
       this.newPack(1);
       return;
     }
-    const fd = this.fd(cur);
-    const committed = this.metaSync.packEnd;
-    if (fstatSync(fd).size !== committed) ftruncateSync(fd, committed);
-    this.writePack = cur;
-    this.writeEnd = committed;
+    const fd = this.fd(pack);
+    if (fstatSync(fd).size !== end) ftruncateSync(fd, end);
+    this.writePack = pack;
+    this.writeEnd = end;
   }
 
   private newPack(n: number): void {
@@ -199,43 +213,82 @@ export class ChunkStore {
     this.fds.set(n, fd);
     this.writePack = n;
     this.writeEnd = PACK_HEADER_SIZE;
-    // The database learns of the pack at the next flush; until then it is an orphan file that
+    // The index learns of the pack at the next commit; until then it is an orphan file that
     // the next writer simply overwrites.
   }
 
-  /** Loaded by `load()` before any write; kept sync so the write path has no awaits. */
-  private metaSync = { currentPack: -1, packEnd: 0 };
-
-  /** Reads the write position, once, at open. */
+  /** Reads the write position at open, and checks a tail that may not have reached the disk. */
   private async load(): Promise<this> {
     const cur = await this.db.get(META_CURRENT_PACK);
-    if (cur) {
-      const n = Buffer.from(cur).readUInt32LE(0);
-      const end = await this.db.get(packEndKey(n));
-      this.metaSync = { currentPack: n, packEnd: end ? Buffer.from(end).readUInt32LE(0) : PACK_HEADER_SIZE };
-    }
+    if (!cur) return this;
+    const pack = Buffer.from(cur).readUInt32LE(0);
+    const u32 = async (key: Uint8Array, fallback: number) => {
+      const v = await this.db.get(key);
+      return v ? Buffer.from(v).readUInt32LE(0) : fallback;
+    };
+    const end = await u32(packEndKey(pack), PACK_HEADER_SIZE);
+    const durable = await u32(packDurableKey(pack), end);
+    this.committed = { pack, end, durable };
+    if (durable < end) await this.recoverTail();
     return this;
   }
 
-  /** Makes every added chunk durable: pack bytes first, then the index that points at them. */
-  async flush(): Promise<void> {
-    this.lastFlush = Date.now();
-    if (this.pending.size === 0) return;
-    const packs = new Set([...this.pending.values()].map((l) => l.pack));
-    for (const p of packs) fdatasyncSync(this.fd(p));
-    const u32 = (n: number) => {
-      const b = Buffer.allocUnsafe(4);
-      b.writeUInt32LE(n);
-      return b;
-    };
+  /**
+   * After a power loss: keeps the records between the durable and the committed end that are
+   * intact, cuts the pack before the first that is not, and forgets index entries past the cut.
+   */
+  private async recoverTail(): Promise<void> {
+    const { pack, end } = this.committed;
+    const fd = this.fd(pack);
+    let pos = this.committed.durable;
+    while (pos < end) {
+      try {
+        const head = Buffer.alloc(RECORD_HEADER_SIZE);
+        if (readSync(fd, head, 0, head.length, pos) !== head.length) break;
+        const h = decodeRecordHeader(head);
+        const length = RECORD_HEADER_SIZE + h.storedLength;
+        if (pos + length > end) break;
+        this.read(h.id, { pack, offset: pos, length });
+        pos += length;
+      } catch {
+        break;
+      }
+    }
+    if (pos < end) {
+      const lost: Uint8Array[] = [];
+      for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+        const loc = decodeLocation(v);
+        if (loc.pack === pack && loc.offset >= pos) lost.push(k);
+      }
+      await this.db.batch(lost.map((key) => ({ type: 'del' as const, key })), { sync: true });
+      ftruncateSync(fd, pos);
+    }
+    fdatasyncSync(fd);
+    await this.db.batch([u32Put(packEndKey(pack), pos), u32Put(packDurableKey(pack), pos)], { sync: true });
+    this.committed = { pack, end: pos, durable: pos };
+  }
+
+  /**
+   * Commits every added chunk to the index. Durable (the default): pack bytes are fdatasync'ed
+   * first and the index is written with sync. Soft: the index is written without sync, which a
+   * killed process cannot lose but a power cut can (see the class comment).
+   */
+  async flush(durable = true): Promise<void> {
+    if (this.writePack < 0 || (this.pending.size === 0 && (!durable || this.committed.durable === this.writeEnd))) return;
+    if (durable) fdatasyncSync(this.fd(this.writePack));
     const ops: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = [];
     for (const [id, loc] of this.pending) ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) });
-    ops.push({ type: 'put', key: META_CURRENT_PACK, value: u32(this.writePack) });
-    ops.push({ type: 'put', key: packEndKey(this.writePack), value: u32(this.writeEnd) });
-    await this.db.batch(ops, { sync: true });
-    this.metaSync = { currentPack: this.writePack, packEnd: this.writeEnd };
+    ops.push(u32Put(META_CURRENT_PACK, this.writePack));
+    ops.push(u32Put(packEndKey(this.writePack), this.writeEnd));
+    const durableEnd = durable ? this.writeEnd : this.committed.pack === this.writePack ? this.committed.durable : PACK_HEADER_SIZE;
+    ops.push(u32Put(packDurableKey(this.writePack), durableEnd));
+    await this.db.batch(ops, { sync: durable });
+    this.committed = { pack: this.writePack, end: this.writeEnd, durable: durableEnd };
     this.pending.clear();
-    this.pendingBytes = 0;
+    if (durable) {
+      this.unsynced = 0;
+      this.lastDurable = Date.now();
+    }
   }
 
   /** Drops chunks from the index (their bytes stay until gc) so they are fetched again. */

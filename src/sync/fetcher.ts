@@ -1,7 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex } from '../chunk/index.js';
 import { Remote } from '../remote/remote.js';
-import { decodePayload, RecordStream } from '../store/pack.js';
+import { decodePayload, PACK_HEADER_SIZE, RecordStream } from '../store/pack.js';
 import { ChunkStore } from '../store/store.js';
 import { recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { FetchRange } from './planner.js';
@@ -14,8 +14,8 @@ export interface FetchEvents {
 /**
  * Fetches ranges of remote packs into the store. Each arriving record is checked against the
  * snapshot before it is kept: the id, length and representation it was promised at that offset,
- * and its decoded bytes must hash to that id. Records complete before a cut connection are kept,
- * so a resumed session re-fetches at most the one chunk that was in flight.
+ * and its decoded bytes must hash to that id. Each batch of whole records is committed as it
+ * arrives, so a cut connection or a killed process re-fetches at most the one chunk in flight.
  */
 export async function fetchRanges(
   remote: Remote,
@@ -31,9 +31,16 @@ export async function fetchRanges(
     }
     const expected = new Map(range.chunks.map((i) => [snapshot.chunks[i].offset, i]));
     const stream = new RecordStream();
-    let offset = range.start;
+    let offset = Math.max(range.start, PACK_HEADER_SIZE);
+    // A range from byte 0 (servers that ignore Range) begins with the pack header: skip it.
+    let skip = offset - range.start;
     let arrived: number[] = [];
     const sink = async (bytes: Uint8Array) => {
+      if (skip > 0) {
+        const n = Math.min(skip, bytes.length);
+        skip -= n;
+        bytes = bytes.subarray(n);
+      }
       for (const rec of stream.push(bytes)) {
         const at = offset;
         offset += rec.record.length;
@@ -50,17 +57,19 @@ export async function fetchRanges(
         await store.addRecord(c.id, rec.record);
         arrived.push(i);
       }
+      if (arrived.length) {
+        // A soft commit per arrival: a kill -9 from here on loses none of these chunks.
+        await store.flush(false);
+        const done = arrived;
+        arrived = [];
+        await opts.onChunks?.(done);
+      }
     };
     try {
       await remote.getRange(`packs/${range.pack}.pack`, { start: range.start, end: range.end }, sink, { signal: opts.signal });
     } finally {
       // Whatever arrived whole is made durable even when the range failed midway.
       await store.flush();
-      if (arrived.length) {
-        const done = arrived;
-        arrived = [];
-        await opts.onChunks?.(done);
-      }
     }
   }
 }

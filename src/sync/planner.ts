@@ -24,6 +24,11 @@ export interface PlanInput {
   budget: number;
   /** Wire cost of one range request with this many body bytes, headers included. */
   requestCost: (bodyBytes: number) => number;
+  /**
+   * False for a server that ignores Range and sends every pack from its first byte: each pack is
+   * then fetched once, from 0 to the end of the last wanted record, and costed that way.
+   */
+  rangesHonoured?: boolean;
 }
 
 export interface FetchRange {
@@ -67,21 +72,20 @@ export function planSession(input: PlanInput): Plan {
 
   const missingOf = (f: FileEntry, counted: Set<number>) => {
     let bytes = 0;
-    const list: number[] = [];
     for (const i of f.chunks) {
       if (counted.has(i) || present.has(snapshot.chunks[i].id)) continue;
       counted.add(i);
-      list.push(i);
       bytes += recordLength(snapshot.chunks[i]);
     }
-    return { bytes, list };
+    return bytes;
   };
 
   // What each file alone still lacks: the ordering key.
-  const scored = wanted.map(({ file, rank }) => ({ file, rank, ...missingOf(file, new Set()) }));
+  const scored = wanted.map(({ file, rank }) => ({ file, rank, bytes: missingOf(file, new Set()) }));
   scored.sort((a, b) => a.rank - b.rank || a.bytes - b.bytes || (a.file.path < b.file.path ? -1 : 1));
 
   const chosen = new Set<number>();
+  const costs = input.rangesHonoured === false ? prefixCosts(snapshot, requestCost) : rangeCosts(snapshot.chunks, perRequest);
   const outcome = new Map<string, FileOutcome>();
   const files: PlannedFile[] = [];
   let neededBytes = 0;
@@ -89,17 +93,17 @@ export function planSession(input: PlanInput): Plan {
   const deferred: typeof scored = [];
   const seenForNeed = new Set<number>();
   for (const s of scored) {
-    const need = missingOf(s.file, seenForNeed);
-    neededBytes += need.bytes;
     if (complete.has(s.file.path)) {
       outcome.set(s.file.path, 'present');
       continue;
     }
+    neededBytes += missingOf(s.file, seenForNeed);
     const add = s.file.chunks.filter((i) => !chosen.has(i) && !present.has(snapshot.chunks[i].id));
-    const cost = estimate(add, snapshot.chunks, perRequest);
-    if (cost <= left) {
+    const price = costs.price(add);
+    if (price <= left) {
       add.forEach((i) => chosen.add(i));
-      left -= cost;
+      costs.commit(add);
+      left -= price;
       outcome.set(s.file.path, 'complete');
     } else {
       deferred.push(s);
@@ -112,21 +116,22 @@ export function planSession(input: PlanInput): Plan {
     let advanced = false;
     for (const i of s.file.chunks) {
       if (chosen.has(i) || present.has(snapshot.chunks[i].id)) continue;
-      const cost = recordLength(snapshot.chunks[i]) + perRequest;
-      if (cost > left) break;
+      const price = costs.price([i]);
+      if (price > left) break;
       chosen.add(i);
-      left -= cost;
+      costs.commit([i]);
+      left -= price;
       advanced = true;
     }
     if (advanced) outcome.set(s.file.path, 'partial');
   }
 
-  const ranges = buildRanges(snapshot, [...chosen], perRequest);
-  const cost = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+  const ranges = input.rangesHonoured === false ? prefixRanges(snapshot, [...chosen]) : buildRanges(snapshot, [...chosen], perRequest);
+  const total = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
   let fetched = 0;
   for (const i of chosen) fetched += recordLength(snapshot.chunks[i]);
   for (const s of scored) files.push({ file: s.file, outcome: outcome.get(s.file.path)!, missingBytes: s.bytes });
-  return { files, ranges, cost, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
+  return { files, ranges, cost: total, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
 }
 
 /** Upper bound of the wire cost of fetching `chunks`: bytes plus one request per run of neighbours. */
@@ -142,6 +147,62 @@ function estimate(chunks: number[], table: ChunkEntry[], perRequest: number): nu
     prev = c;
   }
   return cost;
+}
+
+/** Prices chunk sets in a plan being built; `commit` records what was chosen. */
+interface CostModel {
+  price(add: number[]): number;
+  commit(add: number[]): void;
+}
+
+/** Range requests: bytes plus one request per run of neighbouring records (an upper bound). */
+function rangeCosts(table: ChunkEntry[], perRequest: number): CostModel {
+  return { price: (add) => estimate(add, table, perRequest), commit: () => {} };
+}
+
+/**
+ * A server that ignores Range: each pack is fetched from byte 0 to the end of its last chosen
+ * record, so adding a chunk costs whatever it moves that end, plus one request for a new pack.
+ */
+function prefixCosts(snapshot: Snapshot, requestCost: (n: number) => number): CostModel {
+  const packEnd = new Map<number, number>();
+  const grownEnds = (add: number[]) => {
+    const grown = new Map<number, number>();
+    for (const i of add) {
+      const c = snapshot.chunks[i];
+      const end = c.offset + recordLength(c);
+      if (end > (grown.get(c.pack) ?? packEnd.get(c.pack) ?? 0)) grown.set(c.pack, end);
+    }
+    return grown;
+  };
+  return {
+    price(add) {
+      let extra = 0;
+      for (const [pack, end] of grownEnds(add)) {
+        const before = packEnd.get(pack);
+        extra += requestCost(end) - (before === undefined ? 0 : requestCost(before));
+      }
+      return extra;
+    },
+    commit(add) {
+      for (const [pack, end] of grownEnds(add)) packEnd.set(pack, end);
+    },
+  };
+}
+
+/** One range per pack, from its first byte to the end of the last chosen record. */
+function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
+  const byPack = new Map<number, number[]>();
+  for (const i of chosen) {
+    const list = byPack.get(snapshot.chunks[i].pack) ?? [];
+    list.push(i);
+    byPack.set(snapshot.chunks[i].pack, list);
+  }
+  return [...byPack].map(([pack, list]) => {
+    list.sort((a, b) => snapshot.chunks[a].offset - snapshot.chunks[b].offset);
+    const last = snapshot.chunks[list[list.length - 1]];
+    return { pack: snapshot.packs[pack], start: 0, end: last.offset + recordLength(last), chunks: list };
+  });
 }
 
 /**

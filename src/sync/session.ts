@@ -8,6 +8,9 @@ import { fetchLatest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { Plan, planSession } from './planner.js';
 
+/** Bytes a server that ignores Range may push past what we read before our hang-up reaches it. */
+const IGNORED_RANGE_MARGIN = 256 << 10;
+
 export interface SyncOptions {
   /** Wire bytes this session may spend, headers included. */
   budget?: number;
@@ -25,6 +28,8 @@ export interface SyncEvents {
   progress?: (spent: number) => void;
   fileDone?: (path: string, size: number) => void;
   fileFailed?: (path: string) => void;
+  /** The link failed and the request will be tried again. */
+  retrying?: (message: string, delayMs: number) => void;
 }
 
 export interface SyncResult {
@@ -53,12 +58,16 @@ export interface SyncResult {
  * leaves every finished file usable and every received chunk kept for the next session.
  */
 export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<SyncResult> {
-  const remote = opts.remote ?? openRemote(work.config.remotes[0].location);
+  const remote =
+    opts.remote ??
+    openRemote(work.config.remotes[0].location, {
+      onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
+    });
   const budget = opts.budget ?? Infinity;
   const spent = () => remote.meter.total;
   try {
-    // A sync that is cut lets the next one lose at most a moment of download.
-    work.store.flushEvery = { bytes: 4 << 20, ms: 250 };
+    // Soft commits already cover a killed process; this bounds what a power cut can take.
+    work.store.flushEvery = { bytes: 4 << 20, ms: 1000 };
     const latest = await fetchLatest(work, remote, { signal: opts.signal });
     if (spent() > budget) {
       throw new PaqueteError('BUDGET', `the budget (${budget} bytes) does not even cover the index (${spent()} bytes)`, 'give a larger --budget');
@@ -70,13 +79,17 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const complete = new Set<string>();
     for (const f of snapshot.files) if (assembler.isInPlace(f)) complete.add(f.path);
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+    const rangesHonoured = remote.rangeSupport !== 'no';
+    const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
     const plan = planSession({
       snapshot,
       present,
       complete,
       wants: opts.wants ?? [],
-      budget: budget - spent(),
-      requestCost: (n) => remote.requestCost('packs/x.pack', n),
+      // A server that ignores Range keeps sending after we hang up; keep a margin for that.
+      budget: budget - spent() - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
+      requestCost: (n) => remote.requestCost(packPath, n),
+      rangesHonoured,
     });
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
