@@ -25,7 +25,9 @@ export type ErrorCode =
   | 'BUDGET'
   | 'DISK_FULL'
   | 'INTERRUPTED'
-  | 'IO';
+  | 'IO'
+  /** A command that needs a snapshot (seed, export) in a directory that has none yet. */
+  | 'NO_SNAPSHOT';
 
 const exitFor: Record<ErrorCode, ExitCode> = {
   USAGE: EXIT.usage,
@@ -48,6 +50,7 @@ const exitFor: Record<ErrorCode, ExitCode> = {
   DISK_FULL: EXIT.error,
   INTERRUPTED: EXIT.error,
   IO: EXIT.error,
+  NO_SNAPSHOT: EXIT.error,
 };
 
 export class PaqueteError extends Error {

@@ -24,6 +24,9 @@ import {
 import { FASTCDC_WAT_SHA256 } from '../src/chunk/wasm-bytes.js';
 
 /** xorshift32 (13, 17, 5) from `seed`, each state written as 4 little-endian bytes. */
+/** Parameters whose cut points are pinned below (the defaults before 4 KiB became the default). */
+const PINNED = { minSize: 2048, avgSize: 8192, maxSize: 65536 };
+
 function xorshift(length: number, seed: number): Uint8Array {
   const out = new Uint8Array(length);
   let x = seed >>> 0 || 1;
@@ -134,8 +137,8 @@ describe('chunk boundaries', () => {
   });
 
   test('runs of one byte value: cut at max, except zeros (also part of the format)', async () => {
-    const chunker = await createChunker();
-    const n = DEFAULT_PARAMS.maxSize * 5 + 123;
+    const chunker = await createChunker(PINNED);
+    const n = PINNED.maxSize * 5 + 123;
     // After 32 bytes of a run of c the hash is constant (-GEAR[c] mod 2^32): it passes the
     // threshold after the average for c = 0 only, so zeros are cut every avg + 1 bytes and every
     // other run at max.
@@ -165,7 +168,22 @@ describe('chunk boundaries', () => {
       898372, 904803, 913660, 924089, 933998, 943938, 952358, 961984, 966412, 977780, 986068, 995488, 998220,
       1008120, 1012751, 1026551, 1035850, 1048576,
     ];
-    assert.deepEqual(DEFAULT_PARAMS, { minSize: 2048, avgSize: 8192, maxSize: 65536 });
+    assert.deepEqual(cutAll(data, PINNED), expected);
+    const wasm = await createWasmChunker(PINNED);
+    wasm.buffer.set(data);
+    assert.deepEqual(wasm.cut(data.length, true), expected);
+  });
+
+  test('FIXED cut points with the default parameters never change', async () => {
+    // Same guarantee for the defaults every new remote uses (1 KiB / 4 KiB / 32 KiB).
+    const data = xorshift(1 << 18, 0x70617175);
+    const expected = [
+      4595, 8279, 12581, 17201, 21668, 25968, 31152, 35520, 42832, 47925, 51423, 56787, 61624, 66685, 72344, 73996,
+      77826, 84624, 89732, 95384, 99806, 104448, 109509, 114081, 118893, 123064, 127464, 130502, 135343, 139458,
+      144382, 148999, 155387, 160527, 165116, 166325, 167979, 172435, 177383, 182141, 186352, 190464, 194939, 199352,
+      201607, 205835, 211281, 216249, 221534, 225921, 230591, 237456, 241657, 245891, 250062, 254421, 258806, 262144,
+    ];
+    assert.deepEqual(DEFAULT_PARAMS, { minSize: 1024, avgSize: 4096, maxSize: 32768 });
     assert.deepEqual(cutAll(data, DEFAULT_PARAMS), expected);
     const wasm = await createWasmChunker(DEFAULT_PARAMS);
     wasm.buffer.set(data);

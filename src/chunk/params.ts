@@ -13,11 +13,13 @@ export interface ChunkParams {
 }
 
 /**
- * Defaults picked by bench/chunk-size (bytes to update typescript 5.8.3 → 5.9.3 and other npm
- * pairs): smaller chunks dedupe more but cost index bytes and per-record overhead; 8 KiB was the
- * minimum of index + data there. See docs/BENCHMARKS.md.
+ * Defaults picked by bench/chunk-size on real npm version pairs (typescript 5.8.3→5.9.3,
+ * prettier 3.5.3→3.6.2, three 0.170.0→0.171.0; docs/BENCHMARKS.md): update bytes with each chunk
+ * deflated alone plus ~12 B of index and 17 B of record header per chunk came to 2K: 6.03 MB,
+ * 4K: 6.33 MB, 8K: 7.1 MB, 64K: 8.6 MB. 4 KiB is within 5% of the smallest while keeping half
+ * the chunks of 2 KiB (index bytes on first download, store entries, per-chunk CPU).
  */
-export const DEFAULT_PARAMS: ChunkParams = { minSize: 2048, avgSize: 8192, maxSize: 65536 };
+export const DEFAULT_PARAMS: ChunkParams = { minSize: 1024, avgSize: 4096, maxSize: 32768 };
 
 export function validateParams(p: ChunkParams): void {
   const pow2 = (n: number) => Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;

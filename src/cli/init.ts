@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { PaqueteError } from '../errors.js';
+import { isPaqueteError, PaqueteError } from '../errors.js';
 import { isHttpUrl, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
@@ -36,6 +36,15 @@ export const initCommand = {
     let manifest;
     try {
       manifest = decodeManifest(await remote.get(MANIFEST_PATH), location);
+    } catch (e) {
+      // Never online (a friend's stick is all there is): the trusted key is all a directory
+      // needs; the first sync or `paquete import` brings the manifest.
+      if (!trusted || !isPaqueteError(e) || !['NETWORK', 'CAPTIVE_PORTAL'].includes(e.code)) throw e;
+      WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(trusted.raw).toString('base64') });
+      out.result(`initialized ${root} for ${location}, which cannot be reached now (${e.message})`);
+      out.line(`publisher key ${fingerprint(trusted)} trusted; run paquete import with a friend's bundle, or paquete sync when online`);
+      out.emitJson({ root, location, publisher: fingerprint(trusted), pinned: false, offline: true });
+      return;
     } finally {
       await remote.close();
     }

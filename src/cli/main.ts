@@ -9,6 +9,12 @@ import { initCommand } from './init.js';
 import { syncCommand } from './sync.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
+import { serveCommand } from './serve.js';
+import { haveCommand } from './have.js';
+import { exportCommand } from './export.js';
+import { importCommand } from './import.js';
+import { seedCommand } from './seed.js';
+import { gitExportCommand } from './git-export.js';
 
 /** Parses the command line and runs one command; every failure becomes one line and an exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -25,6 +31,12 @@ export async function main(args: string[]): Promise<number> {
     .command(syncCommand as never)
     .command(statusCommand as never)
     .command(verifyCommand as never)
+    .command(serveCommand as never)
+    .command(haveCommand as never)
+    .command(exportCommand as never)
+    .command(importCommand as never)
+    .command(seedCommand as never)
+    .command(gitExportCommand as never)
     .demandCommand(1, 'name a command; see paquete --help')
     .strict()
     .recommendCommands()

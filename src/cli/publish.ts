@@ -23,7 +23,7 @@ export const publishCommand = {
   describe: 'Add a snapshot of the sources to a remote directory (static files)',
   builder: (y: Argv) =>
     y
-      .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, docs' })
+      .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, git, docs' })
       .option('to', { type: 'string', demandOption: true, describe: 'remote directory to publish into' })
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
       .option('avg-chunk', { type: 'string', describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })

@@ -1,8 +1,10 @@
 import type { Argv } from 'yargs';
-import { EXIT } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { EXIT, PaqueteError } from '../errors.js';
 import { runSync, SyncResult } from '../sync/session.js';
 import { formatSize, parseSize } from '../util/size.js';
-import { GlobalArgs, withWorkDir } from './common.js';
+import { baseDir, GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { Progress } from './progress.js';
 
@@ -10,6 +12,9 @@ interface Args extends GlobalArgs {
   budget?: string;
   want?: string[];
   'dry-run'?: boolean;
+  requirement?: string[];
+  python?: string;
+  platform?: string;
 }
 
 export const syncCommand = {
@@ -20,6 +25,10 @@ export const syncCommand = {
       .option('budget', { type: 'string', describe: 'most bytes to put on the wire (300MB, 300MiB, 1.5GB), headers included' })
       .option('want', { type: 'string', array: true, describe: 'globs of paths or source names to bring first, in priority order' })
       .option('dry-run', { type: 'boolean', describe: 'print the plan; spend only the bytes of the index' })
+      .option('requirement', { alias: 'r', type: 'string', array: true, describe: 'a requirements file: each line is wanted as pypi:LINE' })
+      .option('python', { type: 'string', describe: 'Python version that pypi: wants resolve for (default: this machine\'s python3)' })
+      .option('platform', { type: 'string', describe: 'wheel platform tag that pypi: wants resolve for (manylinux_2_28_x86_64, win_amd64, …)' })
+      .example('$0 sync --want pypi:requests --budget 50MB', 'requests and its dependencies, for this machine\'s Python')
       .example('$0 sync --budget 300MB', 'spend at most 300 MB; finish whole files first; exit 3 if the budget stopped it')
       .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
   handler: async (argv: Args) => {
@@ -34,7 +43,8 @@ export const syncCommand = {
       const result = await withWorkDir(argv, 'sync', (work) =>
         runSync(work, {
           budget,
-          wants: argv.want ?? [],
+          wants: [...(argv.want ?? []), ...readRequirements((argv.requirement ?? []).map((f) => resolve(baseDir(argv), f)))],
+          pypi: { python: argv.python, platform: argv.platform },
           dryRun: argv['dry-run'],
           signal: abort.signal,
           events: {
@@ -47,6 +57,10 @@ export const syncCommand = {
             progress: (spent) => progress.update(spent),
             fileDone: () => progress.item(),
             fileFailed: (p) => out.warn(`${p} did not match its checksum; its chunks will be fetched again`),
+            retrying: (message, delayMs) => {
+              if (!argv.quiet) out.warn(`link trouble (${message}); trying again in ${(delayMs / 1000).toFixed(1)} s`);
+            },
+            note: (m) => out.warn(m),
           },
         }),
       );
@@ -99,5 +113,22 @@ function report(r: SyncResult, budget: number | undefined): void {
     leftBytes: r.leftBytes,
     stoppedByBudget: r.stoppedByBudget,
     plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),
+  });
+}
+
+/** `-r FILE`: requirement lines as pypi: wants (comments, blank lines and pip options skipped). */
+function readRequirements(files: string[]): string[] {
+  return files.flatMap((file) => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch {
+      throw new PaqueteError('USAGE', `cannot read the requirements file ${file}`);
+    }
+    return text
+      .split(/\r?\n/)
+      .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
+      .filter((l) => l && !l.startsWith('-'))
+      .map((l) => `pypi:${l}`);
   });
 }

@@ -3,14 +3,19 @@ import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readdirSync,
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
-import { chunkFile, chunkId, createChunker, initHash } from '../chunk/index.js';
+import { chunkBytes, chunkId, createChunker, initHash, OnChunk } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
 import { ChunkEntry, decodeSnapshot, encodeSnapshot, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
 import { checkSnapshotBytes, decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { SourceSpec } from '../sources/spec.js';
-import { listTree } from '../sources/tree.js';
+import { listTree, TreeFile } from '../sources/tree.js';
+import { chunkByRule } from '../sources/cutting.js';
+import { metadataSidecars } from '../sources/pypi.js';
 import { fsyncPath, writeFileAtomic } from '../util/fsx.js';
+import { stageSources, StagedSources } from '../sources/stage.js';
+import { chunkFileFixed } from '../chunk/fixed.js';
+import { readPublishedFile } from './published-file.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -79,16 +84,34 @@ class PackWriter {
  * point leaves the previous manifest, which names only complete files; leftovers are unnamed.
  */
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const previous = readRemoteState(opts.remoteDir, opts.publicKey);
+  // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
+  const staged = await stageSources(opts.sources, {
+    remoteDir: opts.remoteDir,
+    previous: previous.snapshot,
+    readPrevious: (path) => (previous.snapshot ? readPublishedFile(opts.remoteDir, previous.snapshot, path) : undefined),
+  });
+  try {
+    return await publishStaged(opts, previous, staged);
+  } finally {
+    staged.cleanup();
+  }
+}
+
+async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof readRemoteState>, staged: StagedSources): Promise<PublishResult> {
   const { remoteDir } = opts;
   const names = new Set<string>();
   for (const s of opts.sources) {
     if (names.has(s.name)) throw new PaqueteError('USAGE', `two sources are named "${s.name}"`, 'give one a name with NAME=PATH');
     names.add(s.name);
-    if (s.kind === 'git') throw new PaqueteError('USAGE', `git sources are not supported yet (${s.path})`);
   }
-  const listings = opts.sources.map((s) => ({ spec: s, ...listTree(s.path) }));
+  const listings = opts.sources.map((s) => {
+    const { files, skipped }: { files: (TreeFile & { data?: Uint8Array })[]; skipped: string[] } = listTree(staged.rootOf(s));
+    // pypi: each distribution's core metadata beside it (FILE.metadata), for PEP 658 and for
+    // `--want pypi:NAME`, which reads dependencies before fetching any wheel.
+    return { spec: s, skipped, files: s.kind === 'pypi' ? [...files, ...metadataSidecars(files)] : files };
+  });
 
-  const previous = readRemoteState(remoteDir, opts.publicKey);
   const params = previous.snapshot?.params ?? opts.params ?? DEFAULT_PARAMS;
   const known = previous.known;
 
@@ -116,7 +139,10 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
       const sha = createHash('sha256');
       const ids: bigint[] = [];
       let size = 0;
-      await chunkFile(f.abs, chunker, (chunk) => {
+      // Wheels are cut at zip member boundaries too (src/sources/cutting.ts), so unchanged members dedupe.
+      const fixed = staged.fixedChunkSize(path);
+      const chunkIt = (cb: OnChunk) => (fixed ? chunkFileFixed(f.abs, fixed, cb) : f.data ? chunkBytes(f.data, chunker, cb) : chunkByRule(f.abs, chunker, cb));
+      await chunkIt((chunk) => {
         sha.update(chunk);
         size += chunk.length;
         const id = chunkId(chunk);
@@ -150,6 +176,12 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
         }
       }
     }
+  }
+  // Files a staged source keeps from the previous snapshot as they are (a git source's earlier bundles).
+  for (const path of staged.keep) {
+    const prev = previous.snapshot!;
+    const f = prev.files.find((x) => x.path === path)!;
+    fileChunks.set(f.path, { mode: f.mode, size: f.size, sha256: f.sha256, ids: f.chunks.map((i) => prev.chunks[i].id) });
   }
   sources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const lookup = (id: bigint) => fresh.get(id) ?? known.get(id)!;
@@ -220,7 +252,7 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
   if (!existsSync(manifestPath)) {
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
-      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots');
+      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots' && !n.startsWith('.tmp-'));
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }

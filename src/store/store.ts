@@ -1,5 +1,7 @@
 import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fdatasync } from 'node:fs';
 import { Level } from 'level';
 import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
@@ -41,6 +43,7 @@ const decodeLocation = (v: Uint8Array): Location => {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   return { pack: b.readUInt32LE(0), offset: b.readUInt32LE(4), length: b.readUInt32LE(8) };
 };
+const fdatasyncAsync = promisify(fdatasync);
 export const packFileName = (n: number) => `${String(n).padStart(8, '0')}.pack`;
 
 export interface VerifyProblem {
@@ -164,6 +167,28 @@ export class ChunkStore {
     return raw;
   }
 
+  /**
+   * A chunk's record exactly as stored (header + payload), checked like `get`: it decodes and
+   * hashes to its id. Lets a peer export copy records verbatim, with no recompression.
+   */
+  async getRecord(id: bigint): Promise<Uint8Array> {
+    const loc = await this.locate(id);
+    if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`);
+    const { header, payload } = this.readRecord(loc);
+    if (header.id !== id || chunkId(decodePayload(header, payload)) !== id) {
+      throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(id)} in pack ${packFileName(loc.pack)} is corrupt`, 'run paquete verify --repair');
+    }
+    return new Uint8Array(payload.buffer, payload.byteOffset - RECORD_HEADER_SIZE, loc.length);
+  }
+
+  /** Every chunk id in the store, ascending (the index keys are big-endian ids). */
+  async *ids(): AsyncGenerator<bigint> {
+    await this.flush(false);
+    for await (const k of this.db.keys({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+      yield Buffer.from(k.buffer, k.byteOffset, k.byteLength).readBigUInt64BE(1);
+    }
+  }
+
   /** Stores raw chunk bytes (compressing them). */
   async add(id: bigint, raw: Uint8Array): Promise<void> {
     if (await this.has(id)) return;
@@ -275,7 +300,8 @@ export class ChunkStore {
    */
   async flush(durable = true): Promise<void> {
     if (this.writePack < 0 || (this.pending.size === 0 && (!durable || this.committed.durable === this.writeEnd))) return;
-    if (durable) fdatasyncSync(this.fd(this.writePack));
+    // Off the main thread, so a download beside us keeps reading its socket meanwhile.
+    if (durable) await fdatasyncAsync(this.fd(this.writePack));
     const ops: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = [];
     for (const [id, loc] of this.pending) ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) });
     ops.push(u32Put(META_CURRENT_PACK, this.writePack));

@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync, fstatSync, chmodSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, fstatSync } from 'node:fs';
+import { chmod, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
+import { ChunkCache } from './cache.js';
 
 /**
  * Puts files into the working tree. A file is written to a temp file beside the store, checked
@@ -18,6 +20,7 @@ export class Assembler {
     private readonly store: ChunkStore,
     private readonly snapshot: Snapshot,
     private readonly state: TreeState,
+    private readonly cache?: ChunkCache,
   ) {}
 
   /** True when the file in the tree is already the snapshot's version. */
@@ -48,45 +51,38 @@ export class Assembler {
     const target = join(this.root, f.path);
     this.prepareParents(f.path);
     const tmp = join(this.tmpDir, `${randomBytes(8).toString('hex')}.part`);
-    const fd = openSync(tmp, 'w', f.mode & 0o777 || 0o644);
+    const mode = f.mode & 0o777 || 0o644;
+    // Async file I/O so that a download running beside us keeps reading its socket.
+    const fh = await open(tmp, 'w', mode);
     const hash = createHash('sha256');
+    let ok = false;
     try {
-      let pos = 0;
       for (const i of f.chunks) {
-        const raw = await this.store.get(this.snapshot.chunks[i].id);
+        const id = this.snapshot.chunks[i].id;
+        const raw = this.cache?.get(id) ?? (await this.store.get(id));
         hash.update(raw);
-        let done = 0;
-        while (done < raw.length) done += writeSync(fd, raw, done, raw.length - done, pos + done);
-        pos += raw.length;
+        await fh.write(raw);
       }
-      if (hash.digest().compare(f.sha256) !== 0) {
-        closeSync(fd);
-        unlinkSync(tmp);
-        await this.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
-        return false;
-      }
-      fsyncSync(fd);
-      closeSync(fd);
+      ok = hash.digest().compare(f.sha256) === 0;
+      if (ok) await fh.sync();
     } catch (e) {
-      try {
-        closeSync(fd);
-      } catch {
-        /* already closed */
-      }
-      try {
-        unlinkSync(tmp);
-      } catch {
-        /* never created */
-      }
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
         throw new PaqueteError('DISK_FULL', `the disk is full while writing ${f.path}`, 'free some space and run paquete sync again; everything downloaded is kept');
       }
       throw e;
     }
-    chmodSync(tmp, f.mode & 0o777 || 0o644);
+    await fh.close();
+    if (!ok) {
+      await rm(tmp, { force: true });
+      await this.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
+      return false;
+    }
+    await chmod(tmp, mode);
     const existing = safeLstat(target);
     if (existing?.isDirectory()) throw new PaqueteError('UNSAFE_PATH', `${f.path} is a directory in your tree; the snapshot has a file there`, 'move it away and sync again');
-    renameSync(tmp, target);
+    await rename(tmp, target);
     const st = statSync(target);
     this.state.files[f.path] = { size: st.size, mtimeMs: st.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') };
     return true;

@@ -22,11 +22,26 @@ const snapshotCache = (name: string) => `snapshots/${name}.snap`;
  */
 export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } = {}): Promise<Latest> {
   const manifest = decodeManifest(await remote.get(MANIFEST_PATH, opts), remote.location);
+  checkManifestTrust(work, manifest, `the remote ${remote.location}`);
+  const entry = latestSnapshot(manifest.body);
+  if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
+  const snapshot = await loadSnapshot(work, remote, entry, opts);
+  work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  return { manifest, entry, snapshot };
+}
+
+/**
+ * Checks a manifest, wherever it came from (a remote, a friend's bundle), against what this
+ * directory trusts: signed by the pinned publisher, and not older than the manifest already
+ * accepted (a replayed manifest would roll the user back to old files). `where` names the source
+ * in messages ("the remote https://…", "bundle 3f2a…").
+ */
+export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: string): void {
   const trustedKey = publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64'));
   if (Buffer.compare(manifest.publisher.raw, trustedKey.raw) !== 0) {
     throw new PaqueteError(
       'UNTRUSTED_KEY',
-      `the remote ${remote.location} is signed by ${fingerprint(manifest.publisher)}, but this directory trusts ${fingerprint(trustedKey)}`,
+      `${where} is signed by ${fingerprint(manifest.publisher)}, but this directory trusts ${fingerprint(trustedKey)}`,
       'if the publisher really changed keys, run paquete init again with --trust NEWKEY.pub',
     );
   }
@@ -36,18 +51,35 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
     if (manifest.body.serial < trusted.body.serial) {
       throw new PaqueteError(
         'ROLLBACK',
-        `the remote offers manifest ${manifest.body.serial}, older than ${trusted.body.serial} already seen: refusing to go back (a stale mirror or a replay)`,
+        `${where} offers manifest ${manifest.body.serial}, older than ${trusted.body.serial} already seen: refusing to go back (a stale mirror or a replay)`,
       );
     }
     if (manifest.body.serial === trusted.body.serial && Buffer.compare(Buffer.from(manifest.bytes), trustedBytes) !== 0) {
-      throw new PaqueteError('ROLLBACK', `the remote offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
+      throw new PaqueteError('ROLLBACK', `${where} offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
     }
   }
-  const entry = latestSnapshot(manifest.body);
-  if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
-  const snapshot = await loadSnapshot(work, remote, entry, opts);
+}
+
+/** The manifest this directory trusts (the last accepted), if any. */
+export function trustedManifest(work: WorkDir): Manifest | undefined {
+  const bytes = work.readOptional(TRUSTED_MANIFEST);
+  return bytes ? decodeManifest(bytes, 'the trusted manifest') : undefined;
+}
+
+/** Makes a manifest that passed checkManifestTrust the trusted one. */
+export function acceptManifest(work: WorkDir, manifest: Manifest): void {
   work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
-  return { manifest, entry, snapshot };
+}
+
+/** A cached snapshot index's bytes (unchecked: check them against the manifest entry). */
+export function cachedSnapshotBytes(work: WorkDir, name: string): Buffer | undefined {
+  return work.readOptional(snapshotCache(name));
+}
+
+/** Caches a snapshot index whose bytes were checked against a trusted manifest entry. */
+export function cacheSnapshot(work: WorkDir, entry: ManifestSnapshot, bytes: Uint8Array): void {
+  checkSnapshotBytes(entry, bytes);
+  work.writeMeta(snapshotCache(entry.name), bytes);
 }
 
 export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {

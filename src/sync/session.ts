@@ -4,9 +4,11 @@ import { Remote } from '../remote/remote.js';
 import { FileEntry, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { Assembler } from './assembler.js';
+import { ChunkCache } from './cache.js';
 import { fetchLatest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { Plan, planSession } from './planner.js';
+import { expandWants, PypiTargetOptions } from './wants.js';
 
 /** Bytes a server that ignores Range may push past what we read before our hang-up reaches it. */
 const IGNORED_RANGE_MARGIN = 256 << 10;
@@ -20,6 +22,8 @@ export interface SyncOptions {
   events?: SyncEvents;
   /** For tests: a remote to use instead of the configured one. */
   remote?: Remote;
+  /** The Python that `--want pypi:…` resolves for (default: this machine's python3). */
+  pypi?: PypiTargetOptions;
 }
 
 export interface SyncEvents {
@@ -30,6 +34,8 @@ export interface SyncEvents {
   fileFailed?: (path: string) => void;
   /** The link failed and the request will be tried again. */
   retrying?: (message: string, delayMs: number) => void;
+  /** Something the user should know about their wants (a package not in the mirror, …). */
+  note?: (message: string) => void;
 }
 
 export interface SyncResult {
@@ -73,8 +79,11 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       throw new PaqueteError('BUDGET', `the budget (${budget} bytes) does not even cover the index (${spent()} bytes)`, 'give a larger --budget');
     }
     const { snapshot } = latest;
+    // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
+    const wants = await expandWants(opts.wants ?? [], { work, remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     const state = work.treeState();
-    const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
+    const cache = new ChunkCache();
+    const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state, cache);
 
     const complete = new Set<string>();
     for (const f of snapshot.files) if (assembler.isInPlace(f)) complete.add(f.path);
@@ -85,7 +94,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       snapshot,
       present,
       complete,
-      wants: opts.wants ?? [],
+      wants,
       // A server that ignores Range keeps sending after we hang up; keep a margin for that.
       budget: budget - spent() - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
       requestCost: (n) => remote.requestCost(packPath, n),
@@ -127,26 +136,44 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         waitingOn.set(i, list);
       }
     }
+    // Files are placed by a worker beside the download, not inside it: a file's fsync must not
+    // stall reading the socket (a stalled reader leaves data in flight that a kill would waste).
+    let placeError: unknown;
+    let lastStateSave = Date.now();
     const placeReady = async () => {
-      while (ready.length) {
+      while (ready.length && placeError === undefined) {
         const f = ready.shift()!;
-        if (await assembler.place(f)) {
-          result.placed.push(f.path);
-          complete.add(f.path);
-          opts.events?.fileDone?.(f.path, f.size);
-        } else {
-          result.failed.push(f.path);
-          opts.events?.fileFailed?.(f.path);
+        try {
+          if (await assembler.place(f)) {
+            result.placed.push(f.path);
+            complete.add(f.path);
+            opts.events?.fileDone?.(f.path, f.size);
+          } else {
+            result.failed.push(f.path);
+            opts.events?.fileFailed?.(f.path);
+          }
+        } catch (e) {
+          placeError = e;
         }
       }
-      work.saveTreeState(state);
+      // tree.json is a cache of what we placed (a lost entry costs one re-hash), so it is saved
+      // now and then rather than after every file.
+      if (Date.now() - lastStateSave > 2000) {
+        work.saveTreeState(state);
+        lastStateSave = Date.now();
+      }
     };
-    await placeReady();
+    let placing = placeReady();
+    const schedule = () => {
+      placing = placing.then(placeReady);
+    };
     try {
       await fetchRanges(remote, snapshot, plan.ranges, work.store, {
         signal: opts.signal,
         wireLimit: budget,
-        onChunks: async (indices) => {
+        cache,
+        onChunks: (indices) => {
+          if (placeError !== undefined) throw placeError;
           for (const i of indices) {
             for (const f of waitingOn.get(i) ?? []) {
               const n = missingCount.get(f)! - 1;
@@ -156,12 +183,16 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
             waitingOn.delete(i);
           }
           opts.events?.progress?.(spent());
-          await placeReady();
+          if (ready.length) schedule();
         },
       });
     } finally {
+      // Whatever completed before an interruption is still placed.
+      schedule();
+      await placing;
       work.saveTreeState(state);
     }
+    if (placeError !== undefined) throw placeError;
 
     // Files of older snapshots that this one no longer has go, if the user left them untouched.
     const inSnapshot = new Set(snapshot.files.map((f) => f.path));

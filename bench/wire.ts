@@ -1,0 +1,963 @@
+/**
+ * Bytes on the wire, beside casync, zsync, rsync and the zstd floors (issue 4):
+ *
+ *   node dist/bench/wire.js                          all pairs, tar and tree (about 10 minutes)
+ *   node dist/bench/wire.js --pairs typescript,caniuse-lite --modes tar      a quick run
+ *   WIRE_PAIRS=caniuse-lite node dist/bench/wire.js  the same through the environment
+ *   node dist/bench/wire.js --json out.json          also write every measurement as JSON
+ *   node dist/bench/wire.js --keep                   keep the work directory (bench/.cache/wire/)
+ *
+ * For each pair of successive versions of an npm package (OLD → NEW, fetched with `npm pack` into
+ * bench/.cache/ and unpacked; see bench/corpus.ts), in two modes:
+ *   tar   one tar per version (bench/corpus.ts tarOf: sorted names, fixed owners and times)
+ *   tree  the unpacked directory as it is
+ * it measures the bytes on the wire of a FIRST DOWNLOAD of NEW (nothing held locally) and of the
+ * UPDATE (OLD held locally, bring NEW), for:
+ *   paquete  publish OLD, init + sync (over nginx), publish NEW, sync again (the update); then a
+ *            fresh client syncs NEW from the remote that holds both (the first download)
+ *   casync   `casync make` per version into a store; `casync extract` over HTTP, --seed=OLD for
+ *            the update (tar: .caibx; tree: .caidx)
+ *   zsync    `zsyncmake` of NEW; `zsync` without seed, then `zsync -i OLD` (tar only)
+ *   rsync -z against a loopback rsync daemon (its own --stats: it does not go through nginx)
+ *   floors   `zstd -19 --long=27` of NEW.tar (first) and `zstd -19 --long=27 --patch-from=OLD.tar`
+ *            (update): the same floors serve both modes, the tar holding exactly the tree's bytes
+ * HTTP tools are served by one nginx (test/helpers/nginx.ts) and counted from its access log:
+ * request line + headers + body received, status line + headers + body sent, every request.
+ * Every result is checked byte for byte against NEW; a tool whose output differs is marked.
+ *
+ * CPU is user + system time of the command and the children it waited for (bash `times`), so
+ * paquete's worker threads and casync's HTTP helper count; MB/s is NEW's size over that time.
+ * Servers (nginx, the rsync daemon) are not counted.
+ *
+ * Then "where the bytes go": paquete's update (and first download) split into manifest, index,
+ * record headers, chunk payloads, gap records and HTTP headers, from the access log and the
+ * remote's own files, with what the same missing chunks would cost compressed together or as one
+ * delta against OLD.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { decodeSnapshot, type Snapshot } from '../src/snapshot/snapshot.js';
+import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE } from '../src/store/pack.js';
+import { freePort, startNginx, type LogEntry, type NginxServer } from '../test/helpers/nginx.js';
+import { CACHE_DIR, fetchNpmPackage, have, tarOf } from './corpus.js';
+
+const run = promisify(execFile);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PAQUETE = path.join(ROOT, 'bin', 'paquete.js');
+
+/** Successive real versions of different character; the first is the issue's reference pair. */
+export const WIRE_PAIRS: Array<{ name: string; from: string; to: string; character: string }> = [
+  {
+    name: 'typescript', from: '5.8.3', to: '5.9.3',
+    character: "the issue's reference: a few large bundled .js files, lib .d.ts, diagnostics JSON (130 files, 23.6 MB)",
+  },
+  {
+    name: 'three', from: '0.170.0', to: '0.171.0',
+    character: 'mostly JS: ~1,080 ES modules (src/, examples/jsm/) plus big build/ bundles (26 MB, 4 MB of it unchanged .wasm decoders)',
+  },
+  {
+    name: '@types/node', from: '24.10.0', to: '24.10.1',
+    character: "docs-heavy: 75 .d.ts files that are mostly prose (Node's API documentation as JSDoc), 2.5 MB; a small docs fix",
+  },
+  {
+    name: 'npm', from: '10.9.2', to: '10.9.3',
+    character: 'docs and many files: the npm CLI ships its manual (.md, .html, man pages, 2.3 MB) and ~2,300 bundled small files (11.6 MB)',
+  },
+  {
+    name: '@swc/core-linux-x64-gnu', from: '1.16.21', to: '1.16.22',
+    character: 'binary-heavy: one 10.7 MB native Node addon (.node, Rust), rebuilt between versions',
+  },
+  {
+    name: 'esbuild-wasm', from: '0.25.11', to: '0.25.12',
+    character: 'binary-heavy: a 12.3 MB .wasm (Go) plus a little JS',
+  },
+  {
+    name: 'caniuse-lite', from: '1.0.30001822', to: '1.0.30001823',
+    character: 'many small files: 841 data modules averaging 2 KB (1.6 MB), a daily data release',
+  },
+];
+
+type Mode = 'tar' | 'tree';
+
+interface Measure {
+  /** Wire bytes, both directions. */
+  bytes?: number;
+  requests?: number;
+  /** user + system CPU seconds of the client command(s). */
+  cpu?: number;
+  wall?: number;
+  /** Output identical to NEW? undefined when not checked. */
+  ok?: boolean;
+  note?: string;
+}
+
+interface ToolResult {
+  tool: string;
+  mode: Mode;
+  /** How bytes were counted. */
+  counted: 'nginx' | 'rsync --stats';
+  /** Publisher-side work on NEW: paquete publish, casync make, zsyncmake. */
+  make?: Measure;
+  first?: Measure;
+  update?: Measure;
+  error?: string;
+}
+
+interface Breakdown {
+  phase: 'update' | 'first';
+  mode: Mode;
+  chunksInNew: number;
+  chunksFetched: number;
+  requests: number;
+  manifestBody: number;
+  indexBody: number;
+  recordHeaders: number;
+  payloads: number;
+  gapRecords: number;
+  httpHeaders: number;
+  total: number;
+  /** Raw bytes of the chunks fetched, and what they would cost compressed otherwise. */
+  fetchedRaw: number;
+  deflatedTogether: number;
+  zstdTogether: number;
+  /** zstd -19 --long=27 --patch-from=OLD.tar of the fetched chunks, concatenated (update only). */
+  zstdDeltaAgainstOld?: number;
+}
+
+interface PairResult {
+  name: string;
+  from: string;
+  to: string;
+  character: string;
+  oldTarBytes: number;
+  newTarBytes: number;
+  newTreeBytes: number;
+  newFiles: number;
+  chunkParams?: string;
+  floors: { first?: number; update?: number; firstCpu?: number; updateCpu?: number; error?: string };
+  tools: ToolResult[];
+  breakdowns: Breakdown[];
+  seconds: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------------
+
+const T0 = Date.now();
+function log(msg: string): void {
+  process.stderr.write(`[wire ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
+}
+
+function errorText(e: unknown): string {
+  const err = e as { stderr?: string; stdout?: string; message?: string };
+  const lines = `${err.stderr ?? ''}\n${err.message ?? ''}`.split('\n').map((l) => l.trim());
+  const useful = lines.filter((l) => l && !/^\d+m[\d.]+s \d+m[\d.]+s$/.test(l) && !/^Command failed/.test(l) && !/^Node\.js v\d/.test(l));
+  // A stack trace: the line naming the error says more than the last one.
+  const named = useful.find((l) => /^(\w*Error\b|error:|paquete: )/i.test(l));
+  return (named ?? useful[useful.length - 1] ?? String(e)).slice(0, 240);
+}
+
+interface Ran {
+  stdout: string;
+  stderr: string;
+  wall: number;
+  cpu: number;
+}
+
+/**
+ * Runs a command and measures its CPU time (user + system, its own and that of the children it
+ * waited for) with bash's `times`, printed to stderr after the command's own output.
+ */
+async function timedRun(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Ran> {
+  const t0 = process.hrtime.bigint();
+  const { stdout, stderr } = await run('bash', ['-c', '"$@"; rc=$?; times 1>&2; exit $rc', 'bash', cmd, ...args], {
+    cwd: opts.cwd,
+    maxBuffer: 256 << 20,
+    env: { ...process.env, LC_ALL: 'C' },
+  });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const lines = stderr.trimEnd().split('\n');
+  const children = lines[lines.length - 1] ?? '';
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(children.trim());
+  const cpu = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
+  return { stdout, stderr: lines.slice(0, -2).join('\n'), wall, cpu };
+}
+
+const paquete = (args: string[], cwd?: string) => timedRun(process.execPath, [PAQUETE, ...args], { cwd });
+
+function sumRan(rs: Ran[]): { cpu: number; wall: number } {
+  return { cpu: rs.reduce((s, r) => s + r.cpu, 0), wall: rs.reduce((s, r) => s + r.wall, 0) };
+}
+
+function sha256File(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** Regular files under dir: relative path → size:sha256. */
+function treeDigest(dir: string, skipTop: string[] = []): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (d: string, rel: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (rel === '' && skipTop.includes(e.name)) continue;
+      const p = path.join(d, e.name);
+      const r = rel + e.name;
+      if (e.isDirectory()) walk(p, r + '/');
+      else if (e.isFile()) out.set(r, sha256File(p));
+    }
+  };
+  walk(dir, '');
+  return out;
+}
+
+function sameTree(a: string, b: string, skipTop: string[] = []): boolean {
+  const x = treeDigest(a);
+  const y = treeDigest(b, skipTop);
+  if (x.size !== y.size) return false;
+  for (const [k, v] of x) if (y.get(k) !== v) return false;
+  return true;
+}
+
+function treeBytes(dir: string): { bytes: number; files: number } {
+  let bytes = 0;
+  let files = 0;
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) {
+        bytes += fs.statSync(p).size;
+        files++;
+      }
+    }
+  };
+  walk(dir);
+  return { bytes, files };
+}
+
+function mkdirp(p: string): string {
+  fs.mkdirSync(p, { recursive: true });
+  return p;
+}
+
+function fresh(p: string): string {
+  fs.rmSync(p, { recursive: true, force: true });
+  return mkdirp(p);
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** The access log once nginx has written every line (a line is written when a request ends). */
+async function settledLog(ng: NginxServer): Promise<LogEntry[]> {
+  let prev = -1;
+  for (;;) {
+    await sleep(120);
+    const entries = await ng.accessLog();
+    if (entries.length === prev) return entries;
+    prev = entries.length;
+  }
+}
+
+function wireOf(entries: LogEntry[]): { bytes: number; requests: number } {
+  return { bytes: entries.reduce((s, e) => s + e.bytesSent + e.requestLength, 0), requests: entries.length };
+}
+
+/** Runs `fn` with an empty access log; returns its result and the requests it made. */
+async function counted<T>(ng: NginxServer, fn: () => Promise<T>): Promise<{ value: T; entries: LogEntry[] }> {
+  await settledLog(ng);
+  await ng.clearLog();
+  const value = await fn();
+  const entries = await settledLog(ng);
+  return { value, entries };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------
+
+const DEBIAN_PACKAGE: Record<string, string> = { casync: 'casync', zsync: 'zsync', zsyncmake: 'zsync', rsync: 'rsync', zstd: 'zstd' };
+
+/** Installs the Debian package of a missing command when we are root; returns why not otherwise. */
+async function ensureCommand(cmd: string): Promise<string | undefined> {
+  if (await have(cmd)) return undefined;
+  const pkg = DEBIAN_PACKAGE[cmd] ?? cmd;
+  if (process.getuid?.() === 0 && (await have('apt-get'))) {
+    log(`installing ${pkg} (apt-get)`);
+    try {
+      await run('apt-get', ['install', '-y', pkg], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 << 20 });
+    } catch {
+      try {
+        await run('apt-get', ['update'], { maxBuffer: 64 << 20 });
+        await run('apt-get', ['install', '-y', pkg], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, maxBuffer: 64 << 20 });
+      } catch (e) {
+        return `apt-get install ${pkg} failed: ${errorText(e)}`;
+      }
+    }
+    if (await have(cmd)) return undefined;
+  }
+  return `${cmd} is not installed (Debian: apt-get install ${pkg})`;
+}
+
+interface PairFiles {
+  oldDir: string;
+  newDir: string;
+  oldTar: string;
+  newTar: string;
+  /** Directories holding the tar as pkg.tar, for tools that sync a directory. */
+  oldTarDir: string;
+  newTarDir: string;
+}
+
+interface Ctx {
+  work: string;
+  www: string;
+  ng: NginxServer;
+  key: string;
+  files: PairFiles;
+  pair: PairResult;
+}
+
+function sizeOf(ctx: Ctx, mode: Mode): number {
+  return mode === 'tar' ? ctx.pair.newTarBytes : ctx.pair.newTreeBytes;
+}
+
+/** paquete through its CLI, served by nginx. Also returns the byte breakdowns. */
+async function measurePaquete(ctx: Ctx, mode: Mode): Promise<ToolResult> {
+  const result: ToolResult = { tool: 'paquete', mode, counted: 'nginx' };
+  const remoteName = `pq-${mode}`;
+  const remote = fresh(path.join(ctx.www, remoteName));
+  const url = `${ctx.ng.url}${remoteName}/`;
+  const src = (which: 'old' | 'new') =>
+    mode === 'tar' ? (which === 'old' ? ctx.files.oldTarDir : ctx.files.newTarDir) : which === 'old' ? ctx.files.oldDir : ctx.files.newDir;
+  const expected = mode === 'tar' ? ctx.files.newTarDir : ctx.files.newDir;
+  const w1 = path.join(ctx.work, `pq-${mode}-client1`);
+  const w2 = path.join(ctx.work, `pq-${mode}-client2`);
+  fs.rmSync(w1, { recursive: true, force: true });
+  fs.rmSync(w2, { recursive: true, force: true });
+  try {
+    log(`${ctx.pair.name} ${mode}: paquete publish OLD, sync OLD`);
+    await paquete(['publish', `pkg=${src('old')}`, '--to', remote, '--key', ctx.key, '--json', '--quiet']);
+    const firstOld = await counted(ctx.ng, async () => {
+      await paquete(['init', url, w1, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
+      return paquete(['sync', '-C', w1, '--json', '--quiet']);
+    });
+    const oldWire = wireOf(firstOld.entries);
+
+    log(`${ctx.pair.name} ${mode}: paquete publish NEW, sync (update)`);
+    const pub = await paquete(['publish', `pkg=${src('new')}`, '--to', remote, '--key', ctx.key, '--json', '--quiet']);
+    result.make = { cpu: pub.cpu, wall: pub.wall };
+    const upd = await counted(ctx.ng, () => paquete(['sync', '-C', w1, '--json', '--quiet']));
+    const updWire = wireOf(upd.entries);
+    const spent = (JSON.parse(upd.value.stdout) as { spent: number }).spent;
+    result.update = {
+      ...updWire,
+      cpu: upd.value.cpu,
+      wall: upd.value.wall,
+      ok: sameTree(expected, path.join(w1, 'pkg')),
+      note:
+        `paquete's own meter said ${spent} B, nginx counted ${updWire.bytes} B; ` +
+        `first download of OLD (remote holding only OLD): ${fmtBytes(oldWire.bytes)} in ${oldWire.requests} requests`,
+    };
+
+    log(`${ctx.pair.name} ${mode}: paquete init + sync NEW on a fresh client`);
+    const first = await counted(ctx.ng, async () => {
+      const a = await paquete(['init', url, w2, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
+      const b = await paquete(['sync', '-C', w2, '--json', '--quiet']);
+      return sumRan([a, b]);
+    });
+    result.first = { ...wireOf(first.entries), ...first.value, ok: sameTree(expected, path.join(w2, 'pkg')) };
+
+    const snaps = readRemoteSnapshots(remote);
+    ctx.pair.chunkParams ??= `min ${snaps.new.params.minSize}, avg ${snaps.new.params.avgSize}, max ${snaps.new.params.maxSize}`;
+    ctx.pair.breakdowns.push(
+      await breakdown(ctx, mode, 'update', remote, remoteName, snaps, upd.entries),
+      await breakdown(ctx, mode, 'first', remote, remoteName, snaps, first.entries),
+    );
+  } catch (e) {
+    result.error = errorText(e);
+  } finally {
+    fs.rmSync(w1, { recursive: true, force: true });
+    fs.rmSync(w2, { recursive: true, force: true });
+  }
+  return result;
+}
+
+function readRemoteSnapshots(remote: string): { old: Snapshot; new: Snapshot } {
+  const manifest = JSON.parse(fs.readFileSync(path.join(remote, 'manifest.json'), 'utf8')) as {
+    signed: { snapshots: Array<{ name: string }> };
+  };
+  const list = manifest.signed.snapshots;
+  const read = (name: string) => decodeSnapshot(fs.readFileSync(path.join(remote, 'snapshots', `${name}.snap`)));
+  return { old: read(list[0].name), new: read(list[list.length - 1].name) };
+}
+
+/**
+ * Splits the bytes of one paquete sync by what they carried: the access log says which file and
+ * range each request fetched and how many header bytes it cost; the remote's packs say which
+ * records lay in each range.
+ */
+async function breakdown(
+  ctx: Ctx,
+  mode: Mode,
+  phase: 'update' | 'first',
+  remote: string,
+  remoteName: string,
+  snaps: { old: Snapshot; new: Snapshot },
+  entries: LogEntry[],
+): Promise<Breakdown> {
+  const held = new Set<bigint>(phase === 'update' ? snaps.old.chunks.map((c) => c.id) : []);
+  const inNew = new Set<bigint>(snaps.new.chunks.map((c) => c.id));
+  const b: Breakdown = {
+    phase, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, requests: entries.length,
+    manifestBody: 0, indexBody: 0, recordHeaders: 0, payloads: 0, gapRecords: 0, httpHeaders: 0, total: 0,
+    fetchedRaw: 0, deflatedTogether: 0, zstdTogether: 0,
+  };
+  const raws: Uint8Array[] = [];
+  const seen = new Set<bigint>();
+  for (const e of entries) {
+    b.httpHeaders += e.bytesSent - e.bodyBytesSent + e.requestLength;
+    b.total += e.bytesSent + e.requestLength;
+    const rel = e.uri.replace(`/${remoteName}/`, '');
+    if (rel === 'manifest.json') b.manifestBody += e.bodyBytesSent;
+    else if (rel.startsWith('snapshots/')) b.indexBody += e.bodyBytesSent;
+    else if (rel.startsWith('packs/')) {
+      const pack = fs.readFileSync(path.join(remote, rel));
+      const m = e.range ? /^bytes=(\d+)-(\d*)$/.exec(e.range) : null;
+      let at = m ? Number(m[1]) : 0;
+      const end = Math.min(pack.length, at + e.bodyBytesSent); // what was actually sent
+      if (at === 0) at = 8; // pack header (a server that ignored Range)
+      while (at + RECORD_HEADER_SIZE <= end) {
+        const h = decodeRecordHeader(pack, at);
+        const recEnd = at + RECORD_HEADER_SIZE + h.storedLength;
+        const wanted = inNew.has(h.id) && !held.has(h.id) && !seen.has(h.id);
+        if (wanted) {
+          seen.add(h.id);
+          b.chunksFetched++;
+          b.recordHeaders += RECORD_HEADER_SIZE;
+          b.payloads += h.storedLength;
+          const raw = decodePayload(h, pack.subarray(at + RECORD_HEADER_SIZE, recEnd));
+          raws.push(raw);
+          b.fetchedRaw += raw.length;
+        } else b.gapRecords += recEnd - at;
+        at = recEnd;
+      }
+    } else b.gapRecords += e.bodyBytesSent; // anything else fetched: count it somewhere visible
+  }
+  if (raws.length) {
+    const all = Buffer.concat(raws);
+    b.deflatedTogether = zlib.deflateRawSync(all, { level: 9 }).length;
+    const blob = path.join(ctx.work, 'fetched-chunks.bin');
+    fs.writeFileSync(blob, all);
+    // For a first download the floor is this already (all of NEW, compressed whole): skip it.
+    if (phase === 'update') {
+      b.zstdTogether = await zstdSize(['-19', '--long=27'], blob);
+      b.zstdDeltaAgainstOld = await zstdSize(['-19', '--long=27', `--patch-from=${ctx.files.oldTar}`], blob);
+    }
+    fs.rmSync(blob, { force: true });
+  }
+  return b;
+}
+
+async function zstdSize(args: string[], input: string): Promise<number> {
+  const out = `${input}.zst`;
+  await run('zstd', ['-q', '-f', ...args, input, '-o', out], { maxBuffer: 16 << 20 });
+  const n = fs.statSync(out).size;
+  fs.rmSync(out, { force: true });
+  return n;
+}
+
+async function measureCasync(ctx: Ctx, mode: Mode): Promise<ToolResult> {
+  const result: ToolResult = { tool: 'casync', mode, counted: 'nginx' };
+  const missing = await ensureCommand('casync');
+  if (missing) return { ...result, error: missing };
+  const ext = mode === 'tar' ? 'caibx' : 'caidx';
+  const dirName = `ca-${mode}`;
+  const dir = fresh(path.join(ctx.www, dirName));
+  const store = path.join(dir, 'store');
+  const input = (which: 'old' | 'new') => (mode === 'tar' ? (which === 'old' ? ctx.files.oldTar : ctx.files.newTar) : which === 'old' ? ctx.files.oldDir : ctx.files.newDir);
+  const out = fresh(path.join(ctx.work, `ca-${mode}-out`));
+  try {
+    log(`${ctx.pair.name} ${mode}: casync make`);
+    await timedRun('casync', ['make', `--store=${store}`, path.join(dir, `old.${ext}`), input('old')]);
+    const mk = await timedRun('casync', ['make', `--store=${store}`, path.join(dir, `new.${ext}`), input('new')]);
+    result.make = { cpu: mk.cpu, wall: mk.wall };
+    const storeUrl = `${ctx.ng.url}${dirName}/store/`;
+    const indexUrl = `${ctx.ng.url}${dirName}/new.${ext}`;
+    const check = (target: string) => (mode === 'tar' ? sha256File(target) === sha256File(ctx.files.newTar) : sameTree(ctx.files.newDir, target));
+
+    log(`${ctx.pair.name} ${mode}: casync extract (first, no seed)`);
+    const t1 = path.join(out, mode === 'tar' ? 'first.tar' : 'first');
+    const first = await counted(ctx.ng, () => timedRun('casync', ['extract', `--store=${storeUrl}`, indexUrl, t1]));
+    result.first = { ...wireOf(first.entries), cpu: first.value.cpu, wall: first.value.wall, ok: check(t1) };
+
+    log(`${ctx.pair.name} ${mode}: casync extract --seed=OLD (update)`);
+    const t2 = path.join(out, mode === 'tar' ? 'update.tar' : 'update');
+    const upd = await counted(ctx.ng, () => timedRun('casync', ['extract', `--store=${storeUrl}`, `--seed=${input('old')}`, indexUrl, t2]));
+    result.update = { ...wireOf(upd.entries), cpu: upd.value.cpu, wall: upd.value.wall, ok: check(t2) };
+  } catch (e) {
+    result.error = errorText(e);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  return result;
+}
+
+async function measureZsync(ctx: Ctx): Promise<ToolResult> {
+  const result: ToolResult = { tool: 'zsync', mode: 'tar', counted: 'nginx' };
+  const missing = (await ensureCommand('zsyncmake')) ?? (await ensureCommand('zsync'));
+  if (missing) return { ...result, error: missing };
+  const dir = fresh(path.join(ctx.www, 'zs'));
+  const out = fresh(path.join(ctx.work, 'zs-out'));
+  try {
+    log(`${ctx.pair.name} tar: zsyncmake, zsync`);
+    fs.copyFileSync(ctx.files.newTar, path.join(dir, 'new.tar'));
+    const mk = await timedRun('zsyncmake', ['-u', 'new.tar', '-o', 'new.tar.zsync', 'new.tar'], { cwd: dir });
+    result.make = { cpu: mk.cpu, wall: mk.wall };
+    const url = `${ctx.ng.url}zs/new.tar.zsync`;
+    const d1 = mkdirp(path.join(out, 'first'));
+    const first = await counted(ctx.ng, () => timedRun('zsync', ['-q', '-o', 'new.tar', url], { cwd: d1 }));
+    result.first = { ...wireOf(first.entries), cpu: first.value.cpu, wall: first.value.wall, ok: sha256File(path.join(d1, 'new.tar')) === sha256File(ctx.files.newTar) };
+    const d2 = mkdirp(path.join(out, 'update'));
+    const upd = await counted(ctx.ng, () => timedRun('zsync', ['-q', '-i', ctx.files.oldTar, '-o', 'new.tar', url], { cwd: d2 }));
+    result.update = { ...wireOf(upd.entries), cpu: upd.value.cpu, wall: upd.value.wall, ok: sha256File(path.join(d2, 'new.tar')) === sha256File(ctx.files.newTar) };
+  } catch (e) {
+    result.error = errorText(e);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  return result;
+}
+
+/** A loopback rsync daemon with modules `tar` (NEW as pkg.tar) and `tree` (NEW unpacked). */
+class RsyncDaemon {
+  private constructor(readonly port: number, private readonly child: ChildProcess, private readonly dir: string) {}
+
+  static async start(work: string, files: PairFiles): Promise<RsyncDaemon> {
+    const dir = fresh(path.join(work, 'rsyncd'));
+    const port = await freePort();
+    const root = process.getuid?.() === 0;
+    const conf = [
+      'use chroot = no',
+      `pid file = ${path.join(dir, 'rsyncd.pid')}`,
+      `log file = ${path.join(dir, 'rsyncd.log')}`,
+      'read only = yes',
+      ...(root ? ['uid = root', 'gid = root'] : []),
+      '[tar]',
+      `path = ${files.newTarDir}`,
+      '[tree]',
+      `path = ${files.newDir}`,
+      '',
+    ].join('\n');
+    const confPath = path.join(dir, 'rsyncd.conf');
+    fs.writeFileSync(confPath, conf);
+    const child = spawn('rsync', ['--daemon', '--no-detach', `--config=${confPath}`, `--port=${port}`, '--address=127.0.0.1'], {
+      stdio: 'ignore',
+    });
+    const d = new RsyncDaemon(port, child, dir);
+    for (let i = 0; i < 100; i++) {
+      try {
+        await run('rsync', [`rsync://127.0.0.1:${port}/`]);
+        return d;
+      } catch {
+        await sleep(50);
+      }
+    }
+    await d.stop();
+    throw new Error('the rsync daemon did not start');
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.pid !== undefined) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.child.kill('SIGTERM');
+      await exited;
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function rsyncStats(stdout: string): number {
+  const num = (label: string) => {
+    const m = new RegExp(`${label}: ([\\d,.]+)`).exec(stdout);
+    if (!m) throw new Error(`rsync --stats: no "${label}" in its output`);
+    return Number(m[1].replace(/[,.]/g, ''));
+  };
+  return num('Total bytes sent') + num('Total bytes received');
+}
+
+async function measureRsync(ctx: Ctx, mode: Mode, daemon: RsyncDaemon): Promise<ToolResult> {
+  const result: ToolResult = { tool: 'rsync -z', mode, counted: 'rsync --stats' };
+  const out = fresh(path.join(ctx.work, `rs-${mode}-out`));
+  const base = `rsync://127.0.0.1:${daemon.port}`;
+  try {
+    log(`${ctx.pair.name} ${mode}: rsync -z`);
+    if (mode === 'tar') {
+      const d1 = mkdirp(path.join(out, 'first'));
+      const first = await timedRun('rsync', ['-z', '--stats', `${base}/tar/pkg.tar`, path.join(d1, 'pkg.tar')]);
+      result.first = { bytes: rsyncStats(first.stdout), cpu: first.cpu, wall: first.wall, ok: sha256File(path.join(d1, 'pkg.tar')) === sha256File(ctx.files.newTar) };
+      const d2 = mkdirp(path.join(out, 'update'));
+      fs.copyFileSync(ctx.files.oldTar, path.join(d2, 'pkg.tar'));
+      const upd = await timedRun('rsync', ['-z', '--stats', `${base}/tar/pkg.tar`, path.join(d2, 'pkg.tar')]);
+      result.update = { bytes: rsyncStats(upd.stdout), cpu: upd.cpu, wall: upd.wall, ok: sha256File(path.join(d2, 'pkg.tar')) === sha256File(ctx.files.newTar) };
+    } else {
+      const d1 = mkdirp(path.join(out, 'first'));
+      const first = await timedRun('rsync', ['-rz', '--stats', `${base}/tree/`, `${d1}/`]);
+      result.first = { bytes: rsyncStats(first.stdout), cpu: first.cpu, wall: first.wall, ok: sameTree(ctx.files.newDir, d1) };
+      const d2 = path.join(out, 'update');
+      await run('cp', ['-r', ctx.files.oldDir, d2]);
+      // npm tarballs give every file the same mtime (1985), so rsync's size+mtime quick check
+      // would skip changed files of equal size: compare whole-file checksums instead.
+      const upd = await timedRun('rsync', ['-rz', '--checksum', '--delete', '--stats', `${base}/tree/`, `${d2}/`]);
+      result.update = {
+        bytes: rsyncStats(upd.stdout), cpu: upd.cpu, wall: upd.wall, ok: sameTree(ctx.files.newDir, d2),
+        note: '--checksum (npm gives all files one mtime)',
+      };
+    }
+  } catch (e) {
+    result.error = errorText(e);
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  return result;
+}
+
+async function measureFloors(ctx: Ctx): Promise<void> {
+  const f = ctx.pair.floors;
+  const missing = await ensureCommand('zstd');
+  if (missing) {
+    f.error = missing;
+    return;
+  }
+  const out = path.join(ctx.work, 'floor.zst');
+  try {
+    log(`${ctx.pair.name}: zstd floors`);
+    const a = await timedRun('zstd', ['-q', '-f', '-19', '--long=27', ctx.files.newTar, '-o', out]);
+    f.first = fs.statSync(out).size;
+    f.firstCpu = a.cpu;
+    const b = await timedRun('zstd', ['-q', '-f', '-19', '--long=27', `--patch-from=${ctx.files.oldTar}`, ctx.files.newTar, '-o', out]);
+    f.update = fs.statSync(out).size;
+    f.updateCpu = b.cpu;
+  } catch (e) {
+    f.error = errorText(e);
+  } finally {
+    fs.rmSync(out, { force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One pair
+// ---------------------------------------------------------------------------------------------
+
+async function preparePair(work: string, name: string, from: string, to: string): Promise<PairFiles> {
+  const oldDir = await fetchNpmPackage(name, from);
+  const newDir = await fetchNpmPackage(name, to);
+  const oldTar = await tarOf(oldDir, `${name}@${from}`);
+  const newTar = await tarOf(newDir, `${name}@${to}`);
+  const tarDir = (tar: string, which: string) => {
+    const d = fresh(path.join(work, `src-${which}`));
+    fs.copyFileSync(tar, path.join(d, 'pkg.tar'));
+    return d;
+  };
+  return { oldDir, newDir, oldTar, newTar, oldTarDir: tarDir(oldTar, 'old'), newTarDir: tarDir(newTar, 'new') };
+}
+
+async function measurePair(
+  spec: (typeof WIRE_PAIRS)[number],
+  modes: Mode[],
+  base: { work: string; www: string; ng: NginxServer; key: string },
+): Promise<PairResult> {
+  const t0 = Date.now();
+  log(`${spec.name} ${spec.from} → ${spec.to}: fetching`);
+  const files = await preparePair(base.work, spec.name, spec.from, spec.to);
+  const newTree = treeBytes(files.newDir);
+  const pair: PairResult = {
+    ...spec,
+    oldTarBytes: fs.statSync(files.oldTar).size,
+    newTarBytes: fs.statSync(files.newTar).size,
+    newTreeBytes: newTree.bytes,
+    newFiles: newTree.files,
+    floors: {},
+    tools: [],
+    breakdowns: [],
+    seconds: 0,
+  };
+  const ctx: Ctx = { ...base, files, pair };
+  await measureFloors(ctx);
+  for (const mode of modes) pair.tools.push(await measurePaquete(ctx, mode));
+  for (const mode of modes) pair.tools.push(await measureCasync(ctx, mode));
+  if (modes.includes('tar')) pair.tools.push(await measureZsync(ctx));
+  const missing = await ensureCommand('rsync');
+  if (missing) {
+    for (const mode of modes) pair.tools.push({ tool: 'rsync -z', mode, counted: 'rsync --stats', error: missing });
+  } else {
+    const daemon = await RsyncDaemon.start(base.work, files);
+    try {
+      for (const mode of modes) pair.tools.push(await measureRsync(ctx, mode, daemon));
+    } finally {
+      await daemon.stop();
+    }
+  }
+  pair.seconds = (Date.now() - t0) / 1000;
+  return pair;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables
+// ---------------------------------------------------------------------------------------------
+
+export function fmtBytes(n: number | undefined): string {
+  if (n === undefined || Number.isNaN(n)) return 'n/a';
+  if (n < 1e6) return `${(n / 1e3).toFixed(1)} KB`;
+  return `${(n / 1e6).toFixed(2)} MB`;
+}
+
+function ratio(n: number | undefined, floor: number | undefined): string {
+  if (n === undefined || !floor) return 'n/a';
+  const r = n / floor;
+  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
+}
+
+function speed(bytes: number, cpu: number | undefined): string {
+  if (cpu === undefined || Number.isNaN(cpu)) return 'n/a';
+  if (cpu < 0.005) return `>${(bytes / 0.005 / 1e6).toFixed(0)}`;
+  return (bytes / cpu / 1e6).toFixed(bytes / cpu / 1e6 >= 10 ? 0 : 1);
+}
+
+function markdownTable(head: string[], rows: string[][], rightAlign: boolean[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: string[]) =>
+    '| ' + cells.map((c, i) => (rightAlign[i] ? (c ?? '').padStart(widths[i]) : (c ?? '').padEnd(widths[i]))).join(' | ') + ' |';
+  const sep = '|' + widths.map((w, i) => (rightAlign[i] ? '-'.repeat(w + 1) + ':' : '-'.repeat(w + 2))).join('|') + '|';
+  return [fmt(head), sep, ...rows.map(fmt)].join('\n');
+}
+
+const okMark = (m: Measure | undefined) => (m?.ok === undefined ? '' : m.ok ? '' : ' (WRONG OUTPUT)');
+
+function pairTable(p: PairResult): string {
+  const head = ['tool', 'mode', 'first download', 'x floor', 'reqs', 'CPU MB/s', 'update', 'x floor', 'reqs', 'CPU MB/s', 'publish/make CPU MB/s'];
+  const right = [false, false, true, true, true, true, true, true, true, true, true];
+  const rows: string[][] = [];
+  const f = p.floors;
+  rows.push([
+    'floor: zstd -19 --long=27', 'tar', fmtBytes(f.first), '1.00x', '', speed(p.newTarBytes, f.firstCpu),
+    fmtBytes(f.update), '1.00x', '', speed(p.newTarBytes, f.updateCpu), f.error ? `error: ${f.error}` : '',
+  ]);
+  for (const t of p.tools) {
+    const size = t.mode === 'tar' ? p.newTarBytes : p.newTreeBytes;
+    const name = t.counted === 'nginx' ? t.tool : `${t.tool} (its --stats)`;
+    if (t.error) {
+      rows.push([name, t.mode, `error: ${t.error}`, '', '', '', '', '', '', '', '']);
+      continue;
+    }
+    rows.push([
+      name,
+      t.mode === 'tar' ? 'tar' : 'tree',
+      fmtBytes(t.first?.bytes) + okMark(t.first),
+      ratio(t.first?.bytes, f.first),
+      t.first?.requests !== undefined ? String(t.first.requests) : '',
+      speed(size, t.first?.cpu),
+      fmtBytes(t.update?.bytes) + okMark(t.update),
+      ratio(t.update?.bytes, f.update),
+      t.update?.requests !== undefined ? String(t.update.requests) : '',
+      speed(size, t.update?.cpu),
+      t.make ? speed(size, t.make.cpu) : '',
+    ]);
+  }
+  const title =
+    `### ${p.name} ${p.from} → ${p.to}\n\n${p.character}. NEW: ${p.newFiles} files, ${fmtBytes(p.newTreeBytes)}; ` +
+    `as a tar ${fmtBytes(p.newTarBytes)}` + (p.chunkParams ? `; paquete chunks: ${p.chunkParams}` : '') + '.\n';
+  const notes = p.tools.filter((t) => t.update?.note && !t.error).map((t) => `- ${t.tool} ${t.mode}, update: ${t.update!.note}`);
+  return `${title}\n${markdownTable(head, rows, right)}\n${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
+}
+
+function targetsMet(p: PairResult, mode: Mode): string {
+  const pq = p.tools.find((t) => t.tool === 'paquete' && t.mode === mode);
+  const ca = p.tools.find((t) => t.tool === 'casync' && t.mode === mode);
+  if (!pq || pq.error || !p.floors.update || !p.floors.first) return 'n/a';
+  const u = pq.update?.bytes ?? Infinity;
+  const fd = pq.first?.bytes ?? Infinity;
+  const marks = [
+    u <= 2 * p.floors.update + 16384 ? 'U✓' : 'U✗',
+    fd <= 1.15 * p.floors.first ? 'F✓' : 'F✗',
+    ca && !ca.error && ca.update?.bytes !== undefined && ca.first?.bytes !== undefined
+      ? u <= ca.update.bytes && fd <= ca.first.bytes ? 'C✓' : 'C✗'
+      : 'C?',
+  ];
+  return marks.join(' ');
+}
+
+function summaryTables(pairs: PairResult[], modes: Mode[]): string {
+  const cell = (p: PairResult, tool: string, mode: Mode, phase: 'first' | 'update') => {
+    const t = p.tools.find((x) => x.tool === tool && x.mode === mode);
+    if (!t) return '';
+    if (t.error) return 'error';
+    const m = t[phase];
+    const floor = phase === 'first' ? p.floors.first : p.floors.update;
+    return `${fmtBytes(m?.bytes)} (${ratio(m?.bytes, floor)})${okMark(m)}`;
+  };
+  const cols: Array<[string, Mode]> = [];
+  for (const tool of ['paquete', 'casync', 'zsync', 'rsync -z']) for (const mode of modes) if (!(tool === 'zsync' && mode === 'tree')) cols.push([tool, mode]);
+  const out: string[] = [];
+  for (const phase of ['update', 'first'] as const) {
+    const head = ['pair', phase === 'update' ? 'floor (patch-from)' : 'floor (zstd -19)', ...cols.map(([t, m]) => `${t} ${m}`)];
+    if (phase === 'update') head.push(...modes.map((m) => `paquete ${m} targets`));
+    const rows = pairs.map((p) => {
+      const r = [
+        `${p.name} ${p.from}→${p.to}`,
+        fmtBytes(phase === 'update' ? p.floors.update : p.floors.first),
+        ...cols.map(([t, m]) => cell(p, t, m, phase)),
+      ];
+      if (phase === 'update') r.push(...modes.map((m) => targetsMet(p, m)));
+      return r;
+    });
+    const totalFloor = pairs.reduce((s, p) => s + ((phase === 'update' ? p.floors.update : p.floors.first) ?? 0), 0);
+    const totals = ['all pairs', fmtBytes(totalFloor)];
+    for (const [t, m] of cols) {
+      let sum = 0;
+      let complete = true;
+      for (const p of pairs) {
+        const x = p.tools.find((y) => y.tool === t && y.mode === m)?.[phase]?.bytes;
+        if (x === undefined) complete = false;
+        else sum += x;
+      }
+      totals.push(complete ? `${fmtBytes(sum)} (${ratio(sum, totalFloor)})` : 'n/a');
+    }
+    if (phase === 'update') totals.push(...modes.map(() => ''));
+    rows.push(totals);
+    out.push(
+      `### Summary: ${phase === 'update' ? 'update OLD → NEW' : 'first download of NEW'} (bytes on the wire, ratio to the floor)\n\n` +
+        markdownTable(head, rows, head.map((_, i) => i > 0)),
+    );
+  }
+  out.push(
+    'Targets (issue 4), per paquete mode: U = update ≤ 2 × patch-from floor + 16 KiB; F = first download ≤ 1.15 × zstd floor; ' +
+      'C = update and first download both ≤ casync in the same mode.',
+  );
+  return out.join('\n\n') + '\n';
+}
+
+function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string {
+  const head = [
+    'pair', 'mode', 'total', 'HTTP headers', 'reqs', 'manifest', 'index', 'chunks fetched / in NEW', 'record headers', 'payloads (deflated alone)',
+    'gap records', 'fetched raw', 'same, deflate -9 together',
+  ];
+  if (phase === 'update') head.push('same, zstd -19 together', 'same, zstd -19 --patch-from=OLD');
+  const rows: string[][] = [];
+  for (const p of pairs) {
+    for (const b of p.breakdowns.filter((x) => x.phase === phase)) {
+      const pct = (n: number) => `${fmtBytes(n)} (${((100 * n) / b.total).toFixed(0)}%)`;
+      const r = [
+        `${p.name} ${p.from}→${p.to}`, b.mode, fmtBytes(b.total), pct(b.httpHeaders), String(b.requests), pct(b.manifestBody), pct(b.indexBody),
+        `${b.chunksFetched} / ${b.chunksInNew}`, pct(b.recordHeaders), pct(b.payloads), pct(b.gapRecords), fmtBytes(b.fetchedRaw),
+        fmtBytes(b.deflatedTogether),
+      ];
+      if (phase === 'update') r.push(fmtBytes(b.zstdTogether), fmtBytes(b.zstdDeltaAgainstOld));
+      rows.push(r);
+    }
+  }
+  return (
+    `### Where paquete's bytes go: ${phase === 'update' ? 'update' : 'first download'}\n\n` +
+    markdownTable(head, rows, head.map((_, i) => i > 1)) +
+    '\n'
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+function argValue(flag: string): string | undefined {
+  const i = process.argv.indexOf(flag);
+  if (i >= 0) return process.argv[i + 1];
+  const eq = process.argv.find((a) => a.startsWith(`${flag}=`));
+  return eq?.slice(flag.length + 1);
+}
+
+function machine(): string {
+  let cpu = os.cpus()[0]?.model ?? 'unknown cpu';
+  try {
+    cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpu;
+  } catch {
+    // not Linux
+  }
+  return `${cpu}, ${os.cpus().length} cpus, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}`;
+}
+
+async function versions(): Promise<string> {
+  const v = async (cmd: string, args: string[], re: RegExp) => {
+    try {
+      const { stdout, stderr } = await run(cmd, args);
+      return re.exec(stdout + stderr)?.[0] ?? '?';
+    } catch {
+      return 'missing';
+    }
+  };
+  return [
+    `casync ${await v('casync', ['--version'], /\d+(\.\d+)*/)}`,
+    `zsync ${await v('zsync', ['-V'], /\d+\.\d+\.\d+/)}`,
+    `rsync ${await v('rsync', ['--version'], /\d+\.\d+\.\d+/)}`,
+    `zstd ${await v('zstd', ['--version'], /\d+\.\d+\.\d+/)}`,
+    `nginx ${await v('/usr/sbin/nginx', ['-v'], /\d+\.\d+\.\d+/)}`,
+  ].join(', ');
+}
+
+async function main(): Promise<void> {
+  const wantPairs = (argValue('--pairs') ?? process.env.WIRE_PAIRS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const modes = (argValue('--modes') ?? process.env.WIRE_MODES ?? 'tar,tree').split(',').map((s) => s.trim()) as Mode[];
+  if (modes.some((m) => m !== 'tar' && m !== 'tree')) throw new Error('--modes takes tar, tree or tar,tree');
+  const pairs = wantPairs.length ? WIRE_PAIRS.filter((p) => wantPairs.includes(p.name)) : WIRE_PAIRS;
+  if (pairs.length === 0) throw new Error(`no pair matches ${wantPairs.join(',')}; pairs: ${WIRE_PAIRS.map((p) => p.name).join(', ')}`);
+  if (!fs.existsSync(PAQUETE)) throw new Error(`${PAQUETE} missing`);
+
+  const started = new Date();
+  console.log(`paquete bench/wire — ${started.toISOString()}\n`);
+  console.log(`machine: ${machine()}`);
+  console.log(`tools: ${await versions()}\n`);
+
+  const work = fresh(path.join(CACHE_DIR, 'wire', `run-${process.pid}`));
+  const www = mkdirp(path.join(work, 'www'));
+  const ng = await startNginx(www);
+  const results: PairResult[] = [];
+  try {
+    const key = path.join(work, 'publisher.key');
+    await paquete(['keygen', '--out', key, '--quiet']);
+    const startups = [];
+    for (let i = 0; i < 3; i++) startups.push((await paquete(['--help'])).cpu);
+    console.log(
+      `paquete process start-up (node + imports, \`paquete --help\`): ${startups.sort()[1].toFixed(2)} s CPU, ` +
+        'inside every paquete CPU figure below (init + sync count it twice)\n',
+    );
+    for (const spec of pairs) {
+      const r = await measurePair(spec, modes, { work, www, ng, key });
+      results.push(r);
+      console.log(pairTable(r));
+      log(`${spec.name}: ${r.seconds.toFixed(0)} s`);
+    }
+  } finally {
+    await ng.stop();
+    if (!process.argv.includes('--keep')) fs.rmSync(work, { recursive: true, force: true });
+  }
+  console.log(summaryTables(results, modes));
+  console.log(breakdownTable(results, 'update'));
+  console.log(breakdownTable(results, 'first'));
+  const seconds = (Date.now() - started.getTime()) / 1000;
+  console.log(
+    `Bytes: HTTP tools counted from nginx's access log ($request_length + $bytes_sent, every request); rsync from its own --stats ` +
+      `(protocol bytes, its daemon on loopback, no HTTP). CPU MB/s: NEW's size (tar or tree) over the client command's user+system ` +
+      `CPU seconds (servers not counted); "publish/make" is the publisher side on NEW. Floors are of the tar in both modes.\n`,
+  );
+  console.log(`total time ${seconds.toFixed(0)} s`);
+  const jsonOut = argValue('--json');
+  if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ started, machine: machine(), tools: await versions(), results }, null, 1));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

@@ -1,0 +1,159 @@
+import { PaqueteError } from '../errors.js';
+import { checkSnapshotBytes, ManifestSnapshot } from '../snapshot/manifest.js';
+import { decodeSnapshot, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { Assembler } from '../sync/assembler.js';
+import { cachedLatest, cachedSnapshotBytes, trustedManifest } from '../sync/catalog.js';
+import { WorkDir } from '../workdir/workdir.js';
+import { HaveSummary } from './have.js';
+
+/**
+ * What a working directory holds and trusts, as the peer commands (have, export, import, seed)
+ * need it, and placing files straight from the store with no network.
+ */
+
+/** The trusted latest snapshot, or a clear error naming what to do first. */
+export function requireLatest(work: WorkDir, why: string): NonNullable<ReturnType<typeof cachedLatest>> {
+  const latest = cachedLatest(work);
+  if (!latest) {
+    throw new PaqueteError(
+      'NO_SNAPSHOT',
+      `${work.root} has no snapshot yet: ${why}`,
+      'run paquete sync (even --dry-run fetches the index), or import a bundle from a friend',
+    );
+  }
+  return latest;
+}
+
+/** Names of the snapshots the trusted manifest lists whose index is cached and intact. */
+export function cachedSnapshotNames(work: WorkDir): string[] {
+  const m = trustedManifest(work);
+  if (!m) return [];
+  return m.body.snapshots.filter((e) => loadCached(work, e) !== undefined).map((e) => e.name);
+}
+
+function loadCached(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefined {
+  const bytes = cachedSnapshotBytes(work, entry.name);
+  if (!bytes) return undefined;
+  try {
+    checkSnapshotBytes(entry, bytes);
+    return bytes;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Chunk ids that some trusted snapshot we hold references. Chunks from a peer are only worth
+ * storing if one of these needs them: anything else is dead weight a stranger could fill a
+ * stick-sized store with.
+ */
+export function trustedChunkIds(work: WorkDir): Set<bigint> {
+  const ids = new Set<bigint>();
+  const m = trustedManifest(work);
+  if (!m) return ids;
+  for (const entry of m.body.snapshots) {
+    const bytes = loadCached(work, entry);
+    if (!bytes) continue;
+    let snap: Snapshot;
+    try {
+      snap = decodeSnapshot(bytes);
+    } catch {
+      continue;
+    }
+    for (const c of snap.chunks) ids.add(c.id);
+  }
+  return ids;
+}
+
+/** The have-summary of this working directory: every chunk id in its store, and what it trusts. */
+export async function summarizeStore(work: WorkDir, now = new Date()): Promise<HaveSummary> {
+  const list: bigint[] = [];
+  for await (const id of work.store.ids()) list.push(id);
+  const m = trustedManifest(work);
+  return {
+    publisher: Buffer.from(work.config.publisher, 'base64'),
+    serial: m?.body.serial,
+    snapshots: cachedSnapshotNames(work),
+    created: Math.floor(now.getTime() / 1000),
+    ids: BigUint64Array.from(list),
+  };
+}
+
+export interface PlaceResult {
+  snapshot: string;
+  serial: number;
+  /** Files written now. */
+  placed: string[];
+  /** Files whose bytes failed their SHA-256; their chunks were dropped from the store. */
+  failed: string[];
+  /** Files of an older snapshot that this one no longer has, removed (only if untouched). */
+  removed: string[];
+  /** Files of the snapshot in place now, and in all. */
+  completeFiles: number;
+  totalFiles: number;
+  /** Paths still lacking chunks. */
+  incomplete: string[];
+  /** Record bytes the snapshot still lacks (what a sync would fetch). */
+  missingBytes: number;
+}
+
+/**
+ * Places every file of the trusted latest snapshot whose chunks are all in the store, as sync
+ * does (temp file, SHA-256 check against the signed snapshot, rename), with no network. This is
+ * how files from a friend's bundle or from `seed` reach the tree: a user who imported a stick
+ * expects the files to be there.
+ */
+export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undefined> {
+  const latest = cachedLatest(work);
+  if (!latest) return undefined;
+  const { snapshot, entry, manifest } = latest;
+  const state = work.treeState();
+  const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
+  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const result: PlaceResult = {
+    snapshot: entry.name,
+    serial: manifest.body.serial,
+    placed: [],
+    failed: [],
+    removed: [],
+    completeFiles: 0,
+    totalFiles: snapshot.files.length,
+    incomplete: [],
+    missingBytes: 0,
+  };
+  const counted = new Set<number>();
+  try {
+    for (const f of snapshot.files) {
+      if (assembler.isInPlace(f)) {
+        result.completeFiles++;
+        continue;
+      }
+      const lacking = f.chunks.filter((i) => !present.has(snapshot.chunks[i].id));
+      if (lacking.length === 0) {
+        if (await assembler.place(f)) {
+          result.placed.push(f.path);
+          result.completeFiles++;
+          continue;
+        }
+        result.failed.push(f.path);
+        // place() dropped the file's chunks: they are missing again.
+        for (const i of f.chunks) present.delete(snapshot.chunks[i].id);
+        lacking.push(...f.chunks);
+      }
+      result.incomplete.push(f.path);
+      for (const i of lacking) {
+        if (counted.has(i)) continue;
+        counted.add(i);
+        result.missingBytes += recordLength(snapshot.chunks[i]);
+      }
+    }
+    const inSnapshot = new Set(snapshot.files.map((f) => f.path));
+    for (const path of Object.keys(state.files)) {
+      if (!inSnapshot.has(path) && assembler.removeStale(path)) result.removed.push(path);
+    }
+    state.snapshot = entry.name;
+  } finally {
+    work.saveTreeState(state);
+  }
+  return result;
+}
