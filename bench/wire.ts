@@ -5,6 +5,7 @@
  *   node dist/bench/wire.js --pairs typescript,caniuse-lite --modes tar      a quick run
  *   WIRE_PAIRS=caniuse-lite node dist/bench/wire.js  the same through the environment
  *   node dist/bench/wire.js --json out.json          also write every measurement as JSON
+ *   node dist/bench/wire.js --paquete-avg default,8KiB   paquete also with --avg-chunk 8KiB
  *   node dist/bench/wire.js --keep                   keep the work directory (bench/.cache/wire/)
  *
  * For each pair of successive versions of an npm package (OLD → NEW, fetched with `npm pack` into
@@ -48,8 +49,11 @@ import { freePort, startNginx, type LogEntry, type NginxServer } from '../test/h
 import { CACHE_DIR, fetchNpmPackage, have, tarOf } from './corpus.js';
 
 const run = promisify(execFile);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const PAQUETE = path.join(ROOT, 'bin', 'paquete.js');
+/**
+ * The CLI of the same build as this file (dist/src/cli/main.js, what bin/paquete.js loads), so a
+ * copy of dist/ benchmarks the code it was built from even while dist/ is rebuilt.
+ */
+const PAQUETE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 
 /** Successive real versions of different character; the first is the issue's reference pair. */
 export const WIRE_PAIRS: Array<{ name: string; from: string; to: string; character: string }> = [
@@ -98,6 +102,7 @@ interface Measure {
 }
 
 interface ToolResult {
+  /** 'paquete', 'paquete avg 8K', 'casync', 'zsync', 'rsync -z'. */
   tool: string;
   mode: Mode;
   /** How bytes were counted. */
@@ -107,10 +112,13 @@ interface ToolResult {
   first?: Measure;
   update?: Measure;
   error?: string;
+  /** paquete: the chunking parameters of its remote. */
+  params?: string;
 }
 
 interface Breakdown {
   phase: 'update' | 'first';
+  tool: string;
   mode: Mode;
   chunksInNew: number;
   chunksFetched: number;
@@ -125,8 +133,9 @@ interface Breakdown {
   /** Raw bytes of the chunks fetched, and what they would cost compressed otherwise. */
   fetchedRaw: number;
   deflatedTogether: number;
-  zstdTogether: number;
-  /** zstd -19 --long=27 --patch-from=OLD.tar of the fetched chunks, concatenated (update only). */
+  /** zstd -19 --long=27 of the fetched chunks concatenated (the update of the first paquete, tar and tree). */
+  zstdTogether?: number;
+  /** zstd -19 --long=27 --patch-from=OLD.tar of the same: every new chunk as one delta against OLD. */
   zstdDeltaAgainstOld?: number;
 }
 
@@ -321,35 +330,55 @@ interface Ctx {
   key: string;
   files: PairFiles;
   pair: PairResult;
+  /** Slow zstd work (floors, estimates), run beside the measurements on the second core. */
+  background: Background;
+  /** This pair's background jobs. */
+  jobs: Promise<unknown>[];
 }
 
-function sizeOf(ctx: Ctx, mode: Mode): number {
-  return mode === 'tar' ? ctx.pair.newTarBytes : ctx.pair.newTreeBytes;
+/** A queue of jobs run one at a time, beside the caller. */
+class Background {
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending: Promise<unknown>[] = [];
+  add<T>(job: () => Promise<T>): Promise<T> {
+    const p = this.tail.then(job);
+    this.tail = p.catch(() => undefined);
+    this.pending.push(this.tail);
+    return p;
+  }
+  async idle(): Promise<void> {
+    await Promise.all(this.pending);
+  }
 }
 
-/** paquete through its CLI, served by nginx. Also returns the byte breakdowns. */
-async function measurePaquete(ctx: Ctx, mode: Mode): Promise<ToolResult> {
-  const result: ToolResult = { tool: 'paquete', mode, counted: 'nginx' };
-  const remoteName = `pq-${mode}`;
+/**
+ * paquete through its CLI, served by nginx; `avg` (e.g. '8K') publishes with --avg-chunk, else
+ * the build's default chunk size. Adds the byte breakdowns to the pair.
+ */
+async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, estimates: boolean): Promise<ToolResult> {
+  const tool = avg ? `paquete avg ${avg}` : 'paquete';
+  const result: ToolResult = { tool, mode, counted: 'nginx' };
+  const remoteName = `pq-${mode}${avg ? `-${avg}` : ''}`;
   const remote = fresh(path.join(ctx.www, remoteName));
   const url = `${ctx.ng.url}${remoteName}/`;
   const src = (which: 'old' | 'new') =>
     mode === 'tar' ? (which === 'old' ? ctx.files.oldTarDir : ctx.files.newTarDir) : which === 'old' ? ctx.files.oldDir : ctx.files.newDir;
   const expected = mode === 'tar' ? ctx.files.newTarDir : ctx.files.newDir;
-  const w1 = path.join(ctx.work, `pq-${mode}-client1`);
-  const w2 = path.join(ctx.work, `pq-${mode}-client2`);
+  const w1 = path.join(ctx.work, `${remoteName}-client1`);
+  const w2 = path.join(ctx.work, `${remoteName}-client2`);
+  const avgArgs = avg ? ['--avg-chunk', avg] : [];
   fs.rmSync(w1, { recursive: true, force: true });
   fs.rmSync(w2, { recursive: true, force: true });
   try {
-    log(`${ctx.pair.name} ${mode}: paquete publish OLD, sync OLD`);
-    await paquete(['publish', `pkg=${src('old')}`, '--to', remote, '--key', ctx.key, '--json', '--quiet']);
+    log(`${ctx.pair.name} ${mode}: ${tool} publish OLD, sync OLD`);
+    await paquete(['publish', `pkg=${src('old')}`, '--to', remote, '--key', ctx.key, ...avgArgs, '--json', '--quiet']);
     const firstOld = await counted(ctx.ng, async () => {
       await paquete(['init', url, w1, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
       return paquete(['sync', '-C', w1, '--json', '--quiet']);
     });
     const oldWire = wireOf(firstOld.entries);
 
-    log(`${ctx.pair.name} ${mode}: paquete publish NEW, sync (update)`);
+    log(`${ctx.pair.name} ${mode}: ${tool} publish NEW, sync (update)`);
     const pub = await paquete(['publish', `pkg=${src('new')}`, '--to', remote, '--key', ctx.key, '--json', '--quiet']);
     result.make = { cpu: pub.cpu, wall: pub.wall };
     const upd = await counted(ctx.ng, () => paquete(['sync', '-C', w1, '--json', '--quiet']));
@@ -365,7 +394,7 @@ async function measurePaquete(ctx: Ctx, mode: Mode): Promise<ToolResult> {
         `first download of OLD (remote holding only OLD): ${fmtBytes(oldWire.bytes)} in ${oldWire.requests} requests`,
     };
 
-    log(`${ctx.pair.name} ${mode}: paquete init + sync NEW on a fresh client`);
+    log(`${ctx.pair.name} ${mode}: ${tool} init + sync NEW on a fresh client`);
     const first = await counted(ctx.ng, async () => {
       const a = await paquete(['init', url, w2, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
       const b = await paquete(['sync', '-C', w2, '--json', '--quiet']);
@@ -374,10 +403,12 @@ async function measurePaquete(ctx: Ctx, mode: Mode): Promise<ToolResult> {
     result.first = { ...wireOf(first.entries), ...first.value, ok: sameTree(expected, path.join(w2, 'pkg')) };
 
     const snaps = readRemoteSnapshots(remote);
-    ctx.pair.chunkParams ??= `min ${snaps.new.params.minSize}, avg ${snaps.new.params.avgSize}, max ${snaps.new.params.maxSize}`;
+    const params = `min ${snaps.new.params.minSize}, avg ${snaps.new.params.avgSize}, max ${snaps.new.params.maxSize}`;
+    if (!avg) ctx.pair.chunkParams = params;
+    result.params = params;
     ctx.pair.breakdowns.push(
-      await breakdown(ctx, mode, 'update', remote, remoteName, snaps, upd.entries),
-      await breakdown(ctx, mode, 'first', remote, remoteName, snaps, first.entries),
+      breakdown(ctx, tool, mode, 'update', remote, remoteName, snaps, upd.entries, estimates),
+      breakdown(ctx, tool, mode, 'first', remote, remoteName, snaps, first.entries, false),
     );
   } catch (e) {
     result.error = errorText(e);
@@ -402,21 +433,23 @@ function readRemoteSnapshots(remote: string): { old: Snapshot; new: Snapshot } {
  * range each request fetched and how many header bytes it cost; the remote's packs say which
  * records lay in each range.
  */
-async function breakdown(
+function breakdown(
   ctx: Ctx,
+  tool: string,
   mode: Mode,
   phase: 'update' | 'first',
   remote: string,
   remoteName: string,
   snaps: { old: Snapshot; new: Snapshot },
   entries: LogEntry[],
-): Promise<Breakdown> {
+  estimates: boolean,
+): Breakdown {
   const held = new Set<bigint>(phase === 'update' ? snaps.old.chunks.map((c) => c.id) : []);
   const inNew = new Set<bigint>(snaps.new.chunks.map((c) => c.id));
   const b: Breakdown = {
-    phase, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, requests: entries.length,
+    phase, tool, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, requests: entries.length,
     manifestBody: 0, indexBody: 0, recordHeaders: 0, payloads: 0, gapRecords: 0, httpHeaders: 0, total: 0,
-    fetchedRaw: 0, deflatedTogether: 0, zstdTogether: 0,
+    fetchedRaw: 0, deflatedTogether: 0,
   };
   const raws: Uint8Array[] = [];
   const seen = new Set<bigint>();
@@ -452,14 +485,19 @@ async function breakdown(
   if (raws.length) {
     const all = Buffer.concat(raws);
     b.deflatedTogether = zlib.deflateRawSync(all, { level: 9 }).length;
-    const blob = path.join(ctx.work, 'fetched-chunks.bin');
-    fs.writeFileSync(blob, all);
-    // For a first download the floor is this already (all of NEW, compressed whole): skip it.
-    if (phase === 'update') {
-      b.zstdTogether = await zstdSize(['-19', '--long=27'], blob);
-      b.zstdDeltaAgainstOld = await zstdSize(['-19', '--long=27', `--patch-from=${ctx.files.oldTar}`], blob);
+    if (estimates) {
+      // zstd -19 is slow (~1 MB/s): on a copy, in the background, while the next tool is measured.
+      const blob = path.join(ctx.work, `fetched-${ctx.pair.name.replace(/\W+/g, '-')}-${remoteName}-${phase}.bin`);
+      fs.writeFileSync(blob, all);
+      ctx.jobs.push(ctx.background.add(async () => {
+        try {
+          b.zstdTogether = await zstdSize(['-19', '--long=27'], blob);
+          b.zstdDeltaAgainstOld = await zstdSize(['-19', '--long=27', `--patch-from=${ctx.files.oldTar}`], blob);
+        } finally {
+          fs.rmSync(blob, { force: true });
+        }
+      }));
     }
-    fs.rmSync(blob, { force: true });
   }
   return b;
 }
@@ -634,9 +672,9 @@ async function measureFloors(ctx: Ctx): Promise<void> {
     f.error = missing;
     return;
   }
-  const out = path.join(ctx.work, 'floor.zst');
+  const out = path.join(ctx.work, `floor-${ctx.pair.name.replace(/\W+/g, '-')}.zst`);
   try {
-    log(`${ctx.pair.name}: zstd floors`);
+    log(`${ctx.pair.name}: zstd floors (background)`);
     const a = await timedRun('zstd', ['-q', '-f', '-19', '--long=27', ctx.files.newTar, '-o', out]);
     f.first = fs.statSync(out).size;
     f.firstCpu = a.cpu;
@@ -667,11 +705,22 @@ async function preparePair(work: string, name: string, from: string, to: string)
   return { oldDir, newDir, oldTar, newTar, oldTarDir: tarDir(oldTar, 'old'), newTarDir: tarDir(newTar, 'new') };
 }
 
+interface Options {
+  modes: Mode[];
+  /** paquete variants: undefined = the build's default chunk size, else an --avg-chunk value. */
+  paquete: Array<string | undefined>;
+}
+
+/**
+ * Measures one pair. Returns when the measurements are done; `background` resolves when the zstd
+ * floors and estimates for it are done too.
+ */
 async function measurePair(
   spec: (typeof WIRE_PAIRS)[number],
-  modes: Mode[],
-  base: { work: string; www: string; ng: NginxServer; key: string },
-): Promise<PairResult> {
+  opts: Options,
+  base: { work: string; www: string; ng: NginxServer; key: string; background: Background },
+): Promise<{ pair: PairResult; background: Promise<unknown> }> {
+  const { modes } = opts;
   const t0 = Date.now();
   log(`${spec.name} ${spec.from} → ${spec.to}: fetching`);
   const files = await preparePair(base.work, spec.name, spec.from, spec.to);
@@ -687,9 +736,11 @@ async function measurePair(
     breakdowns: [],
     seconds: 0,
   };
-  const ctx: Ctx = { ...base, files, pair };
-  await measureFloors(ctx);
-  for (const mode of modes) pair.tools.push(await measurePaquete(ctx, mode));
+  const ctx: Ctx = { ...base, files, pair, jobs: [] };
+  ctx.jobs.push(base.background.add(() => measureFloors(ctx)));
+  for (const [i, avg] of opts.paquete.entries()) {
+    for (const mode of modes) pair.tools.push(await measurePaquete(ctx, mode, avg, i === 0));
+  }
   for (const mode of modes) pair.tools.push(await measureCasync(ctx, mode));
   if (modes.includes('tar')) pair.tools.push(await measureZsync(ctx));
   const missing = await ensureCommand('rsync');
@@ -703,8 +754,10 @@ async function measurePair(
       await daemon.stop();
     }
   }
-  pair.seconds = (Date.now() - t0) / 1000;
-  return pair;
+  const background = Promise.all(ctx.jobs).then(() => {
+    pair.seconds = (Date.now() - t0) / 1000;
+  });
+  return { pair, background };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -746,13 +799,13 @@ function pairTable(p: PairResult): string {
   const f = p.floors;
   rows.push([
     'floor: zstd -19 --long=27', 'tar', fmtBytes(f.first), '1.00x', '', speed(p.newTarBytes, f.firstCpu),
-    fmtBytes(f.update), '1.00x', '', speed(p.newTarBytes, f.updateCpu), f.error ? `error: ${f.error}` : '',
+    fmtBytes(f.update), '1.00x', '', speed(p.newTarBytes, f.updateCpu), '',
   ]);
   for (const t of p.tools) {
     const size = t.mode === 'tar' ? p.newTarBytes : p.newTreeBytes;
     const name = t.counted === 'nginx' ? t.tool : `${t.tool} (its --stats)`;
     if (t.error) {
-      rows.push([name, t.mode, `error: ${t.error}`, '', '', '', '', '', '', '', '']);
+      rows.push([name, t.mode, 'error (below)', '', '', '', 'error (below)', '', '', '', '']);
       continue;
     }
     rows.push([
@@ -772,12 +825,17 @@ function pairTable(p: PairResult): string {
   const title =
     `### ${p.name} ${p.from} → ${p.to}\n\n${p.character}. NEW: ${p.newFiles} files, ${fmtBytes(p.newTreeBytes)}; ` +
     `as a tar ${fmtBytes(p.newTarBytes)}` + (p.chunkParams ? `; paquete chunks: ${p.chunkParams}` : '') + '.\n';
-  const notes = p.tools.filter((t) => t.update?.note && !t.error).map((t) => `- ${t.tool} ${t.mode}, update: ${t.update!.note}`);
+  const notes = [
+    ...(p.floors.error ? [`- floors: error: ${p.floors.error}`] : []),
+    ...p.tools.filter((t) => t.error).map((t) => `- ${t.tool} ${t.mode}: error: ${t.error}`),
+    ...p.tools.filter((t) => t.update?.note && !t.error).map((t) => `- ${t.tool} ${t.mode}, update: ${t.update!.note}`),
+    ...p.tools.filter((t) => t.params && !t.error && t.tool !== 'paquete').map((t) => `- ${t.tool} ${t.mode}: chunks ${t.params}`),
+  ];
   return `${title}\n${markdownTable(head, rows, right)}\n${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
 }
 
-function targetsMet(p: PairResult, mode: Mode): string {
-  const pq = p.tools.find((t) => t.tool === 'paquete' && t.mode === mode);
+function targetsMet(p: PairResult, tool: string, mode: Mode): string {
+  const pq = p.tools.find((t) => t.tool === tool && t.mode === mode);
   const ca = p.tools.find((t) => t.tool === 'casync' && t.mode === mode);
   if (!pq || pq.error || !p.floors.update || !p.floors.first) return 'n/a';
   const u = pq.update?.bytes ?? Infinity;
@@ -792,59 +850,53 @@ function targetsMet(p: PairResult, mode: Mode): string {
   return marks.join(' ');
 }
 
+/** One table per phase and mode: pairs down, tools across, bytes and the ratio to the floor. */
 function summaryTables(pairs: PairResult[], modes: Mode[]): string {
-  const cell = (p: PairResult, tool: string, mode: Mode, phase: 'first' | 'update') => {
-    const t = p.tools.find((x) => x.tool === tool && x.mode === mode);
-    if (!t) return '';
-    if (t.error) return 'error';
-    const m = t[phase];
-    const floor = phase === 'first' ? p.floors.first : p.floors.update;
-    return `${fmtBytes(m?.bytes)} (${ratio(m?.bytes, floor)})${okMark(m)}`;
-  };
-  const cols: Array<[string, Mode]> = [];
-  for (const tool of ['paquete', 'casync', 'zsync', 'rsync -z']) for (const mode of modes) if (!(tool === 'zsync' && mode === 'tree')) cols.push([tool, mode]);
   const out: string[] = [];
   for (const phase of ['update', 'first'] as const) {
-    const head = ['pair', phase === 'update' ? 'floor (patch-from)' : 'floor (zstd -19)', ...cols.map(([t, m]) => `${t} ${m}`)];
-    if (phase === 'update') head.push(...modes.map((m) => `paquete ${m} targets`));
-    const rows = pairs.map((p) => {
-      const r = [
-        `${p.name} ${p.from}→${p.to}`,
-        fmtBytes(phase === 'update' ? p.floors.update : p.floors.first),
-        ...cols.map(([t, m]) => cell(p, t, m, phase)),
-      ];
-      if (phase === 'update') r.push(...modes.map((m) => targetsMet(p, m)));
-      return r;
-    });
-    const totalFloor = pairs.reduce((s, p) => s + ((phase === 'update' ? p.floors.update : p.floors.first) ?? 0), 0);
-    const totals = ['all pairs', fmtBytes(totalFloor)];
-    for (const [t, m] of cols) {
-      let sum = 0;
-      let complete = true;
-      for (const p of pairs) {
-        const x = p.tools.find((y) => y.tool === t && y.mode === m)?.[phase]?.bytes;
-        if (x === undefined) complete = false;
-        else sum += x;
+    for (const mode of modes) {
+      const tools: string[] = [];
+      for (const p of pairs) for (const t of p.tools) if (t.mode === mode && !tools.includes(t.tool)) tools.push(t.tool);
+      const paquetes = tools.filter((t) => t.startsWith('paquete'));
+      const floorOf = (p: PairResult) => (phase === 'update' ? p.floors.update : p.floors.first);
+      const head = ['pair', phase === 'update' ? 'floor: patch-from' : 'floor: zstd -19', ...tools];
+      if (phase === 'update') head.push(...paquetes.map((t) => `${t}: targets`));
+      const rows = pairs.map((p) => {
+        const r = [`${p.name} ${p.from}→${p.to}`, fmtBytes(floorOf(p))];
+        for (const tool of tools) {
+          const t = p.tools.find((x) => x.tool === tool && x.mode === mode);
+          const m = t?.[phase];
+          r.push(!t ? '' : t.error ? 'error' : `${fmtBytes(m?.bytes)} (${ratio(m?.bytes, floorOf(p))})${okMark(m)}`);
+        }
+        if (phase === 'update') r.push(...paquetes.map((t) => targetsMet(p, t, mode)));
+        return r;
+      });
+      if (pairs.length > 1) {
+        const totalFloor = pairs.reduce((n, p) => n + (floorOf(p) ?? 0), 0);
+        const totals = ['all pairs', fmtBytes(totalFloor)];
+        for (const tool of tools) {
+          const xs = pairs.map((p) => p.tools.find((y) => y.tool === tool && y.mode === mode)?.[phase]?.bytes);
+          const sum = xs.reduce<number>((n, x) => n + (x ?? 0), 0);
+          totals.push(xs.every((x) => x !== undefined) ? `${fmtBytes(sum)} (${ratio(sum, totalFloor)})` : 'n/a');
+        }
+        if (phase === 'update') totals.push(...paquetes.map(() => ''));
+        rows.push(totals);
       }
-      totals.push(complete ? `${fmtBytes(sum)} (${ratio(sum, totalFloor)})` : 'n/a');
+      const what = phase === 'update' ? 'update OLD → NEW' : 'first download of NEW';
+      out.push(`### Summary: ${what}, ${mode === 'tar' ? 'one tar per version' : 'directory trees'} (bytes on the wire, x floor)\n\n` +
+        markdownTable(head, rows, head.map((_, i) => i > 0)));
     }
-    if (phase === 'update') totals.push(...modes.map(() => ''));
-    rows.push(totals);
-    out.push(
-      `### Summary: ${phase === 'update' ? 'update OLD → NEW' : 'first download of NEW'} (bytes on the wire, ratio to the floor)\n\n` +
-        markdownTable(head, rows, head.map((_, i) => i > 0)),
-    );
   }
   out.push(
-    'Targets (issue 4), per paquete mode: U = update ≤ 2 × patch-from floor + 16 KiB; F = first download ≤ 1.15 × zstd floor; ' +
-      'C = update and first download both ≤ casync in the same mode.',
+    'Targets (issue 4): U = update ≤ 2 × patch-from floor + 16 KiB; F = first download ≤ 1.15 × zstd floor; ' +
+      'C = update and first download both ≤ casync in the same mode. rsync -z is counted by its own --stats (no HTTP).',
   );
   return out.join('\n\n') + '\n';
 }
 
 function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string {
   const head = [
-    'pair', 'mode', 'total', 'HTTP headers', 'reqs', 'manifest', 'index', 'chunks fetched / in NEW', 'record headers', 'payloads (deflated alone)',
+    'pair', 'tool', 'mode', 'total', 'HTTP headers', 'reqs', 'manifest', 'index', 'chunks fetched / in NEW', 'record headers', 'payloads (deflated alone)',
     'gap records', 'fetched raw', 'same, deflate -9 together',
   ];
   if (phase === 'update') head.push('same, zstd -19 together', 'same, zstd -19 --patch-from=OLD');
@@ -853,7 +905,7 @@ function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string 
     for (const b of p.breakdowns.filter((x) => x.phase === phase)) {
       const pct = (n: number) => `${fmtBytes(n)} (${((100 * n) / b.total).toFixed(0)}%)`;
       const r = [
-        `${p.name} ${p.from}→${p.to}`, b.mode, fmtBytes(b.total), pct(b.httpHeaders), String(b.requests), pct(b.manifestBody), pct(b.indexBody),
+        `${p.name} ${p.from}→${p.to}`, b.tool, b.mode, fmtBytes(b.total), pct(b.httpHeaders), String(b.requests), pct(b.manifestBody), pct(b.indexBody),
         `${b.chunksFetched} / ${b.chunksInNew}`, pct(b.recordHeaders), pct(b.payloads), pct(b.gapRecords), fmtBytes(b.fetchedRaw),
         fmtBytes(b.deflatedTogether),
       ];
@@ -863,7 +915,7 @@ function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string 
   }
   return (
     `### Where paquete's bytes go: ${phase === 'update' ? 'update' : 'first download'}\n\n` +
-    markdownTable(head, rows, head.map((_, i) => i > 1)) +
+    markdownTable(head, rows, head.map((_, i) => i > 2)) +
     '\n'
   );
 }
@@ -911,6 +963,11 @@ async function main(): Promise<void> {
   const wantPairs = (argValue('--pairs') ?? process.env.WIRE_PAIRS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   const modes = (argValue('--modes') ?? process.env.WIRE_MODES ?? 'tar,tree').split(',').map((s) => s.trim()) as Mode[];
   if (modes.some((m) => m !== 'tar' && m !== 'tree')) throw new Error('--modes takes tar, tree or tar,tree');
+  // e.g. --paquete-avg default,8KiB: the build's default chunk size, then --avg-chunk 8KiB.
+  const variants = (argValue('--paquete-avg') ?? process.env.WIRE_PAQUETE_AVG ?? 'default')
+    .split(',')
+    .map((s) => s.trim())
+    .map((s) => (s === 'default' || s === '' ? undefined : s));
   const pairs = wantPairs.length ? WIRE_PAIRS.filter((p) => wantPairs.includes(p.name)) : WIRE_PAIRS;
   if (pairs.length === 0) throw new Error(`no pair matches ${wantPairs.join(',')}; pairs: ${WIRE_PAIRS.map((p) => p.name).join(', ')}`);
   if (!fs.existsSync(PAQUETE)) throw new Error(`${PAQUETE} missing`);
@@ -924,6 +981,9 @@ async function main(): Promise<void> {
   const www = mkdirp(path.join(work, 'www'));
   const ng = await startNginx(www);
   const results: PairResult[] = [];
+  const background = new Background();
+  const load = () => os.loadavg().map((x) => x.toFixed(1)).join(' ');
+  const loadAtStart = load();
   try {
     const key = path.join(work, 'publisher.key');
     await paquete(['keygen', '--out', key, '--quiet']);
@@ -933,13 +993,32 @@ async function main(): Promise<void> {
       `paquete process start-up (node + imports, \`paquete --help\`): ${startups.sort()[1].toFixed(2)} s CPU, ` +
         'inside every paquete CPU figure below (init + sync count it twice)\n',
     );
+    // Each pair's table is printed once its background zstd work is done too, in order.
+    const pending: Array<{ pair: PairResult; done: boolean }> = [];
+    const flush = () => {
+      while (pending.length && pending[0].done) {
+        const { pair } = pending.shift()!;
+        console.log(pairTable(pair));
+        log(`${pair.name}: ${pair.seconds.toFixed(0)} s`);
+      }
+    };
     for (const spec of pairs) {
-      const r = await measurePair(spec, modes, { work, www, ng, key });
-      results.push(r);
-      console.log(pairTable(r));
-      log(`${spec.name}: ${r.seconds.toFixed(0)} s`);
+      const r = await measurePair(spec, { modes, paquete: variants }, { work, www, ng, key, background });
+      results.push(r.pair);
+      const entry = { pair: r.pair, done: false };
+      pending.push(entry);
+      void r.background.then(() => {
+        entry.done = true;
+      });
+      await sleep(0);
+      flush();
     }
+    log('waiting for background zstd work');
+    await background.idle();
+    for (const p of pending) p.done = true;
+    flush();
   } finally {
+    await background.idle();
     await ng.stop();
     if (!process.argv.includes('--keep')) fs.rmSync(work, { recursive: true, force: true });
   }
@@ -952,7 +1031,7 @@ async function main(): Promise<void> {
       `(protocol bytes, its daemon on loopback, no HTTP). CPU MB/s: NEW's size (tar or tree) over the client command's user+system ` +
       `CPU seconds (servers not counted); "publish/make" is the publisher side on NEW. Floors are of the tar in both modes.\n`,
   );
-  console.log(`total time ${seconds.toFixed(0)} s`);
+  console.log(`total time ${seconds.toFixed(0)} s; load average (1, 5, 15 min) at start ${loadAtStart}, at end ${load()}`);
   const jsonOut = argValue('--json');
   if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ started, machine: machine(), tools: await versions(), results }, null, 1));
 }

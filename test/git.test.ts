@@ -209,14 +209,17 @@ describe('git sources through paquete serve', () => {
     const work = join(dir, 'work');
     await paquete(['sync'], work);
 
+    // The second serve takes the first one's port, so the clone's origin URL stays right.
+    let port = 0;
     const serve = async () => {
-      const p = runPaquete(['serve', '--port', '0', '--json'], { cwd: work, env: GIT_ENV });
+      const p = runPaquete(['serve', '--port', String(port), '--json'], { cwd: work, env: GIT_ENV });
       onCleanup(async () => {
         p.kill('SIGKILL');
         await p.done;
       });
       await p.waitForOutput(/"url"/, { stream: 'stdout' });
-      const url = (JSON.parse(p.stdout()) as { url: string }).url;
+      const { url, port: used } = JSON.parse(p.stdout()) as { url: string; port: number };
+      port = used;
       return {
         url: `${url}git/proj.git`,
         stop: async () => {

@@ -22,6 +22,17 @@ async function paquete(args: string[], cwd: string, expectCode: number | null = 
   return r;
 }
 
+/**
+ * Resolves once `bytes` more have gone through the proxy to the client (or the process ended):
+ * faults land mid-transfer whatever the machine's load does to start-up time.
+ */
+async function whenBytesFlow(proxy: FaultProxy, bytes: number, exit: Promise<unknown>): Promise<void> {
+  let exited = false;
+  void exit.then(() => (exited = true));
+  const target = proxy.stats.bytesToClient + bytes;
+  while (!exited && proxy.stats.bytesToClient < target) await new Promise((r) => setTimeout(r, 10));
+}
+
 /** Every file in the work tree is exactly the source's (no half-written or wrong file), and which are there. */
 function checkNoWrongFiles(source: Record<string, string>, work: string): number {
   const got = treeDigest(work);
@@ -125,7 +136,7 @@ describe('park sessions over HTTP', () => {
     await paquete(['init', proxy.url, 'w5', '--trust', 'pub.key.pub'], dir);
     proxy.throttle(1_000_000);
     const running = runPaquete(['sync', '-C', 'w5'], { cwd: dir, env: FAST_LINK, timeoutMs: 60_000 });
-    await new Promise((r) => setTimeout(r, 1500));
+    await whenBytesFlow(proxy, 1_000_000, running.done);
     proxy.down();
     const r = await running.done;
     assert.equal(r.code, 4, r.stderr);
@@ -179,11 +190,8 @@ describe('park sessions over HTTP', () => {
       const running = runPaquete(['sync', '-C', 'w7'], { cwd: dir, env: FAST_LINK, timeoutMs: 60_000 });
       // Kill mid-transfer: once data flows again, after a random moment (the link drops while
       // bytes are moving, whatever the machine's load does to start-up time).
-      let exited = false;
-      void running.done.then(() => (exited = true));
-      const flowing = proxy.stats.bytesToClient + 20_000;
-      while (!exited && proxy.stats.bytesToClient < flowing) await new Promise((r) => setTimeout(r, 10));
-      const killAt = setTimeout(() => running.kill('SIGKILL'), random() * 1500);
+      await whenBytesFlow(proxy, 20_000, running.done);
+      const killAt = setTimeout(() => running.kill('SIGKILL'), 300 + random() * 2000);
       const r = await running.done;
       clearTimeout(killAt);
       if (r.code === 0) break;

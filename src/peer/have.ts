@@ -164,7 +164,8 @@ function riceEncode(ids: BigUint64Array): { k: number; stream: Uint8Array } {
     if (bits < best.bits) best = { k, bits };
   }
   const { k } = best;
-  const out = new Uint8Array(Math.ceil(best.bits / 8) + 16);
+  // The sums above may be off by one per id (doubles round above 2^53): room for that.
+  const out = new Uint8Array(Math.ceil((best.bits + n) / 8) + 16);
   let bitPos = 0;
   const put = (value: number, count: number) => {
     // `count` ≤ 32 bits of `value`, most significant first.

@@ -69,7 +69,8 @@ function pypiSection(state: MirrorState, source: string, ctx: CatalogContext): s
       const size = files.reduce((n, f) => n + f.file.size, 0);
       const cls = complete.length === files.length ? 'ok' : complete.length ? 'partial' : 'missing';
       const title = files.map((f) => `${f.fileName}${state.completeness!.complete.has(f.file.path) ? '' : ' (missing)'}`).join('\n');
-      return `<span class="v ${cls}" title="${e(title)}">${e(v)} <small>${e(formatSize(size))}${cls === 'ok' ? '' : cls === 'partial' ? ', partly here' : ', missing'}</small></span>`;
+      const yanked = files.every((f) => f.yanked !== false) ? ', yanked' : '';
+      return `<span class="v ${cls}" title="${e(title)}">${e(v)} <small>${e(formatSize(size))}${cls === 'ok' ? '' : cls === 'partial' ? ', partly here' : ', missing'}${yanked}</small></span>`;
     });
     const here = state.projects.has(name);
     rows.push(`<tr><td>${here ? `<a href="/simple/${encodeURIComponent(name)}/">${e(name)}</a>` : e(name)}</td><td>${cells.join(' ')}</td></tr>`);

@@ -107,7 +107,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       serial: latest.manifest.body.serial,
       plan,
       spent: 0,
-      completeFiles: complete.size,
+      completeFiles: plan.files.filter((f) => complete.has(f.file.path)).length,
       wantedFiles,
       placed: [],
       failed: [],
@@ -203,7 +203,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     work.saveTreeState(state);
 
     result.spent = spent();
-    result.completeFiles = complete.size;
+    // Wanted files only: files outside --want that happen to be complete are not this session's.
+    result.completeFiles = plan.files.filter((f) => complete.has(f.file.path)).length;
     const stillMissing = await missingBytes(work, snapshot, plan);
     result.leftBytes = stillMissing;
     result.stoppedByBudget = budget !== Infinity && result.completeFiles < wantedFiles;
