@@ -22,6 +22,9 @@ import {
   initHash,
 } from '../src/chunk/index.js';
 import { CACHE_DIR, NPM_PAIRS, fetchNpmPackage, have, npmTar, warm } from './corpus.js';
+import { WorkDir } from '../src/workdir/workdir.js';
+import { cachedLatest } from '../src/sync/catalog.js';
+import { Assembler } from '../src/sync/assembler.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -237,6 +240,20 @@ async function cliSection(): Promise<void> {
         (i) => paquete('init', path.join(base, 'remote0'), path.join(base, `work${i}`), '--trust', `${key}.pub`).then(() =>
           paquete('sync', '-C', path.join(base, `work${i}`))),
       );
+      // The client's own work without process start-up: read each chunk from the store,
+      // decompress, write the file, SHA-256 it, fsync and rename (what sync does per file).
+      await once('paquete client in process: decompress + assemble + SHA-256', async (i) => {
+        const work = await WorkDir.open(path.join(base, 'work0'), 'bench');
+        try {
+          const latest = cachedLatest(work)!;
+          const scratch = path.join(base, `assemble${i}`);
+          fs.mkdirSync(path.join(scratch, 'tmp'), { recursive: true });
+          const assembler = new Assembler(scratch, path.join(scratch, 'tmp'), work.store, latest.snapshot, { files: {} });
+          for (const f of latest.snapshot.files) if (!(await assembler.place(f))) throw new Error(`${f.path} failed its checksum`);
+        } finally {
+          await work.close();
+        }
+      });
     }
     const missing = await ensureCasync();
     if (missing) {

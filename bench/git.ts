@@ -17,7 +17,8 @@
  *   paquete      every byte of the sync on the wire, both directions, headers included, from the
  *                nginx access log, split into manifest, snapshot index, chunk records, HTTP headers
  *
- * For the first download the comparison is a full bundle of every branch and tag. Each step also
+ * For the first download, and for a fresh client after all updates (which downloads the whole
+ * chain of bundles), the comparison is a full bundle of every branch and tag. Each step also
  * checks that the repository the client builds (src/sources/git.ts gitServeDir) has exactly the
  * source's branches and tags.
  */
@@ -104,9 +105,9 @@ async function refList(repo: string): Promise<string> {
 
 /** `git bundle create` as a user would run it; returns its size in bytes. */
 async function gitBundleSize(repo: string, out: string, exclude: string[]): Promise<number> {
-  const input = [...exclude.map((t) => `^${t}\n`), '--branches\n', '--tags\n'].join('');
+  const input = exclude.map((t) => `^${t}\n`).join('');
   await new Promise<void>((resolve, reject) => {
-    const child = execFile('git', ['bundle', 'create', '-q', out, '--stdin'], { cwd: repo, env: GIT_ENV }, (err) => (err ? reject(err) : resolve()));
+    const child = execFile('git', ['bundle', 'create', '-q', out, '--branches', '--tags', '--stdin'], { cwd: repo, env: GIT_ENV }, (err) => (err ? reject(err) : resolve()));
     child.stdin!.end(input);
   });
   const size = fs.statSync(out).size;
@@ -171,13 +172,13 @@ async function main(): Promise<void> {
     await paquete(dir, 'init', ng.url, work, '--trust', 'pub.key.pub', '-q');
 
     const rows: Row[] = [];
-    const step = async (label: string, commits: number, gitBundle: number) => {
+    const step = async (label: string, commits: number, gitBundle: number, client = work) => {
       await ng.clearLog();
-      await paquete(work, 'sync', '-q');
+      await paquete(client, 'sync', '-q');
       const log = await ng.accessLog();
-      const served = await gitServeDir(work, args.pkg);
+      const served = await gitServeDir(client, args.pkg);
       const refsOk = (await refList(served)) === (await refList(src));
-      const chain = fs.readdirSync(path.join(work, args.pkg, 'bundles')).length;
+      const chain = fs.readdirSync(path.join(client, args.pkg, 'bundles')).length;
       const p = split(log);
       rows.push({ step: label, commits, gitBundle, paquete: p, ratio: p.total / gitBundle, chain, refsOk });
       process.stderr.write(`${label}: git bundle ${gitBundle} B, paquete ${p.total} B\n`);
@@ -194,12 +195,16 @@ async function main(): Promise<void> {
     }
 
     const fullNow = await gitBundleSize(src, path.join(dir, 'f.bundle'), []);
+    // A client starting now gets the whole chain: compare with one full bundle.
+    const fresh = path.join(dir, 'fresh');
+    await paquete(dir, 'init', ng.url, fresh, '--trust', 'pub.key.pub', '-q');
+    await step(`fresh client after the updates (${next} releases)`, next, fullNow, fresh);
     const head = ['step', 'commits', 'git bundle', 'paquete wire', 'ratio', 'manifest', 'index', 'records', 'HTTP headers', 'requests', 'bundles in chain', 'refs equal'];
     const body = rows.map((r) => [
       r.step, String(r.commits), kb(r.gitBundle), kb(r.paquete.total), `${r.ratio.toFixed(2)}x`, kb(r.paquete.manifest), kb(r.paquete.index),
       kb(r.paquete.records), kb(r.paquete.headers), String(r.paquete.requests), String(r.chain), r.refsOk ? 'yes' : 'NO',
     ]);
-    const updates = rows.slice(1);
+    const updates = rows.slice(1, -1);
     const sum = (f: (r: Row) => number) => updates.reduce((a, r) => a + f(r), 0);
     body.push(['all updates', String(sum((r) => r.commits)), kb(sum((r) => r.gitBundle)), kb(sum((r) => r.paquete.total)), `${(sum((r) => r.paquete.total) / sum((r) => r.gitBundle)).toFixed(2)}x`, kb(sum((r) => r.paquete.manifest)), kb(sum((r) => r.paquete.index)), kb(sum((r) => r.paquete.records)), kb(sum((r) => r.paquete.headers)), String(sum((r) => r.paquete.requests)), '', '']);
     const widths = head.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));

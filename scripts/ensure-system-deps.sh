@@ -11,6 +11,7 @@
 #                                instances with a private prefix, never the system one)
 #   git               <- git    (git sources: bundles, clone through `paquete serve`)
 #   python3 -m pip    <- python3 python3-pip python3-venv (pip install through `paquete serve`)
+#   chromium          <- chromium fonts-dejavu-core (headless screenshot of `paquete serve`'s catalog page)
 set -euo pipefail
 
 missing=()
@@ -24,6 +25,10 @@ if ! command -v git >/dev/null 2>&1; then
 fi
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3 python3-pip python3-venv)
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  missing+=(chromium fonts-dejavu-core)   # a font, or the page renders without text
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -78,8 +78,15 @@ describe('paquete serve', () => {
     });
     writeTree(join(dir, 'site'), { 'notes.txt': 'a tree source\n', 'big.bin': pseudoRandom(300_000, 9) });
     writeFileSync(join(dir, 'secret.txt'), 'outside the mirror\n');
+    const repo = join(dir, 'repo');
+    mkdirSync(repo);
+    const git = (...args: string[]) => exec('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'init.defaultBranch=main', ...args], { cwd: repo });
+    await git('init', '-q');
+    writeFileSync(join(repo, 'README'), 'a repository\n');
+    await git('add', 'README');
+    await git('commit', '-qm', 'first');
     await paquete(['keygen', '--out', 'pub.key'], dir);
-    await paquete(['publish', 'pypi:wheels', 'docs:manual=html', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+    await paquete(['publish', 'pypi:wheels', 'docs:manual=html', 'site', 'git:repo', '--to', 'remote', '--key', 'pub.key'], dir);
     await paquete(['init', 'remote', 'work', '--trust', 'pub.key.pub'], dir);
   });
 
@@ -90,7 +97,7 @@ describe('paquete serve', () => {
     assert.ok(placed.has(`wheels/${wheelFileName({ name: 'alpha', version: '1.0', modules: {} })}`), r.stdout);
     assert.ok(placed.has('wheels/beta/beta-1.0-py3-none-any.whl'), 'beta 1.0: 2.0 needs Python >= 3.99');
     assert.ok(!placed.has('wheels/beta/beta-2.0-py3-none-any.whl'));
-    assert.ok(![...placed].some((p) => p.includes('Gamma') || p.startsWith('manual/') || p.startsWith('site/')), `too much: ${[...placed].join(', ')}`);
+    assert.ok(![...placed].some((p) => p.includes('Gamma') || /^(manual|site|repo)\//.test(p)), `too much: ${[...placed].join(', ')}`);
     // The publisher wrote each distribution's metadata beside it; it came first, to resolve.
     assert.ok(existsSync(join(dir, 'work/wheels/beta/beta-1.0-py3-none-any.whl.metadata')));
     assert.match(readFileSync(join(dir, 'work/wheels/beta/beta-1.0-py3-none-any.whl.metadata'), 'utf8'), /Requires-Python: >=3.7/);
@@ -208,14 +215,21 @@ describe('paquete serve', () => {
     assert.equal(await range.text(), 'h1');
   });
 
+  test('git clone works through /git/NAME.git', async () => {
+    const r = await exec('git', ['clone', '-q', `${server.url}/git/repo.git`, join(dir, 'clone')], { timeoutMs: 60_000 });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(join(dir, 'clone/README'), 'utf8'), 'a repository\n');
+  });
+
   test('the catalog page lists every source with versions, sizes and what is complete', async () => {
     const res = await fetch(`${server.url}/`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type')!, /^text\/html/);
     const html = await res.text();
-    for (const s of ['wheels', 'manual', 'site']) assert.match(html, new RegExp(`<tr id="src-${s}">`), s);
+    for (const s of ['wheels', 'manual', 'site', 'repo']) assert.match(html, new RegExp(`<tr id="src-${s}">`), s);
     assert.match(html, /<td>pypi<\/td>/);
     assert.match(html, /<td>docs<\/td>/);
+    assert.match(html, /git clone http:\/\/127\.0\.0\.1:\d+\/git\/repo\.git/);
     assert.match(html, /\d+ of \d+ files complete/);
     assert.match(html, /nothing missing/);
     assert.match(html, /<a href="\/simple\/alpha\/">alpha<\/a><\/td><td><span class="v ok"[^>]*>0\.9 <small>[\d.]+ k?B, yanked<\/small><\/span> <span class="v ok"[^>]*>1\.0 <small>[\d.]+ kB/);

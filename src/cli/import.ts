@@ -52,6 +52,7 @@ function report(r: ImportResult): void {
   for (const b of r.bundles) {
     out.result(
       `bundle ${b.id.slice(0, 8)} (serial ${b.serial}): volumes ${b.found.join(', ') || 'none'} of ${b.volumes}` +
+        (b.earlier.length ? ` (${b.earlier.join(', ')} imported earlier)` : '') +
         (b.missing.length ? `, missing ${b.missing.map((m) => m.volume).join(', ')}` : '') +
         `; manifest ${b.manifest}`,
     );

@@ -20,34 +20,44 @@ export class Progress {
         stream: process.stderr,
         hideCursor: true,
         clearOnComplete: false,
-        format: `${label} {bar} {done} / {limit} | {rate}/s | ETA {eta_formatted} | {items}`,
+        format: `${label} {bar} {done} / {limit} | {rate}/s | {left} | {items}`,
         formatValue: (v, _o, type) => (type === 'value' || type === 'total' ? formatSize(v) : String(v)),
       },
       cliProgress.Presets.shades_classic,
     );
   }
 
-  begin(total: number, itemsLabel: string): void {
+  /** Starts the bar: `total` bytes expected and, if known, how many `items` (files) should complete. */
+  begin(total: number, itemsLabel: string, items?: number): void {
     this.itemsLabel = itemsLabel;
+    this.itemsTotal = items;
     this.start = Date.now();
     this.bar?.start(Math.max(total, 1), 0, this.payload(0, total));
   }
 
   private itemsLabel = '';
+  private itemsTotal?: number;
   private total = 0;
+  private value = 0;
 
   private payload(value: number, total: number) {
     this.total = total;
     const secs = Math.max((Date.now() - this.start) / 1000, 0.001);
-    return { done: formatSize(value), limit: formatSize(total), rate: formatSize(Math.round(value / secs)), items: `${this.items} ${this.itemsLabel}` };
+    const rate = value / secs;
+    const remaining = Math.max(total - value, 0);
+    const left = remaining === 0 ? 'finishing' : rate > 0 ? `${Math.ceil(remaining / rate)} s left` : '…';
+    return {
+      left, done: formatSize(value), limit: formatSize(total), rate: formatSize(Math.round(rate)), items: this.itemsTotal === undefined ? `${this.items} ${this.itemsLabel}` : `${this.itemsLabel} ${this.items}/${this.itemsTotal}` };
   }
 
   update(value: number): void {
+    this.value = value;
     this.bar?.update(Math.min(value, this.total), this.payload(value, this.total));
   }
 
   item(): void {
     this.items++;
+    this.update(this.value);
   }
 
   stop(): void {

@@ -38,7 +38,6 @@ export const syncCommand = {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const progress = new Progress('sync', !argv.quiet && !argv.json);
-    let fileCount = 0;
     try {
       const result = await withWorkDir(argv, 'sync', (work) =>
         runSync(work, {
@@ -50,8 +49,7 @@ export const syncCommand = {
           events: {
             planned: (plan, spent) => {
               if (argv['dry-run']) return;
-              fileCount = plan.files.filter((f) => f.outcome === 'complete').length;
-              progress.begin(spent + plan.cost, `files of ${fileCount}`);
+              progress.begin(spent + plan.cost, 'files', plan.files.filter((f) => f.outcome === 'complete').length);
               progress.update(spent);
             },
             progress: (spent) => progress.update(spent),

@@ -30,6 +30,8 @@ export interface BundleReport {
   serial: number;
   volumes: number;
   found: number[];
+  /** Volumes imported intact by an earlier `paquete import`, not given now. */
+  earlier: number[];
   missing: { volume: number; chunks: number; bytes: number }[];
   /** What became of the bundle's signed manifest. */
   manifest: 'accepted' | 'already trusted' | 'refused' | 'unreadable';
@@ -97,7 +99,8 @@ export async function importBundles(work: WorkDir, paths: string[], opts: Import
   const problem = (where: string, message: string) => result.problems.push({ where, message });
   const opened: Volume[] = [];
   try {
-    const bundles = openVolumes(expandInputs(paths, problem), problem, result.notes, opened);
+    const seen = readImportedLog(work);
+    const bundles = openVolumes(expandInputs(paths, problem), problem, result.notes, opened, seen);
     const trustedKey = Buffer.from(work.config.publisher, 'base64');
     const usable: Bundle[] = [];
     for (const b of bundles) {
@@ -123,10 +126,15 @@ export async function importBundles(work: WorkDir, paths: string[], opts: Import
     for (const b of usable) {
       for (const v of [...b.volumes.values()].sort((x, y) => x.head.volume - y.head.volume)) {
         const base = done;
+        const problemsBefore = result.problems.length;
         done += await importChunks(work, v, `bundle ${b.id.slice(0, 8)} volume ${v.head.volume}`, needed, result, problem, (n) => opts.onProgress?.(base + n, total));
+        if (result.problems.length === problemsBefore && (b.report.manifest === 'accepted' || b.report.manifest === 'already trusted')) {
+          seen.set(b.id, [...new Set([...(seen.get(b.id) ?? []), v.head.volume])].sort((x, y) => x - y));
+        }
       }
     }
     await work.store.flush();
+    writeImportedLog(work, seen);
     if (opts.place !== false) result.placement = await placeFromStore(work);
     return result;
   } finally {
@@ -168,7 +176,13 @@ function expandInputs(paths: string[], problem: (where: string, message: string)
 }
 
 /** Reads every volume's head and groups volumes by bundle, noting duplicates, strays and gaps. */
-function openVolumes(files: string[], problem: (where: string, message: string) => void, notes: string[], opened: Volume[]): Bundle[] {
+function openVolumes(
+  files: string[],
+  problem: (where: string, message: string) => void,
+  notes: string[],
+  opened: Volume[],
+  earlier: Map<string, number[]>,
+): Bundle[] {
   const bundles = new Map<string, Bundle>();
   for (const path of files) {
     let fd: number;
@@ -202,7 +216,7 @@ function openVolumes(files: string[], problem: (where: string, message: string) 
         first: head,
         volumes: new Map(),
         given: [],
-        report: { id: head.bundleId, serial: head.serial, volumes: head.volumes, found: [], missing: [], manifest: 'unreadable' },
+        report: { id: head.bundleId, serial: head.serial, volumes: head.volumes, found: [], earlier: [], missing: [], manifest: 'unreadable' },
       };
       bundles.set(head.bundleId, b);
     }
@@ -223,7 +237,9 @@ function openVolumes(files: string[], problem: (where: string, message: string) 
   for (const b of bundles.values()) {
     b.report.found = [...b.volumes.keys()].sort((x, y) => x - y);
     for (let v = 1; v <= b.first.volumes; v++) {
-      if (!b.volumes.has(v)) b.report.missing.push({ volume: v, chunks: b.first.summary[v - 1].chunks, bytes: b.first.summary[v - 1].bytes });
+      if (b.volumes.has(v)) continue;
+      if (earlier.get(b.id)?.includes(v)) b.report.earlier.push(v);
+      else b.report.missing.push({ volume: v, chunks: b.first.summary[v - 1].chunks, bytes: b.first.summary[v - 1].bytes });
     }
     if (b.given.some((v, i) => i > 0 && v < b.given[i - 1])) {
       notes.push(`the volumes of bundle ${b.id.slice(0, 8)} were given out of order (${b.given.join(', ')}); read as ${b.report.found.join(', ')}`);
@@ -405,6 +421,30 @@ async function importChunks(
   if (v.end < v.size) result.notes.push(`${v.path} has ${v.size - v.end} bytes after its last item (two files joined?): ignored`);
   onProgress(read);
   return read;
+}
+
+/**
+ * Which volumes of which bundles were imported intact before, so importing the rest of a bundle
+ * later does not report the volumes already taken in as missing. Only a convenience: losing it
+ * costs a misleading "missing" line, never data. The last 200 bundles are remembered.
+ */
+const IMPORTED_LOG = 'imported.json';
+
+function readImportedLog(work: WorkDir): Map<string, number[]> {
+  try {
+    const doc = JSON.parse(work.readOptional(IMPORTED_LOG)?.toString('utf8') ?? '{}') as Record<string, unknown>;
+    const out = new Map<string, number[]>();
+    for (const [id, v] of Object.entries(doc)) {
+      if (/^[0-9a-f]{32}$/.test(id) && Array.isArray(v) && v.every((n) => Number.isSafeInteger(n))) out.set(id, v as number[]);
+    }
+    return out;
+  } catch {
+    return new Map();
+  }
+}
+
+function writeImportedLog(work: WorkDir, seen: Map<string, number[]>): void {
+  work.writeMeta(IMPORTED_LOG, JSON.stringify(Object.fromEntries([...seen].slice(-200))));
 }
 
 function readItem(v: Volume, i: number): Uint8Array | undefined {

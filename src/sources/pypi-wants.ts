@@ -205,7 +205,8 @@ export async function resolvePypi(requirements: string[], snapshot: Snapshot, ta
         continue;
       }
       const envs = ['', ...extras].map((extra) => ({ ...target.env, extra }));
-      if (!r.marker || envs.some((env) => evaluateMarker(r.marker!, env))) out.push(r);
+      // Judged here, with the parent's extras; the marker has done its job once the edge is kept.
+      if (!r.marker || envs.some((env) => evaluateMarker(r.marker!, env))) out.push({ ...r, marker: undefined });
     }
     return out;
   };

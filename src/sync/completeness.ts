@@ -33,6 +33,7 @@ export interface Completeness {
 
 export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Promise<Completeness> {
   const state = work.treeState();
+  const before = JSON.stringify(state);
   const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
   const rows = new Map<string, SourceCompleteness>();
@@ -62,8 +63,9 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
     r.missingBytes += lacking;
     missing.set(f.path, lacking);
   }
-  // isInPlace may have hashed files placed by hand or after a crash: remember them.
-  work.saveTreeState(state);
+  // isInPlace may have hashed files placed by hand or after a crash: remember them (serve
+  // reassesses every few seconds, so only when something changed).
+  if (JSON.stringify(state) !== before) work.saveTreeState(state);
   const sources = [...rows.values()];
   const total = sources.reduce(
     (a, r) => ({ files: a.files + r.files, complete: a.complete + r.complete, bytes: a.bytes + r.bytes, missingBytes: a.missingBytes + r.missingBytes }),
