@@ -154,9 +154,18 @@ export class ChunkStore {
 
   /** The raw bytes of a chunk, checked against its id. */
   async get(id: bigint): Promise<Uint8Array> {
-    const loc = await this.locate(id);
-    if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`);
-    return this.read(id, loc);
+    return (await this.getMany([id]))[0];
+  }
+
+  /** The raw bytes of several chunks, in order, with one index lookup for all of them. */
+  async getMany(ids: bigint[]): Promise<Uint8Array[]> {
+    const values = await this.db.getMany(ids.map(idKey));
+    return ids.map((id, i) => {
+      const v = values[i];
+      const loc = this.pending.get(id) ?? (v ? decodeLocation(v) : undefined);
+      if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`, 'run paquete sync to fetch it again');
+      return this.read(id, loc);
+    });
   }
 
   private read(id: bigint, loc: Location): Uint8Array {
