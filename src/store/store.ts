@@ -95,6 +95,7 @@ export class ChunkStore {
       await db.open();
     } catch (e) {
       const cause = (e as { cause?: Error }).cause;
+      if (/No space left/i.test(String(cause?.message ?? ''))) throw diskFull();
       if (/lock/i.test(String(cause?.message ?? ''))) {
         throw new PaqueteError('LOCKED', 'another paquete command is using this store', 'wait for it to finish');
       }
@@ -294,11 +295,11 @@ export class ChunkStore {
         const loc = decodeLocation(v);
         if (loc.pack === pack && loc.offset >= pos) lost.push(k);
       }
-      await this.db.batch(lost.map((key) => ({ type: 'del' as const, key })), { sync: true });
+      await this.batch(lost.map((key) => ({ type: 'del' as const, key })), { sync: true });
       ftruncateSync(fd, pos);
     }
     fdatasyncSync(fd);
-    await this.db.batch([u32Put(packEndKey(pack), pos), u32Put(packDurableKey(pack), pos)], { sync: true });
+    await this.batch([u32Put(packEndKey(pack), pos), u32Put(packDurableKey(pack), pos)], { sync: true });
     this.committed = { pack, end: pos, durable: pos };
   }
 
@@ -317,7 +318,7 @@ export class ChunkStore {
     ops.push(u32Put(packEndKey(this.writePack), this.writeEnd));
     const durableEnd = durable ? this.writeEnd : this.committed.pack === this.writePack ? this.committed.durable : PACK_HEADER_SIZE;
     ops.push(u32Put(packDurableKey(this.writePack), durableEnd));
-    await this.db.batch(ops, { sync: durable });
+    await this.batch(ops, { sync: durable });
     this.committed = { pack: this.writePack, end: this.writeEnd, durable: durableEnd };
     this.pending.clear();
     if (durable) {
@@ -326,10 +327,21 @@ export class ChunkStore {
     }
   }
 
+  /** A batch on the index; a full disk there is reported as such, not as LevelDB's IO error. */
+  private async batch(ops: BatchOp[], options: { sync: boolean }): Promise<void> {
+    try {
+      await this.db.batch(ops as never[], options);
+    } catch (e) {
+      const text = `${(e as Error).message} ${(e as { cause?: Error }).cause?.message ?? ''}`;
+      if (/No space left|ENOSPC/i.test(text)) throw diskFull();
+      throw e;
+    }
+  }
+
   /** Drops chunks from the index (their bytes stay until gc) so they are fetched again. */
   async forget(ids: bigint[]): Promise<void> {
     await this.flush();
-    await this.db.batch(ids.map((id) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
+    await this.batch(ids.map((id) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
   }
 
   async count(): Promise<{ chunks: number; bytes: number }> {
@@ -388,15 +400,17 @@ export class ChunkStore {
   }
 }
 
+type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+const diskFull = () => new PaqueteError('DISK_FULL', 'the disk is full', 'free some space and run the same command again; nothing received so far is lost');
+
 function writeFully(fd: number, data: Uint8Array, position: number): void {
   let done = 0;
   while (done < data.length) {
     try {
       done += writeSync(fd, data, done, data.length - done, position + done);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new PaqueteError('DISK_FULL', 'the disk is full', 'free some space and run the same command again; nothing received so far is lost');
-      }
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') throw diskFull();
       throw e;
     }
   }

@@ -1,0 +1,100 @@
+/**
+ * The store never lies and never breaks: replayed manifests, two commands at once, a full disk,
+ * a symlink planted in the tree.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+
+after(cleanupAll);
+
+async function paquete(args: string[], cwd: string, expectCode = 0) {
+  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
+  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  return r;
+}
+
+/** Every file present in `work` is exactly the source's. */
+function checkNoWrongFiles(work: string, source: string): void {
+  const want = treeDigest(source);
+  for (const [path, digest] of Object.entries(existsSync(work) ? treeDigest(work) : {})) assert.equal(digest, want[path], path);
+}
+
+describe('reliability', () => {
+  let dir: string;
+  before(async () => {
+    dir = await tmpDir('paquete-rel-');
+    writeTree(join(dir, 'site'), { 'a.bin': pseudoRandom(3_000_000, 1), 'b.bin': pseudoRandom(3_000_000, 2), 'c.txt': 'small\n' });
+    await paquete(['keygen', '--out', 'pub.key'], dir);
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+  });
+
+  test('a replayed older manifest is refused (rollback), and the newer one still works', async () => {
+    const old = readFileSync(join(dir, 'remote/manifest.json'));
+    writeFileSync(join(dir, 'site/c.txt'), 'changed\n');
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+    const current = readFileSync(join(dir, 'remote/manifest.json'));
+    await paquete(['init', 'remote', 'w1', '--trust', 'pub.key.pub'], dir);
+    await paquete(['sync', '-C', 'w1'], dir);
+    try {
+      writeFileSync(join(dir, 'remote/manifest.json'), old);
+      const r = await paquete(['sync', '-C', 'w1'], dir, 1);
+      assert.match(r.stderr, /older than .* refusing to go back/);
+      assert.equal(readFileSync(join(dir, 'w1/site/c.txt'), 'utf8'), 'changed\n');
+    } finally {
+      writeFileSync(join(dir, 'remote/manifest.json'), current);
+    }
+    await paquete(['sync', '-C', 'w1'], dir);
+  });
+
+  test('two commands at once: the second says so; a lock left by a dead process is taken over', async () => {
+    await paquete(['init', 'remote', 'w2', '--trust', 'pub.key.pub'], dir);
+    const sleeper = spawn('sleep', ['30']);
+    onCleanup(() => void sleeper.kill());
+    writeFileSync(join(dir, 'w2/.paquete/lock'), `${sleeper.pid} sync\n`);
+    const r = await paquete(['sync', '-C', 'w2'], dir, 1);
+    assert.match(r.stderr, new RegExp(`another paquete command is working here \\(pid ${sleeper.pid}: sync\\)`));
+    sleeper.kill('SIGKILL');
+    await new Promise((resolve) => sleeper.once('exit', resolve));
+    await paquete(['sync', '-C', 'w2'], dir);
+    assert.equal(existsSync(join(dir, 'w2/.paquete/lock')), false, 'the lock is released');
+  });
+
+  test('a symlink planted in the tree is never written through', async () => {
+    await paquete(['init', 'remote', 'w3', '--trust', 'pub.key.pub'], dir);
+    const outside = join(dir, 'outside');
+    mkdirSync(outside);
+    symlinkSync(outside, join(dir, 'w3/site'));
+    const r = await paquete(['sync', '-C', 'w3'], dir, 2);
+    assert.match(r.stderr, /refusing to write through the symlink/);
+    assert.deepEqual(readdirSync(outside), []);
+  });
+
+  test('a full disk: a clear error, a consistent store, and the sync completes once space is freed', async (t) => {
+    const mnt = join(dir, 'small-disk');
+    mkdirSync(mnt);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (e) {
+      t.skip(`cannot mount a tmpfs here (needs root): ${(e as Error).message.split('\n')[0]}`);
+      return;
+    }
+    onCleanup(() => {
+      execFileSync('umount', ['-l', mnt]);
+    });
+    await paquete(['init', join(dir, 'remote'), join(mnt, 'w'), '--trust', join(dir, 'pub.key.pub')], dir);
+    const r = await paquete(['sync', '-C', join(mnt, 'w')], dir, 1);
+    assert.match(r.stderr, /disk is full/);
+    assert.match(r.stderr, /free some space/);
+    execFileSync('mount', ['-o', 'remount,size=64m', mnt]);
+    await paquete(['verify', '-C', join(mnt, 'w')], dir);
+    checkNoWrongFiles(join(mnt, 'w/site'), join(dir, 'site'));
+    await paquete(['sync', '-C', join(mnt, 'w')], dir);
+    assert.deepEqual(treeDigest(join(mnt, 'w/site')), treeDigest(join(dir, 'site')));
+  });
+});
