@@ -405,6 +405,9 @@ describe('git sources: the client side on its own', () => {
     r = await paquete(['publish', 'git:x=empty', '--to', 'r3', '--key', 'k'], dir, 2);
     assert.match(r.stderr, /no branches or tags/);
     assert.equal(existsSync(join(dir, 'r3/manifest.json')), false);
+    await git(dir, 'clone', '-q', '--depth', '1', `file://${src}`, 'shallow');
+    r = await paquete(['publish', 'git:x=shallow', '--to', 'r5', '--key', 'k'], dir, 2);
+    assert.match(r.stderr, /shallow clone/);
     // A bare repository is a source too.
     await git(dir, 'clone', '-q', '--bare', 'src', 'bare.git');
     await paquete(['publish', 'git:x=bare.git', '--to', 'r4', '--key', 'k'], dir);

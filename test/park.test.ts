@@ -180,7 +180,9 @@ describe('park sessions over HTTP', () => {
     const proxy = await startFaultProxy(nginx.url);
     onCleanup(() => proxy.close());
     await paquete(['init', proxy.url, 'w7', '--trust', 'pub.key.pub'], dir);
-    proxy.throttle(1_500_000);
+    // A park-like rate: what a killed process loses is what sat unread in its socket, and that
+    // grows with the rate times however long a loaded machine keeps the client off the CPU.
+    proxy.throttle(700_000);
     proxy.resetStats();
     await nginx.clearLog();
     let kills = 0;

@@ -210,6 +210,8 @@ describe('paquete serve', () => {
       assert.equal(res.status, 404, evil);
       assert.ok(!(await res.text()).includes('outside the mirror'), evil);
     }
+    const list = await (await fetch(`${server.url}/files/site/`)).text();
+    assert.match(list, /<a href="notes\.txt">notes\.txt<\/a>/, 'a tree source is browsable');
     const range = await fetch(`${server.url}/docs/manual/_static/style.css`, { headers: { Range: 'bytes=0-1' } });
     assert.equal(range.status, 206);
     assert.equal(await range.text(), 'h1');

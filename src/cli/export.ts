@@ -50,10 +50,10 @@ export const exportCommand = {
           wants: argv.want ?? [],
           maxSize,
           onProgress: (() => {
-            let started = false;
-            return (done: number, total: number) => {
-              if (!started) progress.begin(total, 'bytes');
-              started = true;
+            let volumes = -1;
+            return (done: number, total: number, volumesDone: number) => {
+              if (volumes < 0) progress.begin(total, 'volumes');
+              for (volumes = Math.max(volumes, 0); volumes < volumesDone; volumes++) progress.item();
               progress.update(done);
             };
           })(),

@@ -25,15 +25,15 @@ export const importCommand = {
     const progress = new Progress('import', !argv.quiet && !argv.json);
     try {
       const r = await withWorkDir(argv, 'import', (work) => {
-        let started = false;
+        let volumes = -1;
         return importBundles(
           work,
           argv.bundles.map((b) => resolve(base, b)),
           {
             place: argv.place,
-            onProgress: (done, total) => {
-              if (!started) progress.begin(total, 'bytes');
-              started = true;
+            onProgress: (done, total, volumesDone) => {
+              if (volumes < 0) progress.begin(total, 'volumes');
+              for (volumes = Math.max(volumes, 0); volumes < volumesDone; volumes++) progress.item();
               progress.update(done);
             },
           },

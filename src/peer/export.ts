@@ -24,8 +24,8 @@ export interface ExportOptions {
   wants?: string[];
   /** Largest volume file, in bytes. Default: the FAT32 limit, 4 GiB − 1. */
   maxSize?: number;
-  /** Bytes written so far, of the total. */
-  onProgress?: (written: number, total: number) => void;
+  /** Bytes written so far, of the total; and volumes finished. */
+  onProgress?: (written: number, total: number, volumesDone: number) => void;
   now?: Date;
 }
 
@@ -175,7 +175,7 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
         }
         out.write(record);
         written += record.length;
-        opts.onProgress?.(written, total);
+        opts.onProgress?.(written, total, v);
       }
       out.finish();
       renameSync(tmp, path);
@@ -183,7 +183,7 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
       out.abort();
       throw e;
     }
-    opts.onProgress?.(written, total);
+    opts.onProgress?.(written, total, v + 1);
     volumes.push({ path, bytes: statSync(path).size, chunks: volumesOf[v].length });
   }
   fsyncPath(dir);
@@ -211,6 +211,9 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
 function plan(order: bigint[], lengths: Map<bigint, number>, maxSize: number, fixedFor: (volumes: number) => number): bigint[][] {
   for (let guess = 1; ; ) {
     const fixed = fixedFor(guess);
+    if (fixed > maxSize) {
+      throw new PaqueteError('USAGE', `--max-size ${maxSize} is too small: every volume carries the signed manifest and snapshot index (${fixed} bytes)`, `give at least --max-size ${fixed + 100_000}`);
+    }
     const volumes: bigint[][] = [[]];
     let size = fixed;
     for (const id of order) {
@@ -238,6 +241,9 @@ function plan(order: bigint[], lengths: Map<bigint, number>, maxSize: number, fi
 function destination(to: string, bundleId: string, created: number): { dir: string; base: string } {
   if (to.toLowerCase().endsWith(BUNDLE_EXT) && !(existsSync(to) && statSync(to).isDirectory())) {
     return { dir: dirname(to), base: basename(to).slice(0, -BUNDLE_EXT.length) };
+  }
+  if (existsSync(to) && !statSync(to).isDirectory()) {
+    throw new PaqueteError('USAGE', `${to} is a file`, `give a directory for the volumes, or a file name ending in ${BUNDLE_EXT}`);
   }
   const day = new Date(created * 1000).toISOString().slice(0, 10);
   return { dir: to, base: `paquete-${day}-${bundleId.slice(0, 8)}` };

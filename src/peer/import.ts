@@ -10,13 +10,13 @@ import { acceptManifest, cacheSnapshot, cachedSnapshotBytes, checkManifestTrust,
 import { formatSize } from '../util/size.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { BUNDLE_EXT, decodePrelude, decodeVolumeHead, itemOffsets, ItemKind, PRELUDE_SIZE, sameBundle, VolumeHead } from './bundle.js';
-import { placeFromStore, PlaceResult, trustedChunkIds } from './local.js';
+import { latestChunkIds, placeFromStore, PlaceResult } from './local.js';
 
 export interface ImportOptions {
   /** Place the files that became complete (default true). */
   place?: boolean;
-  /** Chunk bytes read so far, of the total listed. */
-  onProgress?: (done: number, total: number) => void;
+  /** Bytes of volumes gone through so far, of the total listed; and volumes finished. */
+  onProgress?: (done: number, total: number, volumesDone: number) => void;
 }
 
 /** One thing that went wrong, with where: a file as given, or a bundle and volume. */
@@ -120,14 +120,16 @@ export async function importBundles(work: WorkDir, paths: string[], opts: Import
     usable.sort((a, b) => a.first.serial - b.first.serial);
     for (const b of usable) adoptManifest(work, b, problem);
 
-    const needed = trustedChunkIds(work);
+    const needed = latestChunkIds(work);
     const total = usable.reduce((n, b) => n + [...b.volumes.values()].reduce((m, v) => m + v.head.summary[v.head.volume - 1].bytes, 0), 0);
     let done = 0;
+    let volumesDone = 0;
     for (const b of usable) {
       for (const v of [...b.volumes.values()].sort((x, y) => x.head.volume - y.head.volume)) {
         const base = done;
         const problemsBefore = result.problems.length;
-        done += await importChunks(work, v, `bundle ${b.id.slice(0, 8)} volume ${v.head.volume}`, needed, result, problem, (n) => opts.onProgress?.(base + n, total));
+        done += await importChunks(work, v, `bundle ${b.id.slice(0, 8)} volume ${v.head.volume}`, needed, result, problem, (n) => opts.onProgress?.(base + n, total, volumesDone));
+        opts.onProgress?.(done, total, ++volumesDone);
         if (result.problems.length === problemsBefore && (b.report.manifest === 'accepted' || b.report.manifest === 'already trusted')) {
           seen.set(b.id, [...new Set([...(seen.get(b.id) ?? []), v.head.volume])].sort((x, y) => x - y));
         }
@@ -316,28 +318,21 @@ function adoptManifest(work: WorkDir, b: Bundle, problem: (where: string, messag
       b.report.manifest = 'refused';
     }
   }
-  // Indexes of other snapshots the trusted manifest names are kept too (an older snapshot a
-  // friend still follows); one the trusted manifest does not name is ignored.
+  // The trusted latest snapshot's index, if this directory lacks it (the bundle's manifest was
+  // already trusted, or refused as older while naming it); other snapshots are not needed.
   const trusted = trustedManifest(work);
+  const latest = trusted && latestSnapshot(trusted.body);
   for (const [snap, copies] of carried) {
-    const entry = trusted?.body.snapshots.find((e) => e.name === snap);
-    if (!entry) {
+    if (!trusted?.body.snapshots.some((e) => e.name === snap)) {
       if (b.report.manifest !== 'refused') problem(name, `snapshot ${snap.slice(0, 12)} is not in the manifest this directory trusts: ignored`);
       continue;
     }
+    if (!latest || snap !== latest.name) continue;
     const cached = cachedSnapshotBytes(work, snap);
-    if (cached && isSound(entry, cached)) continue;
-    const good = copies.find((bytes) => isSound(entry, bytes));
-    if (good) cacheSnapshot(work, entry, good);
-    else {
-      try {
-        checkSnapshotBytes(entry, copies[0]);
-        decodeSnapshot(copies[0]);
-      } catch (e) {
-        if (!isPaqueteError(e)) throw e;
-        problem(name, `snapshot ${snap.slice(0, 12)}: ${e.message}`);
-      }
-    }
+    if (cached && isSound(latest, cached)) continue;
+    const good = copies.find((bytes) => isSound(latest, bytes));
+    if (good) cacheSnapshot(work, latest, good);
+    else problem(name, `snapshot ${snap.slice(0, 12)} does not match the signed manifest or cannot be read: ignored`);
   }
 }
 
@@ -415,7 +410,7 @@ async function importChunks(
   if (damaged > NAMED_PER_VOLUME) problem(where, `${damaged - NAMED_PER_VOLUME} more chunks rejected`);
   if (lost) {
     result.lost += lost;
-    problem(where, `cut short: ${lost} chunks (${formatSize(lostBytes)}) are missing from its end (${v.size} of ${v.end} bytes)`);
+    problem(where, `cut short: ${lost} chunk${lost === 1 ? '' : 's'} (${formatSize(lostBytes)}) are missing from its end (${v.size} of ${v.end} bytes)`);
   }
   if (!lost && v.end > v.size) problem(where, 'cut short inside its manifest or snapshot index');
   if (v.end < v.size) result.notes.push(`${v.path} has ${v.size - v.end} bytes after its last item (two files joined?): ignored`);

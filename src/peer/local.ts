@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { checkSnapshotBytes, ManifestSnapshot } from '../snapshot/manifest.js';
-import { decodeSnapshot, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { recordLength } from '../snapshot/snapshot.js';
 import { Assembler } from '../sync/assembler.js';
 import { cachedLatest, cachedSnapshotBytes, trustedManifest } from '../sync/catalog.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -43,26 +43,13 @@ function loadCached(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefi
 }
 
 /**
- * Chunk ids that some trusted snapshot we hold references. Chunks from a peer are only worth
- * storing if one of these needs them: anything else is dead weight a stranger could fill a
- * stick-sized store with.
+ * Chunk ids of the trusted latest snapshot: the only chunks worth taking from a peer or a local
+ * file. Sync never fetches anything else, and anything else is dead weight a stranger could fill
+ * a store with.
  */
-export function trustedChunkIds(work: WorkDir): Set<bigint> {
-  const ids = new Set<bigint>();
-  const m = trustedManifest(work);
-  if (!m) return ids;
-  for (const entry of m.body.snapshots) {
-    const bytes = loadCached(work, entry);
-    if (!bytes) continue;
-    let snap: Snapshot;
-    try {
-      snap = decodeSnapshot(bytes);
-    } catch {
-      continue;
-    }
-    for (const c of snap.chunks) ids.add(c.id);
-  }
-  return ids;
+export function latestChunkIds(work: WorkDir): Set<bigint> {
+  const latest = cachedLatest(work);
+  return new Set(latest ? latest.snapshot.chunks.map((c) => c.id) : []);
 }
 
 /** The have-summary of this working directory: every chunk id in its store, and what it trusts. */

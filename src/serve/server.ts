@@ -190,11 +190,12 @@ class Handler {
 
   private async git(req: IncomingMessage, res: ServerResponse, encodedName: string, rest: string): Promise<void> {
     const state = await this.view.current();
-    const name = decodeURIComponent(encodedName);
+    const parts = safeParts(`${encodedName}${rest}`);
+    if (!parts) return sendText(res, 404, 'no such repository');
+    const name = parts.shift()!;
     const src = state.snapshot?.sources.find((s) => s.name === name && s.kind === 'git');
     if (!src) return sendText(res, 404, `no git source named ${name} in this mirror`);
-    const parts = safeParts(rest.slice(1));
-    if (!parts || parts.length === 0) return sendText(res, 404, `clone it: git clone ${originOf(req)}/git/${name}.git`);
+    if (parts.length === 0) return sendText(res, 404, `clone it: git clone ${originOf(req)}/git/${name}.git`);
     let dir: string;
     try {
       dir = await gitServeDir(this.work.root, name, { onWarning: this.opts.onWarning });

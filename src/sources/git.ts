@@ -159,6 +159,11 @@ export interface GitStage {
  */
 export async function stageGitSource(o: GitStageOptions): Promise<GitStage> {
   const repo = await checkRepository(o.repo);
+  // A shallow clone lacks the parents of its oldest commits: its bundles would give clients a
+  // repository git cannot clone from.
+  if ((await git(['-C', repo, 'rev-parse', '--is-shallow-repository'], { code: 'BAD_SOURCE' })).trim() === 'true') {
+    throw new PaqueteError('BAD_SOURCE', `the git repository ${o.repo} is a shallow clone: its history is incomplete`, `run git -C ${o.repo} fetch --unshallow first`);
+  }
   const objectFormat = await repositoryObjectFormat(repo);
   const listed = parseRefLines(await git(['-C', repo, 'for-each-ref', '--format=%(objectname) %(refname)', 'refs/heads', 'refs/tags'], { code: 'BAD_SOURCE' }));
   const skippedRefs = listed.filter((r) => !isMirroredRefName(r.name)).map((r) => r.name);
