@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { isPaqueteError, PaqueteError } from '../errors.js';
-import { isHttpUrl, openRemote } from '../remote/open.js';
+import { normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -27,7 +27,7 @@ export const initCommand = {
       .example('$0 init https://mirror.example/paquete/ mirror --trust publisher.key.pub', 'a working directory "mirror", trusting that key'),
   handler: async (argv: Args) => {
     const base = baseDir(argv);
-    const location = isHttpUrl(argv.url) ? argv.url.replace(/\/?$/, '/') : resolve(base, argv.url);
+    const location = normalizeLocation(argv.url, base);
     const dirName = argv.dir ?? (basename(location.replace(/\/+$/, '').replace(/^https?:\/\/[^/]*$/, 'mirror')) || 'mirror');
     const root = resolve(base, dirName);
     const trusted = argv.trust ? parsePublicKey(readTrust(resolve(base, argv.trust)), argv.trust) : undefined;

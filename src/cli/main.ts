@@ -9,6 +9,7 @@ import { initCommand } from './init.js';
 import { syncCommand } from './sync.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
+import { remoteCommand } from './remote.js';
 import { serveCommand } from './serve.js';
 import { haveCommand } from './have.js';
 import { exportCommand } from './export.js';
@@ -31,6 +32,7 @@ export async function main(args: string[]): Promise<number> {
     .command(syncCommand as never)
     .command(statusCommand as never)
     .command(verifyCommand as never)
+    .command(remoteCommand as never)
     .command(serveCommand as never)
     .command(haveCommand as never)
     .command(exportCommand as never)

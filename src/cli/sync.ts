@@ -100,6 +100,7 @@ function report(r: SyncResult, budget: number | undefined): void {
     serial: r.serial,
     dryRun: r.dryRun,
     spent: r.spent,
+    read: r.read,
     budget: budget ?? null,
     plannedCost: r.plan.cost,
     requests: r.plan.ranges.length,

@@ -1,8 +1,12 @@
+import { resolve } from 'node:path';
 import { Remote } from './remote.js';
 import { createLocalRemote } from './local.js';
 import { createHttpRemote, HttpRemoteOptions } from './http.js';
 
 export const isHttpUrl = (location: string): boolean => /^https?:\/\//i.test(location);
+
+/** A location as stored in the config: a URL ending in '/', or an absolute path. */
+export const normalizeLocation = (text: string, base: string): string => (isHttpUrl(text) ? text.replace(/\/?$/, '/') : resolve(base, text));
 
 /**
  * Link settings from the environment, for links worse (or tests faster) than the defaults:
@@ -19,6 +23,9 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
 }
 
 /** The remote for a location the user gave: an http(s) URL or a local path. */
-export function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry'> = {}): Remote {
-  return isHttpUrl(location) ? createHttpRemote(location, { ...linkSettings(process.env), ...opts }) : createLocalRemote(location);
+export function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries'> = {}): Remote {
+    if (!isHttpUrl(location)) return createLocalRemote(location);
+  const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry };
+  if (opts.retries !== undefined) settings.retries = opts.retries;
+  return createHttpRemote(location, settings);
 }

@@ -2,13 +2,19 @@ import { PaqueteError } from '../errors.js';
 import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
 import { FileEntry, recordLength, Snapshot } from '../snapshot/snapshot.js';
-import { WorkDir } from '../workdir/workdir.js';
+import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Assembler } from './assembler.js';
 import { ChunkCache } from './cache.js';
-import { fetchLatest } from './catalog.js';
+import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
-import { Plan, planSession } from './planner.js';
+import { buildRanges, Plan, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
+
+/** A remote and whether reading it costs nothing (a LAN peer, a stick, a local directory). */
+export interface Source {
+  remote: Remote;
+  free: boolean;
+}
 
 /** Bytes a server that ignores Range may push past what we read before our hang-up reaches it. */
 const IGNORED_RANGE_MARGIN = 256 << 10;
@@ -20,8 +26,8 @@ export interface SyncOptions {
   dryRun?: boolean;
   signal?: AbortSignal;
   events?: SyncEvents;
-  /** For tests: a remote to use instead of the configured one. */
-  remote?: Remote;
+  /** For tests: remotes to use instead of the configured ones. */
+  remotes?: Source[];
   /** The Python that `--want pypi:…` resolves for (default: this machine's python3). */
   pypi?: PypiTargetOptions;
 }
@@ -42,8 +48,10 @@ export interface SyncResult {
   snapshot: string;
   serial: number;
   plan: Plan;
-  /** Wire bytes spent, headers included. */
+  /** Paid wire bytes spent, headers included: what the budget counts. */
   spent: number;
+  /** Bytes read from every remote, free ones included. */
+  read: number;
   /** Wanted files now in place, and how many are wanted in all. */
   completeFiles: number;
   wantedFiles: number;
@@ -64,23 +72,30 @@ export interface SyncResult {
  * leaves every finished file usable and every received chunk kept for the next session.
  */
 export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<SyncResult> {
-  const remote =
-    opts.remote ??
-    openRemote(work.config.remotes[0].location, {
-      onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
+  const sources =
+    opts.remotes ??
+    work.config.remotes.map((r) => {
+      const remote = openRemote(r.location, {
+        onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
+        // A free peer that stops answering is left for the paid remote, not waited on.
+        retries: isFreeRemote(r) ? 1 : undefined,
+      });
+      return { remote, free: isFreeRemote(r) };
     });
   const budget = opts.budget ?? Infinity;
-  const spent = () => remote.meter.total;
+  // Only paid bytes count against the budget; free remotes are read before it is spent.
+  const spent = () => sources.reduce((n, s) => n + (s.free ? 0 : s.remote.meter.total), 0);
+  const read = () => sources.reduce((n, s) => n + s.remote.meter.total, 0);
   try {
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     work.store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const latest = await fetchLatest(work, remote, { signal: opts.signal });
+    const { latest, from } = await newestOf(work, sources, opts);
     if (spent() > budget) {
       throw new PaqueteError('BUDGET', `the budget (${budget} bytes) does not even cover the index (${spent()} bytes)`, 'give a larger --budget');
     }
     const { snapshot } = latest;
     // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
-    const wants = await expandWants(opts.wants ?? [], { work, remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
+    const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     const state = work.treeState();
     const cache = new ChunkCache();
     const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state, cache);
@@ -88,18 +103,25 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const complete = new Set<string>();
     for (const f of snapshot.files) if (assembler.isInPlace(f)) complete.add(f.path);
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
-    const rangesHonoured = remote.rangeSupport !== 'no';
-    const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
-    const plan = planSession({
-      snapshot,
-      present,
-      complete,
-      wants,
-      // A server that ignores Range keeps sending after we hang up; keep a margin for that.
-      budget: budget - spent() - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
-      requestCost: (n) => remote.requestCost(packPath, n),
-      rangesHonoured,
-    });
+    const planFor = (source: Source, limit: number) => {
+      const rangesHonoured = source.remote.rangeSupport !== 'no';
+      const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
+      return planSession({
+        snapshot,
+        present,
+        complete,
+        wants,
+        // A server that ignores Range keeps sending after we hang up; keep a margin for that.
+        budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
+        requestCost: (n) => source.remote.requestCost(packPath, n),
+        rangesHonoured,
+      });
+    };
+    const paid = sources.filter((s) => !s.free);
+    // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
+    // counting nothing on what free remotes may still give.
+    const main = paid[0] ?? sources[0];
+    let plan = planFor(main, main.free ? Infinity : budget - spent());
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
     const result: SyncResult = {
@@ -107,6 +129,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       serial: latest.manifest.body.serial,
       plan,
       spent: 0,
+      read: 0,
       completeFiles: plan.files.filter((f) => complete.has(f.file.path)).length,
       wantedFiles,
       placed: [],
@@ -118,6 +141,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     };
     if (opts.dryRun) {
       result.spent = spent();
+      result.read = read();
       return result;
     }
 
@@ -167,25 +191,31 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const schedule = () => {
       placing = placing.then(placeReady);
     };
+    const onChunks = (indices: number[]) => {
+      if (placeError !== undefined) throw placeError;
+      for (const i of indices) {
+        present.add(snapshot.chunks[i].id);
+        for (const f of waitingOn.get(i) ?? []) {
+          const n = missingCount.get(f)! - 1;
+          missingCount.set(f, n);
+          if (n === 0) ready.push(f);
+        }
+        waitingOn.delete(i);
+      }
+      opts.events?.progress?.(spent());
+      if (ready.length) schedule();
+    };
+    const fetchOpts = { signal: opts.signal, cache, onChunks };
     try {
-      await fetchRanges(remote, snapshot, plan.ranges, work.store, {
-        signal: opts.signal,
-        wireLimit: budget,
-        cache,
-        onChunks: (indices) => {
-          if (placeError !== undefined) throw placeError;
-          for (const i of indices) {
-            for (const f of waitingOn.get(i) ?? []) {
-              const n = missingCount.get(f)! - 1;
-              missingCount.set(f, n);
-              if (n === 0) ready.push(f);
-            }
-            waitingOn.delete(i);
-          }
-          opts.events?.progress?.(spent());
-          if (ready.length) schedule();
-        },
-      });
+      // Free remotes first, everything wanted, whatever each one holds.
+      for (const source of sources.filter((s) => s.free && s !== main)) {
+        await takeWhatIsThere(source, planFor(source, Infinity), snapshot, work, fetchOpts, opts.events);
+      }
+      if (sources.some((s) => s.free && s !== main)) {
+        plan = planFor(main, main.free ? Infinity : budget - spent());
+        result.plan = plan;
+      }
+      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...fetchOpts, wireLimit: main.free ? undefined : budget });
     } finally {
       // Whatever completed before an interruption is still placed.
       schedule();
@@ -203,6 +233,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     work.saveTreeState(state);
 
     result.spent = spent();
+    result.read = read();
     // Wanted files only: files outside --want that happen to be complete are not this session's.
     result.completeFiles = plan.files.filter((f) => complete.has(f.file.path)).length;
     const stillMissing = await missingBytes(work, snapshot, plan);
@@ -211,7 +242,68 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     return result;
   } finally {
     await work.store.flush();
-    if (!opts.remote) await remote.close();
+    if (!opts.remotes) for (const s of sources) await s.remote.close();
+  }
+}
+
+/**
+ * The newest manifest any remote offers, checked against the trusted key and serial. A remote
+ * that fails or is behind is skipped while another answers; with none answering, the first
+ * error stands.
+ */
+async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Promise<{ latest: Latest; from: Source }> {
+  let best: { latest: Latest; from: Source } | undefined;
+  let firstError: unknown;
+  for (const source of sources) {
+    try {
+      const latest = await fetchLatest(work, source.remote, { signal: opts.signal });
+      if (!best || latest.manifest.body.serial > best.latest.manifest.body.serial) best = { latest, from: source };
+    } catch (e) {
+      if (opts.signal?.aborted || (e as PaqueteError).code === 'BAD_SIGNATURE' || (e as PaqueteError).code === 'UNTRUSTED_KEY') throw e;
+      firstError ??= e;
+      if (sources.length > 1) opts.events?.note?.(`${source.remote.location}: ${(e as Error).message}; trying the next remote`);
+    }
+  }
+  if (!best) throw firstError;
+  return best;
+}
+
+/**
+ * Fetches from a free remote (a LAN peer serving its own store) what it has. A range it cannot
+ * serve whole is split in two and tried again, down to single chunks; a peer that stops
+ * answering is left for the next remote.
+ */
+async function takeWhatIsThere(
+  source: Source,
+  plan: Plan,
+  snapshot: Snapshot,
+  work: WorkDir,
+  fetchOpts: Parameters<typeof fetchRanges>[4] & object,
+  events?: SyncEvents,
+): Promise<void> {
+  const queue = [...plan.ranges];
+  const arrived = new Set<number>();
+  const onChunks = (indices: number[]) => {
+    indices.forEach((i) => arrived.add(i));
+    return fetchOpts.onChunks?.(indices);
+  };
+  while (queue.length) {
+    const range = queue.shift()!;
+    try {
+      await fetchRanges(source.remote, snapshot, [range], work.store, { ...fetchOpts, onChunks });
+    } catch (e) {
+      const code = (e as PaqueteError).code;
+      if (fetchOpts.signal?.aborted || code === 'DISK_FULL') throw e;
+      if (code !== 'REMOTE_CHANGED' && code !== 'DAMAGED_PACK') {
+        events?.note?.(`${source.remote.location}: ${(e as Error).message}; taking the rest from the next remote`);
+        return;
+      }
+      const left = range.chunks.filter((i) => !arrived.has(i));
+      if (left.length > 1) {
+        const half = Math.ceil(left.length / 2);
+        queue.unshift(...buildRanges(snapshot, left.slice(0, half), 0), ...buildRanges(snapshot, left.slice(half), 0));
+      }
+    }
   }
 }
 

@@ -10,11 +10,19 @@ export const META_DIR = '.paquete';
 export interface RemoteConfig {
   /** An http(s) URL or an absolute local path. */
   location: string;
+  /**
+   * Reading it costs nothing (a LAN peer, a stick): read before the paid remotes, and not counted
+   * against the budget. Default: true for a local path, false for a URL.
+   */
+  free?: boolean;
 }
+
+/** Whether reading a remote costs nothing: as configured, else true for local paths only. */
+export const isFreeRemote = (r: RemoteConfig): boolean => r.free ?? !/^https?:\/\//i.test(r.location);
 
 export interface WorkConfig {
   version: 1;
-  /** Tried in order; the first that answers is used. */
+  /** In order: free ones are read first, then the paid one, which the budget applies to. */
   remotes: RemoteConfig[];
   /** Base64 of the trusted publisher's Ed25519 key. */
   publisher: string;
@@ -108,6 +116,10 @@ export class WorkDir {
     const t = this.file('tmp');
     mkdirSync(t, { recursive: true });
     return t;
+  }
+
+  saveConfig(): void {
+    this.writeMeta('config.json', JSON.stringify(this.config, null, 2) + '\n');
   }
 
   treeState(): TreeState {
