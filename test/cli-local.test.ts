@@ -1,10 +1,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync, statSync, chmodSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, sampleTree, treeDigest, writeTree } from './helpers/trees.js';
-import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
+import { parseSecretKey } from '../src/snapshot/keys.js';
 import { encodeManifest, decodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
 import { decodeSnapshot, encodeSnapshot } from '../src/snapshot/snapshot.js';
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { createHttpRemote, type ExchangeInfo, type HttpRemote, type HttpRemoteOptions, type RetryInfo } from '../src/remote/http.js';
 import { PaqueteError } from '../src/errors.js';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
-import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
+import { startFaultProxy } from './helpers/faultproxy.js';
 import { cleanupAll, onCleanup, tmpDir } from './helpers/tmp.js';
 
 // A self-signed certificate for 127.0.0.1 (P-256), only for these tests.

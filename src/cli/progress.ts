@@ -11,7 +11,7 @@ export class Progress {
   private start = Date.now();
 
   constructor(
-    private readonly label: string,
+    label: string,
     enabled: boolean,
   ) {
     if (!enabled || !process.stderr.isTTY) return;

@@ -21,7 +21,7 @@ export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
     parts.push(`<p class="note">Nothing synced yet into <code>${e(ctx.root)}</code>. Run <code>paquete sync -C ${e(ctx.root)}</code> where there is internet.</p>`);
     return layout(parts.join('\n'), ctx);
   }
-  const { snapshot, completeness, entry } = state;
+  const { completeness, entry } = state;
   const t = completeness.total;
   parts.push(
     `<p class="summary">Snapshot <code>${e(entry!.name.slice(0, 12))}</code> (serial ${state.serial}, published ${e(entry!.created.slice(0, 10))}) from <code>${e(ctx.remote)}</code>:

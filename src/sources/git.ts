@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { PaqueteError, ErrorCode } from '../errors.js';
-import { writeFileAtomic } from '../util/fsx.js';
+import { hashFile, writeFileAtomic } from '../util/fsx.js';
 import { acquireLock } from '../workdir/lock.js';
 import { META_DIR } from '../workdir/workdir.js';
 import { decodeGitRefs, encodeGitRefs, GitBundleEntry, GitRef, GitRefs, isMirroredRefName, ObjectFormat } from './git-refs.js';
@@ -99,23 +99,6 @@ function parseRefLines(text: string): GitRef[] {
   });
 }
 
-function sha256File(path: string): string {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    const size = fstatSync(fd).size;
-    for (let pos = 0; pos < size; ) {
-      const n = readSync(fd, buf, 0, buf.length, pos);
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-      pos += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
 
 // ---------------------------------------------------------------------------------------------
 // Publisher: staging a repository as files
@@ -313,7 +296,7 @@ async function createBundle(repo: string, out: string, exclude: string[], refNam
     throw gitError([], r, 'BAD_SOURCE', `git bundle create in ${repo}`);
   }
   const heads = parseRefLines(await git(['bundle', 'list-heads', out], { code: 'BAD_SOURCE' }));
-  return { size: statSync(out).size, sha256: sha256File(out), heads };
+  return { size: statSync(out).size, sha256: hashFile(out), heads };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -470,7 +453,7 @@ async function update(root: string, name: string, opts: GitServeOptions): Promis
   const progress: ServedState = { version: 1, refsSha256: '', bundles: rebuild ? [] : [...applied] };
   for (const b of todo) {
     const path = bundlePath(b);
-    if (sha256File(path) !== b.sha256) {
+    if (hashFile(path) !== b.sha256) {
       const msg = `${name}/${GIT_BUNDLE_DIR}/${b.file} does not match the refs file (changed by hand, or a sync under way)`;
       if (rebuild) rmSync(target, { recursive: true, force: true });
       if (haveRepo && state) {

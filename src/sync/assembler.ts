@@ -1,11 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync, fstatSync } from 'node:fs';
+import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { chmod, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
+import { hashFile } from '../util/fsx.js';
 import { ChunkCache } from './cache.js';
 
 /**
@@ -126,22 +127,4 @@ function safeLstat(p: string) {
   } catch {
     return undefined;
   }
-}
-
-export function hashFile(path: string): string {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    const size = fstatSync(fd).size;
-    for (let pos = 0; pos < size; ) {
-      const n = readSync(fd, buf, 0, buf.length, pos);
-      if (n === 0) break;
-      hash.update(buf.subarray(0, n));
-      pos += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
