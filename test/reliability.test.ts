@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
@@ -96,5 +96,35 @@ describe('reliability', () => {
     checkNoWrongFiles(join(mnt, 'w/site'), join(dir, 'site'));
     await paquete(['sync', '-C', join(mnt, 'w')], dir);
     assert.deepEqual(treeDigest(join(mnt, 'w/site')), treeDigest(join(dir, 'site')));
+  });
+
+  test('gc frees what only older snapshots used, keeps the store consistent when killed at any moment', async () => {
+    const src = join(dir, 'gcsite');
+    writeTree(src, { 'keep.bin': pseudoRandom(1_000_000, 7), 'old.bin': pseudoRandom(2_000_000, 8) });
+    await paquete(['publish', 'gcsite', '--to', 'gcremote', '--key', 'pub.key'], dir);
+    await paquete(['init', 'gcremote', 'w5', '--trust', 'pub.key.pub'], dir);
+    await paquete(['sync', '-C', 'w5'], dir);
+    writeTree(src, { 'old.bin': pseudoRandom(2_000_000, 9) });
+    await paquete(['publish', 'gcsite', '--to', 'gcremote', '--key', 'pub.key'], dir);
+    await paquete(['sync', '-C', 'w5'], dir);
+    const before = JSON.parse((await paquete(['status', '-C', 'w5', '--json'], dir)).stdout).store;
+    for (let trial = 0; trial < 6; trial++) {
+      const running = runPaquete(['gc', '-C', 'w5'], { cwd: dir, timeoutMs: 60_000 });
+      const killAt = setTimeout(() => running.kill('SIGKILL'), 150 + trial * 120);
+      await running.done;
+      clearTimeout(killAt);
+      await paquete(['verify', '-C', 'w5'], dir);
+      checkNoWrongFiles(join(dir, 'w5/gcsite'), src);
+    }
+    const r = JSON.parse((await paquete(['gc', '-C', 'w5', '--json'], dir)).stdout);
+    const after = JSON.parse((await paquete(['status', '-C', 'w5', '--json'], dir)).stdout);
+    assert.ok(before.bytes - after.store.bytes > 1_900_000, `freed ${before.bytes - after.store.bytes} of ~2 MB (last gc: ${JSON.stringify(r)})`);
+    assert.equal(after.total.missingBytes, 0, 'nothing the snapshot needs was dropped');
+    const packs = readdirSync(join(dir, 'w5/.paquete/store/packs'));
+    const onDisk = packs.reduce((n, p) => n + readFileSync(join(dir, 'w5/.paquete/store/packs', p)).length, 0);
+    assert.ok(onDisk < after.store.bytes + 64 * 1024, `packs hold ${onDisk} bytes for ${after.store.bytes} of live records`);
+    rmSync(join(dir, 'w5/gcsite/old.bin'));
+    await paquete(['sync', '-C', 'w5'], dir);
+    assert.deepEqual(treeDigest(join(dir, 'w5/gcsite')), treeDigest(src));
   });
 });

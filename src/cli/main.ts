@@ -10,6 +10,7 @@ import { syncCommand } from './sync.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 import { remoteCommand } from './remote.js';
+import { gcCommand } from './gc.js';
 import { serveCommand } from './serve.js';
 import { haveCommand } from './have.js';
 import { exportCommand } from './export.js';
@@ -33,6 +34,7 @@ export async function main(args: string[]): Promise<number> {
     .command(statusCommand as never)
     .command(verifyCommand as never)
     .command(remoteCommand as never)
+    .command(gcCommand as never)
     .command(serveCommand as never)
     .command(haveCommand as never)
     .command(exportCommand as never)
