@@ -10,6 +10,9 @@ import { fetchRanges } from './fetcher.js';
 import { buildRanges, Plan, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 
+/** Files assembled at once, so fsync waits overlap decompression (typescript 5.9.3 tree: 1 → 4 took 0.58 → 0.50 s). */
+const PLACE_CONCURRENCY = 4;
+
 /** A remote and whether reading it costs nothing (a LAN peer, a stick, a local directory). */
 export interface Source {
   remote: Remote;
@@ -164,22 +167,26 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // stall reading the socket (a stalled reader leaves data in flight that a kill would waste).
     let placeError: unknown;
     let lastStateSave = Date.now();
-    const placeReady = async () => {
-      while (ready.length && placeError === undefined) {
-        const f = ready.shift()!;
-        try {
-          if (await assembler.place(f)) {
-            result.placed.push(f.path);
-            complete.add(f.path);
-            opts.events?.fileDone?.(f.path, f.size);
-          } else {
-            result.failed.push(f.path);
-            opts.events?.fileFailed?.(f.path);
-          }
-        } catch (e) {
-          placeError = e;
+    const placeOne = async (f: FileEntry) => {
+      try {
+        if (await assembler.place(f)) {
+          result.placed.push(f.path);
+          complete.add(f.path);
+          opts.events?.fileDone?.(f.path, f.size);
+        } else {
+          result.failed.push(f.path);
+          opts.events?.fileFailed?.(f.path);
         }
+      } catch (e) {
+        placeError ??= e;
       }
+    };
+    const placeReady = async () => {
+      // A few files at once, so one file's fsync overlaps the next one's decompression.
+      const worker = async () => {
+        while (ready.length && placeError === undefined) await placeOne(ready.shift()!);
+      };
+      await Promise.all(Array.from({ length: PLACE_CONCURRENCY }, worker));
       // tree.json is a cache of what we placed (a lost entry costs one re-hash), so it is saved
       // now and then rather than after every file.
       if (Date.now() - lastStateSave > 2000) {
