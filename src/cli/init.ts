@@ -32,7 +32,7 @@ export const initCommand = {
     const root = resolve(base, dirName);
     const trusted = argv.trust ? parsePublicKey(readTrust(resolve(base, argv.trust)), argv.trust) : undefined;
 
-    const remote = openRemote(location);
+    const remote = await openRemote(location);
     let manifest;
     try {
       manifest = decodeManifest(await remote.get(MANIFEST_PATH), location);

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { Remote } from './remote.js';
 import { createLocalRemote } from './local.js';
-import { createHttpRemote, HttpRemoteOptions } from './http.js';
+import type { HttpRemoteOptions } from './http.js';
 
 export const isHttpUrl = (location: string): boolean => /^https?:\/\//i.test(location);
 
@@ -22,9 +22,13 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   return o;
 }
 
-/** The remote for a location the user gave: an http(s) URL or a local path. */
-export function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries'> = {}): Remote {
-    if (!isHttpUrl(location)) return createLocalRemote(location);
+/**
+ * The remote for a location the user gave: an http(s) URL or a local path. The HTTP client is
+ * loaded only when needed: it is a third of every command's start-up time.
+ */
+export async function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries'> = {}): Promise<Remote> {
+  if (!isHttpUrl(location)) return createLocalRemote(location);
+  const { createHttpRemote } = await import('./http.js');
   const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry };
   if (opts.retries !== undefined) settings.retries = opts.retries;
   return createHttpRemote(location, settings);

@@ -77,14 +77,16 @@ export interface SyncResult {
 export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<SyncResult> {
   const sources =
     opts.remotes ??
-    work.config.remotes.map((r) => {
-      const remote = openRemote(r.location, {
-        onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
-        // A free peer that stops answering is left for the paid remote, not waited on.
-        retries: isFreeRemote(r) ? 1 : undefined,
-      });
-      return { remote, free: isFreeRemote(r) };
-    });
+    (await Promise.all(
+      work.config.remotes.map(async (r) => {
+        const remote = await openRemote(r.location, {
+          onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
+          // A free peer that stops answering is left for the paid remote, not waited on.
+          retries: isFreeRemote(r) ? 1 : undefined,
+        });
+        return { remote, free: isFreeRemote(r) };
+      }),
+    ));
   const budget = opts.budget ?? Infinity;
   // Only paid bytes count against the budget; free remotes are read before it is spent.
   const spent = () => sources.reduce((n, s) => n + (s.free ? 0 : s.remote.meter.total), 0);
