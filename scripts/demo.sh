@@ -72,5 +72,18 @@ node work/typescript/bin/tsc --version
 node work/typescript/bin/tsc --outDir out hello.ts
 node out/hello.js
 ls work/yargs | head -n 5
+
+say "7. At home, paquete serve makes the mirror browsable (catalog, docs, pip index, git, LAN peers)"
+node "$ROOT/bin/paquete.js" serve -C work --port 0 > serve.log 2>&1 &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null || true; kill $(cat "$DEMO/nginx/nginx.pid" 2>/dev/null) 2>/dev/null || true' EXIT
+for _ in $(seq 50); do grep -q 'http://' serve.log && break; sleep 0.2; done
+URL=$(grep -o 'http://[0-9.:]*' serve.log | head -n 1)
+echo "catalog at $URL/ :"
+# (node's fetch, not curl: a fresh machine may not have curl)
+node -e 'fetch(process.argv[1]).then((r) => r.text()).then((t) => console.log(/\d+ of \d+ files complete[^\n]*/.exec(t.replace(/<[^>]*>/g, ""))?.[0] ?? "(no summary)"))' "$URL/"
+node -e 'fetch(process.argv[1]).then((r) => console.log(`yargs README served: ${r.status} ${r.headers.get("content-type")}`))' "$URL/docs/yargs/README.md"
+kill $SERVE_PID
+
 echo
 echo "nginx saw $(wc -l < nginx/logs/access.log) requests; the demo lives in $DEMO"

@@ -65,7 +65,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
     throw new PaqueteError('NOT_A_REMOTE', `${where} has no paquete manifest`);
   }
   if (body.version !== MANIFEST_VERSION) {
-    throw new PaqueteError('BAD_FORMAT', `${where} uses manifest version ${body.version}; this paquete reads ${MANIFEST_VERSION}`, 'upgrade paquete');
+    throw new PaqueteError('BAD_FORMAT', `${where} uses manifest version ${JSON.stringify(body.version)}; this paquete reads ${MANIFEST_VERSION}`, 'upgrade paquete');
   }
   checkBody(body, where);
   const publisher = publicKeyFromRaw(Buffer.from(body.publisher, 'base64'));
