@@ -144,7 +144,7 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
       for (let k = 1; k <= trials; k++) {
         const b = join(dir, `peer/B${k}`);
         await paquete(['init', 'peer/remote', b, '--trust', 'pub.key.pub'], dir);
-        const r = await killAfter(['import', '-C', b, stick], dir, 60 + rand() * full);
+        const r = await killAfter(['import', '-C', b, stick], dir, 60 + rand() * full * 0.6);
         if (r.killed) landed++;
         await paquete(['verify', '-C', b], dir);
         checkNoWrongFiles(b, source);

@@ -98,18 +98,28 @@ export interface SendOptions {
 
 /** Sends bytes in memory, with a single Range honoured. */
 export function sendBytes(req: IncomingMessage, res: ServerResponse, body: Uint8Array, o: SendOptions): void {
-  const size = body.length;
-  const ask = ifRangeHolds(req, o.etag) ? parseRange(req.headers.range, size) : 'none';
   const headers: Record<string, string | number> = { 'Content-Type': o.type, 'Accept-Ranges': 'bytes', ...(o.etag ? { ETag: o.etag } : {}), ...o.headers };
+  const range = writeRangeHead(req, res, body.length, o.etag, headers);
+  if (!range) return;
+  const { start, end } = range;
+  res.end(req.method === 'HEAD' ? undefined : Buffer.from(body.buffer, body.byteOffset + start, end - start));
+}
+
+/**
+ * Writes the response head for a body of `size` bytes, honouring a single Range (and If-Range):
+ * 200, 206 with Content-Range, or 416 (then the response is complete and nothing is returned).
+ */
+function writeRangeHead(req: IncomingMessage, res: ServerResponse, size: number, etag: string | undefined, headers: Record<string, string | number>): { start: number; end: number } | undefined {
+  const ask = ifRangeHolds(req, etag) ? parseRange(req.headers.range, size) : 'none';
   if (ask === 'unsatisfiable') {
     res.writeHead(416, { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Length': 0 }).end();
-    return;
+    return undefined;
   }
   const { start, end } = ask === 'none' ? { start: 0, end: size } : ask;
   if (ask !== 'none') headers['Content-Range'] = `bytes ${start}-${end - 1}/${size}`;
   headers['Content-Length'] = end - start;
   res.writeHead(ask === 'none' ? 200 : 206, headers);
-  res.end(req.method === 'HEAD' ? undefined : Buffer.from(body.buffer, body.byteOffset + start, end - start));
+  return { start, end };
 }
 
 /** Sends a file from disk in blocks (backpressure respected), with a single Range honoured. */
@@ -119,7 +129,6 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, path: 
     const st = fstatSync(fd);
     const size = st.size;
     const etag = o.etag ?? `"${st.size.toString(16)}-${Math.floor(st.mtimeMs).toString(16)}"`;
-    const ask = ifRangeHolds(req, etag) ? parseRange(req.headers.range, size) : 'none';
     const headers: Record<string, string | number> = {
       'Content-Type': o.type,
       'Accept-Ranges': 'bytes',
@@ -127,14 +136,9 @@ export async function sendFile(req: IncomingMessage, res: ServerResponse, path: 
       'Last-Modified': st.mtime.toUTCString(),
       ...o.headers,
     };
-    if (ask === 'unsatisfiable') {
-      res.writeHead(416, { ...headers, 'Content-Range': `bytes */${size}`, 'Content-Length': 0 }).end();
-      return;
-    }
-    const { start, end } = ask === 'none' ? { start: 0, end: size } : ask;
-    if (ask !== 'none') headers['Content-Range'] = `bytes ${start}-${end - 1}/${size}`;
-    headers['Content-Length'] = end - start;
-    res.writeHead(ask === 'none' ? 200 : 206, headers);
+    const range = writeRangeHead(req, res, size, etag, headers);
+    if (!range) return;
+    const { start, end } = range;
     if (req.method === 'HEAD') {
       res.end();
       return;
