@@ -252,7 +252,8 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
   if (!existsSync(manifestPath)) {
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
-      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots' && !n.startsWith('.tmp-'));
+      // A first publish killed while writing the manifest leaves writeFileAtomic's `manifest.json.tmp-…`.
+      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots' && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`));
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }
