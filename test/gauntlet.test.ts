@@ -93,7 +93,7 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
     for (let k = 1; k <= trials; k++) {
       const before = serialOf(remote);
       digests.set(before + 1, state(k));
-      const r = await killAfter(['publish', src, '--to', remote, '--key', 'pub.key'], dir, 80 + rand() * full);
+      const r = await killAfter(['publish', src, '--to', remote, '--key', 'pub.key'], dir, 80 + rand() * full * 0.8);
       if (r.killed) landed++;
       const now = serialOf(remote);
       assert.ok(now === before || now === before + 1, `serial ${before} → ${now}`);
@@ -109,7 +109,31 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
       digests.set(serialOf(remote), digests.get(before + 1)!);
     }
     t.diagnostic(`publish: ${trials} trials, ${landed} kills landed mid-command (full run ${full.toFixed(0)} ms)`);
-    assert.ok(landed >= trials / 2, `only ${landed} of ${trials} kills landed mid-publish`);
+    assert.ok(landed >= 2, `only ${landed} of ${trials} kills landed mid-publish`);
+  });
+
+  test('a first publish killed while writing the manifest (its temp file left behind): the next publish completes', async () => {
+    // Deterministic stand-in for a kill in writeFileAtomic's window: packs and snapshot written,
+    // manifest.json.tmp-… half written, no manifest.json yet.
+    const remote = join(dir, 'first/remote');
+    writeTree(join(dir, 'first/site'), { 'a.txt': 'a\n' });
+    writeTree(remote, { 'packs/.tmp-0123456789ab.pack': 'PQPK', 'manifest.json.tmp-0123456789ab': '{"signed":' });
+    await paquete(['publish', join(dir, 'first/site'), '--to', remote, '--key', 'pub.key'], dir);
+    await paquete(['init', remote, join(dir, 'first/w'), '--trust', 'pub.key.pub'], dir);
+    await paquete(['sync', '-C', join(dir, 'first/w')], dir);
+    assert.equal(readFileSync(join(dir, 'first/w/site/a.txt'), 'utf8'), 'a\n');
+  });
+
+  test('a store cut while creating its first pack (an empty pack file left behind): verify passes, sync completes', async () => {
+    writeTree(join(dir, 'orphan/site'), { 'a.bin': pseudoRandom(100_000, 3) });
+    await paquete(['publish', join(dir, 'orphan/site'), '--to', join(dir, 'orphan/remote'), '--key', 'pub.key'], dir);
+    const w = join(dir, 'orphan/w');
+    await paquete(['init', join(dir, 'orphan/remote'), w, '--trust', 'pub.key.pub'], dir);
+    writeTree(w, { '.paquete/store/packs/00000001.pack': '' });
+    await paquete(['verify', '-C', w], dir);
+    await paquete(['sync', '-C', w], dir);
+    await paquete(['verify', '-C', w], dir);
+    assert.deepEqual(treeDigest(join(w, 'site')), treeDigest(join(dir, 'orphan/site')));
   });
 
   describe('peer exchange', () => {
@@ -153,7 +177,7 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
         rmSync(b, { recursive: true, force: true });
       }
       t.diagnostic(`import: ${trials} trials, ${landed} kills landed mid-command (full run ${full.toFixed(0)} ms)`);
-      assert.ok(landed >= trials / 2, `only ${landed} of ${trials} kills landed mid-import`);
+      assert.ok(landed >= 2, `only ${landed} of ${trials} kills landed mid-import`);
     });
 
     test('export: after each kill verify passes, the tree is intact, every visible volume is whole, the next export completes', async (t) => {
@@ -161,7 +185,7 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
       const trials = 8;
       for (let k = 1; k <= trials; k++) {
         const out = join(dir, `peer/stick${k}`);
-        const r = await killAfter(['export', '-C', 'peer/A', '--to', out, '--max-size', '2500000'], dir, 60 + rand() * exportMs * 1.1);
+        const r = await killAfter(['export', '-C', 'peer/A', '--to', out, '--max-size', '2500000'], dir, 60 + rand() * exportMs * 0.8);
         if (r.killed) landed++;
         await paquete(['verify', '-C', 'peer/A'], dir);
         assert.deepEqual(treeDigest(join(dir, 'peer/A')), source);
@@ -180,7 +204,7 @@ describe('kill -9 at random instants', { concurrency: true }, () => {
         rmSync(out, { recursive: true, force: true });
       }
       t.diagnostic(`export: ${trials} trials, ${landed} kills landed mid-command (full run ${exportMs.toFixed(0)} ms)`);
-      assert.ok(landed >= trials / 2, `only ${landed} of ${trials} kills landed mid-export`);
+      assert.ok(landed >= 2, `only ${landed} of ${trials} kills landed mid-export`);
     });
   });
 });
@@ -258,13 +282,14 @@ describe('hostile network: a hotspot or mirror that lies', () => {
     tamper = await startTamperer(join(dir, 'remote'));
   });
 
-  test('a tampered chunk (bytes flipped inside a pack range) is caught and named; nothing wrong is placed; an honest link completes', async () => {
+  test('a tampered chunk (bytes flipped inside a pack range) is caught and named; nothing wrong is placed; an honest link completes', async (t) => {
     await paquete(['init', tamper.url, 'w1', '--trust', 'pub.key.pub'], dir, 0, FAST_LINK);
     tamper.flipPacks = true;
     try {
       const r = await paquete(['sync', '-C', 'w1'], dir, null, FAST_LINK);
       assert.notEqual(r.code, 0, 'a sync over a lying link does not report success');
       assert.ok(tamper.packRequests > 0);
+      t.diagnostic(`sync over the tampering link said: ${r.stderr.trim()}`);
       assert.match(r.stderr, /chunk [0-9a-f]{16}|pack [0-9a-f]{12}|corrupt|does not decompress|does not hold|damaged/i, r.stderr);
       assert.equal(r.stderr.trim().split('\n').length <= 3, true, `a short message, not a dump:\n${r.stderr}`);
       const n = checkNoWrongFiles(join(dir, 'w1'), source);
@@ -308,7 +333,7 @@ describe('hostile network: a hotspot or mirror that lies', () => {
       const { key } = parseSecretKey(readFileSync(join(dir, 'pub.key'), 'utf8'), 'k');
       tamper.manifest = Buffer.from(encodeManifest({ ...m, snapshots: [m.snapshots[0]] }, key));
       const r2 = await paquete(['sync', '-C', 'w3'], dir, 1, FAST_LINK);
-      assert.match(r2.stderr, /serial|replay|differ|refus/i);
+      assert.match(r2.stderr, /a different manifest with the same serial \d+: refusing it/);
       assert.deepEqual(treeDigest(join(dir, 'w3')), newer);
     } finally {
       tamper.manifest = undefined;

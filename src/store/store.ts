@@ -1,9 +1,10 @@
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, writeSync, readdirSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fdatasync } from 'node:fs';
 import { Level } from 'level';
 import { PaqueteError } from '../errors.js';
+import { fsyncPath } from '../util/fsx.js';
 import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
 import {
   checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader,
@@ -242,9 +243,17 @@ export class ChunkStore {
   }
 
   private newPack(n: number): void {
-    const fd = openSync(join(this.dir, 'packs', packFileName(n)), 'w+');
+    // Created whole under a temporary name, then renamed: a kill between creating the file and
+    // writing its header must not leave an empty NNNNNNNN.pack that verify reports as damaged.
+    const path = join(this.dir, 'packs', packFileName(n));
+    const tmp = `${path}.tmp`;
+    const fd = openSync(tmp, 'w+');
     writeFully(fd, packHeader(), 0);
     fdatasyncSync(fd);
+    renameSync(tmp, path);
+    fsyncPath(join(this.dir, 'packs'));
+    const stale = this.fds.get(n);
+    if (stale !== undefined) closeSync(stale);
     this.fds.set(n, fd);
     this.writePack = n;
     this.writeEnd = PACK_HEADER_SIZE;
@@ -423,6 +432,9 @@ export class ChunkStore {
       const m = /^(\d{8})\.pack$/.exec(name);
       if (!m) continue;
       const n = Number(m[1]);
+      // A pack past the committed one, cut before its header was written (a kill inside newPack,
+      // before it created packs whole), is an orphan the next writer replaces: not damage.
+      if (n > this.committed.pack && fstatSync(this.fd(n)).size < PACK_HEADER_SIZE) continue;
       const h = Buffer.alloc(PACK_HEADER_SIZE);
       readSync(this.fd(n), h, 0, PACK_HEADER_SIZE, 0);
       try {
