@@ -156,18 +156,30 @@ describe('bad input gets one clear line and a distinct exit code', () => {
     assert.equal(existsSync(join(dir, 'w4/site')), false);
   });
 
-  test('a damaged pack in the store is found by verify, and repaired by verify --repair + sync', async () => {
+  test('a damaged pack in the store is found by verify; --repair rebuilds from intact files and lists what to fetch', async () => {
     await paquete(['init', 'remote', 'w5', '--trust', 'pub.key.pub'], dir);
     await paquete(['sync', '-C', 'w5'], dir);
     const packs = join(dir, 'w5/.paquete/store/packs');
     const pack = join(packs, readdirSync(packs)[0]);
-    const bytes = readFileSync(pack);
-    bytes[bytes.length - 10] ^= 0x55;
-    writeFileSync(pack, bytes);
+    const damage = () => {
+      const bytes = readFileSync(pack);
+      bytes[bytes.length - 10] ^= 0x55;
+      writeFileSync(pack, bytes);
+    };
+    damage();
     const r = await paquete(['verify', '-C', 'w5'], dir, 1);
     assert.match(r.stdout, /damaged: chunk [0-9a-f]{16} \(pack 1 at \d+\)/);
-    await paquete(['verify', '--repair', '-C', 'w5'], dir);
+    // The file using that chunk is intact in the tree: the chunk is rebuilt from it, nothing to fetch.
+    const fixed = await paquete(['verify', '--repair', '-C', 'w5'], dir);
+    assert.match(fixed.stdout, /1 damaged chunks removed from the index; 1 rebuilt from intact files in the tree/);
+    assert.match(fixed.stdout, /nothing needs fetching/);
+    assert.match((await paquete(['verify', '-C', 'w5'], dir)).stdout, /store ok/);
+
+    // Damaged again, and this time the file is gone too: it must be fetched again, and is.
+    damage();
     rmSync(join(dir, 'w5/site/b.bin'));
+    const listed = await paquete(['verify', '--repair', '-C', 'w5'], dir);
+    assert.match(listed.stdout, /to fetch again: site\/b\.bin/);
     await paquete(['sync', '-C', 'w5'], dir);
     assert.deepEqual(treeDigest(join(dir, 'w5/site')), treeDigest(join(dir, 'site')));
   });

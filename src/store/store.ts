@@ -425,7 +425,7 @@ export class ChunkStore {
    * and hashes to its id. With `repair`, entries that fail are removed from the index so the next
    * sync fetches those chunks again.
    */
-  async verify(repair = false, onProgress?: (checked: number) => void): Promise<{ checked: number; problems: VerifyProblem[]; removed: number }> {
+  async verify(repair = false, onProgress?: (checked: number) => void): Promise<{ checked: number; problems: VerifyProblem[]; removed: number; damaged: bigint[] }> {
     const problems: VerifyProblem[] = [];
     const badPacks = new Set<number>();
     for (const name of readdirSync(join(this.dir, 'packs'))) {
@@ -458,7 +458,7 @@ export class ChunkStore {
       if (++checked % 1000 === 0) onProgress?.(checked);
     }
     if (repair && bad.length) await this.forget(bad);
-    return { checked, problems, removed: repair ? bad.length : 0 };
+    return { checked, problems, removed: repair ? bad.length : 0, damaged: bad };
   }
 
   async close(): Promise<void> {
