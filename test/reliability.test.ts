@@ -75,7 +75,7 @@ describe('reliability', () => {
     assert.deepEqual(readdirSync(outside), []);
   });
 
-  test('a full disk: a clear error, a consistent store, and the sync completes once space is freed', async (t) => {
+  test('a full disk during sync and import: a clear error, a consistent store, and the command completes once space is freed', async (t) => {
     const mnt = join(dir, 'small-disk');
     mkdirSync(mnt);
     try {
@@ -96,6 +96,27 @@ describe('reliability', () => {
     checkNoWrongFiles(join(mnt, 'w/site'), join(dir, 'site'));
     await paquete(['sync', '-C', join(mnt, 'w')], dir);
     assert.deepEqual(treeDigest(join(mnt, 'w/site')), treeDigest(join(dir, 'site')));
+
+    // The same during import of a friend's stick.
+    await paquete(['init', 'remote', 'donor', '--trust', 'pub.key.pub'], dir);
+    await paquete(['sync', '-C', 'donor'], dir);
+    await paquete(['export', '-C', 'donor', '--to', join(dir, 'stick')], dir);
+    const mnt2 = join(dir, 'small-disk-2');
+    mkdirSync(mnt2);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt2]);
+    onCleanup(() => {
+      execFileSync('umount', ['-l', mnt2]);
+    });
+    await paquete(['init', join(dir, 'remote'), join(mnt2, 'w2'), '--trust', join(dir, 'pub.key.pub')], dir);
+    const imp = await runPaquete(['import', '-C', join(mnt2, 'w2'), join(dir, 'stick')], { cwd: dir, timeoutMs: 60_000 }).done;
+    assert.notEqual(imp.code, 0);
+    assert.match(imp.stderr + imp.stdout, /disk is full/);
+    assert.doesNotMatch(imp.stderr, /\n\s+at /);
+    execFileSync('mount', ['-o', 'remount,size=64m', mnt2]);
+    await paquete(['verify', '-C', join(mnt2, 'w2')], dir);
+    checkNoWrongFiles(join(mnt2, 'w2/site'), join(dir, 'site'));
+    await paquete(['import', '-C', join(mnt2, 'w2'), join(dir, 'stick')], dir);
+    assert.deepEqual(treeDigest(join(mnt2, 'w2/site')), treeDigest(join(dir, 'site')));
   });
 
   test('gc frees what only older snapshots used, keeps the store consistent when killed at any moment', async () => {
