@@ -22,7 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import os from 'node:os';
 import path from 'node:path';
 import { cleanupAll, runPaquete, tmpDir } from '../test/helpers/tmp.js';
-import { pseudoRandom, treeDigest, writeTree } from '../test/helpers/trees.js';
+import { pseudoRandom, seededRandom as rng, treeDigest, writeTree } from '../test/helpers/trees.js';
 
 type Op = 'sync' | 'publish' | 'import' | 'export' | 'gc';
 const ALL_OPS: Op[] = ['sync', 'publish', 'import', 'export', 'gc'];
@@ -35,17 +35,6 @@ const TRIALS = Number(arg('trials') ?? 40);
 const OPS = (arg('ops')?.split(',') ?? ALL_OPS) as Op[];
 const SEED = Number(arg('seed') ?? Date.now() % 2 ** 31);
 const JOBS = Number(arg('jobs') ?? Math.max(1, Math.min(OPS.length, os.availableParallelism())));
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Row {
   op: Op;

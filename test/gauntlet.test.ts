@@ -15,7 +15,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync 
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
-import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+import { pseudoRandom, seededRandom as rng, treeDigest, writeTree } from './helpers/trees.js';
 import { PaqueteError } from '../src/errors.js';
 import { decodeManifest, encodeManifest, ManifestBody, sha256Hex } from '../src/snapshot/manifest.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
@@ -26,18 +26,6 @@ import { decodePayload, decodeRecordHeader, encodeRecord, RecordStream, RECORD_H
 after(cleanupAll);
 
 const SEED = Number(process.env.GAUNTLET_SEED ?? Date.now() % 2 ** 31);
-
-/** mulberry32: a small seeded generator for kill instants. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = {}) {
   const r = await runPaquete(args, { cwd, env, timeoutMs: 60_000 }).done;

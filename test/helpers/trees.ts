@@ -17,6 +17,18 @@ export function pseudoRandom(size: number, seed: number): Buffer {
   return out;
 }
 
+/** mulberry32: a small seeded generator (kill instants, fault choices) a seed can replay. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
 /** Writes files (path → content) under root. */
 export function writeTree(root: string, files: Record<string, string | Uint8Array>): void {
   for (const [path, content] of Object.entries(files)) {
