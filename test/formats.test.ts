@@ -4,12 +4,13 @@ import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { ByteReader, ByteWriter } from '../src/util/bytes.js';
 import { decodeSnapshot, encodeSnapshot, Snapshot } from '../src/snapshot/snapshot.js';
-import { decodeManifest, encodeManifest, ManifestBody } from '../src/snapshot/manifest.js';
+import { decodeManifest, encodeManifest } from '../src/snapshot/manifest.js';
 import { generateKeys, parsePublicKey, parseSecretKey, fingerprint } from '../src/snapshot/keys.js';
 import { decodePayload, decodeRecordHeader, encodeRecord, RecordStream, Repr, RECORD_HEADER_SIZE } from '../src/store/pack.js';
 import { PaqueteError } from '../src/errors.js';
 import { parseSize } from '../src/util/size.js';
 import { parseSourceSpec } from '../src/sources/spec.js';
+import { sampleManifestBody } from './helpers/fixtures.js';
 
 const code = (fn: () => unknown): string => {
   try {
@@ -118,13 +119,7 @@ test('manifest: signed, verified, and any change to it is caught', () => {
   const { secretPem, publicLine } = generateKeys();
   const { key, publicKey } = parseSecretKey(secretPem, 'k');
   assert.equal(fingerprint(parsePublicKey(publicLine, 'k.pub')), fingerprint(publicKey));
-  const body: ManifestBody = {
-    format: 'paquete-manifest',
-    version: 1,
-    publisher: Buffer.from(publicKey.raw).toString('base64'),
-    serial: 3,
-    snapshots: [{ name: 'a'.repeat(64), size: 10, created: '2026-11-21T00:00:00.000Z', files: 1, bytes: 5, sources: [{ kind: 'tree', name: 'x' }] }],
-  };
+  const body = sampleManifestBody(publicKey);
   const bytes = encodeManifest(body, key);
   assert.deepEqual(decodeManifest(bytes, 'here').body, body);
   const tampered = Buffer.from(bytes.toString().replace('"serial": 3', '"serial": 4'));

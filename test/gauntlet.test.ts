@@ -17,11 +17,12 @@ import type { AddressInfo } from 'node:net';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, seededRandom as rng, treeDigest, writeTree } from './helpers/trees.js';
 import { PaqueteError } from '../src/errors.js';
-import { decodeManifest, encodeManifest, ManifestBody, sha256Hex } from '../src/snapshot/manifest.js';
+import { decodeManifest, encodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeSnapshot } from '../src/snapshot/snapshot.js';
 import { ByteWriter } from '../src/util/bytes.js';
 import { decodePayload, decodeRecordHeader, encodeRecord, RecordStream, RECORD_HEADER_SIZE } from '../src/store/pack.js';
+import { sampleManifestBody } from './helpers/fixtures.js';
 
 after(cleanupAll);
 
@@ -370,13 +371,7 @@ const errorCode = (fn: () => unknown): string | undefined => {
 describe('fuzz: manifest decoder and pack records', () => {
   const { secretPem } = generateKeys();
   const { key, publicKey } = parseSecretKey(secretPem, 'k');
-  const body: ManifestBody = {
-    format: 'paquete-manifest',
-    version: 1,
-    publisher: Buffer.from(publicKey.raw).toString('base64'),
-    serial: 3,
-    snapshots: [{ name: 'a'.repeat(64), size: 10, created: '2026-11-21T00:00:00.000Z', files: 1, bytes: 5, sources: [{ kind: 'tree', name: 'x' }] }],
-  };
+  const body = sampleManifestBody(publicKey);
   const good = Buffer.from(encodeManifest(body, key));
 
   test('decodeManifest: arbitrary bytes, mutations of a real manifest, arbitrary JSON in every field — only PaqueteError', () => {
