@@ -2,7 +2,7 @@ import stringify from 'fast-json-stable-stringify';
 import { createHash, KeyObject } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
 import { fingerprint, PublicKey, publicKeyFromRaw, signBytes, verifyBytes } from './keys.js';
-import { SourceEntry } from './snapshot.js';
+import { SourceEntry, isUncompressedSnapshot } from './snapshot.js';
 
 /**
  * The manifest: the one mutable file of a remote. It names every snapshot by the SHA-256 of its
@@ -25,6 +25,18 @@ export interface ManifestSnapshot {
   /** Total bytes of all files in the snapshot. */
   bytes: number;
   sources: SourceEntry[];
+  /** Hex SHA-256 of the index's uncompressed body: checks an index rebuilt from an index delta. */
+  body?: string;
+  /** Updates that build this snapshot from an older one (or from nothing); see src/delta/update.ts. */
+  updates?: UpdateRef[];
+}
+
+export interface UpdateRef {
+  /** Name of the snapshot the update starts from; "" for an update from nothing. */
+  from: string;
+  /** Hex SHA-256 of the update head, found at updates/<name>.upd. */
+  name: string;
+  size: number;
 }
 
 export interface ManifestBody {
@@ -76,6 +88,8 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
   return { body, publisher, bytes };
 }
 
+const HEX64 = /^[0-9a-f]{64}$/;
+
 function checkBody(b: ManifestBody, where: string): void {
   const bad = (why: string): never => {
     throw new PaqueteError('BAD_FORMAT', `the manifest at ${where} is malformed: ${why}`);
@@ -84,16 +98,31 @@ function checkBody(b: ManifestBody, where: string): void {
   if (!Number.isSafeInteger(b.serial) || b.serial < 0) bad('bad serial');
   if (!Array.isArray(b.snapshots)) bad('no snapshot list');
   for (const s of b.snapshots) {
-    if (typeof s?.name !== 'string' || !/^[0-9a-f]{64}$/.test(s.name)) bad('bad snapshot name');
+    if (typeof s?.name !== 'string' || !HEX64.test(s.name)) bad('bad snapshot name');
     if (!Number.isSafeInteger(s.size) || s.size < 0) bad('bad snapshot size');
+    if (s.body !== undefined && (typeof s.body !== 'string' || !HEX64.test(s.body))) bad('bad snapshot body hash');
+    if (s.updates !== undefined) {
+      if (!Array.isArray(s.updates)) bad('bad update list');
+      for (const u of s.updates) {
+        if (typeof u?.from !== 'string' || (u.from !== '' && !HEX64.test(u.from))) bad('bad update base');
+        if (typeof u.name !== 'string' || !HEX64.test(u.name)) bad('bad update name');
+        if (!Number.isSafeInteger(u.size) || u.size < 0) bad('bad update size');
+      }
+    }
   }
 }
 
 export const sha256Hex = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-/** Checks that a fetched snapshot index is the one the signed manifest names. */
+/**
+ * Checks that a snapshot index is the one the signed manifest names: the publisher's file (its
+ * SHA-256 is the name), or an index a client rebuilt from an index delta and keeps uncompressed
+ * (its body's SHA-256 is the manifest's `body`).
+ */
 export function checkSnapshotBytes(entry: ManifestSnapshot, bytes: Uint8Array): void {
-  if (bytes.length !== entry.size || sha256Hex(bytes) !== entry.name) {
+  if (bytes.length === entry.size && sha256Hex(bytes) === entry.name) return;
+  const rebuilt = entry.body !== undefined && isUncompressedSnapshot(bytes) && sha256Hex(bytes.subarray(8)) === entry.body;
+  if (!rebuilt) {
     throw new PaqueteError('BAD_SIGNATURE', `snapshot ${entry.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
   }
 }

@@ -58,6 +58,27 @@ const enum Compression {
 export const recordLength = (c: ChunkEntry): number => RECORD_HEADER_SIZE + c.storedLength;
 
 export function encodeSnapshot(s: Snapshot): Uint8Array {
+  const body = encodeSnapshotBody(s);
+  const packed = brotliCompressSync(body, {
+    params: { [zc.BROTLI_PARAM_QUALITY]: 9, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
+  });
+  const header = Buffer.from([...SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Compression.Brotli, 0, 0]);
+  return Buffer.concat([header, packed]);
+}
+
+/**
+ * The same index stored uncompressed: how a client keeps an index it rebuilt from an index delta
+ * (its bytes differ from the publisher's .snap, so it is checked by the manifest's `body` hash).
+ */
+export function snapshotFileOfBody(body: Uint8Array): Uint8Array {
+  return Buffer.concat([SNAPSHOT_MAGIC, Buffer.from([SNAPSHOT_VERSION, Compression.None, 0, 0]), body]);
+}
+
+export const isUncompressedSnapshot = (data: Uint8Array): boolean =>
+  data.length >= 8 && SNAPSHOT_MAGIC.equals(data.subarray(0, 4)) && data[4] === SNAPSHOT_VERSION && data[5] === Compression.None;
+
+/** The index body (what the manifest's `body` hash and index deltas are about). */
+export function encodeSnapshotBody(s: Snapshot): Uint8Array {
   const w = new ByteWriter(1 << 16);
   w.varint(s.params.minSize).varint(s.params.avgSize).varint(s.params.maxSize);
   w.varint(s.created);
@@ -83,16 +104,16 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
       prev = i;
     }
   }
-  const body = w.finish();
-  const packed = brotliCompressSync(body, {
-    params: { [zc.BROTLI_PARAM_QUALITY]: 9, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
-  });
-  const header = Buffer.from([...SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Compression.Brotli, 0, 0]);
-  return Buffer.concat([header, packed]);
+  return w.finish();
 }
 
 /** Decodes and checks a snapshot index: every reference in range, every path safe, sizes add up. */
 export function decodeSnapshot(data: Uint8Array): Snapshot {
+  return decodeSnapshotBody(snapshotBody(data));
+}
+
+/** The uncompressed body of a snapshot index file, whichever way it is stored. */
+export function snapshotBody(data: Uint8Array): Uint8Array {
   const what = 'snapshot index';
   if (data.length < 8 || !SNAPSHOT_MAGIC.equals(data.subarray(0, 4))) {
     throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
@@ -109,7 +130,11 @@ export function decodeSnapshot(data: Uint8Array): Snapshot {
       throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
     }
   } else throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
+  return body;
+}
 
+export function decodeSnapshotBody(body: Uint8Array): Snapshot {
+  const what = 'snapshot index';
   const r = new ByteReader(body, what);
   const params = { minSize: r.varint(), avgSize: r.varint(), maxSize: r.varint() };
   const created = r.varint();

@@ -1,0 +1,96 @@
+import { createRequire } from 'node:module';
+import type * as Binding from 'zstd-napi/binding.js';
+import { PaqueteError } from '../errors.js';
+
+/**
+ * Zstandard through zstd-napi's thin binding (libzstd compiled at install). Node 20's zlib has no
+ * zstd, and only zstd gives both what updates need (a raw-content dictionary: "compress this
+ * against bytes the client already holds", like `zstd --patch-from`) and what first downloads
+ * need (a long window over megabytes). Everything zstd in paquete goes through this module.
+ */
+const binding = createRequire(import.meta.url)('zstd-napi/binding') as typeof Binding;
+
+/** Largest window a reader accepts (128 MiB, as `zstd --long=27`): bounds a hostile frame's memory. */
+export const MAX_WINDOW_LOG = 27;
+
+export interface CompressOptions {
+  level: number;
+  /** Raw bytes the decoder will hold too; matches may point into them. */
+  dictionary?: Uint8Array;
+}
+
+const windowLogFor = (bytes: number) => Math.min(MAX_WINDOW_LOG, Math.max(20, Math.ceil(Math.log2(Math.max(1, bytes)))));
+
+/** One zstd frame of `content`, with its size in the frame header. */
+export function compressFrame(content: Uint8Array, opts: CompressOptions): Uint8Array {
+  const cctx = new binding.CCtx();
+  cctx.setParameter(binding.CParameter.compressionLevel, opts.level);
+  // The window must reach back over the dictionary as well as the content.
+  cctx.setParameter(binding.CParameter.windowLog, windowLogFor(content.length + (opts.dictionary?.length ?? 0)));
+  cctx.setParameter(binding.CParameter.checksumFlag, 0);
+  if (opts.dictionary?.length) cctx.loadDictionary(opts.dictionary);
+  const out = Buffer.allocUnsafe(binding.compressBound(content.length));
+  const n = cctx.compress2(out, content);
+  return out.subarray(0, n);
+}
+
+/** Whole-buffer decompression for small things (records, index deltas); `expected` is exact. */
+export function decompressExact(frame: Uint8Array, expected: number, dictionary?: Uint8Array): Uint8Array {
+  const decoder = new FrameDecoder(expected, dictionary);
+  const parts = decoder.push(frame);
+  decoder.end();
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/**
+ * Streaming decoder of one frame whose content size is known from elsewhere (the index): bytes
+ * come out as blocks complete, so a frame cut by the network still yields everything before the
+ * cut. Anything that does not add up (more output than promised, a frame that ends early,
+ * garbage) throws DAMAGED_PACK.
+ */
+export class FrameDecoder {
+  private readonly dctx = new binding.DCtx();
+  private produced = 0;
+  private finished = false;
+
+  constructor(
+    readonly expected: number,
+    dictionary?: Uint8Array,
+  ) {
+    this.dctx.setParameter(binding.DParameter.windowLogMax, MAX_WINDOW_LOG);
+    if (dictionary?.length) this.dctx.loadDictionary(dictionary);
+  }
+
+  /** Decodes what `input` allows; returns the new output bytes (possibly none). */
+  push(input: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    let src = input;
+    try {
+      while (src.length > 0 || !this.finished) {
+        if (this.finished) throw new PaqueteError('DAMAGED_PACK', 'compressed frame has bytes after its end');
+        const room = Math.max(1, Math.min(1 << 20, this.expected - this.produced + 1));
+        const dst = Buffer.allocUnsafe(room);
+        const [left, produced, consumed] = this.dctx.decompressStream(dst, src);
+        src = src.subarray(consumed);
+        if (produced) {
+          this.produced += produced;
+          if (this.produced > this.expected) throw new PaqueteError('DAMAGED_PACK', `compressed frame holds more than the ${this.expected} bytes promised`);
+          out.push(dst.subarray(0, produced));
+        }
+        if (left === 0) this.finished = true;
+        if (consumed === 0 && produced === 0) break;
+      }
+    } catch (e) {
+      if (e instanceof PaqueteError) throw e;
+      throw new PaqueteError('DAMAGED_PACK', `compressed frame does not decode: ${(e as Error).message}`);
+    }
+    return out;
+  }
+
+  /** Checks that the frame ended and gave exactly what was promised. */
+  end(): void {
+    if (!this.finished || this.produced !== this.expected) {
+      throw new PaqueteError('DAMAGED_PACK', `compressed frame ended after ${this.produced} of ${this.expected} bytes`);
+    }
+  }
+}
