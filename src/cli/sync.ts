@@ -73,6 +73,9 @@ export const syncCommand = {
   },
 };
 
+const requests = (r: SyncResult) => r.plan.ranges.length + r.plan.frameRanges.length;
+const framesNote = (r: SyncResult) => (r.plan.frameRanges.length ? ` (${r.plan.frameRanges.reduce((n, f) => n + f.frames.length, 0)} compressed frames)` : '');
+
 function report(r: SyncResult, budget: number | undefined): void {
   const b = budget !== undefined ? ` of ${formatSize(budget)} budget` : '';
   if (r.dryRun) {
@@ -81,7 +84,7 @@ function report(r: SyncResult, budget: number | undefined): void {
     for (const f of byOutcome('complete')) out.result(`  complete  ${f.file.path}  ${formatSize(f.missingBytes)}`);
     for (const f of byOutcome('partial')) out.result(`  advance   ${f.file.path}  ${formatSize(f.missingBytes)} missing`);
     out.result(
-      `would fetch ${formatSize(r.plan.cost)} in ${r.plan.ranges.length} requests${b}; ` +
+      `would fetch ${formatSize(r.plan.cost)} in ${requests(r)} requests${framesNote(r)}${b}; ` +
         `${byOutcome('complete').length} files complete, ${byOutcome('present').length} already here, ` +
         `${byOutcome('waiting').length + byOutcome('partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
     );
@@ -103,7 +106,8 @@ function report(r: SyncResult, budget: number | undefined): void {
     read: r.read,
     budget: budget ?? null,
     plannedCost: r.plan.cost,
-    requests: r.plan.ranges.length,
+    requests: requests(r),
+    frameRequests: r.plan.frameRanges.length,
     completeFiles: r.completeFiles,
     wantedFiles: r.wantedFiles,
     placed: r.placed,

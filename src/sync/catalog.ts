@@ -4,11 +4,15 @@ import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
+import { LoadedUpdate } from './frames.js';
+import { indexThroughDelta } from './updates.js';
 
 export interface Latest {
   manifest: Manifest;
   entry: ManifestSnapshot;
   snapshot: Snapshot;
+  /** The delta update whose head brought the index, when one did. */
+  update?: LoadedUpdate;
 }
 
 const TRUSTED_MANIFEST = 'manifest.json';
@@ -25,9 +29,17 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
   checkManifestTrust(work, manifest, `the remote ${remote.location}`);
   const entry = latestSnapshot(manifest.body);
   if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
+  let update: LoadedUpdate | undefined;
+  if (!cachedIndex(work, entry)) {
+    const viaDelta = await indexThroughDelta(work, remote, manifest.body, entry, opts);
+    if (viaDelta) {
+      work.writeMeta(snapshotCache(entry.name), viaDelta.bytes);
+      update = viaDelta.update;
+    }
+  }
   const snapshot = await loadSnapshot(work, remote, entry, opts);
   work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
-  return { manifest, entry, snapshot };
+  return { manifest, entry, snapshot, update };
 }
 
 /**
@@ -82,15 +94,20 @@ export function cacheSnapshot(work: WorkDir, entry: ManifestSnapshot, bytes: Uin
   work.writeMeta(snapshotCache(entry.name), bytes);
 }
 
-export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
-  let bytes = work.readOptional(snapshotCache(entry.name));
-  if (bytes) {
-    try {
-      checkSnapshotBytes(entry, bytes);
-    } catch {
-      bytes = undefined; // a damaged cache entry is simply fetched again
-    }
+/** The cached index of `entry` if it is there and intact (a damaged one is simply fetched again). */
+function cachedIndex(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefined {
+  const bytes = work.readOptional(snapshotCache(entry.name));
+  if (!bytes) return undefined;
+  try {
+    checkSnapshotBytes(entry, bytes);
+    return bytes;
+  } catch {
+    return undefined;
   }
+}
+
+export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
+  let bytes = cachedIndex(work, entry);
   if (!bytes) {
     const fetched = await remote.get(snapshotCache(entry.name), opts);
     checkSnapshotBytes(entry, fetched);

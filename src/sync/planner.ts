@@ -29,6 +29,32 @@ export interface PlanInput {
    * then fetched once, from 0 to the end of the last wanted record, and costed that way.
    */
   rangesHonoured?: boolean;
+  /**
+   * Frames of an update this client can decode (their dictionaries are in the store): each
+   * yields several chunks for one byte range of the frames file. Used where a frame costs less
+   * than the records of the wanted chunks it yields.
+   */
+  frames?: FrameOption[];
+  /** Wire cost of one request to the frames file with this many body bytes. */
+  frameRequestCost?: (bodyBytes: number) => number;
+}
+
+export interface FrameOption {
+  /** Index into the update head's frames. */
+  frame: number;
+  /** Byte range of the frame in the frames file. */
+  start: number;
+  end: number;
+  /** Indices into snapshot.chunks. */
+  yields: number[];
+}
+
+/** Consecutive frames fetched in one request. */
+export interface FrameRange {
+  start: number;
+  end: number;
+  /** Indices into the update head's frames, in offset order. */
+  frames: number[];
 }
 
 export interface FetchRange {
@@ -52,6 +78,8 @@ export interface PlannedFile {
 export interface Plan {
   files: PlannedFile[];
   ranges: FetchRange[];
+  /** Ranges of the update's frames file (empty without an update). */
+  frameRanges: FrameRange[];
   /** Wire bytes the ranges cost, headers included. */
   cost: number;
   /** Record bytes of every chunk the wanted files still lack, before this session. */
@@ -86,6 +114,28 @@ export function planSession(input: PlanInput): Plan {
 
   const chosen = new Set<number>();
   const costs = input.rangesHonoured === false ? prefixCosts(snapshot, requestCost) : rangeCosts(snapshot.chunks, perRequest);
+  const frames = frameCosts(input, scored.map((s) => s.file), perRequest);
+  // Chunks that chosen frames bring: free for every file after the one that paid for the frame.
+  const framed = new Set<number>();
+  const take = (add: number[]): number | undefined => {
+    // With frames where they are worth it, else record by record, whichever fits.
+    const viaFrames = frames.split(add.filter((i) => !framed.has(i)));
+    const withFrames = viaFrames.frames.length ? frames.price(viaFrames.frames) + costs.price(viaFrames.rest) : Infinity;
+    const recordsOnly = costs.price(add.filter((i) => !framed.has(i)));
+    if (withFrames <= left && withFrames <= recordsOnly) {
+      frames.commit(viaFrames.frames, framed);
+      viaFrames.rest.forEach((i) => chosen.add(i));
+      costs.commit(viaFrames.rest);
+      return withFrames;
+    }
+    if (recordsOnly <= left) {
+      const rest = add.filter((i) => !framed.has(i));
+      rest.forEach((i) => chosen.add(i));
+      costs.commit(rest);
+      return recordsOnly;
+    }
+    return undefined;
+  };
   const outcome = new Map<string, FileOutcome>();
   const files: PlannedFile[] = [];
   let neededBytes = 0;
@@ -99,10 +149,8 @@ export function planSession(input: PlanInput): Plan {
     }
     neededBytes += missingOf(s.file, seenForNeed);
     const add = s.file.chunks.filter((i) => !chosen.has(i) && !present.has(snapshot.chunks[i].id));
-    const price = costs.price(add);
-    if (price <= left) {
-      add.forEach((i) => chosen.add(i));
-      costs.commit(add);
+    const price = take(add);
+    if (price !== undefined) {
       left -= price;
       outcome.set(s.file.path, 'complete');
     } else {
@@ -115,7 +163,7 @@ export function planSession(input: PlanInput): Plan {
     if (left <= perRequest) break;
     let advanced = false;
     for (const i of s.file.chunks) {
-      if (chosen.has(i) || present.has(snapshot.chunks[i].id)) continue;
+      if (chosen.has(i) || framed.has(i) || present.has(snapshot.chunks[i].id)) continue;
       const price = costs.price([i]);
       if (price > left) break;
       chosen.add(i);
@@ -127,11 +175,80 @@ export function planSession(input: PlanInput): Plan {
   }
 
   const ranges = input.rangesHonoured === false ? prefixRanges(snapshot, [...chosen]) : buildRanges(snapshot, [...chosen], perRequest);
-  const total = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+  const frameRanges = frames.ranges();
+  const total = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0) + frames.cost(frameRanges);
   let fetched = 0;
-  for (const i of chosen) fetched += recordLength(snapshot.chunks[i]);
+  for (const i of new Set([...chosen, ...framed])) if (!present.has(snapshot.chunks[i].id)) fetched += recordLength(snapshot.chunks[i]);
   for (const s of scored) files.push({ file: s.file, outcome: outcome.get(s.file.path)!, missingBytes: s.bytes });
-  return { files, ranges, cost: total, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
+  return { files, ranges, frameRanges, cost: total, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
+}
+
+/**
+ * Prices frames. A frame is considered only where it is worth it: it costs no more than the
+ * records of the wanted, missing chunks it yields. A file that needs one of its chunks pays the
+ * whole frame; the frame's other chunks then come free to the files after it.
+ */
+function frameCosts(input: PlanInput, wantedFiles: FileEntry[], perRequest: number) {
+  const { snapshot, present } = input;
+  const byChunk = new Map<number, FrameOption>();
+  if (input.frames?.length && input.rangesHonoured !== false) {
+    const wanted = new Set<number>();
+    for (const f of wantedFiles) for (const i of f.chunks) if (!present.has(snapshot.chunks[i].id)) wanted.add(i);
+    for (const fr of input.frames) {
+      let records = 0;
+      for (const i of fr.yields) if (wanted.has(i)) records += recordLength(snapshot.chunks[i]);
+      if (records > 0 && fr.end - fr.start <= records) for (const i of fr.yields) if (!byChunk.has(i)) byChunk.set(i, fr);
+    }
+  }
+  const chosen = new Map<number, FrameOption>();
+  const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
+  const framePerRequest = requestCost(2 ** 32) - 2 ** 32;
+  return {
+    /** The frames that bring some of `add`, and the chunks no frame brings. */
+    split(add: number[]): { frames: FrameOption[]; rest: number[] } {
+      const frames = new Set<FrameOption>();
+      const rest: number[] = [];
+      for (const i of add) {
+        const fr = byChunk.get(i);
+        if (fr) frames.add(fr);
+        else rest.push(i);
+      }
+      return { frames: [...frames].filter((f) => !chosen.has(f.frame)), rest };
+    },
+    /** Bytes of frames not yet chosen, plus a request for each that does not touch a chosen one. */
+    price(frames: FrameOption[]): number {
+      let cost = 0;
+      const ends = new Set([...chosen.values()].map((f) => f.end));
+      const starts = new Set([...chosen.values()].map((f) => f.start));
+      for (const f of [...frames].sort((a, b) => a.start - b.start)) {
+        cost += f.end - f.start + (ends.has(f.start) || starts.has(f.end) ? 0 : framePerRequest);
+        ends.add(f.end);
+        starts.add(f.start);
+      }
+      return cost;
+    },
+    commit(frames: FrameOption[], framed: Set<number>): void {
+      for (const f of frames) {
+        chosen.set(f.frame, f);
+        for (const i of f.yields) framed.add(i);
+      }
+    },
+    /** Chosen frames joined into ranges where they lie back to back. */
+    ranges(): FrameRange[] {
+      const out: FrameRange[] = [];
+      for (const f of [...chosen.values()].sort((a, b) => a.start - b.start)) {
+        const last = out[out.length - 1];
+        if (last && last.end === f.start) {
+          last.end = f.end;
+          last.frames.push(f.frame);
+        } else out.push({ start: f.start, end: f.end, frames: [f.frame] });
+      }
+      return out;
+    },
+    cost(ranges: FrameRange[]): number {
+      return ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+    },
+  };
 }
 
 /** Upper bound of the wire cost of fetching `chunks`: bytes plus one request per run of neighbours. */

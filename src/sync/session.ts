@@ -7,6 +7,8 @@ import { Assembler } from './assembler.js';
 import { ChunkCache } from './cache.js';
 import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
+import { fetchFrames, framesPath, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
+import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.js';
 import { buildRanges, Plan, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 
@@ -108,9 +110,16 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const complete = new Set<string>();
     for (const f of snapshot.files) if (assembler.isInPlace(f)) complete.add(f.path);
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+    const paid = sources.filter((s) => !s.free);
+    // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
+    // counting nothing on what free remotes may still give.
+    const main = paid[0] ?? sources[0];
+    // Frames of an update come from the paid remote only: free peers serve records.
+    let update = from === main ? latest.update : undefined;
     const planFor = (source: Source, limit: number) => {
       const rangesHonoured = source.remote.rangeSupport !== 'no';
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
+      const withFrames = source === main && update && rangesHonoured ? update : undefined;
       return planSession({
         snapshot,
         present,
@@ -120,13 +129,17 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
         requestCost: (n) => source.remote.requestCost(packPath, n),
         rangesHonoured,
+        frames: withFrames ? usableFrames(withFrames, snapshot, present) : undefined,
+        frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
-    const paid = sources.filter((s) => !s.free);
-    // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
-    // counting nothing on what free remotes may still give.
-    const main = paid[0] ?? sources[0];
-    let plan = planFor(main, main.free ? Infinity : budget - spent());
+    const mainLimit = () => (main.free ? Infinity : budget - spent());
+    let plan = planFor(main, mainLimit());
+    if (!update && main.remote.rangeSupport !== 'no') {
+      update = await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts);
+      if (update) plan = planFor(main, mainLimit());
+    }
+    removeStaleParts(work.tmpDir, update?.head);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
     const result: SyncResult = {
@@ -221,10 +234,23 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         await takeWhatIsThere(source, planFor(source, Infinity), snapshot, work, fetchOpts, opts.events);
       }
       if (sources.some((s) => s.free && s !== main)) {
-        plan = planFor(main, main.free ? Infinity : budget - spent());
+        plan = planFor(main, mainLimit());
         result.plan = plan;
       }
-      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...fetchOpts, wireLimit: main.free ? undefined : budget });
+      const wireLimit = main.free ? undefined : budget;
+      if (update && plan.frameRanges.length) {
+        try {
+          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...fetchOpts, wireLimit, partDir: work.tmpDir });
+        } catch (e) {
+          if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
+          // A frame that does not decode costs its bytes, not the session: its chunks come as records.
+          opts.events?.note?.(`${(e as Error).message}; fetching its chunks one by one instead`);
+          update = undefined;
+          plan = planFor(main, mainLimit());
+          result.plan = plan;
+        }
+      }
+      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...fetchOpts, wireLimit });
     } finally {
       // Whatever completed before an interruption is still placed.
       schedule();
@@ -252,6 +278,38 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   } finally {
     await work.store.flush();
     if (!opts.remotes) for (const s of sources) await s.remote.close();
+  }
+}
+
+/** An update head is fetched only when the records to fetch cost several times what it does. */
+const HEAD_WORTH = 4;
+
+/**
+ * The update whose frames would make this session cheaper, its head fetched: a delta from the
+ * newest snapshot whose index and most of whose chunks this directory holds, else the update
+ * from nothing (one long compressed stream instead of chunk by chunk). Undefined when nothing is
+ * worth a head, the budget cannot pay for it, or the remote does not have it (a LAN peer).
+ */
+async function updateWorthFetching(work: WorkDir, remote: Remote, latest: Latest, plan: Plan, limit: number, opts: SyncOptions): Promise<LoadedUpdate | undefined> {
+  let chosen: { ref: NonNullable<ReturnType<typeof solidUpdate>>; base: Snapshot | null } | undefined;
+  for (const d of deltaChoices(work, latest.manifest.body, latest.entry)) {
+    const held = await work.store.hasMany(d.base.chunks.map((c) => c.id));
+    if (held.size * 2 >= d.base.chunks.length) {
+      chosen = { ref: d.ref, base: d.base };
+      break;
+    }
+  }
+  const solid = solidUpdate(latest.entry);
+  if (!chosen && solid) chosen = { ref: solid, base: null };
+  if (!chosen) return undefined;
+  const headCost = remote.requestCost(headPath(chosen.ref), chosen.ref.size);
+  if (plan.cost < HEAD_WORTH * headCost || headCost > limit) return undefined;
+  try {
+    return { head: await fetchUpdateHead(remote, chosen.ref, latest.entry, opts), base: chosen.base };
+  } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    opts.events?.note?.(`update ${chosen.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
+    return undefined;
   }
 }
 

@@ -1,0 +1,277 @@
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { chunkId, idToHex as hex } from '../chunk/index.js';
+import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
+import { FrameDecoder } from '../delta/zstd.js';
+import { Remote } from '../remote/remote.js';
+import { encodeRecord } from '../store/pack.js';
+import { ChunkStore } from '../store/store.js';
+import { Snapshot } from '../snapshot/snapshot.js';
+import { FetchEvents } from './fetcher.js';
+import { FrameOption, FrameRange } from './planner.js';
+
+const PART = /^frame-([0-9a-f]{16})-\d+\.part$/;
+
+/** Deletes kept frame prefixes of other updates than `keep` (an older snapshot's, say). */
+export function removeStaleParts(partDir: string, keep: UpdateHead | undefined): void {
+  for (const name of readdirSync(partDir)) {
+    const m = PART.exec(name);
+    if (m && m[1] !== keep?.framesFile.slice(0, 16)) rmSync(join(partDir, name), { force: true });
+  }
+}
+
+/** An update head as a client uses it: with the base snapshot its dictionaries point into. */
+export interface LoadedUpdate {
+  head: UpdateHead;
+  /** Null for an update from nothing. */
+  base: Snapshot | null;
+}
+
+export const framesPath = (u: UpdateHead): string => `frames/${u.framesFile}.frames`;
+
+/** The chunks of `base` that hold a dictionary range, with where the range starts in the first. */
+export function baseChunks(base: Snapshot, r: BaseRange): { chunks: number[]; skip: number } | undefined {
+  const file = base.files[r.file];
+  if (!file || r.start + r.length > file.size) return undefined;
+  const chunks: number[] = [];
+  let at = 0;
+  let skip = 0;
+  for (const i of file.chunks) {
+    const len = base.chunks[i].rawLength;
+    if (at + len > r.start && at < r.start + r.length) {
+      if (chunks.length === 0) skip = r.start - at;
+      chunks.push(i);
+    }
+    at += len;
+  }
+  return { chunks, skip };
+}
+
+/**
+ * The frames this client can decode and that bring something it lacks: every chunk their
+ * dictionaries need is in the store. Anything out of range in the head makes the whole update
+ * unusable (it is then ignored, and records are fetched instead).
+ */
+export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<bigint>): FrameOption[] {
+  const out: FrameOption[] = [];
+  for (let f = 0; f < u.head.frames.length; f++) {
+    const fr = u.head.frames[f];
+    if (fr.yields.some((i) => i >= snapshot.chunks.length)) return [];
+    if (fr.yields.every((i) => present.has(snapshot.chunks[i].id))) continue;
+    let decodable = true;
+    for (const r of fr.bases) {
+      const held = u.base ? baseChunks(u.base, r) : undefined;
+      if (!held) return [];
+      if (held.chunks.some((i) => !present.has(u.base!.chunks[i].id))) decodable = false;
+    }
+    if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields });
+  }
+  return out;
+}
+
+/** A frame's dictionary: its base ranges read from the store, laid end to end. */
+async function dictionaryOf(u: LoadedUpdate, fr: FrameEntry, store: ChunkStore): Promise<Uint8Array | undefined> {
+  if (fr.bases.length === 0) return undefined;
+  const parts: Uint8Array[] = [];
+  for (const r of fr.bases) {
+    const held = baseChunks(u.base!, r)!;
+    const raw = Buffer.concat(await store.getMany(held.chunks.map((i) => u.base!.chunks[i].id)));
+    parts.push(raw.subarray(held.skip, held.skip + r.length));
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Fetches frames of an update into the store. Bytes are decoded as they arrive, each chunk
+ * checked against its id and stored as the record the remote's pack holds for it (so this store
+ * can serve it to LAN peers as virtual packs), and committed in batches like fetchRanges. The
+ * compressed bytes of the frame under way are kept in a `.part` file beside, so a session cut
+ * mid-frame resumes at the next byte instead of fetching the frame again.
+ */
+export async function fetchFrames(
+  remote: Remote,
+  snapshot: Snapshot,
+  u: LoadedUpdate,
+  ranges: FrameRange[],
+  store: ChunkStore,
+  opts: FetchEvents & { signal?: AbortSignal; wireLimit?: number; partDir: string },
+): Promise<void> {
+  const path = framesPath(u.head);
+  const partOf = (f: number) => join(opts.partDir, `frame-${u.head.framesFile.slice(0, 16)}-${u.head.frames[f].offset}.part`);
+  for (const request of splitAtParts(ranges, u.head, partOf)) {
+    opts.signal?.throwIfAborted();
+    if (opts.wireLimit !== undefined && remote.meter.total + remote.requestCost(path, request.end - request.start) > opts.wireLimit) {
+      throw new PaqueteError('BUDGET', 'the budget would be exceeded by the next request');
+    }
+    let current: FrameReader | undefined;
+    let next = 0;
+    let pos = request.start;
+    const open = async (resumeFrom: number) => {
+      const f = request.frames[next++];
+      current = new FrameReader(u, f, snapshot, store, partOf(f), opts);
+      await current.start(await dictionaryOf(u, u.head.frames[f], store), resumeFrom);
+    };
+    if (request.resume) await open(request.resume);
+    const sink = async (bytes: Uint8Array) => {
+      while (bytes.length) {
+        if (!current) await open(0);
+        const take = Math.min(bytes.length, current!.remaining);
+        await current!.push(bytes.subarray(0, take));
+        bytes = bytes.subarray(take);
+        pos += take;
+        if (current!.remaining === 0) {
+          await current!.finish();
+          current = undefined;
+        }
+      }
+      await store.flush(false);
+      await current?.report();
+    };
+    try {
+      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal });
+      if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
+    } finally {
+      current?.close();
+      await store.flush();
+    }
+  }
+}
+
+interface FrameRequest extends FrameRange {
+  /** Compressed bytes of the first frame already kept in its .part file. */
+  resume: number;
+}
+
+/** Ranges cut so that a frame with a kept .part starts its own request, just past what is kept. */
+function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number) => string): FrameRequest[] {
+  const out: FrameRequest[] = [];
+  for (const r of ranges) {
+    let cur: FrameRequest | undefined;
+    for (const f of r.frames) {
+      const fr = head.frames[f];
+      const kept = existsSync(partOf(f)) ? statSync(partOf(f)).size : 0;
+      if (kept > 0 && kept < fr.length) {
+        cur = { start: fr.offset + kept, end: fr.offset + fr.length, frames: [f], resume: kept };
+        out.push(cur);
+      } else {
+        if (kept > 0) rmSync(partOf(f), { force: true });
+        if (cur && cur.end === fr.offset) {
+          cur.end += fr.length;
+          cur.frames.push(f);
+        } else {
+          cur = { start: fr.offset, end: fr.offset + fr.length, frames: [f], resume: 0 };
+          out.push(cur);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** One frame being received: decoder, chunk splitter, and the .part file of what came so far. */
+class FrameReader {
+  private decoder!: FrameDecoder;
+  private fd: number | undefined;
+  private out: Uint8Array[] = [];
+  private outBytes = 0;
+  private nextYield = 0;
+  private arrived: number[] = [];
+  remaining: number;
+  private readonly entry: FrameEntry;
+
+  constructor(
+    private readonly u: LoadedUpdate,
+    private readonly frame: number,
+    private readonly snapshot: Snapshot,
+    private readonly store: ChunkStore,
+    private readonly partPath: string,
+    private readonly opts: FetchEvents,
+  ) {
+    this.entry = u.head.frames[frame];
+    this.remaining = this.entry.length;
+  }
+
+  async start(dictionary: Uint8Array | undefined, resumeFrom: number): Promise<void> {
+    const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks[i].rawLength, 0);
+    this.decoder = new FrameDecoder(expected, dictionary);
+    if (resumeFrom > 0) {
+      const kept = readFileSync(this.partPath).subarray(0, resumeFrom);
+      this.remaining -= kept.length;
+      await this.decode(kept);
+    }
+    this.fd = openSync(this.partPath, resumeFrom > 0 ? 'a' : 'w');
+  }
+
+  async push(bytes: Uint8Array): Promise<void> {
+    // Kept before decoding: a kill between the two re-decodes these bytes, never refetches them.
+    writeSync(this.fd!, bytes);
+    this.remaining -= bytes.length;
+    await this.decode(bytes);
+  }
+
+  private async decode(bytes: Uint8Array): Promise<void> {
+    try {
+      for (const part of this.decoder.push(bytes)) {
+        this.out.push(part);
+        this.outBytes += part.length;
+      }
+      await this.split();
+    } catch (e) {
+      this.close();
+      rmSync(this.partPath, { force: true });
+      if (e instanceof PaqueteError && e.code === 'DAMAGED_PACK') {
+        throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  /** Cuts decoded bytes into the frame's chunks, checks and stores each. */
+  private async split(): Promise<void> {
+    const yields = this.entry.yields;
+    while (this.nextYield < yields.length) {
+      const i = yields[this.nextYield];
+      const c = this.snapshot.chunks[i];
+      if (this.outBytes < c.rawLength) return;
+      const all = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
+      const raw = all.subarray(0, c.rawLength);
+      const rest = all.subarray(c.rawLength);
+      this.out = rest.length ? [rest] : [];
+      this.outBytes = rest.length;
+      this.nextYield++;
+      if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
+      if (!(await this.store.has(c.id))) await this.store.addRecord(c.id, encodeRecord(c.id, raw));
+      this.opts.cache?.put(c.id, Buffer.from(raw));
+      this.arrived.push(i);
+    }
+  }
+
+  /** Tells the session which chunks are now in the store. */
+  async report(): Promise<void> {
+    if (!this.arrived.length) return;
+    const done = this.arrived;
+    this.arrived = [];
+    await this.opts.onChunks?.(done);
+  }
+
+  async finish(): Promise<void> {
+    try {
+      this.decoder.end();
+      if (this.nextYield !== this.entry.yields.length) throw new PaqueteError('DAMAGED_PACK', 'ended before its last chunk');
+    } catch (e) {
+      this.close();
+      rmSync(this.partPath, { force: true });
+      throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${(e as Error).message}`);
+    }
+    await this.store.flush(false);
+    await this.report();
+    this.close();
+    rmSync(this.partPath, { force: true });
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}

@@ -1,0 +1,89 @@
+import { PaqueteError } from '../errors.js';
+import { decodeUpdateHead, UpdateHead } from '../delta/update.js';
+import { decompressExact } from '../delta/zstd.js';
+import { Remote } from '../remote/remote.js';
+import { checkSnapshotBytes, ManifestBody, ManifestSnapshot, sha256Hex, UpdateRef } from '../snapshot/manifest.js';
+import { decodeSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../snapshot/snapshot.js';
+import { WorkDir } from '../workdir/workdir.js';
+import { LoadedUpdate } from './frames.js';
+
+/**
+ * Which of a snapshot's updates (src/delta/update.ts) this directory can use, fetching and
+ * checking their heads, and rebuilding a snapshot index from an index delta.
+ */
+export interface DeltaChoice {
+  ref: UpdateRef;
+  baseEntry: ManifestSnapshot;
+  baseBytes: Uint8Array;
+  base: Snapshot;
+}
+
+/** Delta updates to `entry` whose base index this directory holds, newest base first. */
+export function deltaChoices(work: WorkDir, manifest: ManifestBody, entry: ManifestSnapshot): DeltaChoice[] {
+  const out: DeltaChoice[] = [];
+  const position = new Map(manifest.snapshots.map((s, i) => [s.name, i]));
+  const refs = (entry.updates ?? []).filter((u) => u.from !== '' && position.has(u.from));
+  refs.sort((a, b) => position.get(b.from)! - position.get(a.from)!);
+  for (const ref of refs) {
+    const baseEntry = manifest.snapshots[position.get(ref.from)!];
+    const baseBytes = work.readOptional(`snapshots/${baseEntry.name}.snap`);
+    if (!baseBytes) continue;
+    try {
+      checkSnapshotBytes(baseEntry, baseBytes);
+      out.push({ ref, baseEntry, baseBytes, base: decodeSnapshot(baseBytes) });
+    } catch {
+      // A damaged cached index is no base; the update from it is simply not used.
+    }
+  }
+  return out;
+}
+
+/** The update from nothing, if the publisher wrote one. */
+export const solidUpdate = (entry: ManifestSnapshot): UpdateRef | undefined => (entry.updates ?? []).find((u) => u.from === '');
+
+export const headPath = (ref: UpdateRef): string => `updates/${ref.name}.upd`;
+
+/** Fetches an update head and checks it against the signed manifest and the snapshot it builds. */
+export async function fetchUpdateHead(remote: Remote, ref: UpdateRef, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<UpdateHead> {
+  const bytes = await remote.get(headPath(ref), opts);
+  if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
+    throw new PaqueteError('BAD_SIGNATURE', `update ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
+  }
+  const head = decodeUpdateHead(bytes);
+  if (head.target !== entry.name || (head.base ?? '') !== ref.from) {
+    throw new PaqueteError('BAD_FORMAT', `update ${ref.name.slice(0, 12)} is not the update the manifest says it is`);
+  }
+  return head;
+}
+
+/** Rebuilds the target's index from a delta head; returns the index file to cache (uncompressed form). */
+export function rebuildIndex(head: UpdateHead, choice: DeltaChoice, entry: ManifestSnapshot): Uint8Array {
+  if (!entry.body) throw new PaqueteError('BAD_FORMAT', 'the manifest gives no index body hash to check a rebuilt index against');
+  const body = decompressExact(head.indexDelta, head.indexBodySize, snapshotBody(choice.baseBytes));
+  const file = snapshotFileOfBody(body);
+  checkSnapshotBytes(entry, file);
+  return file;
+}
+
+/**
+ * The target's index through the newest delta update this directory can use: fetches its head
+ * and rebuilds the index (a few bytes per changed entry instead of the whole index). Undefined
+ * when no delta applies or it fails for any reason but an abort: the caller fetches the index.
+ */
+export async function indexThroughDelta(
+  work: WorkDir,
+  remote: Remote,
+  manifest: ManifestBody,
+  entry: ManifestSnapshot,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ bytes: Uint8Array; update: LoadedUpdate } | undefined> {
+  const choice = deltaChoices(work, manifest, entry)[0];
+  if (!choice) return undefined;
+  try {
+    const head = await fetchUpdateHead(remote, choice.ref, entry, opts);
+    return { bytes: rebuildIndex(head, choice, entry), update: { head, base: choice.base } };
+  } catch (e) {
+    if (opts.signal?.aborted) throw e;
+    return undefined;
+  }
+}
