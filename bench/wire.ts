@@ -15,7 +15,10 @@
  * it measures the bytes on the wire of a FIRST DOWNLOAD of NEW (nothing held locally) and of the
  * UPDATE (OLD held locally, bring NEW), for:
  *   paquete  publish OLD, init + sync (over nginx), publish NEW, sync again (the update); then a
- *            fresh client syncs NEW from the remote that holds both (the first download)
+ *            fresh client syncs NEW from the remote that holds both (the first download). Two rows:
+ *            "paquete" publishes with the build's defaults (updates: index deltas and zstd frames,
+ *            docs/FORMATS.md §Updates), "paquete (records only)" to a remote of its own with
+ *            `--no-solid --updates-from 0` (no updates: the index and records, as before them)
  *   casync   `casync make` per version into a store; `casync extract` over HTTP, --seed=OLD for
  *            the update (tar: .caibx; tree: .caidx)
  *   zsync    `zsyncmake` of NEW; `zsync` without seed, then `zsync -i OLD` (tar only)
@@ -31,9 +34,11 @@
  * Servers (nginx, the rsync daemon) are not counted.
  *
  * Then "where the bytes go": paquete's update (and first download) split into manifest, index,
- * record headers, chunk payloads, gap records and HTTP headers, from the access log and the
- * remote's own files, with what the same missing chunks would cost compressed together or as one
- * delta against OLD (the zstd -19 estimates for the tar mode only: they cost as much as the floors).
+ * update heads (and the index delta inside them), frames, record headers, chunk payloads, gap
+ * records, other paths and HTTP headers, from the access log and the remote's own files (chunks
+ * brought by frames: the yields of every frame wholly inside the fetched ranges, per the heads),
+ * with what the same missing chunks would cost compressed together or as one delta against OLD
+ * (the zstd -19 estimates for the tar mode and the main row only: they cost as much as the floors).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -43,6 +48,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
+import { decodeUpdateHead, type UpdateHead } from '../src/delta/update.js';
 import { decodeSnapshot, type Snapshot } from '../src/snapshot/snapshot.js';
 import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE } from '../src/store/pack.js';
 import { freePort, startNginx, type LogEntry, type NginxServer } from '../test/helpers/nginx.js';
@@ -125,9 +131,23 @@ interface Breakdown {
   requests: number;
   manifestBody: number;
   indexBody: number;
+  /** Bodies of updates/<sha>.upd (update heads: index delta + frame table). */
+  updateHeads: number;
+  /** Of those, the index deltas the heads carry (zstd frames, before the head's brotli). */
+  headIndexDelta: number;
+  /** Bodies of frames/<sha>.frames ranges. */
+  frames: number;
+  /** Chunks counted in chunksFetched that came in frames (the rest came as records). */
+  chunksByFrames: number;
+  /** Frame bytes fetched that belong to no frame wholly fetched (the file header, a cut frame). */
+  framesPartial?: number;
+  /** Chunks a wholly fetched frame yields that records brought too (a frame that failed, say). */
+  chunksTwice?: number;
   recordHeaders: number;
   payloads: number;
   gapRecords: number;
+  /** Bodies of requests to any other path (should be 0). */
+  other: number;
   httpHeaders: number;
   total: number;
   /** Raw bytes of the chunks fetched, and what they would cost compressed otherwise. */
@@ -351,14 +371,19 @@ class Background {
   }
 }
 
+/** Publisher options of the "records only" rows: no updates at all, what paquete did before them. */
+export const RECORDS_ONLY_ARGS = ['--no-solid', '--updates-from', '0'];
+
 /**
  * paquete through its CLI, served by nginx; `avg` (e.g. '8K') publishes with --avg-chunk, else
- * the build's default chunk size. Adds the byte breakdowns to the pair.
+ * the build's default chunk size; `recordsOnly` publishes with RECORDS_ONLY_ARGS (no update heads,
+ * no frames: clients fetch the index and records, as before updates) to a remote of its own.
+ * Adds the byte breakdowns to the pair.
  */
-async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, estimates: boolean): Promise<ToolResult> {
-  const tool = avg ? `paquete avg ${avg}` : 'paquete';
+async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, recordsOnly: boolean, estimates: boolean): Promise<ToolResult> {
+  const tool = (avg ? `paquete avg ${avg}` : 'paquete') + (recordsOnly ? ' (records only)' : '');
   const result: ToolResult = { tool, mode, counted: 'nginx' };
-  const remoteName = `pq-${mode}${avg ? `-${avg}` : ''}`;
+  const remoteName = `pq-${mode}${avg ? `-${avg}` : ''}${recordsOnly ? '-records' : ''}`;
   const remote = fresh(path.join(ctx.www, remoteName));
   const url = `${ctx.ng.url}${remoteName}/`;
   const src = (which: 'old' | 'new') =>
@@ -367,11 +392,12 @@ async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, est
   const w1 = path.join(ctx.work, `${remoteName}-client1`);
   const w2 = path.join(ctx.work, `${remoteName}-client2`);
   const avgArgs = avg ? ['--avg-chunk', avg] : [];
+  const pubArgs = recordsOnly ? RECORDS_ONLY_ARGS : [];
   fs.rmSync(w1, { recursive: true, force: true });
   fs.rmSync(w2, { recursive: true, force: true });
   try {
     log(`${ctx.pair.name} ${mode}: ${tool} publish OLD, sync OLD`);
-    await paquete(['publish', `pkg=${src('old')}`, '--to', remote, '--key', ctx.key, ...avgArgs, '--json', '--quiet']);
+    await paquete(['publish', `pkg=${src('old')}`, '--to', remote, '--key', ctx.key, ...avgArgs, ...pubArgs, '--json', '--quiet']);
     const firstOld = await counted(ctx.ng, async () => {
       await paquete(['init', url, w1, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
       return paquete(['sync', '-C', w1, '--json', '--quiet']);
@@ -379,7 +405,7 @@ async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, est
     const oldWire = wireOf(firstOld.entries);
 
     log(`${ctx.pair.name} ${mode}: ${tool} publish NEW, sync (update)`);
-    const pub = await paquete(['publish', `pkg=${src('new')}`, '--to', remote, '--key', ctx.key, '--json', '--quiet']);
+    const pub = await paquete(['publish', `pkg=${src('new')}`, '--to', remote, '--key', ctx.key, ...pubArgs, '--json', '--quiet']);
     result.make = { cpu: pub.cpu, wall: pub.wall };
     const upd = await counted(ctx.ng, () => paquete(['sync', '-C', w1, '--json', '--quiet']));
     const updWire = wireOf(upd.entries);
@@ -390,21 +416,27 @@ async function measurePaquete(ctx: Ctx, mode: Mode, avg: string | undefined, est
       wall: upd.value.wall,
       ok: sameTree(expected, path.join(w1, 'pkg')),
       note:
-        `paquete's own meter said ${spent} B, nginx counted ${updWire.bytes} B; ` +
+        `paquete's own meter said ${spent} B, nginx counted ${updWire.bytes} B${spent === updWire.bytes ? '' : ' (METERS DISAGREE)'}; ` +
         `first download of OLD (remote holding only OLD): ${fmtBytes(oldWire.bytes)} in ${oldWire.requests} requests`,
     };
 
     log(`${ctx.pair.name} ${mode}: ${tool} init + sync NEW on a fresh client`);
-    const first = await counted(ctx.ng, async () => {
-      const a = await paquete(['init', url, w2, '--trust', `${ctx.key}.pub`, '--json', '--quiet']);
-      const b = await paquete(['sync', '-C', w2, '--json', '--quiet']);
-      return sumRan([a, b]);
-    });
-    result.first = { ...wireOf(first.entries), ...first.value, ok: sameTree(expected, path.join(w2, 'pkg')) };
+    // init and sync counted apart, so the sync's own meter can be checked against nginx.
+    const firstInit = await counted(ctx.ng, () => paquete(['init', url, w2, '--trust', `${ctx.key}.pub`, '--json', '--quiet']));
+    const firstSync = await counted(ctx.ng, () => paquete(['sync', '-C', w2, '--json', '--quiet']));
+    const first = { value: sumRan([firstInit.value, firstSync.value]), entries: [...firstInit.entries, ...firstSync.entries] };
+    const firstSpent = (JSON.parse(firstSync.value.stdout) as { spent: number }).spent;
+    const firstSyncWire = wireOf(firstSync.entries).bytes;
+    result.first = {
+      ...wireOf(first.entries),
+      ...first.value,
+      ok: sameTree(expected, path.join(w2, 'pkg')),
+      note: `sync: paquete's own meter said ${firstSpent} B, nginx counted ${firstSyncWire} B${firstSpent === firstSyncWire ? '' : ' (METERS DISAGREE)'} (+ init ${wireOf(firstInit.entries).bytes} B)`,
+    };
 
     const snaps = readRemoteSnapshots(remote);
     const params = `min ${snaps.new.params.minSize}, avg ${snaps.new.params.avgSize}, max ${snaps.new.params.maxSize}`;
-    if (!avg) ctx.pair.chunkParams = params;
+    if (!avg && !recordsOnly) ctx.pair.chunkParams = params;
     result.params = params;
     ctx.pair.breakdowns.push(
       // zstd -19 estimates on the tar only: they cost as much CPU as the floors, and the tree's are alike.
@@ -431,8 +463,9 @@ function readRemoteSnapshots(remote: string): { old: Snapshot; new: Snapshot } {
 
 /**
  * Splits the bytes of one paquete sync by what they carried: the access log says which file and
- * range each request fetched and how many header bytes it cost; the remote's packs say which
- * records lay in each range.
+ * range each request fetched and how many header bytes it cost; the remote's own files say what
+ * lay in each range: records in packs (walked header by header), frames in frames files (from the
+ * update heads: a frame wholly fetched brings the chunks of the head's target snapshot it yields).
  */
 function breakdown(
   ctx: Ctx,
@@ -448,23 +481,48 @@ function breakdown(
   const held = new Set<bigint>(phase === 'update' ? snaps.old.chunks.map((c) => c.id) : []);
   const inNew = new Set<bigint>(snaps.new.chunks.map((c) => c.id));
   const b: Breakdown = {
-    phase, tool, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, requests: entries.length,
-    manifestBody: 0, indexBody: 0, recordHeaders: 0, payloads: 0, gapRecords: 0, httpHeaders: 0, total: 0,
-    fetchedRaw: 0, deflatedTogether: 0,
+    phase, tool, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, chunksByFrames: 0, requests: entries.length,
+    manifestBody: 0, indexBody: 0, updateHeads: 0, headIndexDelta: 0, frames: 0, recordHeaders: 0, payloads: 0, gapRecords: 0,
+    other: 0, httpHeaders: 0, total: 0, fetchedRaw: 0, deflatedTogether: 0,
   };
   const raws: Uint8Array[] = [];
   const seen = new Set<bigint>();
+  const packs = new Map<string, Buffer>();
+  const packFile = (rel: string) => {
+    let p = packs.get(rel);
+    if (!p) packs.set(rel, (p = fs.readFileSync(path.join(remote, rel))));
+    return p;
+  };
+  /** Bytes [start, end) a request's body covered, from its Range header and what was sent. */
+  const span = (e: LogEntry) => {
+    const m = e.range ? /^bytes=(\d+)-(\d*)$/.exec(e.range) : null;
+    const start = m && e.status === 206 ? Number(m[1]) : 0;
+    return { start, end: start + e.bodyBytesSent };
+  };
+  // Heads the client fetched (by file name), and the byte ranges of each frames file it fetched.
+  const headsFetched = new Map<string, UpdateHead>();
+  const framesFetched = new Map<string, Array<{ start: number; end: number }>>();
   for (const e of entries) {
     b.httpHeaders += e.bytesSent - e.bodyBytesSent + e.requestLength;
     b.total += e.bytesSent + e.requestLength;
     const rel = e.uri.replace(`/${remoteName}/`, '');
+    const ok = e.status === 200 || e.status === 206;
     if (rel === 'manifest.json') b.manifestBody += e.bodyBytesSent;
     else if (rel.startsWith('snapshots/')) b.indexBody += e.bodyBytesSent;
-    else if (rel.startsWith('packs/')) {
-      const pack = fs.readFileSync(path.join(remote, rel));
-      const m = e.range ? /^bytes=(\d+)-(\d*)$/.exec(e.range) : null;
-      let at = m ? Number(m[1]) : 0;
-      const end = Math.min(pack.length, at + e.bodyBytesSent); // what was actually sent
+    else if (ok && /^updates\/[0-9a-f]{64}\.upd$/.test(rel)) {
+      b.updateHeads += e.bodyBytesSent;
+      const head = decodeUpdateHead(fs.readFileSync(path.join(remote, rel)));
+      if (span(e).end >= fs.statSync(path.join(remote, rel)).size) b.headIndexDelta += head.indexDelta.length;
+      headsFetched.set(rel, head);
+    } else if (ok && /^frames\/[0-9a-f]{64}\.frames$/.test(rel)) {
+      b.frames += e.bodyBytesSent;
+      const list = framesFetched.get(rel) ?? [];
+      list.push(span(e));
+      framesFetched.set(rel, list);
+    } else if (ok && rel.startsWith('packs/')) {
+      const pack = packFile(rel);
+      let { start: at, end } = span(e);
+      end = Math.min(pack.length, end);
       if (at === 0) at = 8; // pack header (a server that ignored Range)
       while (at + RECORD_HEADER_SIZE <= end) {
         const h = decodeRecordHeader(pack, at);
@@ -481,8 +539,84 @@ function breakdown(
         } else b.gapRecords += recEnd - at;
         at = recEnd;
       }
-    } else b.gapRecords += e.bodyBytesSent; // anything else fetched: count it somewhere visible
+    } else {
+      // Anything else (an unknown path, an error page): counted somewhere visible.
+      b.other += e.bodyBytesSent;
+      log(`${ctx.pair.name} ${mode} ${tool} ${phase}: request to ${e.uri} (${e.status}, ${e.bodyBytesSent} B body) counted as "other"`);
+    }
   }
+
+  // Frames: which frames lie wholly inside the fetched ranges, and the chunks they yield.
+  if (framesFetched.size) {
+    const snapshotCache = new Map<string, Snapshot>();
+    const snapshotNamed = (name: string) => {
+      let s = snapshotCache.get(name);
+      if (!s) snapshotCache.set(name, (s = decodeSnapshot(fs.readFileSync(path.join(remote, 'snapshots', `${name}.snap`)))));
+      return s;
+    };
+    // The head of a frames file: among those fetched in this phase, else any on the remote (a
+    // head fetched by an earlier, interrupted session).
+    const headOf = (framesRel: string): UpdateHead | undefined => {
+      const sha = framesRel.slice('frames/'.length, -'.frames'.length);
+      for (const h of headsFetched.values()) if (h.framesFile === sha) return h;
+      const dir = path.join(remote, 'updates');
+      for (const f of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+        if (!f.endsWith('.upd')) continue;
+        const h = decodeUpdateHead(fs.readFileSync(path.join(dir, f)));
+        if (h.framesFile === sha) return h;
+      }
+      return undefined;
+    };
+    let partial = 0;
+    let twice = 0;
+    for (const [rel, ranges] of framesFetched) {
+      const head = headOf(rel);
+      const fetchedBytes = ranges.reduce((n, r) => n + r.end - r.start, 0);
+      if (!head) {
+        log(`${ctx.pair.name} ${mode} ${tool} ${phase}: no update head names ${rel}: its ${fetchedBytes} B bring no chunk counted`);
+        partial += fetchedBytes;
+        continue;
+      }
+      const target = snapshotNamed(head.target);
+      // Union of the fetched ranges (a resumed frame comes in two requests).
+      const merged: Array<{ start: number; end: number }> = [];
+      for (const r of [...ranges].sort((x, y) => x.start - y.start)) {
+        const last = merged[merged.length - 1];
+        if (last && r.start <= last.end) last.end = Math.max(last.end, r.end);
+        else merged.push({ ...r });
+      }
+      const covered = (start: number, end: number) => merged.some((r) => r.start <= start && end <= r.end);
+      let inWholeFrames = 0;
+      for (const fr of head.frames) {
+        if (!covered(fr.offset, fr.offset + fr.length)) continue;
+        inWholeFrames += fr.length;
+        for (const i of fr.yields) {
+          const c = target.chunks[i];
+          if (!inNew.has(c.id) || held.has(c.id)) continue;
+          if (seen.has(c.id)) {
+            twice++;
+            continue;
+          }
+          seen.add(c.id);
+          b.chunksFetched++;
+          b.chunksByFrames++;
+          b.fetchedRaw += c.rawLength;
+          const pack = packFile(`packs/${target.packs[c.pack]}.pack`);
+          const h = decodeRecordHeader(pack, c.offset);
+          raws.push(decodePayload(h, pack.subarray(c.offset + RECORD_HEADER_SIZE, c.offset + RECORD_HEADER_SIZE + h.storedLength)));
+        }
+      }
+      // What the merged ranges hold beyond whole frames (the 8-byte file header, a cut frame);
+      // bytes fetched twice count in `frames` but not here.
+      partial += merged.reduce((n, r) => n + r.end - r.start, 0) - inWholeFrames;
+    }
+    if (partial) b.framesPartial = partial;
+    if (twice) {
+      b.chunksTwice = twice;
+      log(`${ctx.pair.name} ${mode} ${tool} ${phase}: ${twice} chunks came both in frames and as records`);
+    }
+  }
+
   if (raws.length) {
     const all = Buffer.concat(raws);
     b.deflatedTogether = zlib.deflateRawSync(all, { level: 9 }).length;
@@ -742,7 +876,11 @@ async function measurePair(
   const ctx: Ctx = { ...base, files, pair, jobs: [] };
   ctx.jobs.push(base.background.add(() => measureFloors(ctx)));
   for (const [i, avg] of opts.paquete.entries()) {
-    for (const mode of modes) pair.tools.push(await measurePaquete(ctx, mode, avg, i === 0));
+    for (const mode of modes) {
+      // zstd -19 estimates of the fetched chunks once per mode: the records-only row fetches the same chunks.
+      pair.tools.push(await measurePaquete(ctx, mode, avg, false, i === 0));
+      pair.tools.push(await measurePaquete(ctx, mode, avg, true, false));
+    }
   }
   for (const mode of modes) pair.tools.push(await measureCasync(ctx, mode));
   if (modes.includes('tar')) pair.tools.push(await measureZsync(ctx));
@@ -832,7 +970,8 @@ function pairTable(p: PairResult): string {
     ...(p.floors.error ? [`- floors: error: ${p.floors.error}`] : []),
     ...p.tools.filter((t) => t.error).map((t) => `- ${t.tool} ${t.mode}: error: ${t.error}`),
     ...p.tools.filter((t) => t.update?.note && !t.error).map((t) => `- ${t.tool} ${t.mode}, update: ${t.update!.note}`),
-    ...p.tools.filter((t) => t.params && !t.error && t.tool !== 'paquete').map((t) => `- ${t.tool} ${t.mode}: chunks ${t.params}`),
+    ...p.tools.filter((t) => t.first?.note && !t.error).map((t) => `- ${t.tool} ${t.mode}, first download: ${t.first!.note}`),
+    ...p.tools.filter((t) => t.params && !t.error && t.params !== p.chunkParams).map((t) => `- ${t.tool} ${t.mode}: chunks ${t.params}`),
   ];
   return `${title}\n${markdownTable(head, rows, right)}\n${notes.length ? '\n' + notes.join('\n') + '\n' : ''}`;
 }
@@ -860,7 +999,8 @@ function summaryTables(pairs: PairResult[], modes: Mode[]): string {
     for (const mode of modes) {
       const tools: string[] = [];
       for (const p of pairs) for (const t of p.tools) if (t.mode === mode && !tools.includes(t.tool)) tools.push(t.tool);
-      const paquetes = tools.filter((t) => t.startsWith('paquete'));
+      // Targets for the main paquete row(s) only: records-only rows are there for comparison.
+      const paquetes = tools.filter((t) => t.startsWith('paquete') && !t.endsWith('(records only)'));
       const floorOf = (p: PairResult) => (phase === 'update' ? p.floors.update : p.floors.first);
       const head = ['pair', phase === 'update' ? 'floor: patch-from' : 'floor: zstd -19', ...tools];
       if (phase === 'update') head.push(...paquetes.map((t) => `${t}: targets`));
@@ -899,8 +1039,9 @@ function summaryTables(pairs: PairResult[], modes: Mode[]): string {
 
 function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string {
   const head = [
-    'pair', 'tool', 'mode', 'total', 'HTTP headers', 'reqs', 'manifest', 'index', 'chunks fetched / in NEW', 'record headers', 'payloads (deflated alone)',
-    'gap records', 'fetched raw', 'same, deflate -9 together',
+    'pair', 'tool', 'mode', 'total', 'HTTP headers', 'reqs', 'manifest', 'index', 'update head (its index delta)', 'frames',
+    'chunks fetched (by frames) / in NEW', 'record headers', 'payloads (deflated alone)', 'gap records', 'other', 'fetched raw',
+    'same, deflate -9 together',
   ];
   if (phase === 'update') head.push('same, zstd -19 together', 'same, zstd -19 --patch-from=OLD');
   const rows: string[][] = [];
@@ -909,17 +1050,28 @@ function breakdownTable(pairs: PairResult[], phase: 'update' | 'first'): string 
       const pct = (n: number) => `${fmtBytes(n)} (${((100 * n) / b.total).toFixed(0)}%)`;
       const r = [
         `${p.name} ${p.from}→${p.to}`, b.tool, b.mode, fmtBytes(b.total), pct(b.httpHeaders), String(b.requests), pct(b.manifestBody), pct(b.indexBody),
-        `${b.chunksFetched} / ${b.chunksInNew}`, pct(b.recordHeaders), pct(b.payloads), pct(b.gapRecords), fmtBytes(b.fetchedRaw),
-        fmtBytes(b.deflatedTogether),
+        b.updateHeads ? `${pct(b.updateHeads)} (${fmtBytes(b.headIndexDelta)})` : pct(0), pct(b.frames),
+        `${b.chunksFetched} (${b.chunksByFrames}) / ${b.chunksInNew}`, pct(b.recordHeaders), pct(b.payloads), pct(b.gapRecords),
+        b.other ? `${pct(b.other)} (!)` : pct(0), fmtBytes(b.fetchedRaw), fmtBytes(b.deflatedTogether),
       ];
       if (phase === 'update') r.push(fmtBytes(b.zstdTogether), fmtBytes(b.zstdDeltaAgainstOld));
       rows.push(r);
     }
   }
+  const notes: string[] = [];
+  for (const p of pairs) {
+    for (const b of p.breakdowns.filter((x) => x.phase === phase)) {
+      const what = `${p.name} ${b.tool} ${b.mode}`;
+      if (b.framesPartial) notes.push(`- ${what}: ${fmtBytes(b.framesPartial)} of frames file bytes outside whole frames (file header, cut frames)`);
+      if (b.chunksTwice) notes.push(`- ${what}: ${b.chunksTwice} chunks came in a frame and as a record (counted once, as the record)`);
+      if (b.other) notes.push(`- ${what}: ${fmtBytes(b.other)} of bodies from unexpected paths ("other"; see stderr)`);
+    }
+  }
   return (
     `### Where paquete's bytes go: ${phase === 'update' ? 'update' : 'first download'}\n\n` +
     markdownTable(head, rows, head.map((_, i) => i > 2)) +
-    '\n'
+    '\n' +
+    (notes.length ? '\n' + notes.join('\n') + '\n' : '')
   );
 }
 
