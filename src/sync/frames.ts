@@ -50,10 +50,10 @@ export function baseChunks(base: Snapshot, r: BaseRange): { chunks: number[]; sk
 
 /**
  * The frames this client can decode and that bring something it lacks: every chunk their
- * dictionaries need is in the store. Anything out of range in the head makes the whole update
+ * dictionaries need is in the store (`baseHeld`: which of the base snapshot's chunks are). Anything out of range in the head makes the whole update
  * unusable (it is then ignored, and records are fetched instead).
  */
-export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<bigint>): FrameOption[] {
+export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<bigint>, baseHeld: Set<bigint>): FrameOption[] {
   const out: FrameOption[] = [];
   for (let f = 0; f < u.head.frames.length; f++) {
     const fr = u.head.frames[f];
@@ -63,7 +63,7 @@ export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<b
     for (const r of fr.bases) {
       const held = u.base ? baseChunks(u.base, r) : undefined;
       if (!held) return [];
-      if (held.chunks.some((i) => !present.has(u.base!.chunks[i].id))) decodable = false;
+      if (held.chunks.some((i) => !baseHeld.has(u.base!.chunks[i].id))) decodable = false;
     }
     if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields });
   }

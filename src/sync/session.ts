@@ -116,6 +116,12 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const main = paid[0] ?? sources[0];
     // Frames of an update come from the paid remote only: free peers serve records.
     let update = from === main ? latest.update : undefined;
+    let baseHeld = new Set<bigint>();
+    const useUpdate = async (u: LoadedUpdate | undefined) => {
+      update = u;
+      baseHeld = u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set();
+    };
+    await useUpdate(update);
     const planFor = (source: Source, limit: number) => {
       const rangesHonoured = source.remote.rangeSupport !== 'no';
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
@@ -129,14 +135,14 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
         requestCost: (n) => source.remote.requestCost(packPath, n),
         rangesHonoured,
-        frames: withFrames ? usableFrames(withFrames, snapshot, present) : undefined,
+        frames: withFrames ? usableFrames(withFrames, snapshot, present, baseHeld) : undefined,
         frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
     const mainLimit = () => (main.free ? Infinity : budget - spent());
     let plan = planFor(main, mainLimit());
     if (!update && main.remote.rangeSupport !== 'no') {
-      update = await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts);
+      await useUpdate(await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts));
       if (update) plan = planFor(main, mainLimit());
     }
     removeStaleParts(work.tmpDir, update?.head);
@@ -245,7 +251,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
           if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
           // A frame that does not decode costs its bytes, not the session: its chunks come as records.
           opts.events?.note?.(`${(e as Error).message}; fetching its chunks one by one instead`);
-          update = undefined;
+          await useUpdate(undefined);
           plan = planFor(main, mainLimit());
           result.plan = plan;
         }

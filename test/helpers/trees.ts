@@ -68,3 +68,37 @@ export function sampleTree(root: string, seed = 1): Record<string, string | Uint
   writeTree(root, files);
   return files;
 }
+
+const WORDS = ('function return const let if else for while import export class this value index length push map ' +
+  'filter reduce node chunk store frame delta update snapshot => { } ( ) ; = + - async await new throw Error string ' +
+  'number budget remote manifest verify session planner').split(' ');
+
+/**
+ * Source-code-like text: lines drawn mostly from a pool of a few hundred statements, as real code
+ * repeats itself far beyond one chunk (what one long compressed stream catches and chunks
+ * compressed alone do not), with some fresh lines between. `lines` lines from a seed.
+ */
+export function textFile(seed: number, lines: number): string {
+  const rnd = seededRandom(seed);
+  const pool = Array.from({ length: 400 }, () => textLine(rnd));
+  const out: string[] = [];
+  for (let i = 0; i < lines; i++) out.push(rnd() < 0.1 ? textLine(rnd) : pool[Math.floor(pool.length * rnd() ** 2)]);
+  return out.join('\n') + '\n';
+}
+
+function textLine(rnd: () => number): string {
+  const words = Array.from({ length: 3 + Math.floor(rnd() * 8) }, () => WORDS[Math.floor(rnd() * WORDS.length)]);
+  return ' '.repeat(2 * Math.floor(rnd() * 4)) + words.join(' ') + ` v${Math.floor(rnd() * 1e6)}`;
+}
+
+/** A new release of a text file: `edits` lines replaced and as many inserted, spread over it. */
+export function editText(text: string, seed: number, edits: number): string {
+  const rnd = seededRandom(seed);
+  const lines = text.split('\n');
+  for (let e = 0; e < edits; e++) {
+    const at = Math.floor(rnd() * lines.length);
+    lines[at] = textLine(rnd);
+    lines.splice(Math.floor(rnd() * lines.length), 0, textLine(rnd));
+  }
+  return lines.join('\n');
+}

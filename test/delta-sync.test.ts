@@ -1,0 +1,133 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
+import { LogEntry, NginxServer, requireNginx, startNginx } from './helpers/nginx.js';
+import { decodeManifest, ManifestBody } from '../src/snapshot/manifest.js';
+import { decodeSnapshot, recordLength, Snapshot } from '../src/snapshot/snapshot.js';
+
+/**
+ * Updates end to end through nginx: a newcomer's download as one compressed stream, an update
+ * as deltas against the files the client holds, and the fallbacks a user never has to think
+ * about: a client missing a delta's base, and a corrupt frame on the remote.
+ */
+after(cleanupAll);
+
+async function paquete(args: string[], cwd: string, expectCode = 0) {
+  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
+  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  return r;
+}
+
+const kinds = (log: LogEntry[]) => log.map((e) => e.uri.split('/')[1]);
+
+describe('updates over HTTP (nginx)', () => {
+  let dir: string;
+  let ng: NginxServer;
+  let url: string;
+  const manifest = (): ManifestBody => decodeManifest(readFileSync(join(dir, 'remote/manifest.json')), 'm').body;
+  const snapshot = (name: string): Snapshot => decodeSnapshot(readFileSync(join(dir, 'remote/snapshots', `${name}.snap`)));
+  /** What fetching these chunks as records would cost in bytes (headers of requests not counted). */
+  const recordBytes = (s: Snapshot, except: Set<bigint>) => s.chunks.filter((c) => !except.has(c.id)).reduce((n, c) => n + recordLength(c), 0);
+  const release = (v: number) => {
+    const files: Record<string, string | Uint8Array> = {
+      // The big file is most of the tree, so a client holding only it holds most of the snapshot.
+      'site/app.js': v === 1 ? textFile(1, 30_000) : editText(textFile(1, 30_000), v, 40 * v),
+      'site/lib/util.js': v === 1 ? textFile(2, 3_000) : editText(textFile(2, 3_000), v + 10, 10 * v),
+      'site/data.bin': pseudoRandom(50_000, 3),
+      'site/README.md': `release ${v}\n`,
+    };
+    writeTree(dir, files);
+  };
+  const publish = () => paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key', '--json'], dir);
+  const sync = async (work: string, extra: string[] = [], code = 0) => {
+    await ng.clearLog();
+    const r = await paquete(['sync', '-C', work, '--json', ...extra], dir, code);
+    return { report: JSON.parse(r.stdout), stderr: r.stderr, log: await ng.accessLog(), wire: await ng.wireBytes() };
+  };
+
+  before(async () => {
+    requireNginx();
+    dir = await tmpDir('paquete-delta-');
+    await paquete(['keygen', '--out', 'pub.key'], dir);
+    release(1);
+    await publish();
+    ng = await startNginx(join(dir, 'remote'));
+    onCleanup(() => ng.stop());
+    url = ng.url;
+  });
+
+  test("a newcomer's first download comes as one compressed stream, far below the records", async () => {
+    await paquete(['init', url, 'fresh', '--trust', 'pub.key.pub'], dir);
+    const r = await sync('fresh');
+    assert.deepEqual(treeDigest(join(dir, 'fresh', 'site')), treeDigest(join(dir, 'site')));
+    assert.equal(r.report.spent, r.wire, "paquete's meter equals nginx's log");
+    assert.ok(kinds(r.log).includes('frames'), `frames fetched: ${kinds(r.log)}`);
+    const s = snapshot(manifest().snapshots[0].name);
+    const records = recordBytes(s, new Set());
+    assert.ok(r.report.spent < 0.8 * records, `first download ${r.report.spent} B vs ${records} B of records`);
+    const v = await paquete(['verify', '-C', 'fresh'], dir);
+    assert.match(v.stdout, /store ok/);
+  });
+
+  test('an update comes as deltas against the files the client holds, index included', async () => {
+    release(2);
+    await publish();
+    const r = await sync('fresh');
+    assert.deepEqual(treeDigest(join(dir, 'fresh', 'site')), treeDigest(join(dir, 'site')));
+    assert.equal(r.report.spent, r.wire);
+    const k = kinds(r.log);
+    assert.ok(k.includes('updates') && k.includes('frames'), `requests: ${k}`);
+    assert.ok(!k.includes('snapshots'), 'the index came through the delta head, not whole');
+    const list = manifest().snapshots;
+    const [older, newer] = [snapshot(list[0].name), snapshot(list[1].name)];
+    const fresh = recordBytes(newer, new Set(older.chunks.map((c) => c.id)));
+    assert.ok(r.report.spent < 0.25 * fresh, `update ${r.report.spent} B vs ${fresh} B of new records`);
+    const v = await paquete(['verify', '-C', 'fresh'], dir);
+    assert.match(v.stdout, /store ok/);
+  });
+
+  test("a client missing a delta's base gets those chunks as records", async () => {
+    // Release 3 without the update from nothing, so this client takes app.js alone, as records:
+    // it then holds most of release 3 by bytes, but nothing of lib/util.js.
+    release(3);
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key', '--no-solid'], dir);
+    await paquete(['init', url, 'partial', '--trust', 'pub.key.pub'], dir);
+    const first = await sync('partial', ['--want', 'site/app.js']);
+    assert.ok(!kinds(first.log).includes('frames'), `no frames for this one: ${kinds(first.log)}`);
+    release(4);
+    await publish();
+    const r = await sync('partial');
+    assert.deepEqual(treeDigest(join(dir, 'partial', 'site')), treeDigest(join(dir, 'site')));
+    const k = kinds(r.log);
+    assert.ok(k.includes('frames'), `app.js's changes come as deltas: ${k}`);
+    assert.ok(k.includes('packs'), `util.js, whose base is missing, comes as records: ${k}`);
+    assert.equal(r.report.spent, r.wire);
+  });
+
+  test('a corrupt frame on the remote is caught, and its chunks come as records', async () => {
+    const entry = manifest().snapshots.at(-1)!;
+    const solid = entry.updates!.find((u) => u.from === '')!;
+    const { decodeUpdateHead } = await import('../src/delta/update.js');
+    const head = decodeUpdateHead(readFileSync(join(dir, 'remote/updates', `${solid.name}.upd`)));
+    const path = join(dir, 'remote/frames', `${head.framesFile}.frames`);
+    const good = readFileSync(path);
+    const bad = Buffer.from(good);
+    const f = head.frames[0];
+    for (let i = 0; i < 64; i++) bad[f.offset + Math.floor(f.length / 2) + i] ^= 0x5a;
+    writeFileSync(path, bad);
+    try {
+      await paquete(['init', url, 'victim', '--trust', 'pub.key.pub'], dir);
+      const r = await sync('victim');
+      assert.match(r.stderr, /corrupt/);
+      assert.ok(kinds(r.log).includes('packs'), 'fell back to records');
+      assert.deepEqual(treeDigest(join(dir, 'victim', 'site')), treeDigest(join(dir, 'site')));
+      const v = await paquete(['verify', '-C', 'victim'], dir);
+      assert.match(v.stdout, /store ok/);
+    } finally {
+      writeFileSync(path, good);
+    }
+  });
+});
