@@ -82,13 +82,13 @@ describe('park sessions over HTTP', () => {
     assert.ok(second.spent < report.leftBytes + 30_000, `second session spent ${second.spent}, needed ${report.leftBytes}`);
   });
 
-  test('--dry-run prints the plan and spends only the index', async () => {
+  test('--dry-run prints the plan and spends only the index and the update head it prices frames with', async () => {
     await paquete(['init', nginx.url, 'w2', '--trust', 'pub.key.pub'], dir);
     await nginx.clearLog();
     const r = await paquete(['sync', '-C', 'w2', '--budget', '500kB', '--dry-run'], dir);
     assert.match(r.stdout, /would fetch .* of 500 kB budget/);
     const log = await nginx.accessLog();
-    assert.deepEqual(log.map((e) => e.uri.split('/')[1]).sort(), ['manifest.json', 'snapshots']);
+    assert.deepEqual(log.map((e) => e.uri.split('/')[1]).sort(), ['manifest.json', 'snapshots', 'updates']);
     assert.equal(checkNoWrongFiles(source, join(dir, 'w2')), 0);
   });
 

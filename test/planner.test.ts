@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { buildRanges, planSession } from '../src/sync/planner.js';
+import { buildRanges, FrameOption, planSession } from '../src/sync/planner.js';
 import { ChunkEntry, recordLength, Snapshot } from '../src/snapshot/snapshot.js';
 import { Repr, PACK_HEADER_SIZE } from '../src/store/pack.js';
 
@@ -90,4 +90,68 @@ test('ranges join neighbours and small gaps, but not large gaps', () => {
   const withSmallGap = buildRanges(snapshotOf({ 's/a': [100, 100, 50, 100] }), [0, 1, 3], HEADERS);
   assert.equal(withSmallGap.length, 1);
   assert.deepEqual(withSmallGap[0].chunks, [0, 1, 3]);
+});
+
+/** Frames over consecutive chunk runs, each compressed to `ratio` of its records, back to back. */
+function framesOf(s: Snapshot, runs: number[][], ratio: number): FrameOption[] {
+  let at = 8;
+  return runs.map((yields, frame) => {
+    const size = Math.ceil(yields.reduce((n, i) => n + recordLength(s.chunks[i]), 0) * ratio);
+    const f = { frame, start: at, end: at + size, yields };
+    at += size;
+    return f;
+  });
+}
+
+test('frames that carry many files are taken when they complete everything, and cost less than records', () => {
+  const s = snapshotOf({ 's/a': [1000], 's/b': [1000], 's/c': [4000, 4000] });
+  const frames = framesOf(s, [[0, 1, 2, 3]], 0.3);
+  const plan = planSession({ ...base, snapshot: s, budget: Infinity, frames });
+  assert.deepEqual(plan.frameRanges.map((r) => r.frames), [[0]]);
+  assert.equal(plan.ranges.length, 0);
+  assert.equal(plan.cost, frames[0].end - frames[0].start + HEADERS);
+  assert.ok(plan.files.every((f) => f.outcome === 'complete'));
+});
+
+test('a frame that costs more than the records it brings is left alone', () => {
+  const s = snapshotOf({ 's/a': [1000, 1000] });
+  const plan = planSession({ ...base, snapshot: s, budget: Infinity, frames: framesOf(s, [[0, 1]], 1.2) });
+  assert.equal(plan.frameRanges.length, 0);
+  assert.equal(plan.ranges.length, 1);
+});
+
+test('under a tight budget, small files come as records rather than a frame too big to finish with', () => {
+  // One frame holds everything; the budget pays for the two small files' records but not the frame.
+  const s = snapshotOf({ 's/a': [500], 's/b': [500], 's/big': [20000, 20000] });
+  const frames = framesOf(s, [[0, 1, 2, 3]], 0.5);
+  const plan = planSession({ ...base, snapshot: s, budget: 2 * (517 + HEADERS), frames });
+  assert.equal(plan.frameRanges.length, 0);
+  assert.deepEqual(plan.files.filter((f) => f.outcome === 'complete').map((f) => f.file.path).sort(), ['s/a', 's/b']);
+});
+
+test('with frames, the plan never costs more than the budget and brings only missing chunks (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 0, maxLength: 6 }), { minLength: 1, maxLength: 8 }),
+      fc.integer({ min: 0, max: 60000 }),
+      fc.array(fc.nat(), { maxLength: 8 }),
+      fc.integer({ min: 1, max: 5 }),
+      fc.double({ min: 0.1, max: 1.5, noNaN: true }),
+      (files, budget, presentPicks, runLength, ratio) => {
+        const s = snapshotOf(Object.fromEntries(files.map((f, i) => [`s/f${i}`, f])));
+        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks[p % s.chunks.length].id));
+        const runs: number[][] = [];
+        for (let i = 0; i < s.chunks.length; i += runLength) runs.push(s.chunks.slice(i, i + runLength).map((_, j) => i + j));
+        const plan = planSession({ ...base, snapshot: s, present, budget, frames: framesOf(s, runs, ratio) });
+        assert.ok(plan.cost <= budget, `cost ${plan.cost} > budget ${budget}`);
+        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks[i].id));
+        // A file planned complete gets every missing chunk from a record or a frame.
+        const brought = new Set([...plan.ranges.flatMap((r) => r.chunks), ...plan.frameRanges.flatMap((r) => r.frames.flatMap((f) => runs[f]))]);
+        for (const f of plan.files) {
+          if (f.outcome === 'complete') for (const i of f.file.chunks) assert.ok(present.has(s.chunks[i].id) || brought.has(i), `${f.file.path} misses chunk ${i}`);
+        }
+      },
+    ),
+    { numRuns: 400 },
+  );
 });

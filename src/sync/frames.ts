@@ -173,8 +173,9 @@ function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number
 class FrameReader {
   private decoder!: FrameDecoder;
   private fd: number | undefined;
-  private out: Uint8Array[] = [];
-  private outBytes = 0;
+  /** Decoded bytes not yet cut into chunks start at outPos. */
+  private out: Uint8Array = new Uint8Array(0);
+  private outPos = 0;
   private nextYield = 0;
   private arrived: number[] = [];
   remaining: number;
@@ -212,9 +213,12 @@ class FrameReader {
 
   private async decode(bytes: Uint8Array): Promise<void> {
     try {
-      for (const part of this.decoder.push(bytes)) {
-        this.out.push(part);
-        this.outBytes += part.length;
+      const parts = this.decoder.push(bytes);
+      if (parts.length) {
+        // One copy per decoded batch (not per chunk): the unread tail joins the new output.
+        const tail = this.out.subarray(this.outPos);
+        this.out = tail.length || parts.length > 1 ? Buffer.concat([tail, ...parts]) : parts[0];
+        this.outPos = 0;
       }
       await this.split();
     } catch (e) {
@@ -233,16 +237,13 @@ class FrameReader {
     while (this.nextYield < yields.length) {
       const i = yields[this.nextYield];
       const c = this.snapshot.chunks[i];
-      if (this.outBytes < c.rawLength) return;
-      const all = this.out.length === 1 ? this.out[0] : Buffer.concat(this.out);
-      const raw = all.subarray(0, c.rawLength);
-      const rest = all.subarray(c.rawLength);
-      this.out = rest.length ? [rest] : [];
-      this.outBytes = rest.length;
+      if (this.out.length - this.outPos < c.rawLength) return;
+      const raw = this.out.subarray(this.outPos, this.outPos + c.rawLength);
+      this.outPos += c.rawLength;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
       if (!(await this.store.has(c.id))) await this.store.addRecord(c.id, encodeRecord(c.id, raw));
-      this.opts.cache?.put(c.id, Buffer.from(raw));
+      this.opts.cache?.put(c.id, raw);
       this.arrived.push(i);
     }
   }

@@ -89,6 +89,18 @@ export interface Plan {
 }
 
 export function planSession(input: PlanInput): Plan {
+  if (!input.frames?.length) return planWith(input, false);
+  // Frames worth having save bytes overall, but one frame may carry many files: taken for the
+  // first file that needs it, it can cost more than that file's records. So: frames wherever
+  // they fit, if that completes every wanted file; else file by file, whichever completes more.
+  const greedy = planWith(input, true);
+  if (greedy.files.every((f) => f.outcome === 'present' || f.outcome === 'complete')) return greedy;
+  const careful = planWith(input, false);
+  const done = (p: Plan) => p.files.filter((f) => f.outcome === 'complete').length;
+  return done(greedy) > done(careful) || (done(greedy) === done(careful) && greedy.cost <= careful.cost) ? greedy : careful;
+}
+
+function planWith(input: PlanInput, preferFrames: boolean): Plan {
   const { snapshot, present, complete, budget, requestCost } = input;
   const which = input.wants.length ? matcher(input.wants) : () => 0;
   // Header bytes of the largest request: Content-Length and Content-Range grow with the range.
@@ -120,9 +132,9 @@ export function planSession(input: PlanInput): Plan {
   const take = (add: number[]): number | undefined => {
     // With frames where they are worth it, else record by record, whichever fits.
     const viaFrames = frames.split(add.filter((i) => !framed.has(i)));
-    const withFrames = viaFrames.frames.length ? frames.price(viaFrames.frames) + costs.price(viaFrames.rest) : Infinity;
     const recordsOnly = costs.price(add.filter((i) => !framed.has(i)));
-    if (withFrames <= left && withFrames <= recordsOnly) {
+    const withFrames = viaFrames.frames.length ? frames.price(viaFrames.frames) + costs.price(viaFrames.rest) : undefined;
+    if (withFrames !== undefined && withFrames <= left && (preferFrames || withFrames <= recordsOnly)) {
       frames.commit(viaFrames.frames, framed);
       viaFrames.rest.forEach((i) => chosen.add(i));
       costs.commit(viaFrames.rest);
