@@ -3,20 +3,21 @@ import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeManifest } from '../snapshot/manifest.js';
 import { ChunkEntry, decodeSnapshot, recordLength } from '../snapshot/snapshot.js';
-import { packHeader, PACK_HEADER_SIZE, RECORD_HEADER_SIZE, decodeRecordHeader } from '../store/pack.js';
+import { packHeader, PACK_HEADER_SIZE, RECORD_HEADER_SIZE, decodeRecordHeader, encodeRecord } from '../store/pack.js';
 import { ChunkStore, packFileName } from '../store/store.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { ifRangeHolds, parseRange, sendText, write } from './http.js';
 
 /**
  * Virtual remote packs, so a LAN peer can sync from this working directory as from the
- * publisher: the store keeps every record byte for byte as it came in the remote's pack
- * (ChunkStore.addRecord), and the cached snapshots say at which offset of which remote pack
- * each record lies. A byte range of a remote pack is the pack header (constant) and the records
+ * publisher: the store keeps records as they came in the remote's pack (ChunkStore.addRecord),
+ * or raw when they came through an update's frames (then encoded again as the publisher did, which
+ * gives the same bytes with the same zlib), and the cached snapshots say at which offset of which
+ * remote pack each record lies. A byte range of a remote pack is the pack header (constant) and the records
  * laid end to end at their offsets, read from the local store.
  *
  * What cannot be answered is refused, never made up: a range touching a chunk the store lacks
- * (or holds encoded differently, e.g. from `seed`), or a stretch of the pack no cached snapshot
+ * (or holds in a form that does not encode again to the published bytes), or a stretch of the pack no cached snapshot
  * describes, gets 404; a range past the end, 416. The client then tries another remote.
  */
 interface Placed {
@@ -24,6 +25,8 @@ interface Placed {
   length: number;
   chunk: ChunkEntry;
 }
+
+type Part = { placed: Placed; pack: number; at: number } | { placed: Placed; record: Uint8Array };
 
 export class VirtualPacks {
   /** Pack name → its records by offset, from every cached snapshot of the trusted manifest. */
@@ -86,7 +89,7 @@ export class VirtualPacks {
     }
     const { start, end } = ask === 'none' ? { start: 0, end: size } : ask;
     // Everything is checked before the head goes out: a 206 must deliver every byte it promises.
-    const parts: { placed: Placed; pack: number; at: number }[] = [];
+    const parts: Part[] = [];
     let pos = Math.max(start, PACK_HEADER_SIZE);
     let i = firstAtOrBefore(list, pos);
     while (pos < end) {
@@ -94,11 +97,9 @@ export class VirtualPacks {
       if (!p || p.offset > pos || p.offset + p.length <= pos) {
         return sendText(res, 404, `bytes ${pos}… of pack ${name.slice(0, 12)} are not described by this mirror's snapshots`);
       }
-      const loc = await this.store.locate(p.chunk.id);
-      if (!loc || loc.length !== p.length || !this.sameHeader(loc.pack, loc.offset, p.chunk)) {
-        return sendText(res, 404, `this mirror does not hold the chunk at ${p.offset} of pack ${name.slice(0, 12)} as published`);
-      }
-      parts.push({ placed: p, pack: loc.pack, at: loc.offset });
+      const part = await this.recordAsPublished(p);
+      if (!part) return sendText(res, 404, `this mirror does not hold the chunk at ${p.offset} of pack ${name.slice(0, 12)} as published`);
+      parts.push(part);
       pos = p.offset + p.length;
       i++;
     }
@@ -113,12 +114,33 @@ export class VirtualPacks {
     res.writeHead(ask === 'none' ? 200 : 206, headers);
     if (req.method === 'HEAD') return void res.end();
     if (start < PACK_HEADER_SIZE && !(await write(res, packHeader().subarray(start, Math.min(end, PACK_HEADER_SIZE))))) return;
-    for (const { placed, pack, at } of parts) {
+    for (const part of parts) {
+      const { placed } = part;
       const from = Math.max(start, placed.offset) - placed.offset;
       const to = Math.min(end, placed.offset + placed.length) - placed.offset;
-      if (!(await write(res, this.read(pack, at + from, to - from)))) return;
+      const bytes = 'record' in part ? part.record.subarray(from, to) : this.read(part.pack, part.at + from, to - from);
+      if (!(await write(res, bytes))) return;
     }
     res.end();
+  }
+
+  /**
+   * Where the published record of a chunk comes from: the store's own record when it is the
+   * published one, else the chunk encoded again as the publisher did (chunks that came through
+   * an update's frames are stored raw). Undefined when neither gives the published bytes.
+   */
+  private async recordAsPublished(p: Placed): Promise<Part | undefined> {
+    const loc = await this.store.locate(p.chunk.id);
+    if (!loc) return undefined;
+    if (loc.length === p.length && this.sameHeader(loc.pack, loc.offset, p.chunk)) return { placed: p, pack: loc.pack, at: loc.offset };
+    try {
+      const record = encodeRecord(p.chunk.id, await this.store.get(p.chunk.id));
+      const h = decodeRecordHeader(record);
+      if (record.length === p.length && h.repr === p.chunk.repr && h.storedLength === p.chunk.storedLength) return { placed: p, record };
+    } catch {
+      // a damaged chunk is not served
+    }
+    return undefined;
   }
 
   private sameHeader(pack: number, offset: number, c: ChunkEntry): boolean {

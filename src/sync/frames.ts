@@ -5,7 +5,7 @@ import { chunkId, idToHex as hex } from '../chunk/index.js';
 import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
 import { FrameDecoder } from '../delta/zstd.js';
 import { Remote } from '../remote/remote.js';
-import { encodeRecord } from '../store/pack.js';
+import { rawRecord } from '../store/pack.js';
 import { ChunkStore } from '../store/store.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { FetchEvents } from './fetcher.js';
@@ -242,7 +242,7 @@ class FrameReader {
       this.outPos += c.rawLength;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
-      if (!(await this.store.has(c.id))) await this.store.addRecord(c.id, encodeRecord(c.id, raw));
+      if (!(await this.store.has(c.id))) await this.store.addRecord(c.id, rawRecord(c.id, raw));
       this.opts.cache?.put(c.id, raw);
       this.arrived.push(i);
     }
