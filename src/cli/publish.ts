@@ -16,6 +16,9 @@ interface Args extends GlobalArgs {
   to: string;
   key?: string;
   'avg-chunk'?: string;
+  level: number;
+  'updates-from': number;
+  solid: boolean;
 }
 
 export const publishCommand = {
@@ -27,6 +30,9 @@ export const publishCommand = {
       .option('to', { type: 'string', demandOption: true, describe: 'remote directory to publish into' })
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
       .option('avg-chunk', { type: 'string', describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
+      .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
+      .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
+      .option('solid', { type: 'boolean', default: true, describe: 'write the update from nothing (first downloads as a few large zstd frames); --no-solid skips it' })
       .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot'),
   handler: async (argv: Args) => {
     const base = baseDir(argv);
@@ -52,12 +58,18 @@ export const publishCommand = {
         throw new PaqueteError('USAGE', (e as Error).message);
       }
     }
-    const r = await publish({ sources, remoteDir: resolve(base, argv.to), secret: key, publicKey, params });
+    // --level and --updates-from are checked by publish(), which refuses them before any work.
+    const remoteDir = resolve(base, argv.to);
+    const r = await publish({ sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid });
     for (const s of r.skipped) out.warn(`skipped ${s} (not a regular file)`);
     out.result(
       `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
         `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,
     );
+    if (r.updates.length) {
+      const each = r.updates.map((u) => `from ${u.from ? `${u.from.slice(0, 8)}…` : 'nothing'} ${formatSize(u.size + u.framesBytes)}`);
+      out.line(`updates: ${each.join(', ')} (${(r.updatesMs / 1000).toFixed(r.updatesMs < 10_000 ? 1 : 0)} s)`);
+    }
     out.line(`signed by ${fingerprint(publicKey)}`);
     out.emitJson(r);
   },

@@ -1,21 +1,22 @@
-import { createHash, KeyObject, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, writeSync } from 'node:fs';
+import { createHash, KeyObject } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytes, chunkId, createChunker, initHash, OnChunk } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
-import { ChunkEntry, decodeSnapshot, encodeSnapshot, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
-import { checkSnapshotBytes, decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
+import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { SourceSpec } from '../sources/spec.js';
 import { listTree, TreeFile } from '../sources/tree.js';
 import { chunkByRule } from '../sources/cutting.js';
 import { metadataSidecars } from '../sources/pypi.js';
-import { fsyncPath, writeFileAtomic } from '../util/fsx.js';
+import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { stageSources, StagedSources } from '../sources/stage.js';
 import { chunkFileFixed } from '../chunk/fixed.js';
-import { readPublishedFile } from './published-file.js';
+import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
+import { UpdatesOptions, UpdateWritten, writeUpdates } from './updates.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -29,6 +30,12 @@ export interface PublishOptions {
   params?: ChunkParams;
   onFile?: (path: string, bytes: number) => void;
   now?: Date;
+  /** zstd level (1–22) of the update frames; default 19, the level the measurements were taken at. */
+  level?: number;
+  /** Write delta updates from this many of the newest earlier snapshots (default 3; 0: none). */
+  updatesFrom?: number;
+  /** Write the update from nothing (a first download as a few large zstd frames); default true. */
+  solid?: boolean;
 }
 
 export interface PublishResult {
@@ -40,6 +47,21 @@ export interface PublishResult {
   newChunks: number;
   newStoredBytes: number;
   skipped: string[];
+  /** The updates written for this snapshot: from nothing (`from` ""), then from earlier snapshots, newest first. */
+  updates: UpdateWritten[];
+  /** Wall time spent building them. */
+  updatesMs: number;
+}
+
+/** The update options with their defaults, checked before any work is done. */
+function updatesOptions(opts: PublishOptions): UpdatesOptions {
+  const level = opts.level ?? 19;
+  if (!Number.isInteger(level) || level < 1 || level > 22) throw new PaqueteError('USAGE', `the zstd level must be 1 to 22, got ${level}`);
+  const updatesFrom = opts.updatesFrom ?? 3;
+  if (!Number.isInteger(updatesFrom) || updatesFrom < 0) {
+    throw new PaqueteError('USAGE', `the number of earlier snapshots to write updates from must be 0 or more, got ${updatesFrom}`);
+  }
+  return { level, updatesFrom, solid: opts.solid ?? true };
 }
 
 interface KnownChunk {
@@ -50,40 +72,21 @@ interface KnownChunk {
   storedLength: number;
 }
 
-/** Appends records to a new remote pack, named by the SHA-256 of its bytes when finished. */
-class PackWriter {
-  private fd: number;
-  private hash = createHash('sha256');
-  private tmp: string;
-  size = 0;
-  constructor(private readonly dir: string) {
-    this.tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}.pack`);
-    this.fd = openSync(this.tmp, 'w');
-    this.write(packHeader());
-  }
-  write(b: Uint8Array): number {
-    const at = this.size;
-    let done = 0;
-    while (done < b.length) done += writeSync(this.fd, b, done, b.length - done);
-    this.hash.update(b);
-    this.size += b.length;
-    return at;
-  }
-  finish(): string {
-    fdatasyncSync(this.fd);
-    closeSync(this.fd);
-    const name = this.hash.digest('hex');
-    renameSync(this.tmp, join(this.dir, `${name}.pack`));
-    return name;
-  }
+/** A new remote pack, named by the SHA-256 of its bytes when finished. */
+function newPack(dir: string): ContentNamedFile {
+  const f = new ContentNamedFile(dir, 'pack');
+  f.write(packHeader());
+  return f;
 }
 
 /**
  * Publishes a snapshot of `sources` to a remote directory. Order of writes, each durable before
- * the next: packs, then the snapshot index, then the manifest (atomic replace). A crash at any
- * point leaves the previous manifest, which names only complete files; leftovers are unnamed.
+ * the next: packs, then the snapshot index, then its updates (frames, heads), then the manifest
+ * (atomic replace). A crash at any point leaves the previous manifest, which names only complete
+ * files; leftovers are unnamed.
  */
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
+  const updateOpts = updatesOptions(opts);
   const previous = readRemoteState(opts.remoteDir, opts.publicKey);
   // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
   const staged = await stageSources(opts.sources, {
@@ -92,13 +95,13 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
     readPrevious: (path) => (previous.snapshot ? readPublishedFile(opts.remoteDir, previous.snapshot, path) : undefined),
   });
   try {
-    return await publishStaged(opts, previous, staged);
+    return await publishStaged(opts, previous, staged, updateOpts);
   } finally {
     staged.cleanup();
   }
 }
 
-async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof readRemoteState>, staged: StagedSources): Promise<PublishResult> {
+async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof readRemoteState>, staged: StagedSources, updateOpts: UpdatesOptions): Promise<PublishResult> {
   const { remoteDir } = opts;
   const names = new Set<string>();
   for (const s of opts.sources) {
@@ -120,7 +123,7 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
   const chunker = await createChunker(params);
   await initHash();
   const fresh = new Map<bigint, KnownChunk>();
-  let writer: PackWriter | undefined;
+  let writer: ContentNamedFile | undefined;
   // Chunks written to the pack under way, fixed up with the pack's name when it is finished.
   let open: KnownChunk[] = [];
   const finishPack = () => {
@@ -150,7 +153,7 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
         if (known.has(id) || fresh.has(id)) return;
         const record = encodeRecord(id, chunk);
         if (writer && writer.size + record.length > REMOTE_PACK_LIMIT) finishPack();
-        writer ??= new PackWriter(join(remoteDir, 'packs'));
+        writer ??= newPack(join(remoteDir, 'packs'));
         const entry: KnownChunk = { pack: '', offset: writer.write(record), repr: record[8] as Repr, rawLength: chunk.length, storedLength: record.length - RECORD_HEADER_SIZE };
         open.push(entry);
         fresh.set(id, entry);
@@ -190,13 +193,18 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
   const snapName = sha256Hex(snapBytes);
   writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
 
+  const updatesStarted = performance.now();
+  const earlier = previous.manifest?.snapshots ?? [];
+  const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, updateOpts);
+  const updatesMs = performance.now() - updatesStarted;
+
   const body: ManifestBody = {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     publisher: Buffer.from(opts.publicKey.raw).toString('base64'),
     serial: (previous.manifest?.serial ?? 0) + 1,
     snapshots: [
-      ...(previous.manifest?.snapshots ?? []),
+      ...earlier,
       {
         name: snapName,
         size: snapBytes.length,
@@ -204,6 +212,8 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
         files: snapshot.files.length,
         bytes: snapshot.files.reduce((n, f) => n + f.size, 0),
         sources,
+        body: sha256Hex(encodeSnapshotBody(snapshot)),
+        ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
       },
     ],
   };
@@ -217,6 +227,8 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
     newChunks: fresh.size,
     newStoredBytes,
     skipped: listings.flatMap((l) => l.skipped.map((s) => `${l.spec.name}/${s}`)),
+    updates,
+    updatesMs,
   };
 }
 
@@ -245,6 +257,9 @@ function buildSnapshot(
   return { params, created: Math.floor(now.getTime() / 1000), sources, packs, chunks, files };
 }
 
+/** The directories of a remote (a first publish killed midway leaves some of them and nothing else). */
+const REMOTE_DIRS = ['packs', 'snapshots', 'updates', 'frames'];
+
 /** What a remote directory already holds: its manifest, latest snapshot, and every chunk's place. */
 function readRemoteState(remoteDir: string, key: PublicKey) {
   const known = new Map<bigint, KnownChunk>();
@@ -253,7 +268,7 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
       // A first publish killed while writing the manifest leaves writeFileAtomic's `manifest.json.tmp-…`.
-      const stray = readdirSync(remoteDir).filter((n) => n !== 'packs' && n !== 'snapshots' && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`));
+      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`));
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }
@@ -266,9 +281,7 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
   }
   let snapshot: Snapshot | undefined;
   for (const entry of manifest.body.snapshots) {
-    const bytes = readFileSync(join(remoteDir, 'snapshots', `${entry.name}.snap`));
-    checkSnapshotBytes(entry, bytes);
-    snapshot = decodeSnapshot(bytes);
+    snapshot = readRemoteSnapshot(remoteDir, entry);
     for (const c of snapshot.chunks) {
       known.set(c.id, { pack: snapshot.packs[c.pack], offset: c.offset, repr: c.repr, rawLength: c.rawLength, storedLength: c.storedLength });
     }
