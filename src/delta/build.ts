@@ -1,7 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { BaseRange, FrameEntry, FRAMES_HEADER_SIZE } from './update.js';
-import { compressFrame, MAX_WINDOW_LOG } from './zstd.js';
+import { FrameCompressor, MAX_WINDOW_LOG } from './zstd.js';
 
 /**
  * Building an update's frames (format in src/delta/update.ts): which of N's chunks go in which
@@ -302,6 +302,8 @@ export interface EncodeFramesOptions {
   level: number;
   /** Receives each compressed frame in order; frames lie back to back after the frames header. */
   write: (frame: Uint8Array) => void;
+  /** A context to reuse across updates (see FrameCompressor); a new one by default. */
+  compressor?: FrameCompressor;
 }
 
 /** Compresses the planned frames one at a time (a solid frame is 32 MiB; a whole update may be GBs); returns their table. */
@@ -309,6 +311,7 @@ export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): F
   const { target, base } = opts;
   const readBase = base ? fileRangeFromChunks(base, (i) => opts.readChunk(base, i)) : undefined;
   const entries: FrameEntry[] = [];
+  const compressor = opts.compressor ?? new FrameCompressor();
   let offset = FRAMES_HEADER_SIZE;
   for (const planned of plan) {
     const content = Buffer.concat(planned.yields.map((i) => opts.readChunk(target, i)));
@@ -325,7 +328,7 @@ export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): F
         dictionary = dictionary.subarray(1);
       }
     }
-    const frame = compressFrame(content, { level: opts.level, dictionary });
+    const frame = compressor.compress(content, { level: opts.level, dictionary });
     opts.write(frame);
     entries.push({ offset, length: frame.length, yields: planned.yields, bases });
     offset += frame.length;

@@ -23,15 +23,31 @@ const windowLogFor = (bytes: number) => Math.min(MAX_WINDOW_LOG, Math.max(20, Ma
 
 /** One zstd frame of `content`, with its size in the frame header. */
 export function compressFrame(content: Uint8Array, opts: CompressOptions): Uint8Array {
-  const cctx = new binding.CCtx();
-  cctx.setParameter(binding.CParameter.compressionLevel, opts.level);
-  // The window must reach back over the dictionary as well as the content.
-  cctx.setParameter(binding.CParameter.windowLog, windowLogFor(content.length + (opts.dictionary?.length ?? 0)));
-  cctx.setParameter(binding.CParameter.checksumFlag, 0);
-  if (opts.dictionary?.length) cctx.loadDictionary(opts.dictionary);
-  const out = Buffer.allocUnsafe(binding.compressBound(content.length));
-  const n = cctx.compress2(out, content);
-  return out.subarray(0, n);
+  return new FrameCompressor().compress(content, opts);
+}
+
+/**
+ * One compression context for many frames. zstd-napi frees a context only in a finalizer, and
+ * Node runs those on a later turn of the event loop: a synchronous loop of compressFrame calls
+ * kept every context alive (typescript 5.8.3→5.9.3, 34 delta frames at level 19: 1.3 GB
+ * resident). Reset between frames, one context reuses its workspace.
+ */
+export class FrameCompressor {
+  private readonly cctx = new binding.CCtx();
+
+  compress(content: Uint8Array, opts: CompressOptions): Uint8Array {
+    const cctx = this.cctx;
+    // Parameters and the previous frame's dictionary go; the workspace stays.
+    cctx.reset(binding.ResetDirective.sessionAndParameters);
+    cctx.setParameter(binding.CParameter.compressionLevel, opts.level);
+    // The window must reach back over the dictionary as well as the content.
+    cctx.setParameter(binding.CParameter.windowLog, windowLogFor(content.length + (opts.dictionary?.length ?? 0)));
+    cctx.setParameter(binding.CParameter.checksumFlag, 0);
+    if (opts.dictionary?.length) cctx.loadDictionary(opts.dictionary);
+    const out = Buffer.allocUnsafe(binding.compressBound(content.length));
+    const n = cctx.compress2(out, content);
+    return out.subarray(0, n);
+  }
 }
 
 /** Whole-buffer decompression for small things (records, index deltas); `expected` is exact. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { encodeFrames, planDeltaFrames, planSolidFrames } from '../delta/build.js';
 import { encodeUpdateHead, FrameEntry, framesHeader } from '../delta/update.js';
-import { compressFrame } from '../delta/zstd.js';
+import { FrameCompressor } from '../delta/zstd.js';
 import { ManifestSnapshot, sha256Hex, UpdateRef } from '../snapshot/manifest.js';
 import { encodeSnapshotBody, Snapshot } from '../snapshot/snapshot.js';
 import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
@@ -45,10 +45,10 @@ interface Named {
  */
 export function writeUpdates(remoteDir: string, target: { name: string; snapshot: Snapshot }, earlier: ManifestSnapshot[], opts: UpdatesOptions): UpdateWritten[] {
   const n: Named = { ...target, body: encodeSnapshotBody(target.snapshot) };
-  const reader = new RemoteChunkReader(remoteDir);
+  const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), compressor: new FrameCompressor(), level: opts.level };
   const written: UpdateWritten[] = [];
   try {
-    if (opts.solid) written.push(writeUpdate(remoteDir, reader, n, undefined, opts.level));
+    if (opts.solid) written.push(writeUpdate(io, n, undefined));
     const newestFirst = opts.updatesFrom > 0 ? earlier.slice(-opts.updatesFrom).reverse() : [];
     const seen = new Set<string>();
     for (const entry of newestFirst) {
@@ -60,15 +60,23 @@ export function writeUpdates(remoteDir: string, target: { name: string; snapshot
       } catch {
         continue;
       }
-      written.push(writeUpdate(remoteDir, reader, n, { name: entry.name, snapshot, body: encodeSnapshotBody(snapshot) }, opts.level));
+      written.push(writeUpdate(io, n, { name: entry.name, snapshot, body: encodeSnapshotBody(snapshot) }));
     }
   } finally {
-    reader.close();
+    io.reader.close();
   }
   return written;
 }
 
-function writeUpdate(remoteDir: string, reader: RemoteChunkReader, target: Named, base: Named | undefined, level: number): UpdateWritten {
+/** What every update of one publish shares: one compression context (see FrameCompressor), open packs. */
+interface UpdateIO {
+  remoteDir: string;
+  reader: RemoteChunkReader;
+  compressor: FrameCompressor;
+  level: number;
+}
+
+function writeUpdate({ remoteDir, reader, compressor, level }: UpdateIO, target: Named, base: Named | undefined): UpdateWritten {
   const started = performance.now();
   const plan = base ? planDeltaFrames(target.snapshot, base.snapshot) : planSolidFrames(target.snapshot);
   const framesDir = join(remoteDir, 'frames');
@@ -82,6 +90,7 @@ function writeUpdate(remoteDir: string, reader: RemoteChunkReader, target: Named
       readChunk: (s, i) => reader.read(s, i),
       level,
       write: (frame) => file.write(frame),
+      compressor,
     });
   } catch (e) {
     file.abort();
@@ -96,7 +105,7 @@ function writeUpdate(remoteDir: string, reader: RemoteChunkReader, target: Named
     framesFile,
     framesSize,
     // The index as a delta too: at 11 bytes a chunk it is most of a small update otherwise.
-    indexDelta: base ? compressFrame(target.body, { level: INDEX_DELTA_LEVEL, dictionary: base.body }) : new Uint8Array(0),
+    indexDelta: base ? compressor.compress(target.body, { level: INDEX_DELTA_LEVEL, dictionary: base.body }) : new Uint8Array(0),
     indexBodySize: base ? target.body.length : 0,
     frames,
   });
