@@ -239,7 +239,8 @@ async function startTamperer(root: string): Promise<Tamperer> {
       status = 206;
     }
     const slice = Buffer.from(body.subarray(start, end + 1));
-    if (rel.startsWith('packs/')) {
+    // Packs and update frames: the two places chunk bytes come from.
+    if (rel.startsWith('packs/') || rel.startsWith('frames/')) {
       state.packRequests++;
       if (state.flipPacks && slice.length > 64) slice[slice.length >> 1] ^= 0xff;
     }
@@ -271,7 +272,7 @@ describe('hostile network: a hotspot or mirror that lies', () => {
     tamper = await startTamperer(join(dir, 'remote'));
   });
 
-  test('a tampered chunk (bytes flipped inside a pack range) is caught and named; nothing wrong is placed; an honest link completes', async (t) => {
+  test('a tampered chunk (bytes flipped inside a pack or frames range) is caught and named; nothing wrong is placed; an honest link completes', async (t) => {
     await paquete(['init', tamper.url, 'w1', '--trust', 'pub.key.pub'], dir, 0, FAST_LINK);
     tamper.flipPacks = true;
     try {

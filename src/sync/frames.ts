@@ -4,6 +4,7 @@ import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex } from '../chunk/index.js';
 import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
 import { FrameDecoder } from '../delta/zstd.js';
+import { baseBytes, fileRangeFromChunks, MAX_DICTIONARY } from '../delta/build.js';
 import { Remote } from '../remote/remote.js';
 import { rawRecord } from '../store/pack.js';
 import { ChunkStore } from '../store/store.js';
@@ -30,22 +31,18 @@ export interface LoadedUpdate {
 
 export const framesPath = (u: UpdateHead): string => `frames/${u.framesFile}.frames`;
 
-/** The chunks of `base` that hold a dictionary range, with where the range starts in the first. */
-export function baseChunks(base: Snapshot, r: BaseRange): { chunks: number[]; skip: number } | undefined {
+/** The chunks of `base` that a dictionary range touches; undefined for a range outside the file. */
+export function baseChunks(base: Snapshot, r: BaseRange): number[] | undefined {
   const file = base.files[r.file];
   if (!file || r.start + r.length > file.size) return undefined;
   const chunks: number[] = [];
   let at = 0;
-  let skip = 0;
   for (const i of file.chunks) {
     const len = base.chunks[i].rawLength;
-    if (at + len > r.start && at < r.start + r.length) {
-      if (chunks.length === 0) skip = r.start - at;
-      chunks.push(i);
-    }
+    if (at + len > r.start && at < r.start + r.length) chunks.push(i);
     at += len;
   }
-  return { chunks, skip };
+  return chunks;
 }
 
 /**
@@ -60,10 +57,11 @@ export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<b
     if (fr.yields.some((i) => i >= snapshot.chunks.length)) return [];
     if (fr.yields.every((i) => present.has(snapshot.chunks[i].id))) continue;
     let decodable = true;
+    if (fr.bases.reduce((n, r) => n + r.length, 0) > MAX_DICTIONARY) return [];
     for (const r of fr.bases) {
-      const held = u.base ? baseChunks(u.base, r) : undefined;
-      if (!held) return [];
-      if (held.chunks.some((i) => !baseHeld.has(u.base!.chunks[i].id))) decodable = false;
+      const touched = u.base ? baseChunks(u.base, r) : undefined;
+      if (!touched) return [];
+      if (touched.some((i) => !baseHeld.has(u.base!.chunks[i].id))) decodable = false;
     }
     if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields });
   }
@@ -73,13 +71,11 @@ export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<b
 /** A frame's dictionary: its base ranges read from the store, laid end to end. */
 async function dictionaryOf(u: LoadedUpdate, fr: FrameEntry, store: ChunkStore): Promise<Uint8Array | undefined> {
   if (fr.bases.length === 0) return undefined;
-  const parts: Uint8Array[] = [];
-  for (const r of fr.bases) {
-    const held = baseChunks(u.base!, r)!;
-    const raw = Buffer.concat(await store.getMany(held.chunks.map((i) => u.base!.chunks[i].id)));
-    parts.push(raw.subarray(held.skip, held.skip + r.length));
-  }
-  return Buffer.concat(parts);
+  const base = u.base!;
+  const needed = [...new Set(fr.bases.flatMap((r) => baseChunks(base, r) ?? []))];
+  const raw = await store.getMany(needed.map((i) => base.chunks[i].id));
+  const byIndex = new Map(needed.map((i, k) => [i, raw[k]]));
+  return baseBytes(base, fr.bases, fileRangeFromChunks(base, (i) => byIndex.get(i)!));
 }
 
 /**
