@@ -59,8 +59,10 @@ export const recordLength = (c: ChunkEntry): number => RECORD_HEADER_SIZE + c.st
 
 export function encodeSnapshot(s: Snapshot): Uint8Array {
   const body = encodeSnapshotBody(s);
+  // Quality 11: a newcomer pays for the whole index; 3% smaller than quality 9 (caniuse-lite's
+  // 841-file index: 48.3 vs 49.9 kB) for a fraction of a second once per publish.
   const packed = brotliCompressSync(body, {
-    params: { [zc.BROTLI_PARAM_QUALITY]: 9, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
+    params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
   });
   const header = Buffer.from([...SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Compression.Brotli, 0, 0]);
   return Buffer.concat([header, packed]);
