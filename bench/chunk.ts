@@ -25,6 +25,7 @@ import { CACHE_DIR, NPM_PAIRS, fetchNpmPackage, have, npmTar, warm } from './cor
 import { WorkDir } from '../src/workdir/workdir.js';
 import { cachedLatest } from '../src/sync/catalog.js';
 import { Assembler } from '../src/sync/assembler.js';
+import { runSync } from '../src/sync/session.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -240,9 +241,25 @@ async function cliSection(): Promise<void> {
         (i) => paquete('init', path.join(base, 'remote0'), path.join(base, `work${i}`), '--trust', `${key}.pub`).then(() =>
           paquete('sync', '-C', path.join(base, `work${i}`))),
       );
-      // The client's own work without process start-up: read each chunk from the store,
-      // decompress, write the file, SHA-256 it, fsync and rename (what sync does per file).
-      await once('paquete client in process: decompress + assemble + SHA-256', async (i) => {
+      // The whole client without process start-up: manifest, index, the update from nothing
+      // (zstd frames decoded as they are read, each chunk checked against its id and stored),
+      // then every file assembled, SHA-256 checked, fsynced and renamed.
+      await once(
+        'paquete sync in process: frames → store → files (decode + xxh64 + assemble + SHA-256 + fsync)',
+        async (i) => {
+          const work = await WorkDir.open(path.join(base, `fresh${i}`), 'bench');
+          try {
+            const r = await runSync(work);
+            if (r.completeFiles !== r.wantedFiles) throw new Error(`only ${r.completeFiles} of ${r.wantedFiles} files`);
+          } finally {
+            await work.close();
+          }
+        },
+        (i) => paquete('init', path.join(base, 'remote0'), path.join(base, `fresh${i}`), '--trust', `${key}.pub`),
+      );
+      // The client's own work once chunks are in the store: read each chunk (raw when it came
+      // through frames), write the file, SHA-256 it, fsync and rename (what sync does per file).
+      await once('paquete client in process: read store + assemble + SHA-256 + fsync', async (i) => {
         const work = await WorkDir.open(path.join(base, 'work0'), 'bench');
         try {
           const latest = cachedLatest(work)!;
