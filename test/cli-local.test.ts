@@ -120,7 +120,7 @@ describe('bad input gets one clear line and a distinct exit code', () => {
     const path = join(dir, 'remote/manifest.json');
     const good = readFileSync(path);
     try {
-      writeFileSync(path, good.toString().replace(/"files": \d+/, '"files": 999'));
+      writeFileSync(path, good.toString().replace(/"files":\d+/, '"files":999'));
       const r = await paquete(['sync', '-C', 'w3'], dir, 1);
       oneLine(r.stderr);
       assert.match(r.stderr, /not signed by the key it names/);

@@ -8,9 +8,9 @@ import { publish, PublishResult } from '../src/publish/publisher.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeManifest, ManifestBody, ManifestSnapshot, sha256Hex } from '../src/snapshot/manifest.js';
 import { decodeSnapshot, encodeSnapshotBody, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
-import { decodeUpdateHead, FRAMES_HEADER_SIZE, UpdateHead } from '../src/delta/update.js';
+import { decodeUpdateHead, FRAMES_HEADER_SIZE, resolveBaseRanges, UpdateHead } from '../src/delta/update.js';
 import { decompressExact } from '../src/delta/zstd.js';
-import { baseBytes, planDeltaFrames, ReadFileRange } from '../src/delta/build.js';
+import { baseBytes, planDeltaFrames, planFileFrames, ReadFileRange } from '../src/delta/build.js';
 import { PaqueteError } from '../src/errors.js';
 
 after(cleanupAll);
@@ -105,7 +105,8 @@ describe('updates written by publish', () => {
         const bytes = readFileSync(join(remote, 'updates', `${u.name}.upd`));
         assert.equal(sha256Hex(bytes), u.name, 'a head is named by its SHA-256');
         assert.equal(bytes.length, u.size);
-        heads.set(u.name, decodeUpdateHead(bytes));
+        const base = u.from ? decodeSnapshot(readFileSync(join(remote, 'snapshots', `${u.from}.snap`))) : null;
+        heads.set(u.name, resolveBaseRanges(decodeUpdateHead(bytes), base));
       }
     }
   });
@@ -173,7 +174,9 @@ describe('updates written by publish', () => {
   });
 
   test('each changed file is compressed against its likeliest old file: same path, most shared chunks, same name', () => {
-    const { head } = updateOf(v2, v1.entry.name);
+    // File by file, before small frames are pooled (pooling only lays their dictionaries end to end).
+    const { perFile, alone } = planFileFrames(v2.snapshot, v1.snapshot);
+    const head = { frames: [...perFile, { yields: alone.map((p) => p.index), bases: [] }] };
     const fileOf = new Map<number, string>();
     for (const f of [...v2.snapshot.files].reverse()) for (const i of f.chunks) fileOf.set(i, f.path);
     const basesOf = (path: string) => head.frames.filter((f) => fileOf.get(f.yields[0]) === path).flatMap((f) => f.bases.map((b) => v1.snapshot.files[b.file].path));
@@ -235,4 +238,22 @@ test('publish options: no solid update, no deltas; a first publish killed after 
     publish({ sources: [{ kind: 'tree', name: 'src', path: join(root, 'src') }], remoteDir: remote, secret: key, publicKey, level: 23 }),
     (e: unknown) => e instanceof PaqueteError && e.code === 'USAGE',
   );
+});
+
+test('small changed files are pooled into one frame, their base files laid end to end in file order', () => {
+  // 100 files of one 2 kB chunk each, every one changed: one frame, not 100.
+  const snap = (v: number): Snapshot => ({
+    params: { minSize: 1024, avgSize: 4096, maxSize: 32768 },
+    created: 0,
+    sources: [{ kind: 'tree', name: 's' }],
+    packs: ['00'.repeat(32)],
+    chunks: Array.from({ length: 100 }, (_, i) => ({ id: BigInt(v * 1000 + i), pack: 0, offset: 8 + i * 2017, repr: 0, rawLength: 2000, storedLength: 2000 })),
+    files: Array.from({ length: 100 }, (_, i) => ({ path: `s/f${String(i).padStart(3, '0')}`, mode: 0o644, size: 2000, sha256: new Uint8Array(32), chunks: [i] })),
+  });
+  const [oldS, newS] = [snap(1), snap(2)];
+  const frames = planDeltaFrames(newS, oldS);
+  assert.equal(frames.length, 1);
+  assert.deepEqual(frames[0].yields, newS.files.map((f) => f.chunks[0]));
+  assert.deepEqual(frames[0].bases.map((b) => b.file), oldS.files.map((_, i) => i));
+  assert.ok(frames[0].bases.every((b) => b.start === 0 && b.length === 2000));
 });

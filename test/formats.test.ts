@@ -122,7 +122,7 @@ test('manifest: signed, verified, and any change to it is caught', () => {
   const body = sampleManifestBody(publicKey);
   const bytes = encodeManifest(body, key);
   assert.deepEqual(decodeManifest(bytes, 'here').body, body);
-  const tampered = Buffer.from(bytes.toString().replace('"serial": 3', '"serial": 4'));
+  const tampered = Buffer.from(bytes.toString().replace('"serial":3', '"serial":4'));
   assert.equal(code(() => decodeManifest(tampered, 'here')), 'BAD_SIGNATURE');
   // Re-signed by someone else: valid signature, different key (the caller checks trust).
   const other = parseSecretKey(generateKeys().secretPem, 'o');

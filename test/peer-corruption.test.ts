@@ -278,7 +278,7 @@ describe('corruption matrix over bundles', () => {
       const bytes = readFileSync(v);
       const { dataStart } = decodeVolumeHead(bytes);
       const text = bytes.subarray(dataStart, dataStart + 400).toString('latin1');
-      const at = dataStart + text.indexOf('"serial": ') + '"serial": '.length;
+      const at = dataStart + text.indexOf('"serial":') + '"serial":'.length;
       bytes[at] = bytes[at] === 0x31 ? 0x39 : 0x31;
       writeFileSync(v, bytes);
     }

@@ -45,7 +45,7 @@ export interface PlannedFrame {
 }
 
 /** One occurrence of a chunk in a file, at `offset` bytes from the file's start. */
-interface Place {
+export interface Place {
   index: number;
   offset: number;
   length: number;
@@ -105,6 +105,17 @@ export function planSolidFrames(target: Snapshot): PlannedFrame[] {
  * such file go in frames against nothing.
  */
 export function planDeltaFrames(target: Snapshot, base: Snapshot): PlannedFrame[] {
+  const { perFile, alone } = planFileFrames(target, base);
+  const pooled = pool(perFile, (i) => target.chunks[i].rawLength);
+  for (const piece of cut(alone, DELTA_FRAME_RAW)) pooled.push({ yields: piece.map((p) => p.index), bases: [] });
+  return pooled;
+}
+
+/**
+ * The delta's frames file by file, before small ones are pooled: each against a window of its
+ * file's base. `alone`: new chunks of files that have no base.
+ */
+export function planFileFrames(target: Snapshot, base: Snapshot): { perFile: PlannedFrame[]; alone: Place[] } {
   const inBase = new Set(base.chunks.map((c) => c.id));
   const chooseBase = baseFileChooser(target, base);
   const frames: PlannedFrame[] = [];
@@ -122,8 +133,42 @@ export function planDeltaFrames(target: Snapshot, base: Snapshot): PlannedFrame[
       frames.push({ yields: piece.map((p) => p.index), bases: [window(piece[0].offset, last.offset + last.length - piece[0].offset)] });
     }
   }
-  for (const piece of cut(alone, DELTA_FRAME_RAW)) frames.push({ yields: piece.map((p) => p.index), bases: [] });
-  return frames;
+  return { perFile: frames, alone };
+}
+
+/** Small delta frames are pooled up to this much content: one zstd frame for many small changed files. */
+export const POOL_RAW = 256 << 10;
+/** ... and up to this much dictionary (their base windows laid end to end). */
+export const POOL_DICTIONARY = 8 << 20;
+
+/**
+ * Joins consecutive small frames (in N's file order) into one, their dictionaries laid end to
+ * end. A tree of small files changes file by file: one frame per file pays a zstd frame header
+ * and a head entry each and compresses every file alone. caniuse-lite's daily release (565 of
+ * 841 ~2 KB files) took 23.8 KB of frames as a tree against 9.9 KB as one tar. The price: a
+ * client lacking one file's base cannot use the pooled frame (it then takes records).
+ */
+function pool(frames: PlannedFrame[], rawLength: (i: number) => number): PlannedFrame[] {
+  const out: PlannedFrame[] = [];
+  let cur: PlannedFrame | undefined;
+  let raw = 0;
+  let dict = 0;
+  for (const f of frames) {
+    const fRaw = f.yields.reduce((n, i) => n + rawLength(i), 0);
+    const fDict = f.bases.reduce((n, b) => n + b.length, 0);
+    if (cur && raw + fRaw <= POOL_RAW && dict + fDict <= POOL_DICTIONARY) {
+      cur.yields.push(...f.yields);
+      cur.bases.push(...f.bases);
+      raw += fRaw;
+      dict += fDict;
+      continue;
+    }
+    cur = { yields: [...f.yields], bases: [...f.bases] };
+    raw = fRaw;
+    dict = fDict;
+    out.push(cur);
+  }
+  return out;
 }
 
 /**
@@ -330,7 +375,8 @@ export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): F
     }
     const frame = compressor.compress(content, { level: opts.level, dictionary });
     opts.write(frame);
-    entries.push({ offset, length: frame.length, yields: planned.yields, bases });
+    const marked = bases.filter((b) => b.length > 0).map((b) => ({ ...b, toEnd: b.start + b.length === base!.files[b.file].size }));
+    entries.push({ offset, length: frame.length, yields: planned.yields, bases: marked });
     offset += frame.length;
   }
   return entries;

@@ -24,6 +24,24 @@ export interface BaseRange {
   file: number;
   start: number;
   length: number;
+  /** The range runs to the end of the file (written as length 0; `length` is filled in by resolveBaseRanges). */
+  toEnd?: boolean;
+}
+
+/**
+ * Fills in the length of ranges that run to the end of their base file, from the base snapshot
+ * (a head alone does not know file sizes). A range naming a file the base lacks keeps length 0,
+ * and the range checks (baseBytes, usableFrames) refuse it by its file.
+ */
+export function resolveBaseRanges(head: UpdateHead, base: { files: { size: number }[] } | null): UpdateHead {
+  for (const f of head.frames) {
+    for (const b of f.bases) {
+      if (!b.toEnd) continue;
+      const size = base?.files[b.file]?.size;
+      b.length = size === undefined ? 0 : Math.max(0, size - b.start);
+    }
+  }
+  return head;
 }
 
 export interface FrameEntry {
@@ -78,7 +96,13 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
       prev = i;
     }
     w.varint(f.bases.length);
-    for (const b of f.bases) w.varint(b.file).varint(b.start).varint(b.length);
+    // Ranges mostly run through consecutive whole base files: file as a gap, and a length of 0
+    // for "to the end of the file" (resolveBaseRanges fills it in), so such a range costs 3 zero bytes.
+    let prevFile = -1;
+    for (const b of f.bases) {
+      w.zigzag(b.file - prevFile - 1).varint(b.start).varint(b.toEnd ? 0 : b.length);
+      prevFile = b.file;
+    }
     expected += f.length;
   }
   const body = w.finish();
@@ -120,7 +144,15 @@ export function decodeUpdateHead(data: Uint8Array): UpdateHead {
       yields[j] = prev;
     }
     const bases: BaseRange[] = new Array(r.count(3, 'base range'));
-    for (let j = 0; j < bases.length; j++) bases[j] = { file: r.varint(), start: r.varint(), length: r.varint() };
+    let prevFile = -1;
+    for (let j = 0; j < bases.length; j++) {
+      const file = prevFile + 1 + r.zigzag();
+      if (file < 0) r.fail('a frame names a negative base file');
+      const start = r.varint();
+      const length = r.varint();
+      bases[j] = length === 0 ? { file, start, length: 0, toEnd: true } : { file, start, length };
+      prevFile = file;
+    }
     frames.push({ offset, length, yields, bases });
     offset += length;
   }

@@ -57,7 +57,8 @@ export interface Manifest {
 
 export function encodeManifest(body: ManifestBody, secret: KeyObject): Uint8Array {
   const signature = Buffer.from(signBytes(secret, Buffer.from(stringify(body)))).toString('base64');
-  return Buffer.from(JSON.stringify({ signed: body, signature }, null, 1) + '\n');
+  // Compact: every sync fetches the manifest again, and it grows with every snapshot.
+  return Buffer.from(JSON.stringify({ signed: body, signature }) + '\n');
 }
 
 /**

@@ -49,7 +49,7 @@ export interface Snapshot {
 }
 
 export const SNAPSHOT_MAGIC = Buffer.from('PQSN', 'ascii');
-export const SNAPSHOT_VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 const enum Compression {
   None = 0,
   Brotli = 2,
@@ -98,9 +98,12 @@ export function encodeSnapshotBody(s: Snapshot): Uint8Array {
     nextOffset.set(c.pack, c.offset + recordLength(c));
   }
   w.varint(s.files.length);
+  // Chunk indices are gaps from the previous index, across file boundaries too: files laid out
+  // one after another then cost 0 per file instead of an absolute index, which also shifts, for
+  // every file, whenever chunks come or go before it (and the index delta pays for each shift).
+  let prev = -1;
   for (const f of s.files) {
     w.string(f.path).varint(f.mode).varint(f.size).bytes(f.sha256).varint(f.chunks.length);
-    let prev = -1;
     for (const i of f.chunks) {
       w.zigzag(i - prev - 1);
       prev = i;
@@ -164,6 +167,7 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
   const fileCount = r.count(36, 'file');
   const files: FileEntry[] = new Array(fileCount);
   const seen = new Set<string>();
+  let prev = -1;
   for (let i = 0; i < fileCount; i++) {
     const path = r.string();
     checkSnapshotPath(path);
@@ -174,7 +178,6 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
     const sha256 = Buffer.from(r.bytes(32));
     const n = r.count(1, 'file chunk');
     const list: number[] = new Array(n);
-    let prev = -1;
     let total = 0;
     for (let j = 0; j < n; j++) {
       const idx = prev + 1 + r.zigzag();

@@ -311,7 +311,7 @@ async function updateWorthFetching(work: WorkDir, remote: Remote, latest: Latest
   const headCost = remote.requestCost(headPath(chosen.ref), chosen.ref.size);
   if (plan.cost < HEAD_WORTH * headCost || headCost > limit) return undefined;
   try {
-    return { head: await fetchUpdateHead(remote, chosen.ref, latest.entry, opts), base: chosen.base };
+    return { head: await fetchUpdateHead(remote, chosen.ref, latest.entry, chosen.base, opts), base: chosen.base };
   } catch (e) {
     if (opts.signal?.aborted) throw e;
     opts.events?.note?.(`update ${chosen.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);

@@ -1,5 +1,5 @@
 import { PaqueteError } from '../errors.js';
-import { decodeUpdateHead, UpdateHead } from '../delta/update.js';
+import { decodeUpdateHead, resolveBaseRanges, UpdateHead } from '../delta/update.js';
 import { decompressExact } from '../delta/zstd.js';
 import { Remote } from '../remote/remote.js';
 import { checkSnapshotBytes, ManifestBody, ManifestSnapshot, sha256Hex, UpdateRef } from '../snapshot/manifest.js';
@@ -44,12 +44,18 @@ export const solidUpdate = (entry: ManifestSnapshot): UpdateRef | undefined => (
 export const headPath = (ref: UpdateRef): string => `updates/${ref.name}.upd`;
 
 /** Fetches an update head and checks it against the signed manifest and the snapshot it builds. */
-export async function fetchUpdateHead(remote: Remote, ref: UpdateRef, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<UpdateHead> {
+export async function fetchUpdateHead(
+  remote: Remote,
+  ref: UpdateRef,
+  entry: ManifestSnapshot,
+  base: Snapshot | null,
+  opts: { signal?: AbortSignal } = {},
+): Promise<UpdateHead> {
   const bytes = await remote.get(headPath(ref), opts);
   if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
     throw new PaqueteError('BAD_SIGNATURE', `update ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
   }
-  const head = decodeUpdateHead(bytes);
+  const head = resolveBaseRanges(decodeUpdateHead(bytes), base);
   if (head.target !== entry.name || (head.base ?? '') !== ref.from) {
     throw new PaqueteError('BAD_FORMAT', `update ${ref.name.slice(0, 12)} is not the update the manifest says it is`);
   }
@@ -80,7 +86,7 @@ export async function indexThroughDelta(
   const choice = deltaChoices(work, manifest, entry)[0];
   if (!choice) return undefined;
   try {
-    const head = await fetchUpdateHead(remote, choice.ref, entry, opts);
+    const head = await fetchUpdateHead(remote, choice.ref, entry, choice.base, opts);
     return { bytes: rebuildIndex(head, choice, entry), update: { head, base: choice.base } };
   } catch (e) {
     if (opts.signal?.aborted) throw e;
