@@ -13,6 +13,8 @@ npm run build --silent
 
 DEMO=${PAQUETE_DEMO_DIR:-$(mktemp -d /tmp/paquete-demo.XXXXXX)}
 mkdir -p "$DEMO"
+# mktemp makes the directory private (0700); nginx's worker (another user) must read the remote in it.
+chmod 755 "$DEMO"
 cd "$DEMO"
 paquete() { node "$ROOT/bin/paquete.js" "$@"; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
