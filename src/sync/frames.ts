@@ -78,6 +78,15 @@ async function dictionaryOf(u: LoadedUpdate, fr: FrameEntry, store: ChunkStore):
   return baseBytes(base, fr.bases, fileRangeFromChunks(base, (i) => byIndex.get(i)!));
 }
 
+export interface FrameFetchOptions extends FetchEvents {
+  signal?: AbortSignal;
+  wireLimit?: number;
+  /** Where the .part files of frames under way are kept. */
+  partDir: string;
+  /** Chunk ids the store already holds (a frame brings some of those too): not stored again. */
+  present: Set<bigint>;
+}
+
 /**
  * Fetches frames of an update into the store. Bytes are decoded as they arrive, each chunk
  * checked against its id and stored as the record the remote's pack holds for it (so this store
@@ -91,7 +100,7 @@ export async function fetchFrames(
   u: LoadedUpdate,
   ranges: FrameRange[],
   store: ChunkStore,
-  opts: FetchEvents & { signal?: AbortSignal; wireLimit?: number; partDir: string },
+  opts: FrameFetchOptions,
 ): Promise<void> {
   const path = framesPath(u.head);
   const partOf = (f: number) => join(opts.partDir, `frame-${u.head.framesFile.slice(0, 16)}-${u.head.frames[f].offset}.part`);
@@ -183,7 +192,7 @@ class FrameReader {
     private readonly snapshot: Snapshot,
     private readonly store: ChunkStore,
     private readonly partPath: string,
-    private readonly opts: FetchEvents,
+    private readonly opts: FrameFetchOptions,
   ) {
     this.entry = u.head.frames[frame];
     this.remaining = this.entry.length;
@@ -238,7 +247,7 @@ class FrameReader {
       this.outPos += c.rawLength;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
-      if (!(await this.store.has(c.id))) await this.store.addRecord(c.id, rawRecord(c.id, raw));
+      if (!this.opts.present.has(c.id)) await this.store.addRecord(c.id, rawRecord(c.id, raw));
       this.opts.cache?.put(c.id, raw);
       this.arrived.push(i);
     }

@@ -246,7 +246,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const wireLimit = main.free ? undefined : budget;
       if (update && plan.frameRanges.length) {
         try {
-          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...fetchOpts, wireLimit, partDir: work.tmpDir });
+          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...fetchOpts, wireLimit, partDir: work.tmpDir, present });
         } catch (e) {
           if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
           // A frame that does not decode costs its bytes, not the session: its chunks come as records.
