@@ -9,6 +9,7 @@ import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { fetchFrames, framesPath, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
 import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.js';
+import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 
@@ -297,7 +298,7 @@ const HEAD_WORTH = 4;
  * worth a head, the budget cannot pay for it, or the remote does not have it (a LAN peer).
  */
 async function updateWorthFetching(work: WorkDir, remote: Remote, latest: Latest, plan: Plan, limit: number, opts: SyncOptions): Promise<LoadedUpdate | undefined> {
-  let chosen: { ref: NonNullable<ReturnType<typeof solidUpdate>>; base: Snapshot | null } | undefined;
+  let chosen: { ref: UpdateRef; base: Snapshot | null } | undefined;
   for (const d of deltaChoices(work, latest.manifest.body, latest.entry)) {
     const held = await work.store.hasMany(d.base.chunks.map((c) => c.id));
     if (held.size * 2 >= d.base.chunks.length) {
