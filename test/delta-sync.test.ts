@@ -107,6 +107,23 @@ describe('updates over HTTP (nginx)', () => {
     assert.equal(r.report.spent, r.wire);
   });
 
+  test("a budget smaller than the newcomer's stream: a prefix now, the rest next time, no byte paid twice", async () => {
+    await paquete(['init', url, 'card', '--trust', 'pub.key.pub'], dir);
+    const whole = (await sync('card', ['--dry-run'])).report.plannedCost as number;
+    const budget = Math.floor(whole / 2);
+    const first = await sync('card', ['--budget', String(budget)], 3);
+    assert.ok(first.wire <= budget, `first session ${first.wire} B on the wire, budget ${budget}`);
+    assert.equal(first.report.spent, first.wire);
+    assert.ok(kinds(first.log).includes('frames') && !kinds(first.log).includes('packs'), `a prefix of the stream, no records: ${kinds(first.log)}`);
+    const second = await sync('card');
+    assert.deepEqual(treeDigest(join(dir, 'card', 'site')), treeDigest(join(dir, 'site')));
+    // The frames of both sessions together: the stream once (plus one more request's headers).
+    const frames = (log: LogEntry[]) => log.filter((e) => e.uri.startsWith('/frames/')).reduce((n, e) => n + e.bytesSent + e.requestLength, 0);
+    assert.ok(frames(first.log) + frames(second.log) <= whole + 600, `${frames(first.log)} + ${frames(second.log)} B of frames against ${whole} B at once`);
+    const v = await paquete(['verify', '-C', 'card'], dir);
+    assert.match(v.stdout, /store ok/);
+  });
+
   test('a corrupt frame on the remote is caught, and its chunks come as records', async () => {
     const entry = manifest().snapshots.at(-1)!;
     const solid = entry.updates!.find((u) => u.from === '')!;

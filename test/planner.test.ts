@@ -155,3 +155,23 @@ test('with frames, the plan never costs more than the budget and brings only mis
     { numRuns: 400 },
   );
 });
+
+test('a budget too small for the stream it wants takes a prefix of it, never records it would pay for again', () => {
+  const sizes: Record<string, number[]> = {};
+  for (let i = 0; i < 100; i++) sizes[`s/f${String(i).padStart(3, '0')}`] = [2000];
+  const s = snapshotOf(sizes);
+  const frames = framesOf(s, [s.chunks.map((_, i) => i)], 0.3);
+  const budget = 30_000;
+  const plan = planSession({ ...base, snapshot: s, budget, frames });
+  assert.equal(plan.ranges.length, 0, 'no records');
+  assert.equal(plan.frameRanges.length, 1);
+  assert.ok(plan.cost <= budget && plan.cost > budget - 100, `cost ${plan.cost} for a budget of ${budget}`);
+  assert.ok(plan.frameRanges[0].end < frames[0].end, 'a prefix of the frame');
+  const done = plan.files.filter((f) => f.outcome === 'complete').length;
+  // Half the frame's bytes, counted at 90%: about 45 of the 100 files, in stream order.
+  assert.ok(done >= 40 && done <= 50, `${done} files expected complete`);
+  assert.deepEqual(plan.files.slice(0, done).map((f) => f.outcome), Array(done).fill('complete'));
+  // With --want, the stream's order is not the user's: file by file instead.
+  const wanted = planSession({ ...base, snapshot: s, budget, frames, wants: ['s/f099'] });
+  assert.equal(wanted.files.find((f) => f.file.path === 's/f099')!.outcome, 'complete');
+});

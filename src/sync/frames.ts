@@ -156,16 +156,19 @@ function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number
     for (const f of r.frames) {
       const fr = head.frames[f];
       const kept = existsSync(partOf(f)) ? statSync(partOf(f)).size : 0;
+      // A range may end inside its last frame (a prefix planned to fit the budget).
+      const end = Math.min(r.end, fr.offset + fr.length);
       if (kept > 0 && kept < fr.length) {
-        cur = { start: fr.offset + kept, end: fr.offset + fr.length, frames: [f], resume: kept };
+        if (fr.offset + kept >= end) continue; // that prefix is already here
+        cur = { start: fr.offset + kept, end, frames: [f], resume: kept };
         out.push(cur);
       } else {
         if (kept > 0) rmSync(partOf(f), { force: true });
         if (cur && cur.end === fr.offset) {
-          cur.end += fr.length;
+          cur.end = end;
           cur.frames.push(f);
         } else {
-          cur = { start: fr.offset, end: fr.offset + fr.length, frames: [f], resume: 0 };
+          cur = { start: fr.offset, end, frames: [f], resume: 0 };
           out.push(cur);
         }
       }
