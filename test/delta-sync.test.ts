@@ -89,6 +89,14 @@ describe('updates over HTTP (nginx)', () => {
     assert.match(v.stdout, /store ok/);
   });
 
+  test('a sync with nothing new costs one 304 for the manifest, not the manifest', async () => {
+    const r = await sync('fresh');
+    assert.deepEqual(r.log.map((e) => [e.uri, e.status]), [['/manifest.json', 304]]);
+    assert.equal(r.report.spent, r.wire);
+    assert.ok(r.wire < 700, `${r.wire} B for a sync with nothing new`);
+    assert.equal(r.report.placed.length, 0);
+  });
+
   test("a client missing a delta's base gets those chunks as records", async () => {
     // Release 3 without the update from nothing, so this client takes app.js alone, as records:
     // it then holds most of release 3 by bytes, but nothing of lib/util.js.

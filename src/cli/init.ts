@@ -6,6 +6,7 @@ import { normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { WorkDir } from '../workdir/workdir.js';
+import { acceptManifest, rememberManifestEtag } from '../sync/catalog.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs } from './common.js';
 import { out } from './output.js';
@@ -34,8 +35,9 @@ export const initCommand = {
 
     const remote = await openRemote(location);
     let manifest;
+    let etag: string | undefined;
     try {
-      manifest = decodeManifest(await remote.get(MANIFEST_PATH), location);
+      manifest = decodeManifest(await remote.get(MANIFEST_PATH, { onEtag: (e) => (etag = e) }), location);
     } catch (e) {
       // Never online (a friend's stick is all there is): the trusted key is all a directory
       // needs; the first sync or `paquete import` brings the manifest.
@@ -52,6 +54,15 @@ export const initCommand = {
       throw new PaqueteError('UNTRUSTED_KEY', `the remote is signed by ${fingerprint(manifest.publisher)}, not by the key you trust (${fingerprint(trusted)})`, 'check you have the right remote and key');
     }
     WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(manifest.publisher.raw).toString('base64') });
+    // Accepted as the first sync would (same key, nothing older seen), so that sync's manifest
+    // request can be a conditional one: unchanged, it costs a 304 instead of the whole file.
+    const work = await WorkDir.open(root, 'init');
+    try {
+      acceptManifest(work, manifest);
+      rememberManifestEtag(work, location, etag, manifest.bytes);
+    } finally {
+      await work.close();
+    }
     const latest = latestSnapshot(manifest.body);
     out.result(`initialized ${root} from ${location}`);
     if (!trusted) out.result(`pinned the publisher key ${fingerprint(manifest.publisher)} (first use; compare it with what the publisher tells you)`);

@@ -741,6 +741,7 @@ class HttpRemoteImpl implements HttpRemote {
     let validator: string | undefined; // If-Range for resuming this download
     let etagOfBody: string | undefined;
     let firstSize: number | undefined;
+    let notModified = false;
     const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
     const strict = path === MANIFEST || path.endsWith('.json');
     const deliver = (b: Buffer): void => {
@@ -760,6 +761,7 @@ class HttpRemoteImpl implements HttpRemote {
       if (have > 0 && !validator && path === MANIFEST) reset();
       const headers: Record<string, string> = { range: `bytes=${have}-` };
       if (have > 0 && validator) headers['if-range'] = validator;
+      if (have === 0 && opts?.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch.etag;
       if (budget) {
         const overhead = this.requestCost(path, 0);
         const room = budget.left - overhead;
@@ -768,6 +770,12 @@ class HttpRemoteImpl implements HttpRemote {
       }
       const op = await this.open(path, headers, att, budget);
       const { status, res } = op;
+      if (status === 304 && have === 0 && opts?.ifNoneMatch) {
+        // Unchanged since we fetched it: a few hundred bytes of headers instead of the file.
+        await this.discard(op, att);
+        notModified = true;
+        return;
+      }
       if (status === 416 && have === 0) {
         const total = unsatisfiedTotal(res.headers['content-range']);
         if (total === 0) {
@@ -837,6 +845,11 @@ class HttpRemoteImpl implements HttpRemote {
         } : undefined,
       }, budget);
     });
+    if (notModified) {
+      opts?.onEtag?.(opts.ifNoneMatch!.etag);
+      return opts!.ifNoneMatch!.cached;
+    }
+    opts?.onEtag?.(etagOfBody);
     const out = Buffer.concat(parts, have);
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }

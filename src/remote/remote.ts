@@ -21,6 +21,13 @@ export interface FetchOptions {
   /** Stop and fail if the response would put more than this many bytes on the wire. */
   maxWireBytes?: number;
   signal?: AbortSignal;
+  /**
+   * get() only: the copy we hold and the ETag it came with. An HTTP server that still has it
+   * answers 304 with no body, and get() returns `cached`. Remotes without ETags ignore it.
+   */
+  ifNoneMatch?: { etag: string; cached: Uint8Array };
+  /** get() only: told the ETag of the bytes it returns (undefined when the server gave none). */
+  onEtag?: (etag: string | undefined) => void;
 }
 
 export interface Remote {

@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
-import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -25,7 +25,9 @@ const snapshotCache = (name: string) => `snapshots/${name}.snap`;
  * it (it is immutable, named by its hash), else from the remote, checked against the manifest.
  */
 export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } = {}): Promise<Latest> {
-  const manifest = decodeManifest(await remote.get(MANIFEST_PATH, opts), remote.location);
+  let etag: string | undefined;
+  const bytes = await remote.get(MANIFEST_PATH, { ...opts, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
+  const manifest = decodeManifest(bytes, remote.location);
   checkManifestTrust(work, manifest, `the remote ${remote.location}`);
   const entry = latestSnapshot(manifest.body);
   if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
@@ -39,6 +41,7 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
   }
   const snapshot = await loadSnapshot(work, remote, entry, opts);
   work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  rememberManifestEtag(work, remote.location, etag, manifest.bytes);
   return { manifest, entry, snapshot, update };
 }
 
@@ -69,6 +72,39 @@ export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: str
     if (manifest.body.serial === trusted.body.serial && Buffer.compare(Buffer.from(manifest.bytes), trustedBytes) !== 0) {
       throw new PaqueteError('ROLLBACK', `${where} offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
     }
+  }
+}
+
+const ETAGS = 'manifest-etags.json';
+type EtagRecords = Record<string, { etag: string; sha256: string }>;
+
+/**
+ * What a conditional GET of the manifest needs: the ETag `location` gave for the manifest this
+ * directory now trusts, with those bytes. Every sync reads the manifest, and it grows with every
+ * snapshot (its update references): unchanged, it costs a 304 instead. Only for the exact
+ * trusted bytes, so an answer of 304 can never stand for a manifest not checked here before.
+ */
+function unchangedManifest(work: WorkDir, location: string): { etag: string; cached: Uint8Array } | undefined {
+  const trusted = work.readOptional(TRUSTED_MANIFEST);
+  const record = readEtags(work)[location];
+  if (!trusted || !record || record.sha256 !== sha256Hex(trusted)) return undefined;
+  return { etag: record.etag, cached: trusted };
+}
+
+export function rememberManifestEtag(work: WorkDir, location: string, etag: string | undefined, bytes: Uint8Array): void {
+  const records = readEtags(work);
+  const before = records[location];
+  if (etag === undefined || etag.startsWith('W/')) delete records[location];
+  else records[location] = { etag, sha256: sha256Hex(bytes) };
+  if (JSON.stringify(before) !== JSON.stringify(records[location])) work.writeMeta(ETAGS, JSON.stringify(records) + '\n');
+}
+
+function readEtags(work: WorkDir): EtagRecords {
+  try {
+    const parsed: unknown = JSON.parse(work.readOptional(ETAGS)?.toString() ?? '{}');
+    return parsed && typeof parsed === 'object' ? (parsed as EtagRecords) : {};
+  } catch {
+    return {}; // a damaged cache only costs one full manifest
   }
 }
 

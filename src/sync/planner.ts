@@ -102,6 +102,8 @@ export function planSession(input: PlanInput): Plan {
   return done(greedy) > done(careful) || (done(greedy) === done(careful) && greedy.cost <= careful.cost) ? greedy : careful;
 }
 
+/** The stream is planned only when its frames cost at most this share of the records. */
+const STREAM_SAVING = 0.8;
 /** A frame prefix shorter than this is mostly request headers: not worth a request. */
 const MIN_PREFIX = 16 << 10;
 /** Compressed bytes do not map evenly onto content: count on this share of a prefix's chunks only. */
@@ -130,7 +132,9 @@ function planStream(input: PlanInput): Plan | undefined {
   const frames = [...new Set(frameOf.values())].sort((a, b) => a.start - b.start);
   let recordBytes = 0;
   for (const i of missing) recordBytes += recordLength(snapshot.chunks[i]);
-  if (frames.reduce((n, f) => n + f.end - f.start, 0) >= recordBytes) return undefined;
+  // The stream gives up "cheapest files first" (its order is the files', a big one may come
+  // first): only for a real saving, not for the few header bytes frames save on packed data.
+  if (frames.reduce((n, f) => n + f.end - f.start, 0) > STREAM_SAVING * recordBytes) return undefined;
 
   const perRequest = input.requestCost(2 ** 32) - 2 ** 32;
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
