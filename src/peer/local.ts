@@ -1,8 +1,7 @@
 import { PaqueteError } from '../errors.js';
-import { checkSnapshotBytes, ManifestSnapshot } from '../snapshot/manifest.js';
 import { recordLength } from '../snapshot/snapshot.js';
 import { Assembler } from '../sync/assembler.js';
-import { cachedLatest, cachedSnapshotBytes, trustedManifest } from '../sync/catalog.js';
+import { cachedIndex, cachedLatest, trustedManifest } from '../sync/catalog.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { HaveSummary } from './have.js';
 
@@ -28,18 +27,7 @@ export function requireLatest(work: WorkDir, why: string): NonNullable<ReturnTyp
 export function cachedSnapshotNames(work: WorkDir): string[] {
   const m = trustedManifest(work);
   if (!m) return [];
-  return m.body.snapshots.filter((e) => loadCached(work, e) !== undefined).map((e) => e.name);
-}
-
-function loadCached(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefined {
-  const bytes = cachedSnapshotBytes(work, entry.name);
-  if (!bytes) return undefined;
-  try {
-    checkSnapshotBytes(entry, bytes);
-    return bytes;
-  } catch {
-    return undefined;
-  }
+  return m.body.snapshots.filter((e) => cachedIndex(work, e) !== undefined).map((e) => e.name);
 }
 
 /**

@@ -131,7 +131,7 @@ export function cacheSnapshot(work: WorkDir, entry: ManifestSnapshot, bytes: Uin
 }
 
 /** The cached index of `entry` if it is there and intact (a damaged one is simply fetched again). */
-function cachedIndex(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefined {
+export function cachedIndex(work: WorkDir, entry: ManifestSnapshot): Uint8Array | undefined {
   const bytes = work.readOptional(snapshotCache(entry.name));
   if (!bytes) return undefined;
   try {

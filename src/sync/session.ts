@@ -118,9 +118,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // Frames of an update come from the paid remote only: free peers serve records.
     let update = from === main ? latest.update : undefined;
     let baseHeld = new Set<bigint>();
-    const useUpdate = async (u: LoadedUpdate | undefined) => {
+    const useUpdate = async (u: LoadedUpdate | undefined, held?: Set<bigint>) => {
       update = u;
-      baseHeld = u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set();
+      baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set());
     };
     await useUpdate(update);
     const planFor = (source: Source, limit: number) => {
@@ -143,7 +143,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const mainLimit = () => (main.free ? Infinity : budget - spent());
     let plan = planFor(main, mainLimit());
     if (!update && main.remote.rangeSupport !== 'no') {
-      await useUpdate(await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts));
+      const worth = await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts);
+      await useUpdate(worth?.update, worth?.baseHeld);
       if (update) plan = planFor(main, mainLimit());
     }
     removeStaleParts(work.tmpDir, update?.head);
@@ -297,22 +298,31 @@ const HEAD_WORTH = 4;
  * from nothing (one long compressed stream instead of chunk by chunk). Undefined when nothing is
  * worth a head, the budget cannot pay for it, or the remote does not have it (a LAN peer).
  */
-async function updateWorthFetching(work: WorkDir, remote: Remote, latest: Latest, plan: Plan, limit: number, opts: SyncOptions): Promise<LoadedUpdate | undefined> {
-  let chosen: { ref: UpdateRef; base: Snapshot | null } | undefined;
+async function updateWorthFetching(
+  work: WorkDir,
+  remote: Remote,
+  latest: Latest,
+  plan: Plan,
+  limit: number,
+  opts: SyncOptions,
+): Promise<{ update: LoadedUpdate; baseHeld: Set<bigint> } | undefined> {
+  let chosen: { ref: UpdateRef; base: Snapshot | null; held: Set<bigint> } | undefined;
   for (const d of deltaChoices(work, latest.manifest.body, latest.entry)) {
     const held = await work.store.hasMany(d.base.chunks.map((c) => c.id));
     if (held.size * 2 >= d.base.chunks.length) {
-      chosen = { ref: d.ref, base: d.base };
+      chosen = { ref: d.ref, base: d.base, held };
       break;
     }
   }
   const solid = solidUpdate(latest.entry);
-  if (!chosen && solid) chosen = { ref: solid, base: null };
+  if (!chosen && solid) chosen = { ref: solid, base: null, held: new Set() };
   if (!chosen) return undefined;
   const headCost = remote.requestCost(headPath(chosen.ref), chosen.ref.size);
   if (plan.cost < HEAD_WORTH * headCost || headCost > limit) return undefined;
   try {
-    return { head: await fetchUpdateHead(remote, chosen.ref, latest.entry, chosen.base, opts), base: chosen.base };
+    const head = await fetchUpdateHead(remote, chosen.ref, latest.entry, chosen.base, opts);
+    // Which base chunks the store holds, as counted above: what frames' dictionaries may use.
+    return { update: { head, base: chosen.base }, baseHeld: chosen.held };
   } catch (e) {
     if (opts.signal?.aborted) throw e;
     opts.events?.note?.(`update ${chosen.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);

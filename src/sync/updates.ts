@@ -6,6 +6,7 @@ import { checkSnapshotBytes, ManifestBody, ManifestSnapshot, sha256Hex, UpdateRe
 import { decodeSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
+import { cachedIndex } from './catalog.js';
 
 /**
  * Which of a snapshot's updates (src/delta/update.ts) this directory can use, fetching and
@@ -26,13 +27,13 @@ export function deltaChoices(work: WorkDir, manifest: ManifestBody, entry: Manif
   refs.sort((a, b) => position.get(b.from)! - position.get(a.from)!);
   for (const ref of refs) {
     const baseEntry = manifest.snapshots[position.get(ref.from)!];
-    const baseBytes = work.readOptional(`snapshots/${baseEntry.name}.snap`);
+    // A missing or damaged cached index is no base; the update from it is simply not used.
+    const baseBytes = cachedIndex(work, baseEntry);
     if (!baseBytes) continue;
     try {
-      checkSnapshotBytes(baseEntry, baseBytes);
       out.push({ ref, baseEntry, baseBytes, base: decodeSnapshot(baseBytes) });
     } catch {
-      // A damaged cached index is no base; the update from it is simply not used.
+      // an index that does not decode is no base either
     }
   }
   return out;
