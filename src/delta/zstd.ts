@@ -53,19 +53,28 @@ export class FrameCompressor {
 /** Whole-buffer decompression for small things (records, index deltas); `expected` is exact. */
 export function decompressExact(frame: Uint8Array, expected: number, dictionary?: Uint8Array): Uint8Array {
   const decoder = new FrameDecoder(expected, dictionary);
-  const parts = decoder.push(frame);
+  decoder.push(frame);
   decoder.end();
-  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+  return decoder.output;
 }
+
+/**
+ * Largest content a frame may promise. Sizes come from signed indexes (frames are cut at 32 MiB,
+ * src/delta/build.ts; an index body is ~12 B a chunk), so this only keeps a bug from asking for
+ * absurd memory up front.
+ */
+export const MAX_FRAME_CONTENT = 2 ** 30;
 
 /**
  * Streaming decoder of one frame whose content size is known from elsewhere (the index): bytes
  * come out as blocks complete, so a frame cut by the network still yields everything before the
- * cut. Anything that does not add up (more output than promised, a frame that ends early,
- * garbage) throws DAMAGED_PACK.
+ * cut. They are decoded into one buffer of the promised size, so a caller cuts chunks out of it
+ * with no copy (joining 1 MiB output pieces was a tenth of a first sync). Anything that does not
+ * add up (more output than promised, a frame that ends early, garbage) throws DAMAGED_PACK.
  */
 export class FrameDecoder {
   private readonly dctx = new binding.DCtx();
+  private readonly buffer: Buffer;
   private produced = 0;
   private finished = false;
 
@@ -73,26 +82,31 @@ export class FrameDecoder {
     readonly expected: number,
     dictionary?: Uint8Array,
   ) {
+    if (!Number.isInteger(expected) || expected < 0 || expected > MAX_FRAME_CONTENT) {
+      throw new PaqueteError('DAMAGED_PACK', `a compressed frame may hold at most ${MAX_FRAME_CONTENT} bytes, not ${expected}`);
+    }
+    // One byte of room past the promise: a frame holding more shows itself by filling it.
+    this.buffer = Buffer.allocUnsafe(expected + 1);
     this.dctx.setParameter(binding.DParameter.windowLogMax, MAX_WINDOW_LOG);
     if (dictionary?.length) this.dctx.loadDictionary(dictionary);
   }
 
-  /** Decodes what `input` allows; returns the new output bytes (possibly none). */
-  push(input: Uint8Array): Uint8Array[] {
-    const out: Uint8Array[] = [];
+  /** The bytes decoded so far (a view, valid as long as the decoder). */
+  get output(): Uint8Array {
+    return this.buffer.subarray(0, this.produced);
+  }
+
+  /** Decodes what `input` allows; returns how many new bytes `output` holds (possibly none). */
+  push(input: Uint8Array): number {
+    const before = this.produced;
     let src = input;
     try {
       while (src.length > 0 || !this.finished) {
         if (this.finished) throw new PaqueteError('DAMAGED_PACK', 'compressed frame has bytes after its end');
-        const room = Math.max(1, Math.min(1 << 20, this.expected - this.produced + 1));
-        const dst = Buffer.allocUnsafe(room);
-        const [left, produced, consumed] = this.dctx.decompressStream(dst, src);
+        const [left, produced, consumed] = this.dctx.decompressStream(this.buffer.subarray(this.produced), src);
         src = src.subarray(consumed);
-        if (produced) {
-          this.produced += produced;
-          if (this.produced > this.expected) throw new PaqueteError('DAMAGED_PACK', `compressed frame holds more than the ${this.expected} bytes promised`);
-          out.push(dst.subarray(0, produced));
-        }
+        this.produced += produced;
+        if (this.produced > this.expected) throw new PaqueteError('DAMAGED_PACK', `compressed frame holds more than the ${this.expected} bytes promised`);
         if (left === 0) this.finished = true;
         if (consumed === 0 && produced === 0) break;
       }
@@ -100,7 +114,7 @@ export class FrameDecoder {
       if (e instanceof PaqueteError) throw e;
       throw new PaqueteError('DAMAGED_PACK', `compressed frame does not decode: ${(e as Error).message}`);
     }
-    return out;
+    return this.produced - before;
   }
 
   /** Checks that the frame ended and gave exactly what was promised. */

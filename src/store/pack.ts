@@ -63,23 +63,19 @@ export function encodeRecord(id: bigint, raw: Uint8Array, level = 6): Uint8Array
   return recordOf(id, repr, raw.length, payload);
 }
 
-/**
- * A record holding the chunk as is: what a client stores for chunks that came decoded from an
- * update's frames (compressing them again would cost more CPU than everything else on that path;
- * `serve` re-encodes them as published when a LAN peer asks for them).
- */
-export function rawRecord(id: bigint, raw: Uint8Array): Uint8Array {
-  return recordOf(id, Repr.Raw, raw.length, raw);
-}
-
 function recordOf(id: bigint, repr: Repr, rawLength: number, payload: Uint8Array): Uint8Array {
   const out = Buffer.allocUnsafe(RECORD_HEADER_SIZE + payload.length);
-  out.writeBigUInt64BE(id, 0);
-  out[8] = repr;
-  out.writeUInt32LE(rawLength, 9);
-  out.writeUInt32LE(payload.length, 13);
+  writeRecordHeader(out, 0, { id, repr, rawLength, storedLength: payload.length });
   out.set(payload, RECORD_HEADER_SIZE);
   return out;
+}
+
+/** Writes a record header at out[at, at + RECORD_HEADER_SIZE). */
+export function writeRecordHeader(out: Buffer, at: number, h: RecordHeader): void {
+  out.writeBigUInt64BE(h.id, at);
+  out[at + 8] = h.repr;
+  out.writeUInt32LE(h.rawLength, at + 9);
+  out.writeUInt32LE(h.storedLength, at + 13);
 }
 
 export function decodeRecordHeader(b: Uint8Array, offset = 0): RecordHeader {

@@ -7,7 +7,8 @@ import { PaqueteError } from '../errors.js';
 import { fsyncPath } from '../util/fsx.js';
 import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
 import {
-  checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader,
+  checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader, Repr,
+  writeRecordHeader,
 } from './pack.js';
 
 /** Where a chunk's record lies in the local store. */
@@ -45,6 +46,11 @@ const decodeLocation = (v: Uint8Array): Location => {
   return { pack: b.readUInt32LE(0), offset: b.readUInt32LE(4), length: b.readUInt32LE(8) };
 };
 const fdatasyncAsync = promisify(fdatasync);
+/**
+ * Records are gathered here and written to the pack in one call: a write per 4 KiB record was
+ * a tenth of a first sync's time (typescript: 4,204 writes).
+ */
+const WRITE_BUFFER = 1 << 20;
 export const packFileName = (n: number) => `${String(n).padStart(8, '0')}.pack`;
 
 export interface VerifyProblem {
@@ -72,6 +78,9 @@ export class ChunkStore {
   private fds = new Map<number, number>();
   private writePack = -1;
   private writeEnd = 0;
+  /** The current pack holds bytes up to here; [written, writeEnd) is still in writeBuffer. */
+  private written = 0;
+  private writeBuffer: Buffer | undefined;
   private pending = new Map<bigint, Location>();
   private unsynced = 0;
   private lastDurable = Date.now();
@@ -144,6 +153,7 @@ export class ChunkStore {
   }
 
   private readRecord(loc: Location): { header: RecordHeader; payload: Uint8Array } {
+    if (loc.pack === this.writePack && loc.offset + loc.length > this.written) this.writeOut();
     const buf = Buffer.allocUnsafe(loc.length);
     const n = readSync(this.fd(loc.pack), buf, 0, loc.length, loc.offset);
     if (n !== loc.length) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} is truncated at ${loc.offset}`);
@@ -211,13 +221,58 @@ export class ChunkStore {
    * to bytes whose id matches; storing the record as is spares recompressing it.
    */
   async addRecord(id: bigint, record: Uint8Array): Promise<void> {
+    await this.append(id, record.length, (out, at) => out.set(record, at));
+  }
+
+  /**
+   * Stores checked chunk bytes as a Raw record, uncompressed: what a client keeps for chunks that
+   * came decoded from an update's frames (compressing them again would cost more CPU than
+   * everything else on that path; `serve` re-encodes them as published when a LAN peer asks).
+   */
+  async addRaw(id: bigint, raw: Uint8Array): Promise<void> {
+    await this.append(id, RECORD_HEADER_SIZE + raw.length, (out, at) => {
+      writeRecordHeader(out, at, { id, repr: Repr.Raw, rawLength: raw.length, storedLength: raw.length });
+      out.set(raw, at + RECORD_HEADER_SIZE);
+    });
+  }
+
+  /** Appends a record of `length` bytes, which `fill` writes at out[at, at + length). */
+  private async append(id: bigint, length: number, fill: (out: Buffer, at: number) => void): Promise<void> {
     if (this.pending.has(id)) return;
-    await this.prepareWrite(record.length);
-    writeFully(this.fd(this.writePack), record, this.writeEnd);
-    this.pending.set(id, { pack: this.writePack, offset: this.writeEnd, length: record.length });
-    this.writeEnd += record.length;
-    this.unsynced += record.length;
+    await this.prepareWrite(length);
+    if (this.writeEnd - this.written + length > WRITE_BUFFER) this.writeOut();
+    if (length > WRITE_BUFFER) {
+      const record = Buffer.allocUnsafe(length);
+      fill(record, 0);
+      this.writeAt(record, this.writeEnd);
+      this.written = this.writeEnd + length;
+    } else {
+      this.writeBuffer ??= Buffer.allocUnsafe(WRITE_BUFFER);
+      fill(this.writeBuffer, this.writeEnd - this.written);
+    }
+    this.pending.set(id, { pack: this.writePack, offset: this.writeEnd, length });
+    this.writeEnd += length;
+    this.unsynced += length;
     if (this.unsynced >= this.flushEvery.bytes || Date.now() - this.lastDurable >= this.flushEvery.ms) await this.flush();
+  }
+
+  /** Writes the buffered records to the pack. On failure they are dropped, never half-indexed. */
+  private writeOut(): void {
+    if (this.writeEnd === this.written) return;
+    try {
+      this.writeAt(this.writeBuffer!.subarray(0, this.writeEnd - this.written), this.written);
+    } catch (e) {
+      // A full disk: forget what never reached the pack, so the index cannot point at it; the
+      // next write starts over at the same place.
+      for (const [id, loc] of this.pending) if (loc.pack === this.writePack && loc.offset >= this.written) this.pending.delete(id);
+      this.writeEnd = this.written;
+      throw e;
+    }
+    this.written = this.writeEnd;
+  }
+
+  private writeAt(bytes: Uint8Array, position: number): void {
+    writeFully(this.fd(this.writePack), bytes, position);
   }
 
   private async prepareWrite(size: number): Promise<void> {
@@ -240,6 +295,7 @@ export class ChunkStore {
     if (fstatSync(fd).size !== end) ftruncateSync(fd, end);
     this.writePack = pack;
     this.writeEnd = end;
+    this.written = end;
   }
 
   private newPack(n: number): void {
@@ -257,6 +313,7 @@ export class ChunkStore {
     this.fds.set(n, fd);
     this.writePack = n;
     this.writeEnd = PACK_HEADER_SIZE;
+    this.written = PACK_HEADER_SIZE;
     // The index learns of the pack at the next commit; until then it is an orphan file that
     // the next writer simply overwrites.
   }
@@ -319,14 +376,13 @@ export class ChunkStore {
    */
   async flush(durable = true): Promise<void> {
     if (this.writePack < 0 || (this.pending.size === 0 && (!durable || this.committed.durable === this.writeEnd))) return;
+    this.writeOut();
     // Off the main thread, so a download beside us keeps reading its socket meanwhile.
     if (durable) await fdatasyncAsync(this.fd(this.writePack));
-    const ops: { type: 'put'; key: Uint8Array; value: Uint8Array }[] = [];
-    for (const [id, loc] of this.pending) ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) });
-    ops.push(u32Put(META_CURRENT_PACK, this.writePack));
-    ops.push(u32Put(packEndKey(this.writePack), this.writeEnd));
     const durableEnd = durable ? this.writeEnd : this.committed.pack === this.writePack ? this.committed.durable : PACK_HEADER_SIZE;
-    ops.push(u32Put(packDurableKey(this.writePack), durableEnd));
+    const ops: BatchOp[] = [];
+    for (const [id, loc] of this.pending) ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) });
+    ops.push(u32Put(META_CURRENT_PACK, this.writePack), u32Put(packEndKey(this.writePack), this.writeEnd), u32Put(packDurableKey(this.writePack), durableEnd));
     await this.batch(ops, { sync: durable });
     this.committed = { pack: this.writePack, end: this.writeEnd, durable: durableEnd };
     this.pending.clear();
@@ -336,10 +392,19 @@ export class ChunkStore {
     }
   }
 
-  /** A batch on the index; a full disk there is reported as such, not as LevelDB's IO error. */
+  /**
+   * A batch on the index; a full disk there is reported as such, not as LevelDB's IO error.
+   * Chained, not level's array form: that one copies and checks every operation object and took
+   * 90 ms for 4,204 puts where the chained form takes 10-25.
+   */
   private async batch(ops: BatchOp[], options: { sync: boolean }): Promise<void> {
     try {
-      await this.db.batch(ops as never[], options);
+      const batch = this.db.batch();
+      for (const op of ops) {
+        if (op.type === 'put') batch.put(op.key, op.value);
+        else batch.del(op.key);
+      }
+      await batch.write(options);
     } catch (e) {
       const text = `${(e as Error).message} ${(e as { cause?: Error }).cause?.message ?? ''}`;
       if (/No space left|ENOSPC/i.test(text)) throw diskFull();

@@ -6,7 +6,6 @@ import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
 import { FrameDecoder } from '../delta/zstd.js';
 import { baseBytes, fileRangeFromChunks, MAX_DICTIONARY } from '../delta/build.js';
 import { Remote } from '../remote/remote.js';
-import { rawRecord } from '../store/pack.js';
 import { ChunkStore } from '../store/store.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { FetchEvents } from './fetcher.js';
@@ -181,8 +180,7 @@ function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number
 class FrameReader {
   private decoder!: FrameDecoder;
   private fd: number | undefined;
-  /** Decoded bytes not yet cut into chunks start at outPos. */
-  private out: Uint8Array = new Uint8Array(0);
+  /** Decoded bytes from here on are not yet cut into chunks. */
   private outPos = 0;
   private nextYield = 0;
   private arrived: number[] = [];
@@ -221,14 +219,7 @@ class FrameReader {
 
   private async decode(bytes: Uint8Array): Promise<void> {
     try {
-      const parts = this.decoder.push(bytes);
-      if (parts.length) {
-        // One copy per decoded batch (not per chunk): the unread tail joins the new output.
-        const tail = this.out.subarray(this.outPos);
-        this.out = tail.length || parts.length > 1 ? Buffer.concat([tail, ...parts]) : parts[0];
-        this.outPos = 0;
-      }
-      await this.split();
+      if (this.decoder.push(bytes) > 0) await this.split();
     } catch (e) {
       this.close();
       rmSync(this.partPath, { force: true });
@@ -242,15 +233,17 @@ class FrameReader {
   /** Cuts decoded bytes into the frame's chunks, checks and stores each. */
   private async split(): Promise<void> {
     const yields = this.entry.yields;
+    // Chunks are views of the decoder's buffer: the store copies them, the cache keeps views.
+    const out = this.decoder.output;
     while (this.nextYield < yields.length) {
       const i = yields[this.nextYield];
       const c = this.snapshot.chunks[i];
-      if (this.out.length - this.outPos < c.rawLength) return;
-      const raw = this.out.subarray(this.outPos, this.outPos + c.rawLength);
+      if (out.length - this.outPos < c.rawLength) return;
+      const raw = out.subarray(this.outPos, this.outPos + c.rawLength);
       this.outPos += c.rawLength;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
-      if (!this.opts.present.has(c.id)) await this.store.addRecord(c.id, rawRecord(c.id, raw));
+      if (!this.opts.present.has(c.id)) await this.store.addRaw(c.id, raw);
       this.opts.cache?.put(c.id, raw);
       this.arrived.push(i);
     }
