@@ -9,7 +9,9 @@ import {
   Chunker,
   DEFAULT_PARAMS,
   chunkBytes,
+  chunkBytesWithIds,
   chunkFile,
+  chunkFileWithIds,
   chunkId,
   createChunker,
   createJsChunker,
@@ -249,6 +251,7 @@ describe('WebAssembly chunker', () => {
     for (let i = 0; i < 5; i++) {
       buffer.set(data);
       chunker.cut(buffer.length, i % 2 === 0);
+      chunker.cutWithIds(buffer.length, i % 2 === 1);
     }
     assert.equal(chunker.buffer, buffer);
     assert.equal(buffer.buffer, backing);
@@ -262,6 +265,7 @@ describe('WebAssembly chunker', () => {
     assert.deepEqual(chunker.params, DEFAULT_PARAMS);
     assert.throws(() => chunker.cut(chunker.buffer.length + 1, true), RangeError);
     assert.throws(() => chunker.cut(-1, true), RangeError);
+    assert.throws(() => chunker.cutWithIds(chunker.buffer.length + 1, true), RangeError);
     await assert.rejects(createChunker({ minSize: 100, avgSize: 1000, maxSize: 2000 }), RangeError);
     await assert.rejects(createWasmChunker(DEFAULT_PARAMS, 1000), RangeError);
   });
@@ -353,6 +357,91 @@ describe('chunk ids', () => {
     const data = xorshift(1 << 20, 0x70617175);
     assert.equal(idToHex(chunkId(data.subarray(0, 8279))), '1133ec03d5e1cc58');
     assert.equal(chunkId(data), 0x6262376b932d24een);
+  });
+
+  test('the WebAssembly chunker computes the same ids as xxhash-wasm (cutWithIds), at every length and alignment', async () => {
+    await initHash();
+    let checked = 0;
+    const check = (chunker: Chunker, data: Uint8Array, what: string) => {
+      chunker.buffer.set(data);
+      const { ends, ids } = chunker.cutWithIds(data.length, true);
+      assert.deepEqual(ends, chunker.cut(data.length, true), what);
+      assert.equal(ids.length, ends.length, what);
+      ends.forEach((end, i) => {
+        const start = i ? ends[i - 1] : 0;
+        assert.equal(ids[i], chunkId(data.subarray(start, end)), `${what}: chunk ${i} [${start}, ${end})`);
+        checked++;
+      });
+      return ends;
+    };
+    // Every length 0..64 and many up to 600 KiB, as the only chunk (aligned) and after a first
+    // chunk of 1027 bytes (a run of 0xff is cut at max), so at an odd address.
+    const single = await createWasmChunker({ minSize: 1 << 20, avgSize: 1 << 20, maxSize: 1 << 20 });
+    const shifted = await createWasmChunker({ minSize: 64, avgSize: 256, maxSize: 1027 }, 1 << 20);
+    const lengths = Array.from({ length: 65 }, (_, n) => n);
+    for (let n = 65; n < 600_000; n = Math.ceil(n * 1.07) + 1) lengths.push(n, n + 1, n + 7);
+    lengths.push(600_000);
+    for (const n of lengths) {
+      const data = xorshift(n, n + 1);
+      check(single, data, `${n} bytes`);
+      if (n <= 70_000) {
+        const after = new Uint8Array(1027 + n).fill(0xff);
+        after.set(data, 1027);
+        assert.equal(check(shifted, after, `${n} bytes after 1027`)[0], 1027);
+      }
+    }
+    // Content-defined chunks of every parameter set: all lengths between min and max, at odd offsets.
+    for (const params of PARAM_SETS) {
+      const wasm = await createWasmChunker(params);
+      check(wasm, xorshift(3 * params.maxSize + 777, 5), `random ${JSON.stringify(params)}`);
+      check(wasm, textLike(3 * params.maxSize + 777, 6), `text ${JSON.stringify(params)}`);
+    }
+    assert.ok(checked > 2000, `${checked} ids checked`);
+    // The JS reference offers the same (ids from xxhash-wasm).
+    const js = createJsChunker(DEFAULT_PARAMS);
+    const data = textLike(300_000, 8);
+    js.buffer.set(data);
+    const wasm = await createWasmChunker(DEFAULT_PARAMS);
+    wasm.buffer.set(data);
+    assert.deepEqual(js.cutWithIds(data.length, true), wasm.cutWithIds(data.length, true));
+    assert.deepEqual(js.cutWithIds(data.length, false), wasm.cutWithIds(data.length, false));
+  });
+
+  test('the first FIXED chunk has the same id through cutWithIds', async () => {
+    const data = xorshift(1 << 20, 0x70617175);
+    const wasm = await createWasmChunker(PINNED);
+    wasm.buffer.set(data);
+    const { ends, ids } = wasm.cutWithIds(data.length, true);
+    assert.equal(ends[0], 8279);
+    assert.equal(idToHex(ids[0]), '1133ec03d5e1cc58');
+  });
+
+  test('chunkFileWithIds and chunkBytesWithIds give the chunks and ids of chunkFile + chunkId', async () => {
+    const data = new Uint8Array(3 * 65536 * 4 + 12345);
+    data.set(textLike(400_000, 3));
+    data.set(xorshift(data.length - 500_000, 4), 500_000); // text, zeros, random
+    const file = path.join(tmp, 'ids.bin');
+    fs.writeFileSync(file, data);
+    const expected: string[] = [];
+    await chunkFile(file, await createWasmChunker(DEFAULT_PARAMS), (c) => void expected.push(`${c.length}:${idToHex(chunkId(c))}`));
+    assert.ok(expected.length > 100);
+    for (const bufferSize of [65536, 65537, 3 * 65536 + 1001, 4 << 20]) {
+      for (const chunker of [await createWasmChunker(DEFAULT_PARAMS, bufferSize), createJsChunker(DEFAULT_PARAMS, bufferSize)]) {
+        const viaFile: string[] = [];
+        const viaBytes: string[] = [];
+        await chunkFileWithIds(file, chunker, (c, id) => {
+          assert.equal(id, chunkId(c));
+          viaFile.push(`${c.length}:${idToHex(id)}`);
+        });
+        await chunkBytesWithIds(data, chunker, async (c, id) => {
+          await new Promise((r) => setImmediate(r)); // the view stays valid across an await
+          assert.equal(id, chunkId(c));
+          viaBytes.push(`${c.length}:${idToHex(id)}`);
+        });
+        assert.deepEqual(viaFile, expected, `file, buffer ${bufferSize}`);
+        assert.deepEqual(viaBytes, expected, `bytes, buffer ${bufferSize}`);
+      }
+    }
   });
 
   test('hex and byte forms round-trip', () => {

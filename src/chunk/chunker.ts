@@ -1,3 +1,4 @@
+import { chunkId } from './id.js';
 import { ChunkParams, GEAR, masks, validateParams } from './params.js';
 
 /**
@@ -14,6 +15,12 @@ export interface Chunker {
    * read: the caller moves buffer[lastEnd, length) to the front and appends more.
    */
   cut(length: number, final: boolean): number[];
+  /**
+   * The same cuts, plus each chunk's id (xxh64 with seed 0, what `chunkId` returns): ids[i] is
+   * the id of the chunk ending at ends[i]. The WebAssembly chunker hashes each chunk in its own
+   * memory right after cutting it, so a whole buffer costs one call instead of one per chunk.
+   */
+  cutWithIds(length: number, final: boolean): { ends: number[]; ids: BigUint64Array };
 }
 
 /** Length of the first chunk of data[start, end). The reference algorithm; pure. */
@@ -40,17 +47,24 @@ export function createJsChunker(params: ChunkParams, bufferSize = defaultBufferS
   validateParams(params);
   const m = masks(params);
   const buffer = new Uint8Array(bufferSize);
+  const cut = (length: number, final: boolean): number[] => {
+    const ends: number[] = [];
+    let pos = 0;
+    while (pos < length && (final || length - pos >= params.maxSize)) {
+      pos += nextCut(buffer, pos, length, params, m);
+      ends.push(pos);
+    }
+    return ends;
+  };
   return {
     params,
     buffer,
-    cut(length, final) {
-      const ends: number[] = [];
-      let pos = 0;
-      while (pos < length && (final || length - pos >= params.maxSize)) {
-        pos += nextCut(buffer, pos, length, params, m);
-        ends.push(pos);
-      }
-      return ends;
+    cut,
+    cutWithIds(length, final) {
+      const ends = cut(length, final);
+      const ids = new BigUint64Array(ends.length);
+      for (let i = 0; i < ends.length; i++) ids[i] = chunkId(buffer.subarray(i ? ends[i - 1] : 0, ends[i]));
+      return { ends, ids };
     },
   };
 }

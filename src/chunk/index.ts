@@ -1,13 +1,14 @@
 import fs from 'node:fs';
-import xxhash from 'xxhash-wasm';
 import { Chunker, createJsChunker } from './chunker.js';
 import { ChunkParams, DEFAULT_PARAMS } from './params.js';
 import { createWasmChunker, wasmAvailable } from './wasm.js';
+import { chunkId } from './id.js';
 
 export * from './params.js';
 export type { Chunker } from './chunker.js';
 export { nextCut, createJsChunker, cutAll, defaultBufferSize } from './chunker.js';
 export { createWasmChunker, wasmAvailable } from './wasm.js';
+export { chunkId, initHash } from './id.js';
 
 /**
  * The chunker to use: the WebAssembly one (same cuts as the JS reference, about 1.5-3x faster),
@@ -21,6 +22,17 @@ export async function createChunker(params: ChunkParams = DEFAULT_PARAMS): Promi
 /** Called with each chunk in order: a view into the chunker's buffer, valid only until it returns (or its promise settles). */
 export type OnChunk = (chunk: Uint8Array) => void | Promise<void>;
 
+/** The same, with the chunk's id (xxh64, seed 0: what `chunkId(chunk)` returns). */
+export type OnChunkWithId = (chunk: Uint8Array, id: bigint) => void | Promise<void>;
+
+/**
+ * For chunk sources that have no chunker of their own to compute ids (fixed-size pieces, forced
+ * cuts): adapts an OnChunkWithId by calling `chunkId` on each chunk.
+ */
+export function withIds(onChunk: OnChunkWithId): OnChunk {
+  return (chunk) => onChunk(chunk, chunkId(chunk));
+}
+
 /** Chunkers in use by chunkFile/chunkBytes: a buffer can feed one stream at a time. */
 const busy = new WeakSet<Chunker>();
 
@@ -29,7 +41,12 @@ const busy = new WeakSet<Chunker>();
  * put at buffer[offset, offset+length), 0 at the end), hands each chunk to onChunk, and moves the
  * unfinished tail to the front before reading more.
  */
-async function drive(chunker: Chunker, read: (buffer: Uint8Array, offset: number, length: number) => number, onChunk: OnChunk): Promise<void> {
+async function drive(
+  chunker: Chunker,
+  read: (buffer: Uint8Array, offset: number, length: number) => number,
+  onChunk: OnChunk | undefined,
+  onChunkWithId?: OnChunkWithId,
+): Promise<void> {
   const buffer = chunker.buffer;
   if (buffer.length < chunker.params.maxSize) {
     throw new RangeError(`chunker buffer (${buffer.length} bytes) is smaller than the maximum chunk (${chunker.params.maxSize})`);
@@ -45,12 +62,22 @@ async function drive(chunker: Chunker, read: (buffer: Uint8Array, offset: number
         if (n === 0) eof = true;
         else filled += n;
       }
-      const ends = chunker.cut(filled, eof);
       let start = 0;
-      for (const end of ends) {
-        const pending = onChunk(buffer.subarray(start, end));
-        if (pending) await pending;
-        start = end;
+      if (onChunkWithId) {
+        // One call cuts the whole buffer and hashes every chunk (in WebAssembly: no copy, no
+        // call per chunk).
+        const { ends, ids } = chunker.cutWithIds(filled, eof);
+        for (let i = 0; i < ends.length; i++) {
+          const pending = onChunkWithId(buffer.subarray(start, ends[i]), ids[i]);
+          if (pending) await pending;
+          start = ends[i];
+        }
+      } else {
+        for (const end of chunker.cut(filled, eof)) {
+          const pending = onChunk!(buffer.subarray(start, end));
+          if (pending) await pending;
+          start = end;
+        }
       }
       if (eof) return;
       // Not final: cut stopped with fewer than maxSize bytes left, and the buffer holds at least
@@ -65,47 +92,41 @@ async function drive(chunker: Chunker, read: (buffer: Uint8Array, offset: number
 
 /** Chunks a file read straight into the chunker's buffer. An empty file has no chunks. */
 export async function chunkFile(path: string, chunker: Chunker, onChunk: OnChunk): Promise<void> {
+  await driveFile(path, chunker, onChunk);
+}
+
+/** chunkFile, with each chunk's id computed by the chunker (see Chunker.cutWithIds). */
+export async function chunkFileWithIds(path: string, chunker: Chunker, onChunk: OnChunkWithId): Promise<void> {
+  await driveFile(path, chunker, undefined, onChunk);
+}
+
+/** Chunks an in-memory input (copied through the chunker's buffer, so the same cuts as chunkFile). */
+export async function chunkBytes(data: Uint8Array, chunker: Chunker, onChunk: OnChunk): Promise<void> {
+  await drive(chunker, bytesReader(data), onChunk);
+}
+
+/** chunkBytes, with each chunk's id computed by the chunker (see Chunker.cutWithIds). */
+export async function chunkBytesWithIds(data: Uint8Array, chunker: Chunker, onChunk: OnChunkWithId): Promise<void> {
+  await drive(chunker, bytesReader(data), undefined, onChunk);
+}
+
+async function driveFile(path: string, chunker: Chunker, onChunk: OnChunk | undefined, onChunkWithId?: OnChunkWithId): Promise<void> {
   const fd = fs.openSync(path, 'r');
   try {
-    await drive(chunker, (buffer, offset, length) => fs.readSync(fd, buffer, offset, length, null), onChunk);
+    await drive(chunker, (buffer, offset, length) => fs.readSync(fd, buffer, offset, length, null), onChunk, onChunkWithId);
   } finally {
     fs.closeSync(fd);
   }
 }
 
-/** Chunks an in-memory input (copied through the chunker's buffer, so the same cuts as chunkFile). */
-export async function chunkBytes(data: Uint8Array, chunker: Chunker, onChunk: OnChunk): Promise<void> {
+function bytesReader(data: Uint8Array): (buffer: Uint8Array, offset: number, length: number) => number {
   let pos = 0;
-  await drive(
-    chunker,
-    (buffer, offset, length) => {
-      const n = Math.min(length, data.length - pos);
-      buffer.set(data.subarray(pos, pos + n), offset);
-      pos += n;
-      return n;
-    },
-    onChunk,
-  );
-}
-
-type XXHashAPI = Awaited<ReturnType<typeof xxhash>>;
-let hasher: XXHashAPI | undefined;
-let hasherLoading: Promise<XXHashAPI> | undefined;
-
-/** Loads xxhash-wasm once per process (idempotent). Importing this module already awaits it. */
-export async function initHash(): Promise<void> {
-  if (hasher) return;
-  hasherLoading ??= xxhash();
-  hasher = await hasherLoading;
-}
-
-// Top-level await: whoever imports this module can call chunkId at once.
-await initHash();
-
-/** A chunk's id: xxh64 of its bytes, seed 0. */
-export function chunkId(bytes: Uint8Array): bigint {
-  if (!hasher) throw new Error('chunkId needs the hash module: call `await initHash()` first');
-  return hasher.h64Raw(bytes, 0n);
+  return (buffer, offset, length) => {
+    const n = Math.min(length, data.length - pos);
+    buffer.set(data.subarray(pos, pos + n), offset);
+    pos += n;
+    return n;
+  };
 }
 
 const U64 = (1n << 64n) - 1n;

@@ -5,20 +5,23 @@ import { FASTCDC_WASM_BASE64 } from './wasm-bytes.js';
 /**
  * The WebAssembly chunker: the loop in fastcdc.wat, cut for cut the same as `nextCut`.
  *
- * Memory layout (see fastcdc.wat): the GEAR table at 0, the end offsets after it, then the input
- * buffer, 4 KiB aligned. The memory is created with initial == maximum pages and the module never
+ * Memory layout (see fastcdc.wat): the GEAR table in the first 64 KiB (GEAR[b] at b*256), the end
+ * offsets after it, then the chunk ids (u64, little-endian), then the input buffer, 4 KiB aligned. The memory is created with initial == maximum pages and the module never
  * grows it, so `buffer` (a view of it) stays valid for the chunker's life: callers read files
  * straight into it.
  */
 
 interface FastCdcExports {
-  init(min: number, avg: number, max: number, tSmall: number, tLarge: number, input: number, out: number): void;
-  cut(length: number, final: number): number;
+  init(min: number, avg: number, max: number, tSmall: number, tLarge: number, input: number, out: number, ids: number): void;
+  cut(length: number, final: number, withIds: number): number;
 }
 
 const PAGE = 65536;
-const GEAR_BYTES = 1024;
-const OUT_OFFSET = GEAR_BYTES;
+/** GEAR[b] is at b*256: the table spans 64 KiB (see fastcdc.wat for why). */
+const GEAR_STRIDE = 256;
+const OUT_OFFSET = 256 * GEAR_STRIDE;
+/** BigUint64Array reads the ids the wasm wrote little-endian only on a little-endian host. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Largest input buffer accepted: keeps every address well inside 32-bit memory. */
 const MAX_BUFFER = 1 << 30;
 
@@ -52,29 +55,43 @@ export async function createWasmChunker(
   const m = masks(params);
   // At most one chunk per minSize bytes, plus a short last one.
   const capacity = Math.floor(bufferSize / params.minSize) + 2;
-  const inputOffset = alignUp(OUT_OFFSET + capacity * 4, 4096);
+  const idsOffset = alignUp(OUT_OFFSET + capacity * 4, 8);
+  const inputOffset = alignUp(idsOffset + capacity * 8, 4096);
   const pages = Math.ceil((inputOffset + bufferSize + 64) / PAGE);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   const instance = await WebAssembly.instantiate(await fastCdcModule(), { env: { memory } });
   const wasm = instance.exports as unknown as FastCdcExports;
 
-  const gear = new DataView(memory.buffer, 0, GEAR_BYTES);
-  for (let i = 0; i < 256; i++) gear.setUint32(i * 4, GEAR[i], true);
-  wasm.init(params.minSize, params.avgSize, params.maxSize, threshold(m.small), threshold(m.large), inputOffset, OUT_OFFSET);
+  const gear = new DataView(memory.buffer, 0, OUT_OFFSET);
+  for (let i = 0; i < 256; i++) gear.setUint32(i * GEAR_STRIDE, GEAR[i], true);
+  wasm.init(params.minSize, params.avgSize, params.maxSize, threshold(m.small), threshold(m.large), inputOffset, OUT_OFFSET, idsOffset);
 
   const buffer = new Uint8Array(memory.buffer, inputOffset, bufferSize);
   const ends = new Uint32Array(memory.buffer, OUT_OFFSET, capacity);
+  const idView = new BigUint64Array(memory.buffer, idsOffset, capacity);
+  const idData = new DataView(memory.buffer, idsOffset, capacity * 8);
+  const run = (length: number, final: boolean, withIds: boolean): number[] => {
+    if (!Number.isInteger(length) || length < 0 || length > bufferSize) {
+      throw new RangeError(`cut length must be an integer between 0 and ${bufferSize}, got ${length}`);
+    }
+    const count = wasm.cut(length, final ? 1 : 0, withIds ? 1 : 0);
+    const out = new Array<number>(count);
+    for (let i = 0; i < count; i++) out[i] = ends[i];
+    return out;
+  };
   return {
     params,
     buffer,
-    cut(length, final) {
-      if (!Number.isInteger(length) || length < 0 || length > bufferSize) {
-        throw new RangeError(`cut length must be an integer between 0 and ${bufferSize}, got ${length}`);
+    cut: (length, final) => run(length, final, false),
+    cutWithIds(length, final) {
+      const out = run(length, final, true);
+      let ids: BigUint64Array;
+      if (LITTLE_ENDIAN) ids = idView.slice(0, out.length);
+      else {
+        ids = new BigUint64Array(out.length);
+        for (let i = 0; i < out.length; i++) ids[i] = idData.getBigUint64(i * 8, true);
       }
-      const count = wasm.cut(length, final ? 1 : 0);
-      const out = new Array<number>(count);
-      for (let i = 0; i < count; i++) out[i] = ends[i];
-      return out;
+      return { ends: out, ids };
     },
   };
 }

@@ -1,9 +1,9 @@
 import { lstatSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { chunkId, createChunker } from '../chunk/index.js';
+import { createChunker } from '../chunk/index.js';
 import { PaqueteError } from '../errors.js';
 import { ChunkEntry, recordLength } from '../snapshot/snapshot.js';
-import { chunkByRule } from '../sources/cutting.js';
+import { chunkByRuleWithIds } from '../sources/cutting.js';
 import { encodeRecord } from '../store/pack.js';
 import { META_DIR, WorkDir } from '../workdir/workdir.js';
 import { placeFromStore, PlaceResult, requireLatest } from './local.js';
@@ -82,9 +82,8 @@ export async function seedPaths(work: WorkDir, paths: string[], opts: SeedOption
       for (const file of files) {
         let size = 0;
         try {
-          await chunkByRule(file, chunker, async (chunk) => {
+          await chunkByRuleWithIds(file, chunker, async (chunk, id) => {
             size += chunk.length;
-            const id = chunkId(chunk);
             if (!wanted.has(id) || seen.has(id)) return;
             seen.add(id);
             result.matched++;

@@ -3,14 +3,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
-import { chunkBytes, chunkId, createChunker, initHash, OnChunk } from '../chunk/index.js';
+import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
 import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
 import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { SourceSpec } from '../sources/spec.js';
 import { listTree, TreeFile } from '../sources/tree.js';
-import { chunkByRule } from '../sources/cutting.js';
+import { chunkByRuleWithIds } from '../sources/cutting.js';
 import { metadataSidecars } from '../sources/pypi.js';
 import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { stageSources, StagedSources } from '../sources/stage.js';
@@ -144,11 +144,12 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
       let size = 0;
       // Wheels are cut at zip member boundaries too (src/sources/cutting.ts), so unchanged members dedupe.
       const fixed = staged.fixedChunkSize(path);
-      const chunkIt = (cb: OnChunk) => (fixed ? chunkFileFixed(f.abs, fixed, cb) : f.data ? chunkBytes(f.data, chunker, cb) : chunkByRule(f.abs, chunker, cb));
-      await chunkIt((chunk) => {
+      // Ids come with the cuts (the chunker hashes a whole buffer's chunks in one call).
+      const chunkIt = (cb: OnChunkWithId) =>
+        fixed ? chunkFileFixed(f.abs, fixed, withIds(cb)) : f.data ? chunkBytesWithIds(f.data, chunker, cb) : chunkByRuleWithIds(f.abs, chunker, cb);
+      await chunkIt((chunk, id) => {
         sha.update(chunk);
         size += chunk.length;
-        const id = chunkId(chunk);
         ids.push(id);
         if (known.has(id) || fresh.has(id)) return;
         const record = encodeRecord(id, chunk);

@@ -1,4 +1,4 @@
-import { Chunker, chunkFile, OnChunk } from '../chunk/index.js';
+import { Chunker, chunkFile, chunkFileWithIds, OnChunk, OnChunkWithId, withIds } from '../chunk/index.js';
 import { chunkFileWithCuts } from '../chunk/forced.js';
 import { wheelCutPoints, withZipFile } from './wheel.js';
 
@@ -27,4 +27,11 @@ export async function chunkByRule(path: string, chunker: Chunker, onChunk: OnChu
   const cuts = forcedCutsFor(path);
   if (cuts) await chunkFileWithCuts(path, chunker.params, cuts, onChunk);
   else await chunkFile(path, chunker, onChunk);
+}
+
+/** chunkByRule with each chunk's id: computed by the chunker with the cuts (plain FastCDC), or per chunk (forced cuts). */
+export async function chunkByRuleWithIds(path: string, chunker: Chunker, onChunk: OnChunkWithId): Promise<void> {
+  const cuts = forcedCutsFor(path);
+  if (cuts) await chunkFileWithCuts(path, chunker.params, cuts, withIds(onChunk));
+  else await chunkFileWithIds(path, chunker, onChunk);
 }
