@@ -10,7 +10,8 @@
 ;;
 ;; Memory (imported; JS creates it with initial == maximum and nothing here grows it, so the
 ;; Uint8Array that JS hands out as `Chunker.buffer` stays valid):
-;;   [0, 65536)              GEAR table: GEAR[b] as a little-endian u32 at b*256 (see below)
+;;   [0, 524288)             pair table: for the two bytes b0, b1 (in this order), the
+;;                           little-endian u32s GEAR[b0], GEAR[b1] at (b0 | b1 << 8) * 8
 ;;   [$out, $out + 4*cap)    end offsets written by `cut`
 ;;   [$ids, $ids + 8*cap)    chunk ids (xxh64, seed 0, little-endian u64) written by `cut`
 ;;   [$in, $in + size)       the input buffer
@@ -22,23 +23,25 @@
 ;; Why it looks like this. One hash chain is latency-bound, so a region to scan is split into
 ;; streams of fixed length hashed in lockstep: once 32 bytes have been hashed, the hash at
 ;; position x depends only on bytes x-31..x (older bits are shifted out of the 32-bit word), so
-;; stream 0 continues the exact chain and every later stream is first warmed up on the 32 bytes
-;; before it, which gives it the exact hash too (its first position is at least 32 bytes past the
-;; chunk's hash start). A hit in stream 0 is the answer at once. After a hit in a later stream, an
-;; earlier stream may still hit first, so the plain loop takes over from stream 0's position and
-;; stops at the first cut (at most one block of plain scanning, and only when a cut is near).
-;; Phase 1 (before the average, where a cut is rare) uses 4 streams of 384 bytes; phase 2 (after
-;; it, where a cut comes within about 2^(bits-2) bytes) uses 2 streams of 256, so little work is
+;; stream 0 continues the exact chain and stream 1 is first warmed up on the 32 bytes before it,
+;; which gives it the exact hash too (its first position is at least 32 bytes past the chunk's
+;; hash start). A hit in stream 0 is the answer at once. After a hit in stream 1, stream 0 may
+;; still hit first, so the plain loop takes over from stream 0's position and stops at the first
+;; cut. Phase 1 (before the average, where a cut is rare) uses 2 streams of 768 bytes (with the
+;; default 1K/4K parameters the 3 KiB between min and average are exactly two blocks); phase 2
+;; (after it, where a cut comes within about 2^(bits-2) bytes) 2 streams of 256, so little work is
 ;; thrown away. What is left after the last whole block goes through the plain unrolled loop.
 ;; Stream offsets are constants, so one pointer register serves all streams.
 ;;
-;; With several streams the loop is no longer latency-bound but limited by how many instructions
-;; a byte costs, and by x86 ports 0 and 6, which run both the shifts and the compare-and-branch
-;; of every byte (V8 does not fold `byte << 2` into the address). So the table is spread out to
-;; one entry every 256 bytes, and each byte is read by a 16-bit load of it and the byte before:
-;; (load16(p - 1) & 0xff00) is then the table address of GEAR[byte at p], an AND that any ALU port
-;; runs instead of a shift. A byte costs a load, an and, a table load, a shift-add (lea) and a
-;; compare-and-branch; the 256 table entries touch 256 cache lines (16 KiB), which stay in L1.
+;; With two streams the loop is no longer latency-bound but limited by the instructions a byte
+;; costs, and by x86 ports 0 and 6, which run both shifts and every compare-and-branch (V8 does
+;; not fold `byte << 2` into the address). So the table has an entry per PAIR of bytes: one 16-bit
+;; load, one shift and two table loads serve two bytes, which then cost a shift-add (lea) and a
+;; compare-and-branch each. Measured on the bench corpus against the alternatives (interleaved
+;; runs, ratios of time): one entry per byte with `load8 << 2` 1.00; one entry per byte spread to
+;; b*256 so that (load16(p-1) & 0xff00) is the address, with no shift, 1.05; pairs 1.09-1.12 (also
+;; on binary tars, whose pairs cover the whole 512 KiB table); 4, 3 or 6 streams instead of 2: no
+;; better, 6 worse. The table costs 512 KiB of memory per chunker and is filled once by JS.
 ;;
 ;; xxh64 is here too, rather than in JS through xxhash-wasm, because xxhash-wasm must copy every
 ;; chunk into its own memory and costs one JS-to-WebAssembly call per chunk; here `cut` hashes
@@ -69,134 +72,122 @@
     (global.set $out (local.get $out))
     (global.set $ids (local.get $ids)))
 
-  ;; In the scans below, $q is the address of the byte BEFORE the next one to hash, and
-  ;;   (i32.load (i32.and (i32.load16_u offset=K (local.get $q)) (i32.const 0xff00)))
-  ;; is GEAR[byte at q+K+1]: the 16-bit load puts that byte in bits 8..15, and the table keeps
-  ;; GEAR[b] at b*256, so the masked value is already the table address (no shift).
+  ;; PAIR(k) below, (i32.shl (i32.load16_u offset=k (local.get $a)) (i32.const 3)), is the address
+  ;; of the table entry for the two bytes at a+k, a+k+1: GEAR of the first at +0, of the second at +4.
 
   ;; Plain scan of [a, to) continuing hash $h. Returns the address after the first byte whose hash
-  ;; is below $t, or 0 (then $hash holds the hash at to-1).
+  ;; is below $t, or 0 (then $hash holds the hash at to-1). (It reads the byte after the last one
+  ;; scanned too, and ignores it: memory has room after the input.)
   (func $seq (param $a i32) (param $to i32) (param $t i32) (param $h i32) (result i32)
-    (local $q i32) (local $tq i32)
-    (local.set $q (i32.sub (local.get $a) (i32.const 1)))
-    (local.set $tq (i32.sub (local.get $to) (i32.const 1)))
     (block $ones
       (loop $fours
-        (br_if $ones (i32.gt_u (i32.add (local.get $q) (i32.const 4)) (local.get $tq)))
-        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1))
-          (i32.load (i32.and (i32.load16_u offset=0 (local.get $q)) (i32.const 0xff00)))))
+        (br_if $ones (i32.gt_u (i32.add (local.get $a) (i32.const 4)) (local.get $to)))
+        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1)) (i32.load (i32.shl (i32.load16_u offset=0 (local.get $a)) (i32.const 3)))))
         (if (i32.lt_u (local.get $h) (local.get $t))
-          (then (return (i32.add (local.get $q) (i32.const 2)))))
-        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1))
-          (i32.load (i32.and (i32.load16_u offset=1 (local.get $q)) (i32.const 0xff00)))))
+          (then (return (i32.add (local.get $a) (i32.const 1)))))
+        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1)) (i32.load (i32.shl (i32.load16_u offset=1 (local.get $a)) (i32.const 3)))))
         (if (i32.lt_u (local.get $h) (local.get $t))
-          (then (return (i32.add (local.get $q) (i32.const 3)))))
-        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1))
-          (i32.load (i32.and (i32.load16_u offset=2 (local.get $q)) (i32.const 0xff00)))))
+          (then (return (i32.add (local.get $a) (i32.const 2)))))
+        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1)) (i32.load (i32.shl (i32.load16_u offset=2 (local.get $a)) (i32.const 3)))))
         (if (i32.lt_u (local.get $h) (local.get $t))
-          (then (return (i32.add (local.get $q) (i32.const 4)))))
-        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1))
-          (i32.load (i32.and (i32.load16_u offset=3 (local.get $q)) (i32.const 0xff00)))))
+          (then (return (i32.add (local.get $a) (i32.const 3)))))
+        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1)) (i32.load (i32.shl (i32.load16_u offset=3 (local.get $a)) (i32.const 3)))))
         (if (i32.lt_u (local.get $h) (local.get $t))
-          (then (return (i32.add (local.get $q) (i32.const 5)))))
-        (local.set $q (i32.add (local.get $q) (i32.const 4)))
+          (then (return (i32.add (local.get $a) (i32.const 4)))))
+        (local.set $a (i32.add (local.get $a) (i32.const 4)))
         (br $fours)))
     (block $done
       (loop $one
-        (br_if $done (i32.ge_u (local.get $q) (local.get $tq)))
-        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1))
-          (i32.load (i32.and (i32.load16_u (local.get $q)) (i32.const 0xff00)))))
-        (local.set $q (i32.add (local.get $q) (i32.const 1)))
+        (br_if $done (i32.ge_u (local.get $a) (local.get $to)))
+        (local.set $h (i32.add (i32.shl (local.get $h) (i32.const 1)) (i32.load (i32.shl (i32.load16_u offset=0 (local.get $a)) (i32.const 3)))))
+        (local.set $a (i32.add (local.get $a) (i32.const 1)))
         (br_if $one (i32.ge_u (local.get $h) (local.get $t)))
-        (return (i32.add (local.get $q) (i32.const 1)))))
+        (return (local.get $a))))
     (global.set $hash (local.get $h))
     (i32.const 0))
 
-  ;; Phase 1: blocks of 4 streams x 384 bytes, then $seq. Same contract as $seq.
-  (func $scan4 (param $a i32) (param $to i32) (param $t i32) (param $h0 i32) (result i32)
-    (local $q i32) (local $tq i32) (local $h1 i32) (local $h2 i32) (local $h3 i32) (local $end i32)
-    (local.set $q (i32.sub (local.get $a) (i32.const 1)))
-    (local.set $tq (i32.sub (local.get $to) (i32.const 1)))
+  ;; Phase 1 (before the average): blocks of 2 streams x 768 bytes, each step hashing a pair of
+  ;; bytes of each stream; then $seq. Same contract as $seq.
+  (func $scanBefore (param $a i32) (param $to i32) (param $t i32) (param $h0 i32) (result i32)
+    (local $x0 i32) (local $h1 i32) (local $x1 i32) (local $end i32)
     (block $rest
       (block $later
         (loop $block
-          (br_if $rest (i32.gt_u (i32.add (local.get $q) (i32.const 1536)) (local.get $tq)))
-          ;; warm streams 1..3 up on the 32 bytes before each (offset 384j - 32)
+          (br_if $rest (i32.gt_u (i32.add (local.get $a) (i32.const 1536)) (local.get $to)))
           (local.set $h1 (i32.const 0))
-          (local.set $h2 (i32.const 0))
-          (local.set $h3 (i32.const 0))
-          (local.set $end (i32.add (local.get $q) (i32.const 32)))
+          ;; warm stream 1 up on the 32 bytes before it
+          (local.set $end (i32.add (local.get $a) (i32.const 32)))
           (loop $warm
-            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=352 (local.get $q)) (i32.const 0xff00)))))
-            (local.set $h2 (i32.add (i32.shl (local.get $h2) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=736 (local.get $q)) (i32.const 0xff00)))))
-            (local.set $h3 (i32.add (i32.shl (local.get $h3) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=1120 (local.get $q)) (i32.const 0xff00)))))
-            (local.set $q (i32.add (local.get $q) (i32.const 1)))
-            (br_if $warm (i32.lt_u (local.get $q) (local.get $end))))
-          (local.set $q (i32.sub (local.get $q) (i32.const 32)))
-          ;; lockstep: stream j hashes the byte at q + 1 + 384j
-          (local.set $end (i32.add (local.get $q) (i32.const 384)))
+            (local.set $x1 (i32.shl (i32.load16_u offset=736 (local.get $a)) (i32.const 3)))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load (local.get $x1))))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load offset=4 (local.get $x1))))
+            (local.set $a (i32.add (local.get $a) (i32.const 2)))
+            (br_if $warm (i32.lt_u (local.get $a) (local.get $end))))
+          (local.set $a (i32.sub (local.get $a) (i32.const 32)))
+          (local.set $end (i32.add (local.get $a) (i32.const 768)))
+          ;; lockstep: stream j hashes the bytes at a + 768j and a + 768j + 1
           (loop $lockstep
-            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=0 (local.get $q)) (i32.const 0xff00)))))
+            (local.set $x0 (i32.shl (i32.load16_u (local.get $a)) (i32.const 3)))
+            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1)) (i32.load (local.get $x0))))
             (if (i32.lt_u (local.get $h0) (local.get $t))
-              (then (return (i32.add (local.get $q) (i32.const 2)))))
-            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=384 (local.get $q)) (i32.const 0xff00)))))
-            (br_if $later (i32.lt_u (local.get $h1) (local.get $t)))
-            (local.set $h2 (i32.add (i32.shl (local.get $h2) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=768 (local.get $q)) (i32.const 0xff00)))))
-            (br_if $later (i32.lt_u (local.get $h2) (local.get $t)))
-            (local.set $h3 (i32.add (i32.shl (local.get $h3) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=1152 (local.get $q)) (i32.const 0xff00)))))
-            (br_if $later (i32.lt_u (local.get $h3) (local.get $t)))
-            (local.set $q (i32.add (local.get $q) (i32.const 1)))
-            (br_if $lockstep (i32.lt_u (local.get $q) (local.get $end))))
-          ;; no cut in the block: stream 3 ended on its last byte with the exact hash
-          (local.set $h0 (local.get $h3))
-          (local.set $q (i32.add (local.get $q) (i32.const 1152)))
-          (br $block)))
-      ;; A later stream hit, so there is a cut at or before that byte, but an earlier stream may
-      ;; still hit first: go on from stream 0's position with the plain loop, which stops at the
-      ;; first cut (this costs at most one block, and only when the cut is near).
-      (return (call $seq (i32.add (local.get $q) (i32.const 2)) (local.get $to) (local.get $t) (local.get $h0))))
-    (call $seq (i32.add (local.get $q) (i32.const 1)) (local.get $to) (local.get $t) (local.get $h0)))
-
-  ;; Phase 2: blocks of 2 streams x 256 bytes, then $seq. Same contract as $seq.
-  (func $scan2 (param $a i32) (param $to i32) (param $t i32) (param $h0 i32) (result i32)
-    (local $q i32) (local $tq i32) (local $h1 i32) (local $end i32)
-    (local.set $q (i32.sub (local.get $a) (i32.const 1)))
-    (local.set $tq (i32.sub (local.get $to) (i32.const 1)))
-    (block $rest
-      (block $later
-        (loop $block
-          (br_if $rest (i32.gt_u (i32.add (local.get $q) (i32.const 512)) (local.get $tq)))
-          (local.set $h1 (i32.const 0))
-          (local.set $end (i32.add (local.get $q) (i32.const 32)))
-          (loop $warm
-            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=224 (local.get $q)) (i32.const 0xff00)))))
-            (local.set $q (i32.add (local.get $q) (i32.const 1)))
-            (br_if $warm (i32.lt_u (local.get $q) (local.get $end))))
-          (local.set $q (i32.sub (local.get $q) (i32.const 32)))
-          (local.set $end (i32.add (local.get $q) (i32.const 256)))
-          (loop $lockstep
-            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=0 (local.get $q)) (i32.const 0xff00)))))
+              (then (return (i32.add (local.get $a) (i32.const 1)))))
+            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1)) (i32.load offset=4 (local.get $x0))))
             (if (i32.lt_u (local.get $h0) (local.get $t))
-              (then (return (i32.add (local.get $q) (i32.const 2)))))
-            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1))
-              (i32.load (i32.and (i32.load16_u offset=256 (local.get $q)) (i32.const 0xff00)))))
+              (then (return (i32.add (local.get $a) (i32.const 2)))))
+            (local.set $x1 (i32.shl (i32.load16_u offset=768 (local.get $a)) (i32.const 3)))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load (local.get $x1))))
             (br_if $later (i32.lt_u (local.get $h1) (local.get $t)))
-            (local.set $q (i32.add (local.get $q) (i32.const 1)))
-            (br_if $lockstep (i32.lt_u (local.get $q) (local.get $end))))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load offset=4 (local.get $x1))))
+            (br_if $later (i32.lt_u (local.get $h1) (local.get $t)))
+            (local.set $a (i32.add (local.get $a) (i32.const 2)))
+            (br_if $lockstep (i32.lt_u (local.get $a) (local.get $end))))
+          ;; no cut in the block: stream 1 ended on its last byte with the exact hash
           (local.set $h0 (local.get $h1))
-          (local.set $q (i32.add (local.get $q) (i32.const 256)))
+          (local.set $a (i32.add (local.get $a) (i32.const 768)))
           (br $block)))
-      (return (call $seq (i32.add (local.get $q) (i32.const 2)) (local.get $to) (local.get $t) (local.get $h0))))
-    (call $seq (i32.add (local.get $q) (i32.const 1)) (local.get $to) (local.get $t) (local.get $h0)))
+      ;; Stream 1 hit, so there is a cut at or before that byte, but stream 0 may still hit first:
+      ;; go on after stream 0's pair with the plain loop, which stops at the first cut (this costs
+      ;; at most one stream's length, and only when a cut is near).
+      (return (call $seq (i32.add (local.get $a) (i32.const 2)) (local.get $to) (local.get $t) (local.get $h0))))
+    (call $seq (local.get $a) (local.get $to) (local.get $t) (local.get $h0)))
+
+  ;; Phase 2 (after the average): blocks of 2 streams x 256 bytes, then $seq. Same contract as $seq.
+  (func $scanAfter (param $a i32) (param $to i32) (param $t i32) (param $h0 i32) (result i32)
+    (local $x0 i32) (local $h1 i32) (local $x1 i32) (local $end i32)
+    (block $rest
+      (block $later
+        (loop $block
+          (br_if $rest (i32.gt_u (i32.add (local.get $a) (i32.const 512)) (local.get $to)))
+          (local.set $h1 (i32.const 0))
+          (local.set $end (i32.add (local.get $a) (i32.const 32)))
+          (loop $warm
+            (local.set $x1 (i32.shl (i32.load16_u offset=224 (local.get $a)) (i32.const 3)))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load (local.get $x1))))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load offset=4 (local.get $x1))))
+            (local.set $a (i32.add (local.get $a) (i32.const 2)))
+            (br_if $warm (i32.lt_u (local.get $a) (local.get $end))))
+          (local.set $a (i32.sub (local.get $a) (i32.const 32)))
+          (local.set $end (i32.add (local.get $a) (i32.const 256)))
+          (loop $lockstep
+            (local.set $x0 (i32.shl (i32.load16_u (local.get $a)) (i32.const 3)))
+            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1)) (i32.load (local.get $x0))))
+            (if (i32.lt_u (local.get $h0) (local.get $t))
+              (then (return (i32.add (local.get $a) (i32.const 1)))))
+            (local.set $h0 (i32.add (i32.shl (local.get $h0) (i32.const 1)) (i32.load offset=4 (local.get $x0))))
+            (if (i32.lt_u (local.get $h0) (local.get $t))
+              (then (return (i32.add (local.get $a) (i32.const 2)))))
+            (local.set $x1 (i32.shl (i32.load16_u offset=256 (local.get $a)) (i32.const 3)))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load (local.get $x1))))
+            (br_if $later (i32.lt_u (local.get $h1) (local.get $t)))
+            (local.set $h1 (i32.add (i32.shl (local.get $h1) (i32.const 1)) (i32.load offset=4 (local.get $x1))))
+            (br_if $later (i32.lt_u (local.get $h1) (local.get $t)))
+            (local.set $a (i32.add (local.get $a) (i32.const 2)))
+            (br_if $lockstep (i32.lt_u (local.get $a) (local.get $end))))
+          (local.set $h0 (local.get $h1))
+          (local.set $a (i32.add (local.get $a) (i32.const 256)))
+          (br $block)))
+      (return (call $seq (i32.add (local.get $a) (i32.const 2)) (local.get $to) (local.get $t) (local.get $h0))))
+    (call $seq (local.get $a) (local.get $to) (local.get $t) (local.get $h0)))
 
   ;; Length of the first chunk of [p, p+n): nextCut in chunker.ts.
   (func $next (param $p i32) (param $n i32) (result i32)
@@ -205,12 +196,12 @@
     (if (i32.gt_u (local.get $n) (global.get $max)) (then (local.set $n (global.get $max))))
     (local.set $normal
       (select (local.get $n) (global.get $avg) (i32.lt_u (local.get $n) (global.get $avg))))
-    (local.set $r (call $scan4
+    (local.set $r (call $scanBefore
       (i32.add (local.get $p) (global.get $min))
       (i32.add (local.get $p) (local.get $normal))
       (global.get $tSmall) (i32.const 0)))
     (if (local.get $r) (then (return (i32.sub (local.get $r) (local.get $p)))))
-    (local.set $r (call $scan2
+    (local.set $r (call $scanAfter
       (i32.add (local.get $p) (local.get $normal))
       (i32.add (local.get $p) (local.get $n))
       (global.get $tLarge) (global.get $hash)))

@@ -5,8 +5,9 @@ import { FASTCDC_WASM_BASE64 } from './wasm-bytes.js';
 /**
  * The WebAssembly chunker: the loop in fastcdc.wat, cut for cut the same as `nextCut`.
  *
- * Memory layout (see fastcdc.wat): the GEAR table in the first 64 KiB (GEAR[b] at b*256), the end
- * offsets after it, then the chunk ids (u64, little-endian), then the input buffer, 4 KiB aligned. The memory is created with initial == maximum pages and the module never
+ * Memory layout (see fastcdc.wat): a table of GEAR values for every pair of bytes in the first
+ * 512 KiB, the end offsets after it, then the chunk ids (u64, little-endian), then the input
+ * buffer, 4 KiB aligned. The memory is created with initial == maximum pages and the module never
  * grows it, so `buffer` (a view of it) stays valid for the chunker's life: callers read files
  * straight into it.
  */
@@ -17,9 +18,9 @@ interface FastCdcExports {
 }
 
 const PAGE = 65536;
-/** GEAR[b] is at b*256: the table spans 64 KiB (see fastcdc.wat for why). */
-const GEAR_STRIDE = 256;
-const OUT_OFFSET = 256 * GEAR_STRIDE;
+/** For the bytes b0, b1: GEAR[b0], GEAR[b1] at (b0 | b1 << 8) * 8 (see fastcdc.wat for why). */
+const PAIR_TABLE_BYTES = 65536 * 8;
+const OUT_OFFSET = PAIR_TABLE_BYTES;
 /** BigUint64Array reads the ids the wasm wrote little-endian only on a little-endian host. */
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Largest input buffer accepted: keeps every address well inside 32-bit memory. */
@@ -62,8 +63,11 @@ export async function createWasmChunker(
   const instance = await WebAssembly.instantiate(await fastCdcModule(), { env: { memory } });
   const wasm = instance.exports as unknown as FastCdcExports;
 
-  const gear = new DataView(memory.buffer, 0, OUT_OFFSET);
-  for (let i = 0; i < 256; i++) gear.setUint32(i * GEAR_STRIDE, GEAR[i], true);
+  const table = new DataView(memory.buffer, 0, PAIR_TABLE_BYTES);
+  for (let pair = 0; pair < 65536; pair++) {
+    table.setUint32(pair * 8, GEAR[pair & 255], true);
+    table.setUint32(pair * 8 + 4, GEAR[pair >>> 8], true);
+  }
   wasm.init(params.minSize, params.avgSize, params.maxSize, threshold(m.small), threshold(m.large), inputOffset, OUT_OFFSET, idsOffset);
 
   const buffer = new Uint8Array(memory.buffer, inputOffset, bufferSize);
