@@ -1,18 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
-import { chmod, open, rename, rm } from 'node:fs/promises';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { PaqueteError } from '../errors.js';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
 import { hashFile } from '../util/fsx.js';
 import { ChunkCache } from './cache.js';
+import { Placer } from './placer.js';
+import { safeLstat } from './tree-writer.js';
 
 /**
- * Puts files into the working tree. A file is written to a temp file beside the store, checked
- * against its SHA-256 from the signed snapshot, synced, and only then renamed into place: a
- * reader never sees a half-written or wrong file, whatever interrupts us.
+ * Puts files into the working tree: gathers each file's chunks (from the cache of what just
+ * arrived, else the store) and hands them to the place worker, which writes a temp file, checks
+ * its SHA-256 against the signed snapshot, syncs it and only then renames it into place
+ * (src/sync/tree-writer.ts). A reader never sees a half-written or wrong file.
  */
 export class Assembler {
   constructor(
@@ -45,18 +45,14 @@ export class Assembler {
   }
 
   /**
-   * Writes the file from the store. Returns false (and drops its chunks from the store so they
-   * are fetched again) when the result does not match the snapshot's SHA-256.
+   * Writes the file from the store; resolves once it is synced and in place. Returns false (and
+   * drops its chunks from the store so they are fetched again) when the result does not match
+   * the snapshot's SHA-256. Calls under way together are synced together.
    */
   async place(f: FileEntry): Promise<boolean> {
-    const target = join(this.root, f.path);
-    this.prepareParents(f.path);
-    const tmp = join(this.tmpDir, `${randomBytes(8).toString('hex')}.part`);
-    const mode = f.mode & 0o777 || 0o644;
-    // Async file I/O so that a download running beside us keeps reading its socket.
-    const fh = await open(tmp, 'w', mode);
-    const hash = createHash('sha256');
-    let ok = false;
+    const placer = Placer.get();
+    // sha256 copied: a view would take the whole buffer under it along to the worker.
+    const id = placer.begin({ root: this.root, tmpDir: this.tmpDir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256) });
     try {
       // Chunks not in the cache are looked up together, a few hundred at a time.
       const BATCH = 256;
@@ -65,47 +61,20 @@ export class Assembler {
         const missing = ids.filter((id) => !this.cache?.get(id));
         const read = new Map<bigint, Uint8Array>();
         if (missing.length) (await this.store.getMany(missing)).forEach((raw, j) => read.set(missing[j], raw));
-        // One write per batch: an async write per 4 KiB chunk costs more than the copy.
-        const raws = ids.map((id) => this.cache?.get(id) ?? read.get(id)!);
-        for (const raw of raws) hash.update(raw);
-        await fh.write(raws.length === 1 ? raws[0] : Buffer.concat(raws));
+        await placer.write(id, ids.map((id) => this.cache?.get(id) ?? read.get(id)!), at + BATCH >= f.chunks.length);
       }
-      ok = hash.digest().compare(f.sha256) === 0;
-      if (ok) await fh.sync();
     } catch (e) {
-      await fh.close().catch(() => {});
-      await rm(tmp, { force: true });
-      if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
-        throw new PaqueteError('DISK_FULL', `the disk is full while writing ${f.path}`, 'free some space and run paquete sync again; everything downloaded is kept');
-      }
+      // Ended all the same, so the worker drops the temp file (short, it fails its checksum).
+      placer.end(id).catch(() => {});
       throw e;
     }
-    await fh.close();
-    if (!ok) {
-      await rm(tmp, { force: true });
+    const outcome = await placer.end(id);
+    if (!outcome.ok) {
       await this.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
       return false;
     }
-    await chmod(tmp, mode);
-    const existing = safeLstat(target);
-    if (existing?.isDirectory()) throw new PaqueteError('UNSAFE_PATH', `${f.path} is a directory in your tree; the snapshot has a file there`, 'move it away and sync again');
-    await rename(tmp, target);
-    const st = statSync(target);
-    this.state.files[f.path] = { size: st.size, mtimeMs: st.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') };
+    this.state.files[f.path] = { size: outcome.size, mtimeMs: outcome.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') };
     return true;
-  }
-
-  /** Creates the parent directories, refusing to follow a symlink out of the tree. */
-  private prepareParents(path: string): void {
-    const parts = path.split('/');
-    let dir = this.root;
-    for (const part of parts.slice(0, -1)) {
-      dir = join(dir, part);
-      const st = safeLstat(dir);
-      if (!st) mkdirSync(dir);
-      else if (st.isSymbolicLink()) throw new PaqueteError('UNSAFE_PATH', `refusing to write through the symlink ${dir}`);
-      else if (!st.isDirectory()) throw new PaqueteError('UNSAFE_PATH', `${dir} is a file in your tree; the snapshot has a directory there`, 'move it away and sync again');
-    }
   }
 
   /** Removes a file of an older snapshot, only if it is still exactly as we placed it. */
@@ -118,13 +87,5 @@ export class Assembler {
     if (!st || !st.isFile() || st.size !== rec.size || st.mtimeMs !== rec.mtimeMs) return false;
     unlinkSync(abs);
     return true;
-  }
-}
-
-function safeLstat(p: string) {
-  try {
-    return lstatSync(p);
-  } catch {
-    return undefined;
   }
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex } from '../chunk/index.js';
 import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
-import { FrameDecoder } from '../delta/zstd.js';
+import { decodeFrame, StreamingFrame } from '../delta/decode-thread.js';
 import { baseBytes, fileRangeFromChunks, MAX_DICTIONARY } from '../delta/build.js';
 import { Remote } from '../remote/remote.js';
 import { ChunkStore } from '../store/store.js';
@@ -135,6 +135,7 @@ export async function fetchFrames(
     try {
       await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal });
       if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
+      await current?.settle();
     } finally {
       current?.close();
       await store.flush();
@@ -178,10 +179,8 @@ function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number
 
 /** One frame being received: decoder, chunk splitter, and the .part file of what came so far. */
 class FrameReader {
-  private decoder!: FrameDecoder;
+  private decoding!: StreamingFrame;
   private fd: number | undefined;
-  /** Decoded bytes from here on are not yet cut into chunks. */
-  private outPos = 0;
   private nextYield = 0;
   private arrived: number[] = [];
   remaining: number;
@@ -201,7 +200,7 @@ class FrameReader {
 
   async start(dictionary: Uint8Array | undefined, resumeFrom: number): Promise<void> {
     const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks[i].rawLength, 0);
-    this.decoder = new FrameDecoder(expected, dictionary);
+    this.decoding = decodeFrame(expected, dictionary);
     if (resumeFrom > 0) {
       const kept = readFileSync(this.partPath).subarray(0, resumeFrom);
       this.remaining -= kept.length;
@@ -219,28 +218,32 @@ class FrameReader {
 
   private async decode(bytes: Uint8Array): Promise<void> {
     try {
-      if (this.decoder.push(bytes) > 0) await this.split();
+      this.decoding.push(bytes);
+      await this.split();
     } catch (e) {
-      this.close();
-      rmSync(this.partPath, { force: true });
-      if (e instanceof PaqueteError && e.code === 'DAMAGED_PACK') {
-        throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${e.message}`);
-      }
-      throw e;
+      this.fail(e);
     }
+  }
+
+  /** Drops the frame's kept bytes and rethrows, saying which frame is corrupt if that is it. */
+  private fail(e: unknown): never {
+    this.close();
+    rmSync(this.partPath, { force: true });
+    if (e instanceof PaqueteError && e.code === 'DAMAGED_PACK') {
+      throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${e.message}`);
+    }
+    throw e;
   }
 
   /** Cuts decoded bytes into the frame's chunks, checks and stores each. */
   private async split(): Promise<void> {
     const yields = this.entry.yields;
-    // Chunks are views of the decoder's buffer: the store copies them, the cache keeps views.
-    const out = this.decoder.output;
     while (this.nextYield < yields.length) {
       const i = yields[this.nextYield];
       const c = this.snapshot.chunks[i];
-      if (out.length - this.outPos < c.rawLength) return;
-      const raw = out.subarray(this.outPos, this.outPos + c.rawLength);
-      this.outPos += c.rawLength;
+      // Mostly a view of decoded output: the store copies it, the cache keeps the view.
+      const raw = this.decoding.take(c.rawLength);
+      if (!raw) return;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
       if (!this.opts.present.has(c.id)) await this.store.addRaw(c.id, raw);
@@ -257,14 +260,27 @@ class FrameReader {
     await this.opts.onChunks?.(done);
   }
 
+  /**
+   * Stores every chunk the bytes pushed so far decode to: for a frame a request ends inside (a
+   * prefix the budget allowed), whose decoding may still be under way on the decode worker.
+   */
+  async settle(): Promise<void> {
+    try {
+      await this.decoding.settle(() => this.split());
+    } catch (e) {
+      this.fail(e);
+    }
+    await this.store.flush(false);
+    await this.report();
+  }
+
   async finish(): Promise<void> {
     try {
-      this.decoder.end();
+      await this.decoding.end(() => this.split());
+      await this.split();
       if (this.nextYield !== this.entry.yields.length) throw new PaqueteError('DAMAGED_PACK', 'ended before its last chunk');
     } catch (e) {
-      this.close();
-      rmSync(this.partPath, { force: true });
-      throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${(e as Error).message}`);
+      this.fail(e);
     }
     await this.store.flush(false);
     await this.report();
@@ -273,6 +289,7 @@ class FrameReader {
   }
 
   close(): void {
+    this.decoding?.close();
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
   }

@@ -1,0 +1,123 @@
+import { ErrorCode, PaqueteError } from '../errors.js';
+import type { PlaceJob, PlaceOutcome } from './tree-writer.js';
+import { BackgroundWorker } from '../util/background-worker.js';
+
+/**
+ * The main thread's side of the place worker (src/sync/place-worker.ts). A file goes as one or
+ * more `data` messages (the first names the file, the last says so); the promise of `end`
+ * settles once the file is synced and in place, or failed its checksum. One worker serves the
+ * whole process, started on first use and not keeping the process alive while idle.
+ *
+ * Why a thread: writing a file into the tree takes the disk journal (open, write, mkdir and
+ * rename wait while another file's fsync commits), and SHA-256 of every byte is the client's
+ * largest CPU cost after decompression. On its own thread neither stops the download being
+ * decoded.
+ */
+export type ToWorker = { t: 'data'; id: number; job?: PlaceJob; bytes: Uint8Array; last: boolean };
+
+export type FromWorker =
+  | { t: 'ack'; bytes: number }
+  | { t: 'done'; id: number; outcome: PlaceOutcome }
+  | { t: 'done'; id: number; error: { message: string; code?: string; hint?: string; paquete: boolean } };
+
+/** Bytes sent and not yet written by the worker before `write` waits: bounds memory on big files. */
+const IN_FLIGHT_LIMIT = 32 << 20;
+
+interface File {
+  /** Until the first message carries it. */
+  job?: PlaceJob;
+  lastSent: boolean;
+  result: Promise<PlaceOutcome>;
+  resolve: (o: PlaceOutcome) => void;
+  reject: (e: Error) => void;
+}
+
+export class Placer {
+  private static shared: Placer | undefined;
+  private readonly worker: BackgroundWorker<ToWorker, FromWorker>;
+  private nextId = 1;
+  private readonly files = new Map<number, File>();
+  private inFlight = 0;
+  private drained: (() => void)[] = [];
+
+  /** The process's placer, started on first use (again after a worker failure). */
+  static get(): Placer {
+    if (!Placer.shared || Placer.shared.broken) Placer.shared = new Placer();
+    return Placer.shared;
+  }
+
+  private get broken(): Error | undefined {
+    return this.worker.broken;
+  }
+
+  private constructor() {
+    this.worker = new BackgroundWorker(new URL('./place-worker.js', import.meta.url), (m) => this.receive(m), (e) => this.fail(e));
+  }
+
+  /** Starts a file; returns its id for `write` and `end`. */
+  begin(job: PlaceJob): number {
+    if (this.broken) throw this.broken;
+    const id = this.nextId++;
+    let resolve!: (o: PlaceOutcome) => void;
+    let reject!: (e: Error) => void;
+    const result = new Promise<PlaceOutcome>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // Observed now: a failure before anyone awaits `end` must not count as unhandled.
+    result.catch(() => {});
+    if (this.files.size === 0) this.worker.busy(true);
+    this.files.set(id, { job, lastSent: false, result, resolve, reject });
+    return id;
+  }
+
+  /** Sends the next bytes of a file (copied: the caller's buffers stay its own). */
+  async write(id: number, parts: Uint8Array[], last: boolean): Promise<void> {
+    if (this.broken) throw this.broken;
+    const file = this.files.get(id)!;
+    // Its own memory (never a slice of Node's shared pool), not zeroed: it is all overwritten.
+    const bytes = Buffer.allocUnsafeSlow(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      bytes.set(p, at);
+      at += p.length;
+    }
+    this.inFlight += bytes.length;
+    this.worker.post({ t: 'data', id, job: file.job, bytes, last } satisfies ToWorker, [bytes.buffer]);
+    file.job = undefined;
+    file.lastSent = last;
+    while (this.inFlight > IN_FLIGHT_LIMIT && !this.broken) await new Promise<void>((r) => this.drained.push(r));
+  }
+
+  /** Ends a file: resolves when it is in place ({ok: true}) or failed its checksum ({ok: false}). */
+  end(id: number): Promise<PlaceOutcome> {
+    const file = this.files.get(id);
+    if (!file) return Promise.reject(this.broken ?? new Error(`no file ${id} under way`));
+    if (!file.lastSent) {
+      this.worker.post({ t: 'data', id, job: file.job, bytes: new Uint8Array(0), last: true } satisfies ToWorker);
+      file.job = undefined;
+      file.lastSent = true;
+    }
+    return file.result;
+  }
+
+  private receive(m: FromWorker): void {
+    if (m.t === 'ack') {
+      this.inFlight -= m.bytes;
+      if (this.inFlight <= IN_FLIGHT_LIMIT) for (const r of this.drained.splice(0)) r();
+      return;
+    }
+    const file = this.files.get(m.id);
+    this.files.delete(m.id);
+    if (this.files.size === 0) this.worker.busy(false);
+    if (!file) return;
+    if ('outcome' in m) file.resolve(m.outcome);
+    else file.reject(m.error.paquete ? new PaqueteError(m.error.code as ErrorCode, m.error.message, m.error.hint) : new Error(m.error.message));
+  }
+
+  private fail(e: Error): void {
+    for (const file of this.files.values()) file.reject(e);
+    this.files.clear();
+    for (const r of this.drained.splice(0)) r();
+  }
+}
