@@ -5,6 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
 import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
@@ -204,6 +205,8 @@ describe('park sessions over HTTP', () => {
     assert.ok(kills >= 2, `only ${kills} kills landed`);
     assert.deepEqual(treeDigest(join(dir, 'w7')), source);
     await paquete(['verify', '-C', 'w7'], dir);
+    // Nothing half-done is left behind: no temp file of a killed assembly, no frame prefix.
+    assert.deepEqual(readdirSync(join(dir, 'w7', '.paquete', 'tmp')).filter((n) => n.endsWith('.part')), []);
     const log = await nginx.accessLog();
     const headers = log.reduce((n, e) => n + e.bytesSent - e.bodyBytesSent + e.requestLength, 0);
     const wire = proxy.stats.bytesToClient + proxy.stats.bytesFromClient;

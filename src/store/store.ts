@@ -10,14 +10,10 @@ import {
   checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader, Repr,
   writeRecordHeader,
 } from './pack.js';
+import { Located, Location, packFileName, recordAt } from './pack-reader.js';
 
-/** Where a chunk's record lies in the local store. */
-export interface Location {
-  pack: number;
-  offset: number;
-  /** Whole record length, header included. */
-  length: number;
-}
+export type { Location, Located } from './pack-reader.js';
+export { packFileName } from './pack-reader.js';
 
 const CHUNK_PREFIX = 0x63; // 'c'
 const META_CURRENT_PACK = Buffer.from('m:current-pack');
@@ -51,7 +47,8 @@ const fdatasyncAsync = promisify(fdatasync);
  * a tenth of a first sync's time (typescript: 4,204 writes).
  */
 const WRITE_BUFFER = 1 << 20;
-export const packFileName = (n: number) => `${String(n).padStart(8, '0')}.pack`;
+/** Most locations remembered in `recent` (~100 B each). */
+const RECENT_LIMIT = 1 << 18;
 
 export interface VerifyProblem {
   id?: string;
@@ -82,6 +79,11 @@ export class ChunkStore {
   private written = 0;
   private writeBuffer: Buffer | undefined;
   private pending = new Map<bigint, Location>();
+  /**
+   * Locations committed by this process lately: files are assembled right after their chunks
+   * arrive, and asking LevelDB for them again took ~28 ms of a 23.6 MB first sync.
+   */
+  private recent = new Map<bigint, Location>();
   private unsynced = 0;
   private lastDurable = Date.now();
   /**
@@ -157,11 +159,28 @@ export class ChunkStore {
     const buf = Buffer.allocUnsafe(loc.length);
     const n = readSync(this.fd(loc.pack), buf, 0, loc.length, loc.offset);
     if (n !== loc.length) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} is truncated at ${loc.offset}`);
-    const header = decodeRecordHeader(buf);
-    if (RECORD_HEADER_SIZE + header.storedLength !== loc.length) {
-      throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} record at ${loc.offset} has the wrong length`);
-    }
-    return { header, payload: buf.subarray(RECORD_HEADER_SIZE) };
+    return recordAt(buf, 0, loc);
+  }
+
+  /**
+   * Where each of `ids` lies, with every record written out to its pack first, so another
+   * reader of the packs (the place worker's PackReader) finds the bytes there.
+   */
+  async locateMany(ids: bigint[]): Promise<Located[]> {
+    this.writeOut();
+    const known = ids.map((id) => this.pending.get(id) ?? this.recent.get(id));
+    const unknown = ids.filter((_, i) => !known[i]);
+    const values = unknown.length ? await this.db.getMany(unknown.map(idKey)) : [];
+    let k = 0;
+    return ids.map((id, i) => {
+      let loc = known[i];
+      if (!loc) {
+        const v = values[k++];
+        loc = v ? decodeLocation(v) : undefined;
+      }
+      if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`, 'run paquete sync to fetch it again');
+      return { id, ...loc };
+    });
   }
 
   /** The raw bytes of a chunk, checked against its id. */
@@ -171,13 +190,7 @@ export class ChunkStore {
 
   /** The raw bytes of several chunks, in order, with one index lookup for all of them. */
   async getMany(ids: bigint[]): Promise<Uint8Array[]> {
-    const values = await this.db.getMany(ids.map(idKey));
-    return ids.map((id, i) => {
-      const v = values[i];
-      const loc = this.pending.get(id) ?? (v ? decodeLocation(v) : undefined);
-      if (!loc) throw new PaqueteError('DAMAGED_STORE', `chunk ${hex(id)} is not in the store`, 'run paquete sync to fetch it again');
-      return this.read(id, loc);
-    });
+    return (await this.locateMany(ids)).map((loc) => this.read(loc.id, loc));
   }
 
   private read(id: bigint, loc: Location): Uint8Array {
@@ -385,6 +398,8 @@ export class ChunkStore {
     ops.push(u32Put(META_CURRENT_PACK, this.writePack), u32Put(packEndKey(this.writePack), this.writeEnd), u32Put(packDurableKey(this.writePack), durableEnd));
     await this.batch(ops, { sync: durable });
     this.committed = { pack: this.writePack, end: this.writeEnd, durable: durableEnd };
+    if (this.recent.size + this.pending.size > RECENT_LIMIT) this.recent.clear();
+    for (const [id, loc] of this.pending) this.recent.set(id, loc);
     this.pending.clear();
     if (durable) {
       this.unsynced = 0;
@@ -415,6 +430,7 @@ export class ChunkStore {
   /** Drops chunks from the index (their bytes stay until gc) so they are fetched again. */
   async forget(ids: bigint[]): Promise<void> {
     await this.flush();
+    for (const id of ids) this.recent.delete(id);
     await this.batch(ids.map((id) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
   }
 
@@ -427,6 +443,7 @@ export class ChunkStore {
    */
   async gc(keep: Set<bigint>, onProgress?: (freed: number) => void): Promise<{ removedChunks: number; freedBytes: number; packsRewritten: number }> {
     await this.flush();
+    this.recent.clear();
     const byPack = new Map<number, { live: [bigint, Location][]; dead: [bigint, Location][] }>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
       const id = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readBigUInt64BE(1);

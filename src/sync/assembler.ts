@@ -4,13 +4,12 @@ import { ChunkStore } from '../store/store.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
 import { hashFile } from '../util/fsx.js';
-import { ChunkCache } from './cache.js';
 import { Placer } from './placer.js';
 import { safeLstat } from './tree-writer.js';
 
 /**
- * Puts files into the working tree: gathers each file's chunks (from the cache of what just
- * arrived, else the store) and hands them to the place worker, which writes a temp file, checks
+ * Puts files into the working tree: looks up where each file's chunks lie in the store and
+ * hands that to the place worker, which reads them from the packs, writes a temp file, checks
  * its SHA-256 against the signed snapshot, syncs it and only then renames it into place
  * (src/sync/tree-writer.ts). A reader never sees a half-written or wrong file.
  */
@@ -21,7 +20,6 @@ export class Assembler {
     private readonly store: ChunkStore,
     private readonly snapshot: Snapshot,
     private readonly state: TreeState,
-    private readonly cache?: ChunkCache,
   ) {}
 
   /** True when the file in the tree is already the snapshot's version. */
@@ -52,16 +50,14 @@ export class Assembler {
   async place(f: FileEntry): Promise<boolean> {
     const placer = Placer.get();
     // sha256 copied: a view would take the whole buffer under it along to the worker.
-    const id = placer.begin({ root: this.root, tmpDir: this.tmpDir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256) });
+    const job = { root: this.root, tmpDir: this.tmpDir, storeDir: this.store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256) };
+    const id = placer.begin(job);
     try {
-      // Chunks not in the cache are looked up together, a few hundred at a time.
+      // Located a few hundred at a time; the worker reads them from the packs.
       const BATCH = 256;
       for (let at = 0; at < f.chunks.length; at += BATCH) {
         const ids = f.chunks.slice(at, at + BATCH).map((i) => this.snapshot.chunks[i].id);
-        const missing = ids.filter((id) => !this.cache?.get(id));
-        const read = new Map<bigint, Uint8Array>();
-        if (missing.length) (await this.store.getMany(missing)).forEach((raw, j) => read.set(missing[j], raw));
-        await placer.write(id, ids.map((id) => this.cache?.get(id) ?? read.get(id)!), at + BATCH >= f.chunks.length);
+        placer.write(id, await this.store.locateMany(ids), at + BATCH >= f.chunks.length);
       }
     } catch (e) {
       // Ended all the same, so the worker drops the temp file (short, it fails its checksum).

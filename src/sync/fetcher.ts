@@ -5,11 +5,8 @@ import { decodePayload, PACK_HEADER_SIZE, RecordStream } from '../store/pack.js'
 import { ChunkStore } from '../store/store.js';
 import { recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { FetchRange } from './planner.js';
-import { ChunkCache } from './cache.js';
 
 export interface FetchEvents {
-  /** Receives each verified chunk's decoded bytes, to spare decoding them again. */
-  cache?: ChunkCache;
   /** Some chunks arrived and are durable in the store. */
   onChunks?: (chunkIndices: number[]) => void | Promise<void>;
 }
@@ -58,7 +55,6 @@ export async function fetchRanges(
           throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} from the remote is corrupt (its bytes do not match its id)`);
         }
         await store.addRecord(c.id, rec.record);
-        opts.cache?.put(c.id, raw);
         arrived.push(i);
       }
       if (arrived.length) {

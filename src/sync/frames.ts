@@ -10,14 +10,18 @@ import { ChunkStore } from '../store/store.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { FetchEvents } from './fetcher.js';
 import { FrameOption, FrameRange } from './planner.js';
+import { TEMP_FILE } from './tree-writer.js';
 
 const PART = /^frame-([0-9a-f]{16})-\d+\.part$/;
 
-/** Deletes kept frame prefixes of other updates than `keep` (an older snapshot's, say). */
+/**
+ * Deletes kept frame prefixes of other updates than `keep` (an older snapshot's, say), and the
+ * temp files of assemblies a kill interrupted (run under the working directory's lock).
+ */
 export function removeStaleParts(partDir: string, keep: UpdateHead | undefined): void {
   for (const name of readdirSync(partDir)) {
     const m = PART.exec(name);
-    if (m && m[1] !== keep?.framesFile.slice(0, 16)) rmSync(join(partDir, name), { force: true });
+    if ((m && m[1] !== keep?.framesFile.slice(0, 16)) || TEMP_FILE.test(name)) rmSync(join(partDir, name), { force: true });
   }
 }
 
@@ -241,15 +245,21 @@ class FrameReader {
     while (this.nextYield < yields.length) {
       const i = yields[this.nextYield];
       const c = this.snapshot.chunks[i];
-      // Mostly a view of decoded output: the store copies it, the cache keeps the view.
+      // Mostly a view of decoded output, which the store copies.
       const raw = this.decoding.take(c.rawLength);
       if (!raw) return;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
       if (!this.opts.present.has(c.id)) await this.store.addRaw(c.id, raw);
-      this.opts.cache?.put(c.id, raw);
       this.arrived.push(i);
     }
+  }
+
+  /** While the decode worker catches up: each piece of output stored, committed and reported as it comes. */
+  private async splitAndReport(): Promise<void> {
+    await this.split();
+    await this.store.flush(false);
+    await this.report();
   }
 
   /** Tells the session which chunks are now in the store. */
@@ -266,7 +276,7 @@ class FrameReader {
    */
   async settle(): Promise<void> {
     try {
-      await this.decoding.settle(() => this.split());
+      await this.decoding.settle(() => this.splitAndReport());
     } catch (e) {
       this.fail(e);
     }
@@ -276,7 +286,7 @@ class FrameReader {
 
   async finish(): Promise<void> {
     try {
-      await this.decoding.end(() => this.split());
+      await this.decoding.end(() => this.splitAndReport());
       await this.split();
       if (this.nextYield !== this.entry.yields.length) throw new PaqueteError('DAMAGED_PACK', 'ended before its last chunk');
     } catch (e) {

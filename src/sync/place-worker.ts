@@ -11,10 +11,7 @@ const port = parentPort!;
 const writer = new TreeWriter();
 port.on('message', (m: ToWorker) => {
   if (m.job) writer.begin(m.id, m.job);
-  if (m.bytes.length) {
-    writer.write(m.id, m.bytes);
-    port.postMessage({ t: 'ack', bytes: m.bytes.length } satisfies FromWorker);
-  }
+  if (m.records.length) writer.write(m.id, m.records);
   if (!m.last) return;
   writer.end(m.id, (outcome) => {
     const reply: FromWorker =

@@ -1,8 +1,9 @@
 import { createHash, Hash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PaqueteError } from '../errors.js';
+import { Located, PackReader } from '../store/pack-reader.js';
 
 /**
  * Writes files into a working tree: each goes to a temp file, is checked against its SHA-256,
@@ -23,6 +24,8 @@ export interface PlaceJob {
   /** The working tree and the temp directory beside it (same file system). */
   root: string;
   tmpDir: string;
+  /** The store whose packs hold the file's chunks. */
+  storeDir: string;
   /** Relative, '/'-separated, already checked not to escape the tree. */
   path: string;
   mode: number;
@@ -49,6 +52,8 @@ interface Staged {
 }
 
 const fsyncAsync = promisify(fsync);
+/** The name of a file being assembled in the temp directory. */
+export const TEMP_FILE = /^[0-9a-f]{16}\.part$/;
 /** A group is synced at once when it holds this many files or bytes (open descriptors, memory). */
 const GROUP_FILES = 256;
 const GROUP_BYTES = 256 << 20;
@@ -59,10 +64,12 @@ export class TreeWriter {
   private stagedBytes = 0;
   private committing = false;
   private idleCheck: NodeJS.Immediate | undefined;
+  /** Pack readers by store, closed whenever no file is under way (packs may go between syncs). */
+  private readers = new Map<string, PackReader>();
 
   /** Starts file `id`. A failure is kept and reported by `end`. */
   begin(id: number, job: PlaceJob): void {
-    const tmp = join(job.tmpDir, `${randomBytes(8).toString('hex')}.part`);
+    const tmp = join(job.tmpDir, `${randomBytes(8).toString('hex')}.part`); // TEMP_FILE
     const open: Open = { job, tmp, fd: -1, hash: createHash('sha256'), size: 0 };
     this.files.set(id, open);
     try {
@@ -73,17 +80,27 @@ export class TreeWriter {
     }
   }
 
-  /** Appends bytes to file `id` (ignored once it has failed). */
-  write(id: number, bytes: Uint8Array): void {
+  /** Appends the chunks at `records` to file `id` (ignored once it has failed). */
+  write(id: number, records: Located[]): void {
     const open = this.files.get(id);
     if (!open || open.error !== undefined) return;
     try {
-      for (let done = 0; done < bytes.length; ) done += writeSync(open.fd, bytes, done, bytes.length - done);
-      open.hash.update(bytes);
-      open.size += bytes.length;
+      this.reader(open.job.storeDir).read(records, (raws) => {
+        writeAll(open.fd, raws);
+        for (const raw of raws) {
+          open.hash.update(raw);
+          open.size += raw.length;
+        }
+      });
     } catch (e) {
       open.error = e;
     }
+  }
+
+  private reader(storeDir: string): PackReader {
+    let r = this.readers.get(storeDir);
+    if (!r) this.readers.set(storeDir, (r = new PackReader(storeDir)));
+    return r;
   }
 
   /** Ends file `id`: settles once it is in place, or failed its checksum, or failed. */
@@ -115,6 +132,10 @@ export class TreeWriter {
     void this.commit(group).finally(() => {
       this.committing = false;
       this.commitNext();
+      if (!this.committing && this.files.size === 0 && this.staged.length === 0) {
+        for (const r of this.readers.values()) r.close();
+        this.readers.clear();
+      }
     });
   }
 
@@ -133,6 +154,18 @@ export class TreeWriter {
         settle(errorOf(e, open.job.path));
       }
     });
+  }
+}
+
+/** writev until every byte is written (a short write is legal, if rare, on a full disk). */
+function writeAll(fd: number, parts: Uint8Array[]): void {
+  while (parts.length) {
+    let written = writevSync(fd, parts);
+    while (parts.length && written >= parts[0].length) {
+      written -= parts[0].length;
+      parts = parts.slice(1);
+    }
+    if (parts.length && written > 0) parts = [parts[0].subarray(written), ...parts.slice(1)];
   }
 }
 

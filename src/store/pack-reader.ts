@@ -1,0 +1,93 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { idToHex as hex } from '../chunk/index.js';
+import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE, RecordHeader } from './pack.js';
+
+/** Where a chunk's record lies in the local store. */
+export interface Location {
+  pack: number;
+  offset: number;
+  /** Whole record length, header included. */
+  length: number;
+}
+
+/** A location and the chunk it must hold. */
+export interface Located extends Location {
+  id: bigint;
+}
+
+export const packFileName = (n: number) => `${String(n).padStart(8, '0')}.pack`;
+
+/** The record at buf[at, at + loc.length): its header, checked against the location, and payload. */
+export function recordAt(buf: Uint8Array, at: number, loc: Location): { header: RecordHeader; payload: Uint8Array } {
+  const header = decodeRecordHeader(buf, at);
+  if (RECORD_HEADER_SIZE + header.storedLength !== loc.length) {
+    throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} record at ${loc.offset} has the wrong length`);
+  }
+  return { header, payload: buf.subarray(at + RECORD_HEADER_SIZE, at + loc.length) };
+}
+
+/** Reads at most this much at once: records lying back to back are read together. */
+const RUN_BYTES = 4 << 20;
+
+/**
+ * Reads chunks from a store's packs, given their locations: the place worker's way to the bytes
+ * of the files it writes, with no index of its own (the main thread looked the locations up)
+ * and no copy through the main thread. Records that lie back to back (a file's chunks, as they
+ * arrived) are read in one call into a buffer reused from run to run. Bytes are not checked
+ * against their ids here: the file's SHA-256 is, right after.
+ */
+export class PackReader {
+  private readonly fds = new Map<number, number>();
+  private buffer = Buffer.allocUnsafe(1 << 20);
+
+  constructor(private readonly storeDir: string) {}
+
+  /** Hands the raw bytes of `records`, in order, to `each` a run at a time (views valid during the call). */
+  read(records: Located[], each: (raws: Uint8Array[]) => void): void {
+    for (let start = 0; start < records.length; ) {
+      const first = records[start];
+      let end = start + 1;
+      let bytes = first.length;
+      while (end < records.length) {
+        const r = records[end];
+        const prev = records[end - 1];
+        if (r.pack !== first.pack || r.offset !== prev.offset + prev.length || bytes + r.length > RUN_BYTES) break;
+        bytes += r.length;
+        end++;
+      }
+      if (this.buffer.length < bytes) this.buffer = Buffer.allocUnsafe(bytes);
+      const n = readSync(this.fd(first.pack), this.buffer, 0, bytes, first.offset);
+      if (n !== bytes) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(first.pack)} is truncated at ${first.offset + n}`, 'run paquete verify --repair');
+      const raws: Uint8Array[] = [];
+      for (let k = start, at = 0; k < end; at += records[k].length, k++) {
+        const { header, payload } = recordAt(this.buffer, at, records[k]);
+        if (header.id !== records[k].id) {
+          throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(first.pack)} at ${records[k].offset} holds ${hex(header.id)}, not ${hex(records[k].id)}`, 'run paquete verify --repair');
+        }
+        raws.push(decodePayload(header, payload));
+      }
+      each(raws);
+      start = end;
+    }
+  }
+
+  private fd(pack: number): number {
+    let fd = this.fds.get(pack);
+    if (fd === undefined) {
+      try {
+        fd = openSync(join(this.storeDir, 'packs', packFileName(pack)), 'r');
+      } catch {
+        throw new PaqueteError('DAMAGED_STORE', `pack ${packFileName(pack)} is missing from the store`, 'run paquete verify --repair');
+      }
+      this.fds.set(pack, fd);
+    }
+    return fd;
+  }
+
+  close(): void {
+    for (const fd of this.fds.values()) closeSync(fd);
+    this.fds.clear();
+  }
+}
