@@ -24,6 +24,8 @@ async function decodeLikeAReader(decoding: StreamingFrame, frame: Uint8Array, ex
   const taken: Uint8Array[] = [];
   const takeAll = async () => {
     for (let piece; sizes.length && (piece = decoding.take(sizes[0])); sizes.shift()) taken.push(Uint8Array.from(piece));
+    // As the reader stores chunks: time passes, and the worker's messages arrive meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 2));
   };
   for (let at = 0; at < frame.length; ) {
     const n = 1 + Math.floor(rnd() * 300_000);

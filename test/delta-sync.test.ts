@@ -33,8 +33,9 @@ describe('updates over HTTP (nginx)', () => {
   const recordBytes = (s: Snapshot, except: Set<bigint>) => s.chunks.filter((c) => !except.has(c.id)).reduce((n, c) => n + recordLength(c), 0);
   const release = (v: number) => {
     const files: Record<string, string | Uint8Array> = {
-      // The big file is most of the tree, so a client holding only it holds most of the snapshot.
-      'site/app.js': v === 1 ? textFile(1, 30_000) : editText(textFile(1, 30_000), v, 40 * v),
+      // The big file is most of the tree, so a client holding only it holds most of the snapshot;
+      // and big enough (2.2 MB) that the newcomer's stream is decoded on the decode worker.
+      'site/app.js': v === 1 ? textFile(1, 48_000) : editText(textFile(1, 48_000), v, 40 * v),
       'site/lib/util.js': v === 1 ? textFile(2, 3_000) : editText(textFile(2, 3_000), v + 10, 10 * v),
       'site/data.bin': pseudoRandom(50_000, 3),
       'site/README.md': `release ${v}\n`,

@@ -76,6 +76,8 @@ class ThreadFrame implements StreamingFrame {
   private available = 0;
   private pushed = 0;
   private answered = 0;
+  /** Pieces of output received so far. */
+  private outputs = 0;
   failure: PaqueteError | undefined;
   ended = false;
   /** Called on every message about this frame. */
@@ -101,6 +103,7 @@ class ThreadFrame implements StreamingFrame {
       if (m.bytes.length) {
         this.pieces.push(m.bytes);
         this.available += m.bytes.length;
+        this.outputs++;
       }
     } else if (m.t === 'ended') this.ended = true;
     else this.failure = new PaqueteError('DAMAGED_PACK', m.message);
@@ -149,9 +152,16 @@ class ThreadFrame implements StreamingFrame {
 
   /** Waits for `done`, handing output to `onOutput` as it comes. */
   private async until(done: () => boolean, onOutput: () => Promise<void>): Promise<void> {
+    let seen = -1;
     for (;;) {
+      // Checked again after every await: messages (output, the end, a failure) arrive during
+      // onOutput too, and one that came then must not be waited for a second time.
       this.check();
-      if (this.available > 0) await onOutput();
+      if (this.outputs > seen) {
+        seen = this.outputs;
+        await onOutput();
+        continue;
+      }
       if (done()) return;
       await new Promise<void>((resolve) => (this.wake = resolve));
     }

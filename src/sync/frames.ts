@@ -12,16 +12,21 @@ import { FetchEvents } from './fetcher.js';
 import { FrameOption, FrameRange } from './planner.js';
 import { TEMP_FILE } from './tree-writer.js';
 
-const PART = /^frame-([0-9a-f]{16})-\d+\.part$/;
+const PART = /^frame-([0-9a-f]{16})-(\d+)\.part$/;
 
 /**
- * Deletes kept frame prefixes of other updates than `keep` (an older snapshot's, say), and the
- * temp files of assemblies a kill interrupted (run under the working directory's lock).
+ * Deletes what no session will resume (run under the working directory's lock): kept frame
+ * prefixes of other updates than `keep` (an older snapshot's, say) and of its frames whose chunks
+ * are all in the store already (a kill after the last byte of a frame, before its prefix was
+ * deleted), and the temp files of assemblies a kill interrupted.
  */
-export function removeStaleParts(partDir: string, keep: UpdateHead | undefined): void {
+export function removeStaleParts(partDir: string, keep: UpdateHead | undefined, present: Set<bigint>, snapshot: Snapshot): void {
+  const frameAt = new Map(keep?.frames.map((f) => [f.offset, f]));
   for (const name of readdirSync(partDir)) {
     const m = PART.exec(name);
-    if ((m && m[1] !== keep?.framesFile.slice(0, 16)) || TEMP_FILE.test(name)) rmSync(join(partDir, name), { force: true });
+    const frame = m && m[1] === keep?.framesFile.slice(0, 16) ? frameAt.get(Number(m[2])) : undefined;
+    const useless = m && (!frame || frame.yields.every((i) => present.has(snapshot.chunks[i]?.id)));
+    if (useless || TEMP_FILE.test(name)) rmSync(join(partDir, name), { force: true });
   }
 }
 

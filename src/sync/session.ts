@@ -150,7 +150,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       await useUpdate(worth?.update, worth?.baseHeld);
       if (update) plan = planFor(main, mainLimit());
     }
-    removeStaleParts(work.tmpDir, update?.head);
+    removeStaleParts(work.tmpDir, update?.head, present, snapshot);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
     const result: SyncResult = {
