@@ -267,6 +267,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       schedule();
       await placing;
       work.saveTreeState(state);
+      // A frame fetched only up to its last missing chunk keeps a prefix no session will resume.
+      removeStaleParts(work.tmpDir, update?.head, present, snapshot);
     }
     if (placeError !== undefined) throw placeError;
 
