@@ -3,20 +3,35 @@ import { hideBin } from 'yargs/helpers';
 import { PaqueteError, EXIT } from '../errors.js';
 import { applyOutputMode } from './common.js';
 import { reportError } from './output.js';
-import { keygen } from './keygen.js';
-import { publishCommand } from './publish.js';
-import { initCommand } from './init.js';
-import { syncCommand } from './sync.js';
-import { statusCommand } from './status.js';
-import { verifyCommand } from './verify.js';
-import { remoteCommand } from './remote.js';
-import { gcCommand } from './gc.js';
-import { serveCommand } from './serve.js';
-import { haveCommand } from './have.js';
-import { exportCommand } from './export.js';
-import { importCommand } from './import.js';
-import { seedCommand } from './seed.js';
-import { gitExportCommand } from './git-export.js';
+
+/**
+ * Each command's module, loaded only when needed: a run of one command loads that command's
+ * code, not every other one's (the whole CLI took ~0.55 s to load here, sync's part ~0.25 s).
+ * Help with no command, or an unknown one, loads them all to list them and suggest the nearest.
+ */
+const COMMANDS: Record<string, () => Promise<object>> = {
+  keygen: async () => (await import('./keygen.js')).keygen,
+  publish: async () => (await import('./publish.js')).publishCommand,
+  init: async () => (await import('./init.js')).initCommand,
+  sync: async () => (await import('./sync.js')).syncCommand,
+  status: async () => (await import('./status.js')).statusCommand,
+  verify: async () => (await import('./verify.js')).verifyCommand,
+  remote: async () => (await import('./remote.js')).remoteCommand,
+  gc: async () => (await import('./gc.js')).gcCommand,
+  serve: async () => (await import('./serve.js')).serveCommand,
+  have: async () => (await import('./have.js')).haveCommand,
+  export: async () => (await import('./export.js')).exportCommand,
+  import: async () => (await import('./import.js')).importCommand,
+  seed: async () => (await import('./seed.js')).seedCommand,
+  'git-export': async () => (await import('./git-export.js')).gitExportCommand,
+};
+
+/** The modules of the command named in `args`, or of all commands when none is. */
+async function commandsFor(args: string[]): Promise<object[]> {
+  const named = args.find((a) => !a.startsWith('-'));
+  const chosen = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]] : Object.values(COMMANDS);
+  return Promise.all(chosen.map((load) => load()));
+}
 
 /** Parses the command line and runs one command; every failure becomes one line and an exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -27,20 +42,7 @@ export async function main(args: string[]): Promise<number> {
     .option('json', { type: 'boolean', describe: 'machine-readable output', global: true })
     .option('quiet', { alias: 'q', type: 'boolean', describe: 'print only results and errors', global: true })
     .middleware((argv) => applyOutputMode(argv))
-    .command(keygen as never)
-    .command(publishCommand as never)
-    .command(initCommand as never)
-    .command(syncCommand as never)
-    .command(statusCommand as never)
-    .command(verifyCommand as never)
-    .command(remoteCommand as never)
-    .command(gcCommand as never)
-    .command(serveCommand as never)
-    .command(haveCommand as never)
-    .command(exportCommand as never)
-    .command(importCommand as never)
-    .command(seedCommand as never)
-    .command(gitExportCommand as never)
+    .command((await commandsFor(args)) as never)
     .demandCommand(1, 'name a command; see paquete --help')
     .strict()
     .recommendCommands()
