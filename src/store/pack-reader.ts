@@ -28,6 +28,20 @@ export function recordAt(buf: Uint8Array, at: number, loc: Location): { header: 
   return { header, payload: buf.subarray(at + RECORD_HEADER_SIZE, at + loc.length) };
 }
 
+/** Opens pack `pack` of the store at `storeDir`; a missing pack is store damage. */
+export function openPack(storeDir: string, pack: number, flags: 'r' | 'r+'): number {
+  try {
+    return openSync(join(storeDir, 'packs', packFileName(pack)), flags);
+  } catch {
+    throw new PaqueteError('DAMAGED_STORE', `pack ${packFileName(pack)} is missing from the store`, 'run paquete verify --repair');
+  }
+}
+
+/** Throws unless the record read at `loc` is the one of chunk `id`. */
+export function expectId(header: RecordHeader, loc: Location, id: bigint): void {
+  if (header.id !== id) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} at ${loc.offset} holds ${hex(header.id)}, not ${hex(id)}`, 'run paquete verify --repair');
+}
+
 /** Reads at most this much at once: records lying back to back are read together. */
 const RUN_BYTES = 4 << 20;
 
@@ -63,9 +77,7 @@ export class PackReader {
       const raws: Uint8Array[] = [];
       for (let k = start, at = 0; k < end; at += records[k].length, k++) {
         const { header, payload } = recordAt(this.buffer, at, records[k]);
-        if (header.id !== records[k].id) {
-          throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(first.pack)} at ${records[k].offset} holds ${hex(header.id)}, not ${hex(records[k].id)}`, 'run paquete verify --repair');
-        }
+        expectId(header, records[k], records[k].id);
         raws.push(decodePayload(header, payload));
       }
       each(raws);
@@ -75,14 +87,7 @@ export class PackReader {
 
   private fd(pack: number): number {
     let fd = this.fds.get(pack);
-    if (fd === undefined) {
-      try {
-        fd = openSync(join(this.storeDir, 'packs', packFileName(pack)), 'r');
-      } catch {
-        throw new PaqueteError('DAMAGED_STORE', `pack ${packFileName(pack)} is missing from the store`, 'run paquete verify --repair');
-      }
-      this.fds.set(pack, fd);
-    }
+    if (fd === undefined) this.fds.set(pack, (fd = openPack(this.storeDir, pack, 'r')));
     return fd;
   }
 

@@ -10,7 +10,7 @@ import {
   checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader, Repr,
   writeRecordHeader,
 } from './pack.js';
-import { Located, Location, packFileName, recordAt } from './pack-reader.js';
+import { expectId, Located, Location, openPack, packFileName, recordAt } from './pack-reader.js';
 
 export type { Location, Located } from './pack-reader.js';
 export { packFileName } from './pack-reader.js';
@@ -118,14 +118,7 @@ export class ChunkStore {
 
   private fd(pack: number): number {
     let fd = this.fds.get(pack);
-    if (fd === undefined) {
-      try {
-        fd = openSync(join(this.dir, 'packs', packFileName(pack)), 'r+');
-      } catch (e) {
-        throw new PaqueteError('DAMAGED_STORE', `pack ${packFileName(pack)} is missing from the store`, 'run paquete verify --repair');
-      }
-      this.fds.set(pack, fd);
-    }
+    if (fd === undefined) this.fds.set(pack, (fd = openPack(this.dir, pack, 'r+')));
     return fd;
   }
 
@@ -195,7 +188,7 @@ export class ChunkStore {
 
   private read(id: bigint, loc: Location): Uint8Array {
     const { header, payload } = this.readRecord(loc);
-    if (header.id !== id) throw new PaqueteError('DAMAGED_PACK', `pack ${packFileName(loc.pack)} at ${loc.offset} holds ${hex(header.id)}, not ${hex(id)}`);
+    expectId(header, loc, id);
     const raw = decodePayload(header, payload);
     if (chunkId(raw) !== id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(id)} in pack ${packFileName(loc.pack)} is corrupt`, 'run paquete verify --repair, then sync');
     return raw;
