@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { chunkId, idToHex } from '../chunk/index.js';
 import { isPaqueteError, PaqueteError } from '../errors.js';
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
-import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, sameManifest } from '../snapshot/manifest.js';
 import { decodeSnapshot } from '../snapshot/snapshot.js';
 import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE } from '../store/pack.js';
 import { acceptManifest, cacheSnapshot, cachedSnapshotBytes, checkManifestTrust, trustedManifest } from '../sync/catalog.js';
@@ -288,7 +288,7 @@ function adoptManifest(work: WorkDir, b: Bundle, problem: (where: string, messag
     try {
       checkManifestTrust(work, manifest, name);
       const trusted = trustedManifest(work);
-      if (trusted && Buffer.compare(Buffer.from(trusted.bytes), Buffer.from(manifest.bytes)) === 0) {
+      if (trusted && sameManifest(trusted, manifest)) {
         b.report.manifest = 'already trusted';
       } else {
         const latest = latestSnapshot(manifest.body);

@@ -1,7 +1,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
-import { ChunkParams } from '../chunk/params.js';
+import { ChunkParams, validateParams } from '../chunk/params.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
 import { checkSnapshotPath } from './paths.js';
 
@@ -138,10 +138,18 @@ export function snapshotBody(data: Uint8Array): Uint8Array {
   return body;
 }
 
+// Every representation a record may have; anything else is refused with the index, not met later.
+const KNOWN_REPRS = new Set<number>(Object.values(Repr).filter((v): v is number => typeof v === 'number'));
+
 export function decodeSnapshotBody(body: Uint8Array): Snapshot {
   const what = 'snapshot index';
   const r = new ByteReader(body, what);
   const params = { minSize: r.varint(), avgSize: r.varint(), maxSize: r.varint() };
+  try {
+    validateParams(params);
+  } catch (e) {
+    r.fail(`bad chunking parameters: ${(e as Error).message}`);
+  }
   const created = r.varint();
   const sources: SourceEntry[] = [];
   for (let n = r.count(2, 'source'); n > 0; n--) sources.push({ kind: r.string(), name: r.string() });
@@ -158,6 +166,7 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
     const repr = r.u8() as Repr;
     const rawLength = r.varint();
     const storedLength = r.varint();
+    if (!KNOWN_REPRS.has(repr)) r.fail(`chunk ${i} has unknown representation ${repr}`);
     if (offset < PACK_HEADER_SIZE) r.fail(`chunk ${i} lies inside the pack header`);
     if (rawLength > MAX_CHUNK || storedLength > MAX_CHUNK + 1024) r.fail(`chunk ${i} claims ${rawLength} bytes`);
     const c = { id, pack, offset, repr, rawLength, storedLength };

@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
-import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sha256Hex } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -69,7 +69,8 @@ export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: str
         `${where} offers manifest ${manifest.body.serial}, older than ${trusted.body.serial} already seen: refusing to go back (a stale mirror or a replay)`,
       );
     }
-    if (manifest.body.serial === trusted.body.serial && Buffer.compare(Buffer.from(manifest.bytes), trustedBytes) !== 0) {
+    // Identity is the signed body: padding, whitespace or field order around it change nothing.
+    if (manifest.body.serial === trusted.body.serial && !sameManifest(manifest, trusted)) {
       throw new PaqueteError('ROLLBACK', `${where} offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
     }
   }

@@ -1,0 +1,153 @@
+/**
+ * What is signed, end to end (issue 13 items 3, 4, 8): a manifest's identity is its signed
+ * canonical body, its size is capped, every field is checked by type before use; expiry; key
+ * rotation; one publish at a time. Real nginx where a hotspot stands in, real concurrent
+ * `paquete publish` processes.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+import { startNginx } from './helpers/nginx.js';
+import { PaqueteError } from '../src/errors.js';
+import { decodeManifest, encodeManifest, ManifestBody, MANIFEST_MAX_BYTES } from '../src/snapshot/manifest.js';
+import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
+import { sampleManifestBody } from './helpers/fixtures.js';
+
+after(cleanupAll);
+
+async function paquete(args: string[], cwd: string, expectCode: number | null = 0) {
+  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
+  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  return r;
+}
+
+const readBody = (remote: string): ManifestBody => decodeManifest(readFileSync(join(remote, 'manifest.json')), 'm').body;
+/** Re-signs the remote's manifest with `change` applied, as a key holder (buggy or hostile) would. */
+function resign(dir: string, keyFile: string, change: (b: ManifestBody) => unknown): void {
+  const { key } = parseSecretKey(readFileSync(join(dir, keyFile), 'utf8'), keyFile);
+  writeFileSync(join(dir, 'remote/manifest.json'), encodeManifest(change(readBody(join(dir, 'remote'))) as ManifestBody, key));
+}
+
+describe('a manifest is its signed body', () => {
+  let dir: string;
+  let source: Record<string, string>;
+  before(async () => {
+    dir = await tmpDir('paquete-signed-');
+    writeTree(join(dir, 'site'), { 'a.bin': pseudoRandom(300_000, 1), 'b.txt': 'hello\n'.repeat(50) });
+    source = Object.fromEntries(Object.entries(treeDigest(join(dir, 'site'))).map(([p, d]) => [`site/${p}`, d]));
+    await paquete(['keygen', '--out', 'pub.key'], dir);
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+  });
+
+  test('a hotspot padding the genuine manifest with whitespace: the same manifest; stored canonical; the honest remote and bundles still agree', async () => {
+    const genuine = readFileSync(join(dir, 'remote/manifest.json'));
+    const nginx = await startNginx(join(dir, 'remote'));
+    onCleanup(() => nginx.stop());
+    await paquete(['init', nginx.url, 'w', '--trust', 'pub.key.pub'], dir);
+    await paquete(['init', nginx.url, 'friend', '--trust', 'pub.key.pub'], dir);
+    try {
+      // Over the cap: refused as a whole, nothing trusted changes.
+      writeFileSync(join(dir, 'remote/manifest.json'), Buffer.concat([genuine.subarray(0, -1), Buffer.alloc(MANIFEST_MAX_BYTES + 4_000_000, ' '), Buffer.from('\n')]));
+      const big = await paquete(['sync', '-C', 'w'], dir, 2);
+      assert.match(big.stderr, /more than the 16777216 a manifest may have/);
+      assert.deepEqual(readFileSync(join(dir, 'w/.paquete/manifest.json')), genuine);
+      // Under the cap, padded inside and out, keys reordered: the same signed body.
+      const doc = JSON.parse(genuine.toString()) as { signed: ManifestBody; signature: string };
+      const reordered = JSON.stringify({ signature: doc.signature, signed: Object.fromEntries(Object.entries(doc.signed).reverse()) }, null, 7);
+      writeFileSync(join(dir, 'remote/manifest.json'), Buffer.concat([Buffer.alloc(3_000_000, '\n'), Buffer.from(reordered), Buffer.alloc(2_000_000, ' ')]));
+      await paquete(['sync', '-C', 'w'], dir);
+      assert.deepEqual(treeDigest(join(dir, 'w')), source);
+      assert.deepEqual(readFileSync(join(dir, 'w/.paquete/manifest.json')), genuine, 'the trusted copy is the canonical form, not the padded bytes');
+    } finally {
+      writeFileSync(join(dir, 'remote/manifest.json'), genuine);
+    }
+    // The honest remote again: not "a different manifest with the same serial".
+    await paquete(['sync', '-C', 'w'], dir);
+    // A bundle from the directory that saw the padded copy is taken by one that never did.
+    await paquete(['have', '-C', 'friend', '--out', join(dir, 'friend.have')], dir);
+    await paquete(['export', '-C', 'w', '--for', join(dir, 'friend.have'), '--to', join(dir, 'w.pqb')], dir);
+    const imp = await paquete(['import', '-C', 'friend', join(dir, 'w.pqb')], dir);
+    assert.doesNotMatch(imp.stderr + imp.stdout, /refus|different manifest/i);
+    assert.deepEqual(treeDigest(join(dir, 'friend')), source);
+  });
+
+  test('a signed manifest whose snapshot date is not a string: a clear error naming the field, nothing trusted, and serve still answers', async () => {
+    await paquete(['init', 'remote', 'w2', '--trust', 'pub.key.pub'], dir);
+    const trusted = readFileSync(join(dir, 'w2/.paquete/manifest.json'));
+    const genuine = readFileSync(join(dir, 'remote/manifest.json'));
+    try {
+      resign(dir, 'pub.key', (b) => ({ ...b, serial: b.serial + 1, snapshots: b.snapshots.map((s) => ({ ...s, created: 1764547200 })) }));
+      const r = await paquete(['sync', '-C', 'w2'], dir, 2);
+      assert.match(r.stderr, /malformed: bad snapshot date/);
+      assert.deepEqual(readFileSync(join(dir, 'w2/.paquete/manifest.json')), trusted);
+    } finally {
+      writeFileSync(join(dir, 'remote/manifest.json'), genuine);
+    }
+    const proc = runPaquete(['serve', '--port', '0', '-C', 'w2'], { cwd: dir, timeoutMs: 60_000 });
+    onCleanup(() => void proc.kill('SIGKILL'));
+    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+    const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
+    assert.equal((await fetch(`${url}/`)).status, 200);
+    proc.kill('SIGTERM');
+    await proc.done;
+  });
+});
+
+describe('fuzz: every field of a signed manifest', () => {
+  const { secretPem } = generateKeys();
+  const { key, publicKey } = parseSecretKey(secretPem, 'k');
+  const body = sampleManifestBody(publicKey);
+  const top = ['format', 'version', 'serial', 'expires', 'rotations', 'snapshots'] as const;
+  const entry = ['name', 'size', 'created', 'files', 'bytes', 'sources', 'body', 'updates'] as const;
+  const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  const isDate = (v: unknown) => typeof v === 'string' && Number.isFinite(Date.parse(v));
+
+  /** What a decoded manifest promises the code after it, restated here on its own. */
+  function assertTyped(b: ManifestBody): void {
+    assert.ok(isCount(b.serial));
+    assert.ok(b.expires === undefined || isDate(b.expires));
+    assert.ok(b.rotations === undefined || (Array.isArray(b.rotations) && b.rotations.every((r) => typeof r.from === 'string' && typeof r.to === 'string' && isDate(r.created) && typeof r.signature === 'string')));
+    for (const s of b.snapshots) {
+      assert.ok(typeof s.name === 'string' && isCount(s.size) && isDate(s.created) && isCount(s.files) && isCount(s.bytes));
+      assert.ok(Array.isArray(s.sources) && s.sources.every((x) => typeof x.kind === 'string' && typeof x.name === 'string'));
+      assert.ok(s.body === undefined || typeof s.body === 'string');
+      assert.ok(s.updates === undefined || (Array.isArray(s.updates) && s.updates.every((u) => typeof u.from === 'string' && typeof u.name === 'string' && isCount(u.size))));
+      s.created.slice(0, 10); // what the catalog page does with it
+    }
+  }
+
+  const decodeSigned = (b: unknown): void => {
+    let m;
+    try {
+      m = decodeManifest(encodeManifest(b as ManifestBody, key), 'm');
+    } catch (e) {
+      assert.ok(e instanceof PaqueteError, `not a PaqueteError: ${(e as Error)?.stack}`);
+      assert.ok(['BAD_FORMAT', 'NOT_A_REMOTE'].includes(e.code), `${e.code}: ${e.message}`);
+      return;
+    }
+    assertTyped(m.body);
+  };
+
+  test('any JSON value in any field, signed with the right key: decoded with every field typed, or a clean BAD_FORMAT', () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...top), fc.jsonValue(), (f, v) => decodeSigned({ ...body, [f]: v })),
+      { numRuns: 600 },
+    );
+    fc.assert(
+      fc.property(fc.constantFrom(...entry), fc.jsonValue(), (f, v) => decodeSigned({ ...body, snapshots: [{ ...body.snapshots[0], [f]: v }] })),
+      { numRuns: 1000 },
+    );
+    const inner = fc.record({ kind: fc.jsonValue(), name: fc.jsonValue(), from: fc.jsonValue(), size: fc.jsonValue(), to: fc.jsonValue(), created: fc.jsonValue(), signature: fc.jsonValue() }, { requiredKeys: [] });
+    fc.assert(
+      fc.property(inner, inner, (src, u) =>
+        decodeSigned({ ...body, rotations: [u], snapshots: [{ ...body.snapshots[0], sources: [src], updates: [u] }] }),
+      ),
+      { numRuns: 600 },
+    );
+  });
+});
