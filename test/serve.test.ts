@@ -163,6 +163,17 @@ describe('paquete serve', () => {
     const html = await fetch(`${server.url}/simple/`, { headers: { Accept: 'application/vnd.pypi.simple.v1+html' } });
     assert.equal(html.headers.get('content-type'), 'application/vnd.pypi.simple.v1+html; charset=utf-8');
     assert.equal((await fetch(`${server.url}/simple/`, { headers: { Accept: 'image/png' } })).status, 406);
+    // PEP 691's "latest" aliases are answered with the real version in the Content-Type.
+    for (const [accept, type] of [
+      ['application/vnd.pypi.simple.latest+json', 'application/vnd.pypi.simple.v1+json'],
+      ['application/vnd.pypi.simple.latest+html', 'application/vnd.pypi.simple.v1+html; charset=utf-8'],
+    ]) {
+      const r = await fetch(`${server.url}/simple/beta/`, { headers: { Accept: accept } });
+      assert.equal(r.status, 200, accept);
+      assert.equal(r.headers.get('content-type'), type);
+      if (type.includes('json')) assert.equal((await r.json()).name, 'beta');
+      else assert.match(await r.text(), /beta-2\.0-py3-none-any\.whl/);
+    }
   });
 
   test('real pip installs alpha with its dependency into a fresh venv, and pip download fetches both', async () => {

@@ -61,7 +61,8 @@ export const publishCommand = {
     // --level and --updates-from are checked by publish(), which refuses them before any work.
     const remoteDir = resolve(base, argv.to);
     const r = await publish({ sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid });
-    for (const s of r.skipped) out.warn(`skipped ${s} (not a regular file)`);
+    for (const s of r.skipped) out.warn(`skipped ${s}`);
+    if (r.followed.length) out.line(`published ${r.followed.length} symbolic link${r.followed.length === 1 ? '' : 's'} as the files they name: ${r.followed.slice(0, 3).join(', ')}${r.followed.length > 3 ? ', …' : ''}`);
     out.result(
       `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
         `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,

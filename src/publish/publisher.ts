@@ -46,7 +46,10 @@ export interface PublishResult {
   chunks: number;
   newChunks: number;
   newStoredBytes: number;
+  /** Entries left out of the sources, with the reason. */
   skipped: string[];
+  /** Symbolic links published as the files they name ("path -> target"). */
+  followed: string[];
   /** The updates written for this snapshot: from nothing (`from` ""), then from earlier snapshots, newest first. */
   updates: UpdateWritten[];
   /** Wall time spent building them. */
@@ -109,10 +112,10 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
     names.add(s.name);
   }
   const listings = opts.sources.map((s) => {
-    const { files, skipped }: { files: (TreeFile & { data?: Uint8Array })[]; skipped: string[] } = listTree(staged.rootOf(s));
+    const { files, skipped, followed }: { files: (TreeFile & { data?: Uint8Array })[]; skipped: string[]; followed: string[] } = listTree(staged.rootOf(s));
     // pypi: each distribution's core metadata beside it (FILE.metadata), for PEP 658 and for
     // `--want pypi:NAME`, which reads dependencies before fetching any wheel.
-    return { spec: s, skipped, files: s.kind === 'pypi' ? [...files, ...metadataSidecars(files)] : files };
+    return { spec: s, skipped, followed, files: s.kind === 'pypi' ? [...files, ...metadataSidecars(files)] : files };
   });
 
   const params = previous.snapshot?.params ?? opts.params ?? DEFAULT_PARAMS;
@@ -228,6 +231,7 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
     newChunks: fresh.size,
     newStoredBytes,
     skipped: listings.flatMap((l) => l.skipped.map((s) => `${l.spec.name}/${s}`)),
+    followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
     updates,
     updatesMs,
   };

@@ -12,7 +12,7 @@ import { catalogPage } from './catalog-page.js';
 import { contentTypeFor, escapeHtml, negotiate, redirect, safeParts, sendBytes, sendFile, sendText, urlPath } from './http.js';
 import { MirrorState, MirrorView } from './mirror.js';
 import { VirtualPacks } from './packs.js';
-import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES } from './simple.js';
+import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES, simpleAccept } from './simple.js';
 
 /**
  * `paquete serve`: the working directory at home, offline, for the ordinary tools.
@@ -118,7 +118,7 @@ class Handler {
 
   private async simple(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
     const state = await this.view.current();
-    const type = negotiate(req.headers.accept, SIMPLE_TYPES);
+    const type = negotiate(simpleAccept(req.headers.accept), SIMPLE_TYPES);
     if (!type) return sendText(res, 406, `acceptable: ${SIMPLE_TYPES.join(', ')}`);
     const send = (html: string, json: string) =>
       sendBytes(req, res, Buffer.from(type === SIMPLE_JSON ? json : html), {

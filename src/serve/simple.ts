@@ -13,6 +13,14 @@ export const TEXT_HTML = 'text/html';
 /** Offered in this order: with no Accept header, HTML (what a browser and old pips expect). */
 export const SIMPLE_TYPES = [TEXT_HTML, SIMPLE_HTML, SIMPLE_JSON];
 
+/**
+ * PEP 691's `application/vnd.pypi.simple.latest+json` / `+html` name "the newest API version
+ * the server has": version 1 here. The answer carries the real version in its Content-Type, as
+ * the PEP requires, so an Accept header naming `latest` is read as naming v1 (it got 406 before).
+ */
+export const simpleAccept = (accept: string | undefined): string | undefined =>
+  accept?.replace(/application\/vnd\.pypi\.simple\.latest\+(json|html)/gi, 'application/vnd.pypi.simple.v1+$1');
+
 /** Where a distribution is served. */
 export const packageUrl = (d: DistInfo): string => `/packages/${urlPath(d.file.path)}`;
 
