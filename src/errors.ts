@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'BAD_SIGNATURE'
   | 'UNTRUSTED_KEY'
   | 'ROLLBACK'
+  /** The newest manifest reachable is past its expiry (a frozen mirror, or a publisher who stopped signing). */
+  | 'EXPIRED'
   | 'BAD_FORMAT'
   | 'UNSAFE_PATH'
   | 'DAMAGED_PACK'
@@ -36,6 +38,7 @@ const exitFor: Record<ErrorCode, ExitCode> = {
   BAD_SIGNATURE: EXIT.error,
   UNTRUSTED_KEY: EXIT.error,
   ROLLBACK: EXIT.error,
+  EXPIRED: EXIT.error,
   BAD_FORMAT: EXIT.usage,
   UNSAFE_PATH: EXIT.usage,
   DAMAGED_PACK: EXIT.error,

@@ -151,3 +151,58 @@ describe('fuzz: every field of a signed manifest', () => {
     );
   });
 });
+
+describe('freshness: manifests expire', () => {
+  let dir: string;
+  before(async () => {
+    dir = await tmpDir('paquete-expiry-');
+    writeTree(join(dir, 'site'), { 'a.txt': 'one\n'.repeat(1000) });
+    await paquete(['keygen', '--out', 'pub.key'], dir);
+  });
+
+  test('publish signs an expiry (30 days unless --expires says); publishing with no sources signs the same snapshots again', async () => {
+    const before = Date.now();
+    const r = await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+    const first = readBody(join(dir, 'remote'));
+    const days = (iso: string) => (Date.parse(iso) - before) / 86_400_000;
+    assert.ok(days(first.expires!) >= 30 && days(first.expires!) < 30.01, first.expires);
+    assert.match(r.stdout, new RegExp(`until ${first.expires}`));
+    await paquete(['publish', '--to', 'remote', '--key', 'pub.key', '--expires', '2w'], dir);
+    const again = readBody(join(dir, 'remote'));
+    assert.equal(again.serial, first.serial + 1);
+    assert.deepEqual(again.snapshots, first.snapshots);
+    assert.ok(days(again.expires!) >= 14 && days(again.expires!) < 14.01, again.expires);
+    const bad = await paquete(['publish', '--to', 'remote', '--key', 'pub.key', '--expires', 'soon'], dir, 2);
+    assert.match(bad.stderr, /not a duration: "soon"/);
+    const none = await paquete(['publish', '--to', 'empty', '--key', 'pub.key'], dir, 2);
+    assert.match(none.stderr, /no manifest to sign again/);
+  });
+
+  test('the newest manifest expired: sync refuses it by name, --allow-expired uses it with a warning, status warns; a fresh one is taken again', async () => {
+    await paquete(['init', 'remote', 'w', '--trust', 'pub.key.pub'], dir);
+    await paquete(['sync', '-C', 'w'], dir);
+    const trusted = readFileSync(join(dir, 'w/.paquete/manifest.json'));
+    writeTree(join(dir, 'site'), { 'b.txt': 'two\n' });
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'pub.key'], dir);
+    // The publisher's newest, as a mirror frozen a year would still serve it.
+    resign(dir, 'pub.key', (b) => ({ ...b, expires: '2025-01-01T00:00:00.000Z' }));
+    const refused = await paquete(['sync', '-C', 'w'], dir, 1);
+    assert.match(refused.stderr, /serial \d+\) expired on 2025-01-01T00:00:00.000Z: the publisher has signed nothing newer since, or a mirror is serving a frozen copy/);
+    assert.match(refused.stderr, /--allow-expired/);
+    assert.deepEqual(readFileSync(join(dir, 'w/.paquete/manifest.json')), trusted, 'nothing of the expired manifest is trusted');
+    const told = await paquete(['sync', '-C', 'w', '--allow-expired'], dir);
+    assert.match(told.stderr, /expired on 2025-01-01.*using it as told/);
+    assert.equal(readFileSync(join(dir, 'w/site/b.txt'), 'utf8'), 'two\n');
+    const status = await paquete(['status', '-C', 'w'], dir);
+    assert.match(status.stderr, /the manifest expired on 2025-01-01/);
+    await paquete(['publish', '--to', 'remote', '--key', 'pub.key'], dir);
+    const fresh = await paquete(['sync', '-C', 'w'], dir);
+    assert.doesNotMatch(fresh.stderr, /expire/);
+  });
+
+  test('a manifest with no expiry (an older publisher) never expires, and sync says a freeze cannot be noticed there', async () => {
+    resign(dir, 'pub.key', (b) => ({ ...b, serial: b.serial + 1, expires: undefined }));
+    const r = await paquete(['sync', '-C', 'w'], dir);
+    assert.match(r.stderr, /signs no expiry \(published by an older paquete\)/);
+  });
+});

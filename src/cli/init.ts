@@ -6,7 +6,7 @@ import { normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { acceptManifest, rememberManifestEtag } from '../sync/catalog.js';
+import { acceptManifest, checkFreshness, rememberManifestEtag } from '../sync/catalog.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs } from './common.js';
 import { out } from './output.js';
@@ -65,6 +65,13 @@ export const initCommand = {
     }
     const latest = latestSnapshot(manifest.body);
     out.result(`initialized ${root} from ${location}`);
+    try {
+      checkFreshness(manifest, location, { note: (m) => out.warn(m) });
+    } catch (e) {
+      // Kept as trusted all the same (it is genuine); sync refuses it unless told.
+      if (!isPaqueteError(e)) throw e;
+      out.warn(e.message);
+    }
     if (!trusted) out.result(`pinned the publisher key ${fingerprint(manifest.publisher)} (first use; compare it with what the publisher tells you)`);
     else out.line(`publisher key ${fingerprint(trusted)} trusted`);
     if (latest) out.line(`latest snapshot: ${latest.files} files, ${formatSize(latest.bytes)}; run paquete sync -C ${dirName}`);

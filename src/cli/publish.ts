@@ -8,32 +8,36 @@ import { publish } from '../publish/publisher.js';
 import { fingerprint, generateKeys, parseSecretKey } from '../snapshot/keys.js';
 import { parseSourceSpec } from '../sources/spec.js';
 import { formatSize, parseSize } from '../util/size.js';
+import { parseDuration } from '../util/duration.js';
 import { baseDir, GlobalArgs } from './common.js';
 import { out } from './output.js';
 
 interface Args extends GlobalArgs {
-  sources: string[];
+  sources?: string[];
   to: string;
   key?: string;
   'avg-chunk'?: string;
   level: number;
   'updates-from': number;
   solid: boolean;
+  expires: string;
 }
 
 export const publishCommand = {
-  command: 'publish <sources..>',
+  command: 'publish [sources..]',
   describe: 'Add a snapshot of the sources to a remote directory (static files)',
   builder: (y: Argv) =>
     y
-      .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, git, docs' })
+      .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, git, docs; none: sign the same snapshots again with a fresh expiry' })
       .option('to', { type: 'string', demandOption: true, describe: 'remote directory to publish into' })
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
       .option('avg-chunk', { type: 'string', describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
       .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
+      .option('expires', { type: 'string', default: '30d', describe: 'how long clients may sync to this manifest (12h, 30d, 2w); publish again, with or without sources, before then' })
       .option('solid', { type: 'boolean', default: true, describe: 'write the update from nothing (first downloads as a few large zstd frames); --no-solid skips it' })
-      .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot'),
+      .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot')
+      .example('$0 publish --to /srv/mirror --key publisher.key --expires 30d', 'nothing new: sign the same snapshots again, valid for 30 more days'),
   handler: async (argv: Args) => {
     const base = baseDir(argv);
     const keyPath = argv.key ? resolve(base, argv.key) : defaultKey();
@@ -44,7 +48,8 @@ export const publishCommand = {
       throw new PaqueteError('USAGE', `cannot read the key ${keyPath}`, 'create one with paquete keygen --out FILE');
     }
     const { key, publicKey } = parseSecretKey(pem, keyPath);
-    const sources = argv.sources.map((s) => {
+    const expiresInMs = parseDuration(argv.expires);
+    const sources = (argv.sources ?? []).map((s) => {
       const spec = parseSourceSpec(s);
       return { ...spec, path: resolve(base, spec.path) };
     });
@@ -60,9 +65,15 @@ export const publishCommand = {
     }
     // --level and --updates-from are checked by publish(), which refuses them before any work.
     const remoteDir = resolve(base, argv.to);
-    const r = await publish({ sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid });
+    const r = await publish({ sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs });
     for (const s of r.skipped) out.warn(`skipped ${s}`);
     if (r.followed.length) out.line(`published ${r.followed.length} symbolic link${r.followed.length === 1 ? '' : 's'} as the files they name: ${r.followed.slice(0, 3).join(', ')}${r.followed.length > 3 ? ', …' : ''}`);
+    if (!sources.length) {
+      out.result(`signed snapshot ${r.snapshot.slice(0, 12)} again (serial ${r.serial}), valid until ${r.expires}`);
+      out.line(`signed by ${fingerprint(publicKey)}`);
+      out.emitJson(r);
+      return;
+    }
     out.result(
       `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
         `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,
@@ -71,7 +82,7 @@ export const publishCommand = {
       const each = r.updates.map((u) => `from ${u.from ? `${u.from.slice(0, 8)}…` : 'nothing'} ${formatSize(u.size + u.framesBytes)}`);
       out.line(`updates: ${each.join(', ')} (${(r.updatesMs / 1000).toFixed(r.updatesMs < 10_000 ? 1 : 0)} s)`);
     }
-    out.line(`signed by ${fingerprint(publicKey)}`);
+    out.line(`signed by ${fingerprint(publicKey)}; clients sync to it until ${r.expires}`);
     out.emitJson(r);
   },
 };

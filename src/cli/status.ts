@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { cachedLatest } from '../sync/catalog.js';
+import { expiryOf } from '../snapshot/manifest.js';
 import { assessCompleteness } from '../sync/completeness.js';
 import { formatSize } from '../util/size.js';
 import { GlobalArgs, withWorkDir } from './common.js';
@@ -21,11 +22,13 @@ export const statusCommand = {
       const { snapshot, entry, manifest } = latest;
       const { sources: all, total } = await assessCompleteness(work, snapshot);
       out.result(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${work.config.remotes[0].location}`);
+      const expires = expiryOf(manifest.body);
+      if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);
       for (const r of all) {
         out.result(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${r.missingBytes ? `${formatSize(r.missingBytes)} to fetch` : 'complete'}`);
       }
       out.result(`total: ${total.complete}/${total.files} files complete; ${total.missingBytes ? `${formatSize(total.missingBytes)} still to fetch` : 'nothing missing'}; store holds ${storeSize.chunks} chunks, ${formatSize(storeSize.bytes)}`);
-      out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, sources: all, total, store: storeSize });
+      out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, expires: manifest.body.expires ?? null, sources: all, total, store: storeSize });
     });
   },
 };

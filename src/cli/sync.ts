@@ -15,6 +15,7 @@ interface Args extends GlobalArgs {
   requirement?: string[];
   python?: string;
   platform?: string;
+  'allow-expired'?: boolean;
 }
 
 export const syncCommand = {
@@ -28,6 +29,7 @@ export const syncCommand = {
       .option('requirement', { alias: 'r', type: 'string', array: true, describe: 'a requirements file: each line is wanted as pypi:LINE' })
       .option('python', { type: 'string', describe: 'Python version that pypi: wants resolve for (default: this machine\'s python3)' })
       .option('platform', { type: 'string', describe: 'wheel platform tag that pypi: wants resolve for (manylinux_2_28_x86_64, win_amd64, …)' })
+      .option('allow-expired', { type: 'boolean', describe: 'sync to the newest manifest even if it is past the expiry its publisher set (a frozen mirror, or a publisher who stopped signing)' })
       .example('$0 sync --want pypi:requests --budget 50MB', 'requests and its dependencies, for this machine\'s Python')
       .example('$0 sync --budget 300MB', 'spend at most 300 MB; finish whole files first; exit 3 if the budget stopped it')
       .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
@@ -45,6 +47,7 @@ export const syncCommand = {
           wants: [...(argv.want ?? []), ...readRequirements((argv.requirement ?? []).map((f) => resolve(baseDir(argv), f)))],
           pypi: { python: argv.python, platform: argv.platform },
           dryRun: argv['dry-run'],
+          allowExpired: argv['allow-expired'],
           signal: abort.signal,
           events: {
             planned: (plan, spent) => {

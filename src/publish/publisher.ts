@@ -6,7 +6,7 @@ import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
 import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
-import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
+import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestSnapshot, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { SourceSpec } from '../sources/spec.js';
 import { listTree, TreeFile } from '../sources/tree.js';
@@ -36,11 +36,22 @@ export interface PublishOptions {
   updatesFrom?: number;
   /** Write the update from nothing (a first download as a few large zstd frames); default true. */
   solid?: boolean;
+  /** How long clients may sync to the manifest written, in ms from now; default DEFAULT_EXPIRY_MS. */
+  expiresInMs?: number;
 }
+
+/**
+ * 30 days: a mirror can keep a client on an old snapshot for at most this long without notice
+ * (TUF's indefinite freeze), and a publisher who publishes less often than that re-signs with
+ * `paquete publish --to DIR` (no sources) from a cron job.
+ */
+export const DEFAULT_EXPIRY_MS = 30 * 86_400_000;
 
 export interface PublishResult {
   snapshot: string;
   serial: number;
+  /** ISO 8601: when clients stop syncing to this manifest unless told. */
+  expires: string;
   files: number;
   bytes: number;
   chunks: number;
@@ -91,6 +102,7 @@ function newPack(dir: string): ContentNamedFile {
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const updateOpts = updatesOptions(opts);
   const previous = readRemoteState(opts.remoteDir, opts.publicKey);
+  if (opts.sources.length === 0) return resign(opts, previous);
   // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
   const staged = await stageSources(opts.sources, {
     remoteDir: opts.remoteDir,
@@ -104,7 +116,9 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   }
 }
 
-async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof readRemoteState>, staged: StagedSources, updateOpts: UpdatesOptions): Promise<PublishResult> {
+type RemoteState = ReturnType<typeof readRemoteState>;
+
+async function publishStaged(opts: PublishOptions, previous: RemoteState, staged: StagedSources, updateOpts: UpdatesOptions): Promise<PublishResult> {
   const { remoteDir } = opts;
   const names = new Set<string>();
   for (const s of opts.sources) {
@@ -202,29 +216,24 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
   const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, updateOpts);
   const updatesMs = performance.now() - updatesStarted;
 
-  const body: ManifestBody = {
-    format: MANIFEST_FORMAT,
-    version: MANIFEST_VERSION,
-    publisher: Buffer.from(opts.publicKey.raw).toString('base64'),
-    serial: (previous.manifest?.serial ?? 0) + 1,
-    snapshots: [
-      ...earlier,
-      {
-        name: snapName,
-        size: snapBytes.length,
-        created: (opts.now ?? new Date()).toISOString(),
-        files: snapshot.files.length,
-        bytes: snapshot.files.reduce((n, f) => n + f.size, 0),
-        sources,
-        body: sha256Hex(encodeSnapshotBody(snapshot)),
-        ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
-      },
-    ],
-  };
+  const body = nextManifest(opts, previous, [
+    ...earlier,
+    {
+      name: snapName,
+      size: snapBytes.length,
+      created: (opts.now ?? new Date()).toISOString(),
+      files: snapshot.files.length,
+      bytes: snapshot.files.reduce((n, f) => n + f.size, 0),
+      sources,
+      body: sha256Hex(encodeSnapshotBody(snapshot)),
+      ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
+    },
+  ]);
   writeFileAtomic(join(remoteDir, MANIFEST_PATH), encodeManifest(body, opts.secret));
   return {
     snapshot: snapName,
     serial: body.serial,
+    expires: body.expires!,
     files: snapshot.files.length,
     bytes: body.snapshots[body.snapshots.length - 1].bytes,
     chunks: snapshot.chunks.length,
@@ -234,6 +243,36 @@ async function publishStaged(opts: PublishOptions, previous: ReturnType<typeof r
     followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
     updates,
     updatesMs,
+  };
+}
+
+/** The manifest that follows the remote's current one: the next serial, a fresh expiry, `snapshots`. */
+function nextManifest(opts: PublishOptions, previous: RemoteState, snapshots: ManifestSnapshot[]): ManifestBody {
+  const now = opts.now ?? new Date();
+  const expiresInMs = opts.expiresInMs ?? DEFAULT_EXPIRY_MS;
+  if (!Number.isSafeInteger(expiresInMs) || expiresInMs <= 0) throw new PaqueteError('USAGE', `the expiry must be a positive duration, got ${expiresInMs} ms`);
+  return {
+    format: MANIFEST_FORMAT,
+    version: MANIFEST_VERSION,
+    publisher: Buffer.from(opts.publicKey.raw).toString('base64'),
+    serial: (previous.manifest?.serial ?? 0) + 1,
+    expires: new Date(now.getTime() + expiresInMs).toISOString(),
+    snapshots,
+  };
+}
+
+/**
+ * Publishing with no sources: the same snapshots under the next serial and a fresh expiry, so
+ * clients keep syncing from a publisher who has nothing new (and a frozen mirror shows).
+ */
+function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
+  if (!previous.manifest) throw new PaqueteError('USAGE', `${opts.remoteDir} has no manifest to sign again`, 'name the sources to publish');
+  const body = nextManifest(opts, previous, previous.manifest.snapshots);
+  writeFileAtomic(join(opts.remoteDir, MANIFEST_PATH), encodeManifest(body, opts.secret));
+  const latest = latestSnapshot(body);
+  return {
+    snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
+    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], updates: [], updatesMs: 0,
   };
 }
 

@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
-import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -24,11 +24,12 @@ const snapshotCache = (name: string) => `snapshots/${name}.snap`;
  * the user back to old files). Then the latest snapshot index, from the local cache when we have
  * it (it is immutable, named by its hash), else from the remote, checked against the manifest.
  */
-export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } = {}): Promise<Latest> {
+export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } & FreshnessOptions = {}): Promise<Latest> {
   let etag: string | undefined;
-  const bytes = await remote.get(MANIFEST_PATH, { ...opts, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
+  const bytes = await remote.get(MANIFEST_PATH, { signal: opts.signal, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
   const manifest = decodeManifest(bytes, remote.location);
   checkManifestTrust(work, manifest, `the remote ${remote.location}`);
+  checkFreshness(manifest, `the remote ${remote.location}`, opts);
   const entry = latestSnapshot(manifest.body);
   if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
   let update: LoadedUpdate | undefined;
@@ -74,6 +75,39 @@ export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: str
       throw new PaqueteError('ROLLBACK', `${where} offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
     }
   }
+}
+
+export interface FreshnessOptions {
+  /** Sync to a manifest past its expiry all the same (`sync --allow-expired`), with a warning. */
+  allowExpired?: boolean;
+  /** Told what the user should know: an expired manifest used anyway, a manifest with no expiry. */
+  note?: (message: string) => void;
+  now?: Date;
+}
+
+/**
+ * Refuses to sync to a manifest past its expiry unless told: a mirror that keeps serving the last
+ * manifest it saw (TUF's indefinite freeze) is then noticed within the publisher's expiry period
+ * instead of never. A manifest without `expires` (from a publisher before expiry existed) never
+ * expires, and the user is told that a freeze cannot be noticed there.
+ */
+export function checkFreshness(manifest: Manifest, where: string, opts: FreshnessOptions = {}): void {
+  const expires = expiryOf(manifest.body);
+  if (!expires) {
+    opts.note?.(`${where} signs no expiry (published by an older paquete): a mirror serving a frozen copy would not be noticed`);
+    return;
+  }
+  if (expires.getTime() > (opts.now ?? new Date()).getTime()) return;
+  const what = `the newest manifest at ${where} (serial ${manifest.body.serial}) expired on ${manifest.body.expires}`;
+  if (opts.allowExpired) {
+    opts.note?.(`${what}; using it as told (--allow-expired)`);
+    return;
+  }
+  throw new PaqueteError(
+    'EXPIRED',
+    `${what}: the publisher has signed nothing newer since, or a mirror is serving a frozen copy`,
+    'sync from another remote, ask the publisher to publish again, or run paquete sync --allow-expired to use it anyway',
+  );
 }
 
 const ETAGS = 'manifest-etags.json';

@@ -40,6 +40,8 @@ export interface SyncOptions {
   remotes?: Source[];
   /** The Python that `--want pypi:…` resolves for (default: this machine's python3). */
   pypi?: PypiTargetOptions;
+  /** Sync to a manifest past its expiry (with a warning) instead of refusing. */
+  allowExpired?: boolean;
 }
 
 export interface SyncEvents {
@@ -345,7 +347,7 @@ async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Pr
   let firstError: unknown;
   for (const source of sources) {
     try {
-      const latest = await fetchLatest(work, source.remote, { signal: opts.signal });
+      const latest = await fetchLatest(work, source.remote, { signal: opts.signal, allowExpired: opts.allowExpired, note: opts.events?.note });
       if (!best || latest.manifest.body.serial > best.latest.manifest.body.serial) best = { latest, from: source };
     } catch (e) {
       if (opts.signal?.aborted || (e as PaqueteError).code === 'BAD_SIGNATURE' || (e as PaqueteError).code === 'UNTRUSTED_KEY') throw e;
