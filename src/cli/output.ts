@@ -1,29 +1,33 @@
 import { isPaqueteError, EXIT } from '../errors.js';
+import { redactCredentials as safe } from '../util/redact.js';
 
-/** Everything the CLI prints goes through here, so --json and quiet modes stay consistent. */
+/**
+ * Everything the CLI prints goes through here, so --json and quiet modes stay consistent, and no
+ * URL's password reaches the screen or a log (src/util/redact.ts).
+ */
 export const out = {
   json: false,
   quiet: false,
   line(text: string): void {
-    if (!this.json && !this.quiet) process.stdout.write(text + '\n');
+    if (!this.json && !this.quiet) process.stdout.write(safe(text) + '\n');
   },
   /** Printed even in quiet mode: results a script or person must see. */
   result(text: string): void {
-    if (!this.json) process.stdout.write(text + '\n');
+    if (!this.json) process.stdout.write(safe(text) + '\n');
   },
   warn(text: string): void {
-    process.stderr.write(`paquete: ${text}\n`);
+    process.stderr.write(`paquete: ${safe(text)}\n`);
   },
   emitJson(value: unknown): void {
-    if (this.json) process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v), 2) + '\n');
+    if (this.json) process.stdout.write(safe(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v), 2)) + '\n');
   },
 };
 
 /** One line (and a hint) for the user, and the exit code; never a stack trace. */
 export function reportError(e: unknown): number {
   if (isPaqueteError(e)) {
-    process.stderr.write(`paquete: ${e.message}\n`);
-    if (e.hint) process.stderr.write(`  ${e.hint}\n`);
+    process.stderr.write(`paquete: ${safe(e.message)}\n`);
+    if (e.hint) process.stderr.write(`  ${safe(e.hint)}\n`);
     return e.exitCode;
   }
   const err = e as NodeJS.ErrnoException;
@@ -36,10 +40,10 @@ export function reportError(e: unknown): number {
     return EXIT.error;
   }
   if (err?.code === 'EACCES' || err?.code === 'EPERM') {
-    process.stderr.write(`paquete: permission denied: ${err.path ?? err.message}\n`);
+    process.stderr.write(`paquete: permission denied: ${safe(err.path ?? err.message)}\n`);
     return EXIT.error;
   }
-  process.stderr.write(`paquete: unexpected error: ${err?.message ?? String(e)}\n`);
-  if (process.env.PAQUETE_DEBUG) process.stderr.write(`${err?.stack}\n`);
+  process.stderr.write(`paquete: unexpected error: ${safe(err?.message ?? String(e))}\n`);
+  if (process.env.PAQUETE_DEBUG) process.stderr.write(`${safe(String(err?.stack))}\n`);
   return EXIT.error;
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { redactCredentials } from '../util/redact.js';
 
 /**
  * The small HTTP pieces the server needs: content types, one byte range, sending bytes or a
@@ -173,8 +174,10 @@ export function write(res: ServerResponse, chunk: Uint8Array): Promise<boolean> 
   });
 }
 
+/** A short text answer (errors, 404s); no URL's password in it (src/util/redact.ts). */
 export function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
-  const body = Buffer.from(text.endsWith('\n') ? text : text + '\n');
+  const safe = redactCredentials(text);
+  const body = Buffer.from(safe.endsWith('\n') ? safe : safe + '\n');
   res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': body.length, ...headers });
   res.end(body);
 }

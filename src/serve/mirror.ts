@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { realPathInMirror } from './contained.js';
 import { cachedLatest } from '../sync/catalog.js';
 import { assessCompleteness, Completeness } from '../sync/completeness.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
@@ -95,11 +95,18 @@ export class MirrorView {
     return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, projects, allDists, byPath, builtAt: Date.now() };
   }
 
+  /** A file of the tree, read only where serve may read (src/serve/contained.ts); throws otherwise. */
+  private inMirror(rel: string): string {
+    const real = realPathInMirror(this.work.root, rel);
+    if (!real) throw new Error(`${rel} is not inside the mirror`);
+    return real;
+  }
+
   private yankOf(path: string, c: Completeness): false | true | string {
     const marker = `${path}.yanked`;
     if (!c.complete.has(marker)) return false;
     try {
-      const reason = readFileSync(join(this.work.root, marker), 'utf8').trim();
+      const reason = readFileSync(this.inMirror(marker), 'utf8').trim();
       return reason || true;
     } catch {
       return false;
@@ -117,7 +124,7 @@ export class MirrorView {
     const sidecar = `${d.file.path}.metadata`;
     if (state.completeness?.complete.has(sidecar)) {
       try {
-        bytes = readFileSync(join(this.work.root, sidecar));
+        bytes = readFileSync(this.inMirror(sidecar));
       } catch {
         bytes = undefined;
       }
@@ -126,7 +133,7 @@ export class MirrorView {
     bytes ??= this.work.readOptional(cacheName);
     if (!bytes) {
       try {
-        bytes = readDistMetadata(join(this.work.root, d.file.path), d.fileName);
+        bytes = readDistMetadata(this.inMirror(d.file.path), d.fileName);
         this.work.writeMeta(cacheName, bytes);
       } catch {
         bytes = undefined;

@@ -2,11 +2,13 @@ import { createHash } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { readdirSync, realpathSync, statSync } from 'node:fs';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
+import { isInside, realPathInMirror } from './contained.js';
 import { isPaqueteError } from '../errors.js';
 import { gitServeDir } from '../sources/git.js';
 import { normalizeName } from '../sources/pypi.js';
 import { formatSize } from '../util/size.js';
+import { redactCredentials } from '../util/redact.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { catalogPage } from './catalog-page.js';
 import { contentTypeFor, escapeHtml, negotiate, redirect, safeParts, sendBytes, sendFile, sendText, urlPath } from './http.js';
@@ -51,7 +53,7 @@ export async function startServer(work: WorkDir, opts: ServeOptions = {}): Promi
   const handler = new Handler(work, view, packs, opts);
   const server = createServer((req, res) => {
     handler.handle(req, res).catch((e) => {
-      opts.onWarning?.(`${req.method} ${req.url}: ${(e as Error).message}`);
+      opts.onWarning?.(redactCredentials(`${req.method} ${req.url}: ${(e as Error).message}`));
       if (!res.headersSent) sendText(res, 500, `paquete serve: ${isPaqueteError(e) ? e.message : 'internal error'}`);
       else res.destroy();
     });
@@ -109,7 +111,7 @@ class Handler {
 
   private async catalog(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const state = await this.view.current();
-    const html = catalogPage(state, { origin: originOf(req), root: this.work.root, remote: this.work.config.remotes[0]?.location ?? '' });
+    const html = catalogPage(state, { origin: originOf(req), root: this.work.root, remote: redactCredentials(this.work.config.remotes[0]?.location ?? '') });
     sendBytes(req, res, Buffer.from(html), { type: 'text/html; charset=utf-8', headers: { 'Cache-Control': 'no-cache' } });
   }
 
@@ -158,7 +160,9 @@ class Handler {
       if (!meta) return sendText(res, 404, `no metadata could be read from ${dist.fileName}`);
       return sendBytes(req, res, meta.bytes, { type: 'text/plain; charset=utf-8', etag: `"${meta.sha256}"` });
     }
-    return sendFile(req, res, join(this.work.root, path), { type: contentTypeFor(path), etag: `"${dist.sha256}"` });
+    const real = realPathInMirror(this.work.root, path);
+    if (!real) return sendText(res, 404, `${path} is not a complete distribution in this mirror`);
+    return sendFile(req, res, real, { type: contentTypeFor(path), etag: `"${dist.sha256}"` });
   }
 
   private findDist(state: MirrorState, path: string) {
@@ -181,8 +185,10 @@ class Handler {
     if (!src || !fits) return sendText(res, 404, `no ${mount === 'docs' ? 'docs ' : ''}source named ${name} in this mirror`);
     if (rest === undefined) return redirect(res, `/${mount}/${encodeURIComponent(name)}/`);
     const parts = safeParts(rest.slice(1));
-    if (!parts) return sendText(res, 404, 'no such file');
-    await serveStatic(req, res, join(this.work.root, name), parts, rest.endsWith('/'), mount === 'files' || src.kind !== 'docs' ? 'list' : 'index-or-list');
+    // The source's folder itself must be inside the mirror: its name came from a snapshot.
+    const base = realPathInMirror(this.work.root, name);
+    if (!parts || !base) return sendText(res, 404, 'no such file');
+    await serveStatic(req, res, base, parts, rest.endsWith('/'), mount === 'files' || src.kind !== 'docs' ? 'list' : 'index-or-list');
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -256,7 +262,7 @@ async function serveStatic(
   } catch {
     return sendText(res, 404, 'no such file');
   }
-  if (real !== realBase && !real.startsWith(realBase + sep)) return sendText(res, 404, 'no such file');
+  if (!isInside(real, realBase)) return sendText(res, 404, 'no such file');
   const st = statSync(real);
   if (st.isDirectory()) {
     if (folders === 'none') return sendText(res, 404, 'a folder');

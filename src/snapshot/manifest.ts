@@ -3,6 +3,7 @@ import { createHash, KeyObject } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
 import { fingerprint, PublicKey, publicKeyFromRaw, signBytes, verifyBytes } from './keys.js';
 import { SourceEntry, isUncompressedSnapshot } from './snapshot.js';
+import { checkSources } from './paths.js';
 
 /**
  * The manifest: the one mutable file of a remote. It names every snapshot by the SHA-256 of its
@@ -191,6 +192,7 @@ function checkBody(b: ManifestBody, where: string): void {
       if (!isObject(src) || typeof src.kind !== 'string' || typeof src.name !== 'string') bad('bad source entry');
     }
     if (s.body !== undefined && (typeof s.body !== 'string' || !HEX64.test(s.body))) bad('bad snapshot body hash');
+    checkSources(s.sources, `the manifest at ${where}`);
     if (s.updates !== undefined) {
       if (!Array.isArray(s.updates)) bad('bad update list');
       for (const u of s.updates) {

@@ -3,7 +3,7 @@ import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams, validateParams } from '../chunk/params.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
-import { checkSnapshotPath } from './paths.js';
+import { checkSnapshotPath, checkSources } from './paths.js';
 
 /**
  * The snapshot index: every file of a snapshot with its chunk list, and where each chunk lies in
@@ -153,6 +153,8 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
   const created = r.varint();
   const sources: SourceEntry[] = [];
   for (let n = r.count(2, 'source'); n > 0; n--) sources.push({ kind: r.string(), name: r.string() });
+  // Source names become folders and serve's /docs/NAME/ and /git/NAME.git: checked as names.
+  checkSources(sources, what);
   const packs: string[] = [];
   for (let n = r.count(32, 'pack'); n > 0; n--) packs.push(Buffer.from(r.bytes(32)).toString('hex'));
   const chunkCount = r.count(13, 'chunk');

@@ -6,6 +6,7 @@ import { PaqueteError, ErrorCode } from '../errors.js';
 import { hashFile, writeFileAtomic } from '../util/fsx.js';
 import { acquireLock } from '../workdir/lock.js';
 import { META_DIR } from '../workdir/workdir.js';
+import { isSafeSourceName } from '../snapshot/paths.js';
 import { decodeGitRefs, encodeGitRefs, GitBundleEntry, GitRef, GitRefs, isMirroredRefName, ObjectFormat } from './git-refs.js';
 
 /**
@@ -316,7 +317,6 @@ export interface GitServeOptions {
   onWarning?: (message: string) => void;
 }
 
-const NAME_RE = /^[A-Za-z0-9._+-]+$/;
 /** In-process queue per repository: serve may ask for one repository from many requests at once. */
 const queues = new Map<string, Promise<unknown>>();
 
@@ -339,7 +339,7 @@ export function gitRepoDir(workRoot: string, name: string): string {
  * Objects are never deleted (no gc): a later bundle may need any earlier tip as its base.
  */
 export async function gitServeDir(workRoot: string, name: string, opts: GitServeOptions = {}): Promise<string> {
-  if (!NAME_RE.test(name) || name === '.' || name === '..' || name === META_DIR) {
+  if (!isSafeSourceName(name)) {
     throw new PaqueteError('USAGE', `"${name}" cannot name a git repository`);
   }
   const root = resolve(workRoot);

@@ -1,5 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { basename, resolve } from 'node:path';
+import { isSafeSourceName } from '../snapshot/paths.js';
 
 /** The kinds of source `publish` understands. Only `tree` is chunked as plain files for now. */
 export const SOURCE_KINDS = ['tree', 'pypi', 'git', 'docs'] as const;
@@ -30,8 +31,8 @@ export function parseSourceSpec(text: string): SourceSpec {
   }
   if (!rest) throw new PaqueteError('USAGE', `source "${text}" has no path`);
   name ??= basename(resolve(rest));
-  if (!/^[A-Za-z0-9._+-]+$/.test(name) || name === '.' || name === '..' || name === '.paquete') {
-    throw new PaqueteError('USAGE', `"${name}" cannot name a source`, 'give a name with NAME=PATH, using letters, digits, . _ + -');
+  if (!isSafeSourceName(name)) {
+    throw new PaqueteError('USAGE', `"${name}" cannot name a source`, 'give a name with NAME=PATH: 1-100 letters, digits, . _ + - (and not .paquete in any spelling)');
   }
   return { kind, name, path: rest };
 }

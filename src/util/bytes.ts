@@ -72,6 +72,8 @@ export class ByteWriter {
   }
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 export class ByteReader {
   private readonly view: DataView;
   pos = 0;
@@ -145,8 +147,13 @@ export class ByteReader {
   string(): string {
     const n = this.varint();
     const b = this.bytes(n);
-    const s = new TextDecoder('utf-8', { fatal: false }).decode(b);
-    return s;
+    // Fatal: two different byte strings must never decode to one name (a lossy decoder maps
+    // every invalid sequence to U+FFFD).
+    try {
+      return UTF8.decode(b);
+    } catch {
+      return this.fail('a string is not valid UTF-8');
+    }
   }
 
   end(): void {

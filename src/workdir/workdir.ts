@@ -4,8 +4,10 @@ import { PaqueteError } from '../errors.js';
 import { ChunkStore } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { acquireLock } from './lock.js';
+import { STORE_DIR_NAME } from '../snapshot/paths.js';
 
-export const META_DIR = '.paquete';
+/** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
+export const META_DIR = STORE_DIR_NAME;
 
 export interface RemoteConfig {
   /** An http(s) URL or an absolute local path. */
