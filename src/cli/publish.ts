@@ -11,6 +11,7 @@ import { formatSize, parseSize } from '../util/size.js';
 import { parseDuration } from '../util/duration.js';
 import { baseDir, GlobalArgs } from './common.js';
 import { out } from './output.js';
+import { Progress } from './progress.js';
 
 interface Args extends GlobalArgs {
   sources?: string[];
@@ -65,7 +66,27 @@ export const publishCommand = {
     }
     // --level and --updates-from are checked by publish(), which refuses them before any work.
     const remoteDir = resolve(base, argv.to);
-    const r = await publish({ sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs });
+    const progress = new Progress('publish', !argv.quiet && !argv.json);
+    let phase = '';
+    let r;
+    try {
+      r = await publish({
+        sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs,
+        onProgress: (p) => {
+          // Each phase is a bar of its own: chunking the sources, then each update's compression.
+          const name = p.phase === 'chunking' ? 'chunking' : p.from ? `update from ${p.from.slice(0, 8)}…` : 'update from nothing';
+          if (name !== phase) {
+            phase = name;
+            progress.restart(p.bytesTotal, p.phase === 'chunking' ? 'files' : undefined, p.phase === 'chunking' ? p.filesTotal : undefined);
+            progress.status(name);
+          }
+          progress.update(p.bytesDone);
+          if (p.phase === 'chunking') progress.items(p.files);
+        },
+      });
+    } finally {
+      progress.stop();
+    }
     for (const s of r.skipped) out.warn(`skipped ${s}`);
     if (r.followed.length) out.line(`published ${r.followed.length} symbolic link${r.followed.length === 1 ? '' : 's'} as the files they name: ${r.followed.slice(0, 3).join(', ')}${r.followed.length > 3 ? ', …' : ''}`);
     if (!sources.length) {

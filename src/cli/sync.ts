@@ -40,6 +40,8 @@ export const syncCommand = {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     const progress = new Progress('sync', !argv.quiet && !argv.json);
+    progress.budget(budget);
+    progress.status('contacting the mirror…');
     try {
       const result = await withWorkDir(argv, 'sync', (work) =>
         runSync(work, {
@@ -52,11 +54,12 @@ export const syncCommand = {
           events: {
             planned: (plan, spent) => {
               if (argv['dry-run']) return;
-              progress.begin(spent + plan.cost, 'files', plan.files.filter((f) => f.outcome === 'complete').length);
+              progress.status(plan.cost > 0 ? 'fetching' : 'placing');
+              progress.begin(spent + plan.cost, 'files', plan.files.filter((f) => f.outcome === 'complete').length, budget);
               progress.update(spent);
             },
             progress: (spent) => progress.update(spent),
-            fileDone: () => progress.item(),
+            fileDone: (path) => progress.item(path),
             fileFailed: (p) => out.warn(`${p} did not match its checksum; its chunks will be fetched again`),
             retrying: (message, delayMs) => {
               if (!argv.quiet) out.warn(`link trouble (${message}); trying again in ${(delayMs / 1000).toFixed(1)} s`);

@@ -16,7 +16,7 @@ import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { stageSources, StagedSources } from '../sources/stage.js';
 import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
-import { UpdatesOptions, UpdateWritten, writeUpdates } from './updates.js';
+import { UpdateProgress, UpdatesOptions, UpdateWritten, writeUpdates } from './updates.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -29,6 +29,8 @@ export interface PublishOptions {
   /** Chunking parameters for a new remote; an existing remote keeps its own so chunks dedupe. */
   params?: ChunkParams;
   onFile?: (path: string, bytes: number) => void;
+  /** Progress of the long parts: chunking the sources, then compressing each update. */
+  onProgress?: (p: PublishProgress) => void;
   now?: Date;
   /** zstd level (1–22) of the update frames; default 19, the level the measurements were taken at. */
   level?: number;
@@ -46,6 +48,13 @@ export interface PublishOptions {
  * `paquete publish --to DIR` (no sources) from a cron job.
  */
 export const DEFAULT_EXPIRY_MS = 30 * 86_400_000;
+
+export type PublishProgress =
+  | { phase: 'chunking'; bytesDone: number; bytesTotal: number; files: number; filesTotal: number }
+  | UpdateProgress;
+
+/** Content bytes of a source file read between two progress reports: a 1 GB file shows motion. */
+const PROGRESS_STEP = 8 << 20;
 
 export interface PublishResult {
   snapshot: string;
@@ -153,6 +162,16 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
 
   const fileChunks = new Map<string, { mode: number; size: number; sha256: Uint8Array; ids: bigint[] }>();
   let newStoredBytes = 0;
+  const bytesTotal = listings.reduce((n, l) => n + l.files.reduce((m, f) => m + (f.data?.length ?? f.size), 0), 0);
+  const filesTotal = listings.reduce((n, l) => n + l.files.length, 0);
+  let bytesDone = 0;
+  let filesDone = 0;
+  let reported = 0;
+  const report = () => {
+    reported = bytesDone;
+    opts.onProgress?.({ phase: 'chunking', bytesDone, bytesTotal: Math.max(bytesTotal, bytesDone), files: filesDone, filesTotal });
+  };
+  report();
   for (const { spec, files } of listings) {
     for (const f of files) {
       const path = `${spec.name}/${f.rel}`;
@@ -167,6 +186,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       await chunkIt((chunk, id) => {
         sha.update(chunk);
         size += chunk.length;
+        bytesDone += chunk.length;
+        if (bytesDone - reported >= PROGRESS_STEP) report();
         ids.push(id);
         if (known.has(id) || fresh.has(id)) return;
         const record = encodeRecord(id, chunk);
@@ -179,6 +200,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       });
       fileChunks.set(path, { mode: f.mode, size, sha256: sha.digest(), ids });
       opts.onFile?.(path, size);
+      filesDone++;
+      report();
     }
   }
   finishPack();
@@ -213,7 +236,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
 
   const updatesStarted = performance.now();
   const earlier = previous.manifest?.snapshots ?? [];
-  const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, updateOpts);
+  const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress });
   const updatesMs = performance.now() - updatesStarted;
 
   const body = nextManifest(opts, previous, [

@@ -23,6 +23,17 @@ export interface UpdatesOptions {
   solid: boolean;
   /** Write delta updates from at most this many of the newest earlier snapshots. */
   updatesFrom: number;
+  /** Called after each frame is compressed (an update from nothing at level 19 takes minutes). */
+  onProgress?: (p: UpdateProgress) => void;
+}
+
+export interface UpdateProgress {
+  phase: 'updates';
+  /** The base snapshot's name; "" for the update from nothing. */
+  from: string;
+  /** Content bytes compressed so far, of this update's total. */
+  bytesDone: number;
+  bytesTotal: number;
 }
 
 export interface UpdateWritten extends UpdateRef {
@@ -45,7 +56,7 @@ interface Named {
  */
 export function writeUpdates(remoteDir: string, target: { name: string; snapshot: Snapshot }, earlier: ManifestSnapshot[], opts: UpdatesOptions): UpdateWritten[] {
   const n: Named = { ...target, body: encodeSnapshotBody(target.snapshot) };
-  const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), compressor: new FrameCompressor(), level: opts.level };
+  const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), compressor: new FrameCompressor(), level: opts.level, onProgress: opts.onProgress };
   const written: UpdateWritten[] = [];
   try {
     if (opts.solid) written.push(writeUpdate(io, n, undefined));
@@ -74,11 +85,18 @@ interface UpdateIO {
   reader: RemoteChunkReader;
   compressor: FrameCompressor;
   level: number;
+  onProgress?: (p: UpdateProgress) => void;
 }
 
-function writeUpdate({ remoteDir, reader, compressor, level }: UpdateIO, target: Named, base: Named | undefined): UpdateWritten {
+function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: UpdateIO, target: Named, base: Named | undefined): UpdateWritten {
   const started = performance.now();
   const plan = base ? planDeltaFrames(target.snapshot, base.snapshot) : planSolidFrames(target.snapshot);
+  const contentOf = (f: (typeof plan)[number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks[i].rawLength, 0);
+  const bytesTotal = plan.reduce((n, f) => n + contentOf(f), 0);
+  let bytesDone = 0;
+  let frameNo = 0;
+  const from = base?.name ?? '';
+  onProgress?.({ phase: 'updates', from, bytesDone, bytesTotal });
   const framesDir = join(remoteDir, 'frames');
   const file = new ContentNamedFile(framesDir, 'frames');
   let frames: FrameEntry[];
@@ -89,7 +107,11 @@ function writeUpdate({ remoteDir, reader, compressor, level }: UpdateIO, target:
       base: base?.snapshot,
       readChunk: (s, i) => reader.read(s, i),
       level,
-      write: (frame) => file.write(frame),
+      write: (frame) => {
+        file.write(frame);
+        bytesDone += contentOf(plan[frameNo++]);
+        onProgress?.({ phase: 'updates', from, bytesDone, bytesTotal });
+      },
       compressor,
     });
   } catch (e) {
