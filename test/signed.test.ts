@@ -7,7 +7,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
@@ -16,6 +18,7 @@ import { PaqueteError } from '../src/errors.js';
 import { decodeManifest, encodeManifest, ManifestBody, MANIFEST_MAX_BYTES } from '../src/snapshot/manifest.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { sampleManifestBody } from './helpers/fixtures.js';
+import { publish } from '../src/publish/publisher.js';
 
 after(cleanupAll);
 
@@ -204,5 +207,74 @@ describe('freshness: manifests expire', () => {
     resign(dir, 'pub.key', (b) => ({ ...b, serial: b.serial + 1, expires: undefined }));
     const r = await paquete(['sync', '-C', 'w'], dir);
     assert.match(r.stderr, /signs no expiry \(published by an older paquete\)/);
+  });
+});
+
+describe('one publish at a time', () => {
+  let dir: string;
+  const lockFile = () => join(dir, 'remote', '.paquete-publish.lock');
+  before(async () => {
+    dir = await tmpDir('paquete-publock-');
+    writeTree(join(dir, 'a'), { 'a.bin': pseudoRandom(2_000_000, 5) });
+    writeTree(join(dir, 'b'), { 'b.bin': pseudoRandom(2_000_000, 6) });
+    writeTree(join(dir, 'c'), { 'c.txt': 'c\n' });
+    await paquete(['keygen', '--out', 'pub.key'], dir);
+    await paquete(['publish', 'c', '--to', 'remote', '--key', 'pub.key'], dir);
+  });
+
+  test('two real publishes at once, both told to wait: each signs its own serial and neither snapshot is lost', async () => {
+    // The test holds the lock (as a live process on this host) until both publishes are waiting,
+    // so they overlap by construction; then both race for it.
+    writeFileSync(lockFile(), `${process.pid} ${hostname()} publish since 2026-12-01T00:00:00.000Z\n`);
+    const pa = runPaquete(['publish', 'a', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
+    const pb = runPaquete(['publish', 'b', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
+    const held = new RegExp(`waiting: another publish is writing to \\S+ \\(pid ${process.pid} on ${hostname()}: publish since 2026-12-01`);
+    await Promise.all([pa.waitForOutput(held, { stream: 'stderr' }), pb.waitForOutput(held, { stream: 'stderr' })]);
+    rmSync(lockFile());
+    const [ra, rb] = await Promise.all([pa.done, pb.done]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.equal(rb.code, 0, rb.stderr);
+    const serials = [ra, rb].map((r) => Number(/\(serial (\d+)\)/.exec(r.stdout)![1])).sort();
+    assert.deepEqual(serials, [2, 3]);
+    const body = readBody(join(dir, 'remote'));
+    assert.equal(body.serial, 3);
+    assert.deepEqual(body.snapshots.at(-1)!.sources.map((s) => s.name).sort(), ['a', 'b', 'c'], 'the last snapshot keeps what the other publish added');
+    assert.equal(existsSync(lockFile()), false, 'the lock is released');
+  });
+
+  test('a publish while another holds the lock fails at once, naming it; a lock of a dead process is taken over; one from another host is not', async () => {
+    const sleeper = spawn('sleep', ['30']);
+    onCleanup(() => void sleeper.kill('SIGKILL'));
+    writeFileSync(lockFile(), `${sleeper.pid} ${hostname()} publish since 2026-12-01T00:00:00.000Z\n`);
+    const r = await paquete(['publish', 'c', '--to', 'remote', '--key', 'pub.key'], dir, 1);
+    assert.match(r.stderr, new RegExp(`another publish is writing to \\S+remote \\(pid ${sleeper.pid} on ${hostname()}: publish since 2026-12-01T00:00:00.000Z\\)`));
+    assert.match(r.stderr, /--wait/);
+    assert.equal(readBody(join(dir, 'remote')).serial, 3, 'nothing was signed');
+    sleeper.kill('SIGKILL');
+    await new Promise((resolve) => sleeper.once('exit', resolve));
+    await paquete(['publish', 'c', '--to', 'remote', '--key', 'pub.key'], dir);
+    assert.equal(readBody(join(dir, 'remote')).serial, 4);
+    writeFileSync(lockFile(), `${process.pid + 1_000_000} other-host publish since 2026-12-01T00:00:00.000Z\n`);
+    const other = await paquete(['publish', 'c', '--to', 'remote', '--key', 'pub.key'], dir, 1);
+    assert.match(other.stderr, /on other-host: publish since .*\n.*if nothing runs on other-host, delete \S+\.paquete-publish\.lock/);
+    rmSync(lockFile());
+  });
+
+  test('a manifest replaced during a publish (a publisher that ignores the lock), or the lock lost: nothing is signed over it', async () => {
+    const { key, publicKey } = parseSecretKey(readFileSync(join(dir, 'pub.key'), 'utf8'), 'k');
+    const remoteDir = join(dir, 'remote');
+    const sources = [{ kind: 'tree' as const, name: 'a', path: join(dir, 'a') }];
+    const serial = readBody(remoteDir).serial;
+    // While this publish chunks its files (it has read serial N), another writes serial N+1.
+    const racing = publish({ sources, remoteDir, secret: key, publicKey, updatesFrom: 0, solid: false,
+      onFile: () => writeFileSync(join(remoteDir, 'manifest.json'), encodeManifest({ ...readBody(remoteDir), serial: serial + 1 }, key)) });
+    await assert.rejects(racing, (e: PaqueteError) => e.code === 'LOCKED' && new RegExp(`changed during this publish \\(serial ${serial} → ${serial + 1}`).test(e.message));
+    assert.equal(readBody(remoteDir).serial, serial + 1, 'the other publish stands');
+    // The lock file replaced under it (taken over by mistake): refused too.
+    const lost = publish({ sources, remoteDir, secret: key, publicKey, updatesFrom: 0, solid: false,
+      onFile: () => writeFileSync(lockFile(), `1 ${hostname()} publish since 2026-12-01T00:00:00.000Z\n`) });
+    await assert.rejects(lost, (e: PaqueteError) => e.code === 'LOCKED' && /lock on .* was taken by another process during this publish/.test(e.message));
+    assert.equal(readBody(remoteDir).serial, serial + 1);
+    rmSync(lockFile());
   });
 });

@@ -22,6 +22,7 @@ interface Args extends GlobalArgs {
   'updates-from': number;
   solid: boolean;
   expires: string;
+  wait?: boolean;
 }
 
 export const publishCommand = {
@@ -36,6 +37,7 @@ export const publishCommand = {
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
       .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
       .option('expires', { type: 'string', default: '30d', describe: 'how long clients may sync to this manifest (12h, 30d, 2w); publish again, with or without sources, before then' })
+      .option('wait', { type: 'boolean', describe: 'if another publish is writing to the same remote, wait for it to finish (default: fail at once, naming it)' })
       .option('solid', { type: 'boolean', default: true, describe: 'write the update from nothing (first downloads as a few large zstd frames); --no-solid skips it' })
       .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot')
       .example('$0 publish --to /srv/mirror --key publisher.key --expires 30d', 'nothing new: sign the same snapshots again, valid for 30 more days'),
@@ -72,6 +74,7 @@ export const publishCommand = {
     try {
       r = await publish({
         sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs,
+        waitForLock: argv.wait, onLockWait: (holder) => out.warn(`waiting: ${holder}`),
         onProgress: (p) => {
           // Each phase is a bar of its own: chunking the sources, then each update's compression.
           const name = p.phase === 'chunking' ? 'chunking' : p.from ? `update from ${p.from.slice(0, 8)}…` : 'update from nothing';

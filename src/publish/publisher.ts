@@ -1,6 +1,8 @@
 import { createHash, KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
+import { acquireLock, Release, waitForLock } from '../workdir/lock.js';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
@@ -40,7 +42,17 @@ export interface PublishOptions {
   solid?: boolean;
   /** How long clients may sync to the manifest written, in ms from now; default DEFAULT_EXPIRY_MS. */
   expiresInMs?: number;
+  /** Wait for another publish to the same remote to finish instead of failing at once. */
+  waitForLock?: boolean;
+  /** Told once, when this publish waits for another (who holds the lock). */
+  onLockWait?: (holder: string) => void;
 }
+
+/**
+ * Held in the remote directory while a publish runs: `<pid> <host> publish since <ISO instant>`.
+ * Two publishes at once both read serial N and both signed N+1, and one snapshot was lost.
+ */
+export const PUBLISH_LOCK = '.paquete-publish.lock';
 
 /**
  * 30 days: a mirror can keep a client on an old snapshot for at most this long without notice
@@ -110,22 +122,64 @@ function newPack(dir: string): ContentNamedFile {
  */
 export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const updateOpts = updatesOptions(opts);
-  const previous = readRemoteState(opts.remoteDir, opts.publicKey);
-  if (opts.sources.length === 0) return resign(opts, previous);
-  // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
-  const staged = await stageSources(opts.sources, {
-    remoteDir: opts.remoteDir,
-    previous: previous.snapshot,
-    readPrevious: (path) => (previous.snapshot ? readPublishedFile(opts.remoteDir, previous.snapshot, path) : undefined),
-  });
+  const lock = await lockRemote(opts);
   try {
-    return await publishStaged(opts, previous, staged, updateOpts);
+    const previous = { ...readRemoteState(opts.remoteDir, opts.publicKey), lock };
+    if (opts.sources.length === 0) return resign(opts, previous);
+    // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
+    const staged = await stageSources(opts.sources, {
+      remoteDir: opts.remoteDir,
+      previous: previous.snapshot,
+      readPrevious: (path) => (previous.snapshot ? readPublishedFile(opts.remoteDir, previous.snapshot, path) : undefined),
+    });
+    try {
+      return await publishStaged(opts, previous, staged, updateOpts);
+    } finally {
+      staged.cleanup();
+    }
   } finally {
-    staged.cleanup();
+    lock();
   }
 }
 
-type RemoteState = ReturnType<typeof readRemoteState>;
+/** Takes the remote's publish lock (creating the directory for a first publish). */
+async function lockRemote(opts: PublishOptions): Promise<Release> {
+  const dir = opts.remoteDir;
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new PaqueteError('USAGE', `${dir} is not a directory`);
+  mkdirSync(dir, { recursive: true });
+  const lockOpts = {
+    host: hostname().replace(/\s/g, '_') || 'unknown',
+    busy: `another publish is writing to ${dir}`,
+    hint: 'wait for it to finish, or publish with --wait',
+  };
+  const what = `publish since ${new Date().toISOString()}`;
+  const path = join(dir, PUBLISH_LOCK);
+  return opts.waitForLock ? waitForLock(path, what, { ...lockOpts, onWait: opts.onLockWait }) : acquireLock(path, what, lockOpts);
+}
+
+/**
+ * Replaces the manifest, the one step that makes a publish visible, only if nothing else
+ * published since this one read the remote: the lock still ours (not taken over by mistake,
+ * see workdir/lock.ts) and manifest.json still at the serial read. So two publishes never both
+ * sign serial N+1, even if one ignored the lock (an older paquete, a lock deleted by hand).
+ */
+function commitManifest(remoteDir: string, previous: RemoteState, bytes: Uint8Array): void {
+  if (!previous.lock.held()) {
+    throw new PaqueteError('LOCKED', `the publish lock on ${remoteDir} was taken by another process during this publish: nothing was signed`, 'publish again');
+  }
+  const path = join(remoteDir, MANIFEST_PATH);
+  const now = existsSync(path) ? decodeManifest(readFileSync(path), remoteDir).body.serial : undefined;
+  if (now !== previous.manifest?.serial) {
+    throw new PaqueteError(
+      'LOCKED',
+      `${path} changed during this publish (serial ${previous.manifest?.serial ?? 'none'} → ${now ?? 'none'}: a publish that did not take the lock?); nothing was signed over it`,
+      'publish again',
+    );
+  }
+  writeFileAtomic(path, bytes);
+}
+
+type RemoteState = ReturnType<typeof readRemoteState> & { lock: Release };
 
 async function publishStaged(opts: PublishOptions, previous: RemoteState, staged: StagedSources, updateOpts: UpdatesOptions): Promise<PublishResult> {
   const { remoteDir } = opts;
@@ -252,7 +306,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
     },
   ]);
-  writeFileAtomic(join(remoteDir, MANIFEST_PATH), encodeManifest(body, opts.secret));
+  commitManifest(remoteDir, previous, encodeManifest(body, opts.secret));
   return {
     snapshot: snapName,
     serial: body.serial,
@@ -291,7 +345,7 @@ function nextManifest(opts: PublishOptions, previous: RemoteState, snapshots: Ma
 function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
   if (!previous.manifest) throw new PaqueteError('USAGE', `${opts.remoteDir} has no manifest to sign again`, 'name the sources to publish');
   const body = nextManifest(opts, previous, previous.manifest.snapshots);
-  writeFileAtomic(join(opts.remoteDir, MANIFEST_PATH), encodeManifest(body, opts.secret));
+  commitManifest(opts.remoteDir, previous, encodeManifest(body, opts.secret));
   const latest = latestSnapshot(body);
   return {
     snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
@@ -335,7 +389,7 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
       // A first publish killed while writing the manifest leaves writeFileAtomic's `manifest.json.tmp-…`.
-      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`));
+      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`) && !n.startsWith(PUBLISH_LOCK));
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }

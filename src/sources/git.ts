@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameS
 import { join, resolve } from 'node:path';
 import { PaqueteError, ErrorCode } from '../errors.js';
 import { hashFile, writeFileAtomic } from '../util/fsx.js';
-import { acquireLock } from '../workdir/lock.js';
+import { waitForLock } from '../workdir/lock.js';
 import { META_DIR } from '../workdir/workdir.js';
 import { isSafeSourceName } from '../snapshot/paths.js';
 import { decodeGitRefs, encodeGitRefs, GitBundleEntry, GitRef, GitRefs, isMirroredRefName, ObjectFormat } from './git-refs.js';
@@ -385,18 +385,8 @@ function currentIfUpToDate(root: string, name: string): boolean {
 async function withGitLock<T>(root: string, name: string, fn: () => Promise<T>): Promise<T> {
   const dir = join(root, META_DIR, 'git');
   mkdirSync(dir, { recursive: true });
-  const deadline = Date.now() + 120_000;
-  let unlock: () => void;
-  for (;;) {
-    try {
-      unlock = acquireLock(join(dir, `${name}.lock`), `git ${name}`);
-      break;
-    } catch (e) {
-      // Another process (serve, git-export) is building the same repository: wait for it.
-      if (!(e instanceof PaqueteError) || e.code !== 'LOCKED' || Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  // Another process (serve, git-export) may be building the same repository: wait for it.
+  const unlock = await waitForLock(join(dir, `${name}.lock`), `git ${name}`, { timeoutMs: 120_000 });
   try {
     return await fn();
   } finally {

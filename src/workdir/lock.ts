@@ -1,44 +1,140 @@
-import { openSync, closeSync, writeSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
 
 /**
- * One command at a time per working directory. The lock file holds the owner's pid; a lock whose
- * process is gone (kill -9, power loss) is stale and taken over, so a crash never leaves the
- * user locked out.
+ * One command at a time on a directory (a working directory, a served git repository, a remote
+ * being published to). The lock file holds one line, `<pid> <what>`, or `<pid> <host> <what>`
+ * when the directory may be shared between machines (a remote on a network share). A lock whose
+ * process is gone (kill -9, power loss) is stale and taken over, so a crash never locks the user
+ * out; a lock from another host is never judged stale here (its pid means nothing on this one).
  */
-export function acquireLock(path: string, what: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
+export interface LockOptions {
+  /** This machine's name, written into the lock and compared before judging a pid dead. */
+  host?: string;
+  /** How a refusal starts (default "another paquete command is working here"). */
+  busy?: string;
+  /** What a refusal suggests when the holder is on this host (default "wait for it to finish, or stop it"). */
+  hint?: string;
+}
+
+/** Releases the lock; `held()` says whether the lock file is still this process's own. */
+export type Release = (() => void) & { held(): boolean };
+
+export function acquireLock(path: string, what: string, opts: LockOptions = {}): Release {
+  const text = opts.host === undefined ? `${process.pid} ${what}\n` : `${process.pid} ${opts.host} ${what}\n`;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createWhole(path, text)) return releaser(path, text);
+    let owner: string;
     try {
-      const fd = openSync(path, 'wx');
-      writeSync(fd, `${process.pid} ${what}\n`);
-      closeSync(fd);
-      return () => {
-        try {
-          unlinkSync(path);
-        } catch {
-          /* already gone */
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let owner = '';
-      try {
-        owner = readFileSync(path, 'utf8').trim();
-      } catch {
-        continue;
-      }
-      const pid = Number(owner.split(' ')[0]);
-      if (pid > 0 && pid !== process.pid && alive(pid)) {
-        throw new PaqueteError('LOCKED', `another paquete command is working here (pid ${pid}: ${owner.split(' ').slice(1).join(' ') || 'unknown'})`, 'wait for it to finish, or stop it');
-      }
-      try {
-        unlinkSync(path);
-      } catch {
-        /* raced with another taker; retry */
-      }
+      owner = readFileSync(path, 'utf8');
+    } catch {
+      continue; // released meanwhile
     }
+    const holder = parseHolder(owner, opts.host !== undefined);
+    const sameHost = opts.host === undefined || holder.host === opts.host;
+    if (!sameHost || (holder.pid > 0 && holder.pid !== process.pid && alive(holder.pid))) {
+      const on = holder.host !== undefined ? ` on ${holder.host}` : '';
+      throw new PaqueteError(
+        'LOCKED',
+        `${opts.busy ?? 'another paquete command is working here'} (pid ${holder.pid || '?'}${on}: ${holder.what || 'unknown'})`,
+        sameHost ? (opts.hint ?? 'wait for it to finish, or stop it') : `wait for it to finish; if nothing runs on ${holder.host}, delete ${path}`,
+      );
+    }
+    breakStale(path, owner);
   }
   throw new PaqueteError('LOCKED', `cannot take the lock ${path}`);
+}
+
+/**
+ * The lock file appears with its whole line or not at all (written aside, then hard-linked into
+ * place, which fails if it exists): a reader never sees an empty lock and judges it stale.
+ */
+function createWhole(path: string, text: string): boolean {
+  const tmp = `${path}.new-${process.pid}-${randomBytes(4).toString('hex')}`;
+  writeFileSync(tmp, text);
+  try {
+    linkSync(tmp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    return false;
+  } finally {
+    unlinkSync(tmp);
+  }
+}
+
+/**
+ * Removes a stale lock without removing a fresh one: two takers may both judge the same dead
+ * lock stale, and the slower one must not delete the lock the faster one just made. The file is
+ * moved aside first (atomic), then checked to be the stale one read; a fresh lock moved by
+ * mistake is linked back (and if a third process took the place meanwhile, the displaced
+ * owner's `held()` says so before it commits anything).
+ */
+function breakStale(path: string, staleText: string): void {
+  const aside = `${path}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    renameSync(path, aside);
+  } catch {
+    return; // someone else moved it: try again
+  }
+  try {
+    if (readFileSync(aside, 'utf8') !== staleText) {
+      try {
+        linkSync(aside, path);
+      } catch {
+        /* a third taker holds it now; the displaced owner sees it in held() */
+      }
+    }
+  } finally {
+    unlinkSync(aside);
+  }
+}
+
+function releaser(path: string, text: string): Release {
+  const held = () => {
+    try {
+      return readFileSync(path, 'utf8') === text;
+    } catch {
+      return false;
+    }
+  };
+  const release = () => {
+    // Only our own: after a takeover by mistake (see breakStale) the file may be another's.
+    if (!held()) return;
+    try {
+      unlinkSync(path);
+    } catch {
+      /* already gone */
+    }
+  };
+  return Object.assign(release, { held });
+}
+
+function parseHolder(text: string, withHost: boolean): { pid: number; host?: string; what: string } {
+  const parts = text.trim().split(' ');
+  const pid = Number(parts[0]);
+  if (withHost) return { pid: Number.isSafeInteger(pid) ? pid : 0, host: parts[1], what: parts.slice(2).join(' ') };
+  return { pid: Number.isSafeInteger(pid) ? pid : 0, what: parts.slice(1).join(' ') };
+}
+
+/**
+ * acquireLock, waiting while another process holds it: told once who that is (`onWait`), then
+ * trying every 200 ms, up to `timeoutMs` (default: for ever) or until `signal` aborts.
+ */
+export async function waitForLock(path: string, what: string, opts: LockOptions & { timeoutMs?: number; onWait?: (holder: string) => void; signal?: AbortSignal } = {}): Promise<Release> {
+  const deadline = Date.now() + (opts.timeoutMs ?? Infinity);
+  let told = false;
+  for (;;) {
+    try {
+      return acquireLock(path, what, opts);
+    } catch (e) {
+      if (!(e instanceof PaqueteError) || e.code !== 'LOCKED' || Date.now() > deadline || opts.signal?.aborted) throw e;
+      if (!told) opts.onWait?.(e.message);
+      told = true;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
 }
 
 function alive(pid: number): boolean {
