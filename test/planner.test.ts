@@ -175,3 +175,45 @@ test('a budget too small for the stream it wants takes a prefix of it, never rec
   const wanted = planSession({ ...base, snapshot: s, budget, frames, wants: ['s/f099'] });
   assert.equal(wanted.files.find((f) => f.file.path === 's/f099')!.outcome, 'complete');
 });
+
+test('a frame prefix kept by an earlier card costs only what remains; the next card starts past it and cards add up', () => {
+  // Equal cards on one long stream: each card resumes where the last stopped, until complete.
+  const sizes: Record<string, number[]> = {};
+  for (let i = 0; i < 100; i++) sizes[`s/f${String(i).padStart(3, '0')}`] = [2000];
+  const s = snapshotOf(sizes);
+  const [frame] = framesOf(s, [s.chunks.map((_, i) => i)], 0.3);
+  const length = frame.end - frame.start;
+  const card = 20_000;
+  let kept = 0;
+  const present = new Set<bigint>();
+  let spent = 0;
+  let cards = 0;
+  for (; cards < 20; cards++) {
+    const plan = planSession({ ...base, snapshot: s, present, budget: card, frames: [{ ...frame, kept: kept || undefined }] });
+    assert.ok(plan.cost <= card, `card ${cards}: cost ${plan.cost}`);
+    assert.equal(plan.frameRanges.length, 1, `card ${cards} fetches the stream`);
+    const [r] = plan.frameRanges;
+    assert.equal(r.resume, kept);
+    assert.equal(r.start, frame.start + kept, 'starts at the first byte not kept');
+    assert.ok(r.end > frame.start + kept);
+    spent += plan.cost;
+    kept = r.end - frame.start;
+    if (kept === length) break;
+    // What the prefix decoded to (the planner's own estimate is a lower bound) is in the store.
+    for (const f of plan.files) if (f.outcome === 'complete') for (const i of f.file.chunks) present.add(s.chunks[i].id);
+  }
+  assert.equal(kept, length, `the stream completes (${cards + 1} cards)`);
+  // Every byte of the frame once, plus one request per card.
+  assert.equal(spent, length + (cards + 1) * HEADERS);
+});
+
+test('a kept prefix makes the frame cheaper than records again: priced at what remains, not its full size', () => {
+  const s = snapshotOf({ 's/a': [1000, 1000, 1000, 1000] });
+  const [frame] = framesOf(s, [[0, 1, 2, 3]], 1.1);
+  // Whole, the frame costs more than the records; with 90% of it kept, it costs a tenth.
+  assert.equal(planSession({ ...base, snapshot: s, budget: Infinity, frames: [frame] }).frameRanges.length, 0);
+  const kept = Math.floor((frame.end - frame.start) * 0.9);
+  const plan = planSession({ ...base, snapshot: s, budget: Infinity, frames: [{ ...frame, kept }] });
+  assert.deepEqual(plan.frameRanges, [{ start: frame.start + kept, end: frame.end, frames: [0], resume: kept }]);
+  assert.equal(plan.cost, frame.end - frame.start - kept + HEADERS);
+});

@@ -56,10 +56,10 @@ export interface Place {
  * in order, grouped by that file. The one order both kinds of update lay content in: related bytes
  * (one file, neighbouring files) end up near each other, where zstd finds them.
  */
-function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => false): { file: FileEntry; places: Place[] }[] {
+function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => false, files: FileEntry[] = s.files): { file: FileEntry; places: Place[] }[] {
   const seen = new Set<bigint>();
   const out: { file: FileEntry; places: Place[] }[] = [];
-  for (const file of s.files) {
+  for (const file of files) {
     const places: Place[] = [];
     let offset = 0;
     for (const index of file.chunks) {
@@ -93,9 +93,17 @@ function cut(places: Place[], maxRaw: number, fits: (first: Place, next: Place) 
   return frames;
 }
 
-/** The update from nothing: every chunk of N once, in file order, in frames of ≤ 32 MiB. */
+/**
+ * The update from nothing: every chunk of N once, smallest files first (then in path order), in
+ * frames of ≤ 32 MiB. A card that pays for a prefix of the stream then completes files the way a
+ * planner would choose them, cheapest to finish first: in path order, a card of 40% of date-fns
+ * 4.1.0 (5,326 files) went into big source maps and completed 2 files. The window spans the
+ * whole frame, so the order costs little: date-fns 1.106 → 1.115 MB, typescript 2.072 → 2.068 MB
+ * (zstd -19 --long=27 of the files laid end to end).
+ */
 export function planSolidFrames(target: Snapshot): PlannedFrame[] {
-  const all = firstPlaces(target).flatMap((g) => g.places);
+  const bySize = target.files.map((f, k) => ({ f, k })).sort((a, b) => a.f.size - b.f.size || a.k - b.k).map((e) => e.f);
+  const all = firstPlaces(target, undefined, bySize).flatMap((g) => g.places);
   return cut(all, SOLID_FRAME_RAW).map((f) => ({ yields: f.map((p) => p.index), bases: [] }));
 }
 

@@ -30,6 +30,23 @@ export function removeStaleParts(partDir: string, keep: UpdateHead | undefined, 
   }
 }
 
+const partPath = (partDir: string, head: UpdateHead, f: number) => join(partDir, `frame-${head.framesFile.slice(0, 16)}-${head.frames[f].offset}.part`);
+
+/**
+ * Compressed bytes an earlier session kept of each frame of `head` it was cut inside (frame index
+ * → bytes of its `.part`): what the planner no longer pays for. A `.part` as long as its frame or
+ * longer is no resumable prefix (a kill after the last byte): it counts for nothing.
+ */
+export function keptPrefixes(partDir: string, head: UpdateHead): Map<number, number> {
+  const kept = new Map<number, number>();
+  for (let f = 0; f < head.frames.length; f++) {
+    const p = partPath(partDir, head, f);
+    const size = existsSync(p) ? statSync(p).size : 0;
+    if (size > 0 && size < head.frames[f].length) kept.set(f, size);
+  }
+  return kept;
+}
+
 /** An update head as a client uses it: with the base snapshot its dictionaries point into. */
 export interface LoadedUpdate {
   head: UpdateHead;
@@ -58,7 +75,13 @@ export function baseChunks(base: Snapshot, r: BaseRange): number[] | undefined {
  * dictionaries need is in the store (`baseHeld`: which of the base snapshot's chunks are). Anything out of range in the head makes the whole update
  * unusable (it is then ignored, and records are fetched instead).
  */
-export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<bigint>, baseHeld: Set<bigint>): FrameOption[] {
+export function usableFrames(
+  u: LoadedUpdate,
+  snapshot: Snapshot,
+  present: Set<bigint>,
+  baseHeld: Set<bigint>,
+  kept: Map<number, number> = new Map(),
+): FrameOption[] {
   const out: FrameOption[] = [];
   for (let f = 0; f < u.head.frames.length; f++) {
     const fr = u.head.frames[f];
@@ -71,7 +94,7 @@ export function usableFrames(u: LoadedUpdate, snapshot: Snapshot, present: Set<b
       if (!touched) return [];
       if (touched.some((i) => !baseHeld.has(u.base!.chunks[i].id))) decodable = false;
     }
-    if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields });
+    if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields, kept: kept.get(f) });
   }
   return out;
 }
@@ -111,8 +134,9 @@ export async function fetchFrames(
   opts: FrameFetchOptions,
 ): Promise<void> {
   const path = framesPath(u.head);
-  const partOf = (f: number) => join(opts.partDir, `frame-${u.head.framesFile.slice(0, 16)}-${u.head.frames[f].offset}.part`);
-  for (const request of splitAtParts(ranges, u.head, partOf)) {
+  const partOf = (f: number) => partPath(opts.partDir, u.head, f);
+  // The planner priced each range from its `resume`, the kept bytes it read (keptPrefixes).
+  for (const request of ranges) {
     opts.signal?.throwIfAborted();
     if (opts.wireLimit !== undefined && remote.meter.total + remote.requestCost(path, request.end - request.start) > opts.wireLimit) {
       throw new PaqueteError('BUDGET', 'the budget would be exceeded by the next request');
@@ -145,45 +169,18 @@ export async function fetchFrames(
       await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal });
       if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
       await current?.settle();
+    } catch (e) {
+      // The link went away mid-frame: what arrived is kept in the .part, and what it decodes to
+      // is stored now, not left to the next session (a drop after 1 MB of a stream stored no
+      // chunk while the decoder lagged). A frame that does not decode is the first error.
+      const cut = (e as PaqueteError).code !== 'DAMAGED_PACK' && current !== undefined;
+      if (cut) await current!.settle().catch(() => {});
+      throw e;
     } finally {
       current?.close();
       await store.flush();
     }
   }
-}
-
-interface FrameRequest extends FrameRange {
-  /** Compressed bytes of the first frame already kept in its .part file. */
-  resume: number;
-}
-
-/** Ranges cut so that a frame with a kept .part starts its own request, just past what is kept. */
-function splitAtParts(ranges: FrameRange[], head: UpdateHead, partOf: (f: number) => string): FrameRequest[] {
-  const out: FrameRequest[] = [];
-  for (const r of ranges) {
-    let cur: FrameRequest | undefined;
-    for (const f of r.frames) {
-      const fr = head.frames[f];
-      const kept = existsSync(partOf(f)) ? statSync(partOf(f)).size : 0;
-      // A range may end inside its last frame (a prefix planned to fit the budget).
-      const end = Math.min(r.end, fr.offset + fr.length);
-      if (kept > 0 && kept < fr.length) {
-        if (fr.offset + kept >= end) continue; // that prefix is already here
-        cur = { start: fr.offset + kept, end, frames: [f], resume: kept };
-        out.push(cur);
-      } else {
-        if (kept > 0) rmSync(partOf(f), { force: true });
-        if (cur && cur.end === fr.offset) {
-          cur.end = end;
-          cur.frames.push(f);
-        } else {
-          cur = { start: fr.offset, end, frames: [f], resume: 0 };
-          out.push(cur);
-        }
-      }
-    }
-  }
-  return out;
 }
 
 /** One frame being received: decoder, chunk splitter, and the .part file of what came so far. */
@@ -212,6 +209,8 @@ class FrameReader {
     this.decoding = decodeFrame(expected, dictionary);
     if (resumeFrom > 0) {
       const kept = readFileSync(this.partPath).subarray(0, resumeFrom);
+      // Planned from this file's size under the same lock: shorter means someone else touched it.
+      if (kept.length !== resumeFrom) this.fail(new PaqueteError('DAMAGED_PACK', `its kept prefix is ${kept.length} bytes, not ${resumeFrom}`));
       this.remaining -= kept.length;
       await this.decode(kept);
     }

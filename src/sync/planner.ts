@@ -47,14 +47,43 @@ export interface FrameOption {
   end: number;
   /** Indices into snapshot.chunks. */
   yields: number[];
+  /**
+   * Compressed bytes of the frame an earlier session already received and kept (its `.part`):
+   * the frame costs only what remains, and its request starts at `start + kept`.
+   */
+  kept?: number;
 }
 
 /** Consecutive frames fetched in one request. */
 export interface FrameRange {
+  /** The first byte fetched: the first frame's offset, plus what is kept of it (`resume`). */
   start: number;
   end: number;
   /** Indices into the update head's frames, in offset order. */
   frames: number[];
+  /** Bytes of the first frame already kept from an earlier session (0: it starts afresh). */
+  resume: number;
+}
+
+/** What a frame still costs in body bytes: what an earlier session did not already receive. */
+const remainingOf = (f: FrameOption) => f.end - f.start - (f.kept ?? 0);
+/** Where a request for this frame begins. */
+const firstByteOf = (f: FrameOption) => f.start + (f.kept ?? 0);
+
+/**
+ * Appends a frame to a list of ranges being built: onto the last range when it ends where the
+ * frame begins and nothing of the frame is kept, else as a range of its own starting past the
+ * kept bytes. Returns whether it joined.
+ */
+function appendFrame(ranges: FrameRange[], f: FrameOption, end = f.end): boolean {
+  const last = ranges[ranges.length - 1];
+  if (last !== undefined && last.end === f.start && !f.kept) {
+    last.end = end;
+    last.frames.push(f.frame);
+    return true;
+  }
+  ranges.push({ start: firstByteOf(f), end, frames: [f.frame], resume: f.kept ?? 0 });
+  return false;
 }
 
 export interface FetchRange {
@@ -132,9 +161,10 @@ function planStream(input: PlanInput): Plan | undefined {
   const frames = [...new Set(frameOf.values())].sort((a, b) => a.start - b.start);
   let recordBytes = 0;
   for (const i of missing) recordBytes += recordLength(snapshot.chunks[i]);
-  // The stream gives up "cheapest files first" (its order is the files', a big one may come
-  // first): only for a real saving, not for the few header bytes frames save on packed data.
-  if (frames.reduce((n, f) => n + f.end - f.start, 0) > STREAM_SAVING * recordBytes) return undefined;
+  // The stream's order is the publisher's (smallest files first, src/delta/build.ts), not this
+  // client's cheapest-to-finish: only for a real saving, not for the few header bytes frames
+  // save on packed data.
+  if (frames.reduce((n, f) => n + remainingOf(f), 0) > STREAM_SAVING * recordBytes) return undefined;
 
   const perRequest = input.requestCost(2 ** 32) - 2 ** 32;
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
@@ -142,12 +172,7 @@ function planStream(input: PlanInput): Plan | undefined {
   const cost = () => ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
   const arrived = new Set<number>();
   for (const fr of frames) {
-    const last = ranges[ranges.length - 1];
-    const joined = last !== undefined && last.end === fr.start;
-    if (joined) {
-      last.end = fr.end;
-      last.frames.push(fr.frame);
-    } else ranges.push({ start: fr.start, end: fr.end, frames: [fr.frame] });
+    const joined = appendFrame(ranges, fr);
     if (cost() <= budget) {
       fr.yields.forEach((i) => arrived.add(i));
       continue;
@@ -155,7 +180,8 @@ function planStream(input: PlanInput): Plan | undefined {
     // Only a prefix fits: what the budget leaves, less the header digits a longer range may add.
     const range = ranges[ranges.length - 1];
     range.end -= cost() - budget + 16;
-    if (range.end - fr.start < MIN_PREFIX) {
+    // What this session adds to the frame (a kept frame is resumed, not fetched again).
+    if (range.end - firstByteOf(fr) < MIN_PREFIX) {
       if (joined) {
         range.end = fr.start;
         range.frames.pop();
@@ -296,7 +322,7 @@ function frameCosts(input: PlanInput, wantedFiles: FileEntry[], perRequest: numb
     for (const fr of input.frames) {
       let records = 0;
       for (const i of fr.yields) if (wanted.has(i)) records += recordLength(snapshot.chunks[i]);
-      if (records > 0 && fr.end - fr.start <= records) for (const i of fr.yields) if (!byChunk.has(i)) byChunk.set(i, fr);
+      if (records > 0 && remainingOf(fr) <= records) for (const i of fr.yields) if (!byChunk.has(i)) byChunk.set(i, fr);
     }
   }
   const chosen = new Map<number, FrameOption>();
@@ -314,15 +340,18 @@ function frameCosts(input: PlanInput, wantedFiles: FileEntry[], perRequest: numb
       }
       return { frames: [...frames].filter((f) => !chosen.has(f.frame)), rest };
     },
-    /** Bytes of frames not yet chosen, plus a request for each that does not touch a chosen one. */
+    /**
+     * What remains of frames not yet chosen, plus a request for each that does not join a chosen
+     * one (a frame partly kept starts a request of its own, past its kept bytes).
+     */
     price(frames: FrameOption[]): number {
       let cost = 0;
       const ends = new Set([...chosen.values()].map((f) => f.end));
-      const starts = new Set([...chosen.values()].map((f) => f.start));
+      const starts = new Set([...chosen.values()].filter((f) => !f.kept).map((f) => f.start));
       for (const f of [...frames].sort((a, b) => a.start - b.start)) {
-        cost += f.end - f.start + (ends.has(f.start) || starts.has(f.end) ? 0 : framePerRequest);
+        cost += remainingOf(f) + ((ends.has(f.start) && !f.kept) || starts.has(f.end) ? 0 : framePerRequest);
         ends.add(f.end);
-        starts.add(f.start);
+        if (!f.kept) starts.add(f.start);
       }
       return cost;
     },
@@ -332,16 +361,10 @@ function frameCosts(input: PlanInput, wantedFiles: FileEntry[], perRequest: numb
         for (const i of f.yields) framed.add(i);
       }
     },
-    /** Chosen frames joined into ranges where they lie back to back. */
+    /** Chosen frames joined into ranges where they lie back to back (and nothing of the later one is kept). */
     ranges(): FrameRange[] {
       const out: FrameRange[] = [];
-      for (const f of [...chosen.values()].sort((a, b) => a.start - b.start)) {
-        const last = out[out.length - 1];
-        if (last && last.end === f.start) {
-          last.end = f.end;
-          last.frames.push(f.frame);
-        } else out.push({ start: f.start, end: f.end, frames: [f.frame] });
-      }
+      for (const f of [...chosen.values()].sort((a, b) => a.start - b.start)) appendFrame(out, f);
       return out;
     },
     cost(ranges: FrameRange[]): number {

@@ -6,7 +6,7 @@ import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Assembler } from './assembler.js';
 import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
-import { fetchFrames, framesPath, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
+import { fetchFrames, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
 import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, planSession } from './planner.js';
@@ -121,17 +121,16 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // counting nothing on what free remotes may still give.
     const main = paid[0] ?? sources[0];
     // Frames of an update come from the paid remote only: free peers serve records.
-    let update = from === main ? latest.update : undefined;
+    let update: LoadedUpdate | undefined;
     let baseHeld = new Set<bigint>();
     const useUpdate = async (u: LoadedUpdate | undefined, held?: Set<bigint>) => {
       update = u;
       baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set());
     };
-    await useUpdate(update);
-    const planFor = (source: Source, limit: number) => {
+    const planFor = (source: Source, limit: number, route: Route = { update, baseHeld }) => {
       const rangesHonoured = source.remote.rangeSupport !== 'no';
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
-      const withFrames = source === main && update && rangesHonoured ? update : undefined;
+      const withFrames = source === main && route.update && rangesHonoured ? route.update : undefined;
       return planSession({
         snapshot,
         present,
@@ -141,17 +140,20 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
         requestCost: (n) => source.remote.requestCost(packPath, n),
         rangesHonoured,
-        frames: withFrames ? usableFrames(withFrames, snapshot, present, baseHeld) : undefined,
+        frames: withFrames ? usableFrames(withFrames, snapshot, present, route.baseHeld, keptPrefixes(work.tmpDir, withFrames.head)) : undefined,
         frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
     const mainLimit = () => (main.free ? Infinity : budget - spent());
-    let plan = planFor(main, mainLimit());
-    if (!update && main.remote.rangeSupport !== 'no') {
-      const worth = await updateWorthFetching(work, main.remote, latest, plan, mainLimit(), opts);
-      await useUpdate(worth?.update, worth?.baseHeld);
-      if (update) plan = planFor(main, mainLimit());
+    const loaded = from === main ? latest.update : undefined;
+    if (main.remote.rangeSupport === 'no') await useUpdate(undefined);
+    else {
+      const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
+      const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + main.remote.requestCost(packPath, r.end - r.start), 0);
+      const best = await cheapestRoute(work, main.remote, latest, loaded, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, opts);
+      await useUpdate(best.update, best.baseHeld);
     }
+    let plan = planFor(main, mainLimit());
     removeStaleParts(work.tmpDir, update?.head, present, snapshot);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
@@ -296,45 +298,69 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   }
 }
 
-/** An update head is fetched only when the records to fetch cost several times what it does. */
+/** An update head is fetched only when the records it could replace cost several times what it does. */
 const HEAD_WORTH = 4;
 
+/** An update to take frames from (none: records only), with which of its base's chunks the store holds. */
+interface Route {
+  update: LoadedUpdate | undefined;
+  baseHeld: Set<bigint>;
+}
+
 /**
- * The update whose frames would make this session cheaper, its head fetched: a delta from the
- * newest snapshot whose index and most of whose chunks this directory holds, else the update
- * from nothing (one long compressed stream instead of chunk by chunk). Undefined when nothing is
- * worth a head, the budget cannot pay for it, or the remote does not have it (a LAN peer).
+ * The way to the snapshot that costs least in total from what the store holds now: records only,
+ * the update whose head came with the index (a delta), a delta from the newest base most of whose
+ * chunks are here, or the update from nothing (one long stream). Each is priced by planning the
+ * whole of what is wanted with its frames (kept frame prefixes at what remains), not this card
+ * alone: what a card buys must be worth its price in the cards after it. A head not yet here is
+ * fetched only when the records of the cheapest route so far cost several times the head and
+ * the budget pays for it. A client cut on the last snapshot's stream and then given a new one
+ * paid 6.3x a newcomer through a delta whose frames it could not decode; the stream from nothing
+ * was never priced.
  */
-async function updateWorthFetching(
+async function cheapestRoute(
   work: WorkDir,
   remote: Remote,
   latest: Latest,
-  plan: Plan,
-  limit: number,
+  loaded: LoadedUpdate | undefined,
+  fullPlan: (r: Route) => Plan,
+  recordsCost: (p: Plan) => number,
+  limit: () => number,
   opts: SyncOptions,
-): Promise<{ update: LoadedUpdate; baseHeld: Set<bigint> } | undefined> {
-  let chosen: { ref: UpdateRef; base: Snapshot | null; held: Set<bigint> } | undefined;
+): Promise<Route> {
+  let best: Route = { update: undefined, baseHeld: new Set() };
+  let bestPlan = fullPlan(best);
+  const consider = (route: Route) => {
+    const p = fullPlan(route);
+    if (p.cost < bestPlan.cost) [best, bestPlan] = [route, p];
+  };
+  const heldOf = async (base: Snapshot | null) => (base ? await work.store.hasMany(base.chunks.map((c) => c.id)) : new Set<bigint>());
+  if (loaded) consider({ update: loaded, baseHeld: await heldOf(loaded.base) });
+
+  const candidates: { ref: UpdateRef; base: Snapshot | null; held: Set<bigint> }[] = [];
   for (const d of deltaChoices(work, latest.manifest.body, latest.entry)) {
     const held = await work.store.hasMany(d.base.chunks.map((c) => c.id));
     if (held.size * 2 >= d.base.chunks.length) {
-      chosen = { ref: d.ref, base: d.base, held };
+      candidates.push({ ref: d.ref, base: d.base, held });
       break;
     }
   }
   const solid = solidUpdate(latest.entry);
-  if (!chosen && solid) chosen = { ref: solid, base: null, held: new Set() };
-  if (!chosen) return undefined;
-  const headCost = remote.requestCost(headPath(chosen.ref), chosen.ref.size);
-  if (plan.cost < HEAD_WORTH * headCost || headCost > limit) return undefined;
-  try {
-    const head = await fetchUpdateHead(remote, chosen.ref, latest.entry, chosen.base, opts);
-    // Which base chunks the store holds, as counted above: what frames' dictionaries may use.
-    return { update: { head, base: chosen.base }, baseHeld: chosen.held };
-  } catch (e) {
-    if (opts.signal?.aborted) throw e;
-    opts.events?.note?.(`update ${chosen.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
-    return undefined;
+  if (solid) candidates.push({ ref: solid, base: null, held: new Set() });
+  for (const c of candidates) {
+    // The update that came with the index is priced above already.
+    if (loaded && (loaded.head.base ?? '') === c.ref.from) continue;
+    const headCost = remote.requestCost(headPath(c.ref), c.ref.size);
+    if (recordsCost(bestPlan) < HEAD_WORTH * headCost || headCost > limit()) continue;
+    try {
+      const head = await fetchUpdateHead(remote, c.ref, latest.entry, c.base, opts);
+      consider({ update: { head, base: c.base }, baseHeld: c.held });
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      opts.events?.note?.(`update ${c.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
+    }
   }
+  return best;
 }
 
 /**
