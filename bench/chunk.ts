@@ -25,7 +25,7 @@ import {
 import { CACHE_DIR, NPM_PAIRS, fetchNpmPackage, have, npmTar, warm } from './corpus.js';
 import { WorkDir } from '../src/workdir/workdir.js';
 import { cachedLatest } from '../src/sync/catalog.js';
-import { Assembler } from '../src/sync/assembler.js';
+import { Restorer } from '../src/sync/restorer.js';
 import { runSync } from '../src/sync/session.js';
 
 const run = promisify(execFile);
@@ -283,9 +283,9 @@ async function cliSection(): Promise<void> {
           const latest = cachedLatest(work)!;
           const scratch = path.join(base, `assemble${i}`);
           fs.mkdirSync(path.join(scratch, 'tmp'), { recursive: true });
-          const assembler = new Assembler(scratch, path.join(scratch, 'tmp'), work.store, latest.snapshot, { files: {} });
-          const placed = await Promise.all(latest.snapshot.files.map((f) => assembler.place(f)));
-          if (placed.includes(false)) throw new Error('a file failed its checksum');
+          const restorer = new Restorer({ root: scratch, tmpDir: path.join(scratch, 'tmp'), store: work.store }, latest.snapshot, { files: {} });
+          const placed = await Promise.all(latest.snapshot.files.map((f) => restorer.place(f)));
+          if (placed.some((p) => p !== 'placed')) throw new Error('a file was not placed');
         } finally {
           await work.close();
         }

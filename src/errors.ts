@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'DAMAGED_STORE'
   | 'NOT_A_WORKDIR'
   | 'ALREADY_INITIALIZED'
+  /** init into a directory that already has files, without --keep-existing. */
+  | 'NOT_EMPTY'
   | 'LOCKED'
   | 'NETWORK'
   | 'CAPTIVE_PORTAL'
@@ -45,6 +47,7 @@ const exitFor: Record<ErrorCode, ExitCode> = {
   DAMAGED_STORE: EXIT.error,
   NOT_A_WORKDIR: EXIT.usage,
   ALREADY_INITIALIZED: EXIT.usage,
+  NOT_EMPTY: EXIT.usage,
   LOCKED: EXIT.error,
   NETWORK: EXIT.network,
   CAPTIVE_PORTAL: EXIT.network,

@@ -5,6 +5,7 @@ import { importBundles, ImportResult } from '../peer/import.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
+import { printNotPlaced } from './tree-report.js';
 import { Progress } from './progress.js';
 
 interface Args extends GlobalArgs {
@@ -41,7 +42,7 @@ export const importCommand = {
       });
       progress.stop();
       report(r);
-      process.exitCode = r.problems.length ? EXIT.error : EXIT.ok;
+      process.exitCode = r.problems.length || r.placement?.tree.failed.length ? EXIT.error : EXIT.ok;
     } finally {
       progress.stop();
     }
@@ -70,9 +71,10 @@ function report(r: ImportResult): void {
     out.result(
       `snapshot ${p.snapshot.slice(0, 12)} (serial ${p.serial}): ${p.completeFiles}/${p.totalFiles} files in place (${p.placed.length} new)` +
         (p.removed.length ? `, ${p.removed.length} old removed` : '') +
-        (p.missingBytes ? `; ${formatSize(p.missingBytes)} still to fetch (paquete sync, or another bundle)` : '; complete'),
+        (p.missingBytes ? `; ${formatSize(p.missingBytes)} still to fetch (paquete sync, or another bundle)` : p.completeFiles === p.totalFiles ? '; complete' : ''),
     );
     if (p.failed.length) out.warn(`${p.failed.length} files did not match their checksum; their chunks were dropped: ${p.failed.slice(0, 3).join(', ')}`);
+    printNotPlaced(p.tree);
   } else out.result('no snapshot yet: nothing to place');
   out.emitJson(r);
 }

@@ -15,6 +15,7 @@ interface Args extends GlobalArgs {
   url: string;
   dir?: string;
   trust?: string;
+  'keep-existing'?: boolean;
 }
 
 export const initCommand = {
@@ -25,6 +26,8 @@ export const initCommand = {
       .positional('url', { type: 'string', describe: 'http(s):// URL or local path of the remote' })
       .positional('dir', { type: 'string', describe: 'directory to create (default: the last part of the URL)' })
       .option('trust', { type: 'string', describe: "the publisher's public key file (KEYFILE.pub); without it the key first seen is pinned" })
+      .option('keep-existing', { type: 'boolean', describe: 'DIR already has files: allow it; they stay yours (sync never overwrites them; identical ones are adopted)' })
+      .example('$0 init https://mirror.example/paquete/ ~/old-mirror --keep-existing', 'a folder that already has files: sync keeps each one that differs and says so')
       .example('$0 init https://mirror.example/paquete/ mirror --trust publisher.key.pub', 'a working directory "mirror", trusting that key'),
   handler: async (argv: Args) => {
     const base = baseDir(argv);
@@ -33,6 +36,9 @@ export const initCommand = {
     const root = resolve(base, dirName);
     const trusted = argv.trust ? parsePublicKey(readTrust(resolve(base, argv.trust)), argv.trust) : undefined;
 
+    const keep = { keepExisting: argv['keep-existing'] };
+    // Refused before the network is asked anything: the answer would not change it.
+    WorkDir.checkCreatable(root, keep);
     const remote = await openRemote(location);
     let manifest;
     let etag: string | undefined;
@@ -42,7 +48,7 @@ export const initCommand = {
       // Never online (a friend's stick is all there is): the trusted key is all a directory
       // needs; the first sync or `paquete import` brings the manifest.
       if (!trusted || !isPaqueteError(e) || !['NETWORK', 'CAPTIVE_PORTAL'].includes(e.code)) throw e;
-      WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(trusted.raw).toString('base64') });
+      WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(trusted.raw).toString('base64') }, keep);
       out.result(`initialized ${root} for ${location}, which cannot be reached now (${e.message})`);
       out.line(`publisher key ${fingerprint(trusted)} trusted; run paquete import with a friend's bundle, or paquete sync when online`);
       out.emitJson({ root, location, publisher: fingerprint(trusted), pinned: false, offline: true });
@@ -53,7 +59,7 @@ export const initCommand = {
     if (trusted && Buffer.compare(trusted.raw, manifest.publisher.raw) !== 0) {
       throw new PaqueteError('UNTRUSTED_KEY', `the remote is signed by ${fingerprint(manifest.publisher)}, not by the key you trust (${fingerprint(trusted)})`, 'check you have the right remote and key');
     }
-    WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(manifest.publisher.raw).toString('base64') });
+    WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(manifest.publisher.raw).toString('base64') }, keep);
     // Accepted as the first sync would (same key, nothing older seen), so that sync's manifest
     // request can be a conditional one: unchanged, it costs a 304 instead of the whole file.
     const work = await WorkDir.open(root, 'init');

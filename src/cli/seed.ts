@@ -4,6 +4,7 @@ import { seedPaths } from '../peer/seed.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
+import { printNotPlaced } from './tree-report.js';
 
 interface Args extends GlobalArgs {
   paths: string[];
@@ -27,6 +28,7 @@ export const seedCommand = {
     );
     if (r.unreadable.length) out.warn(`${r.unreadable.length} paths could not be read: ${r.unreadable.slice(0, 3).join(', ')}`);
     if (r.placement?.placed.length) out.result(`placed ${r.placement.placed.length} files that became complete`);
+    if (r.placement) printNotPlaced(r.placement.tree);
     out.emitJson(r);
   },
 };

@@ -1,10 +1,19 @@
 import type { Argv } from 'yargs';
 import { cachedLatest } from '../sync/catalog.js';
 import { expiryOf } from '../snapshot/manifest.js';
-import { assessCompleteness } from '../sync/completeness.js';
+import { assessCompleteness, SourceCompleteness } from '../sync/completeness.js';
 import { formatSize } from '../util/size.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
+import { printNotPlaced } from './tree-report.js';
+
+/** A source's last column: complete only when every file is in place. */
+function state(r: SourceCompleteness): string {
+  const parts = [];
+  if (r.missingBytes) parts.push(`${formatSize(r.missingBytes)} to fetch`);
+  if (r.notPlaced) parts.push(`${r.notPlaced} not placed`);
+  return parts.join(', ') || (r.complete === r.files ? 'complete' : 'incomplete');
+}
 
 export const statusCommand = {
   command: 'status',
@@ -20,15 +29,19 @@ export const statusCommand = {
         return;
       }
       const { snapshot, entry, manifest } = latest;
-      const { sources: all, total } = await assessCompleteness(work, snapshot);
+      const { sources: all, total, notPlaced } = await assessCompleteness(work, snapshot);
       out.result(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${work.config.remotes[0].location}`);
       const expires = expiryOf(manifest.body);
       if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);
       for (const r of all) {
-        out.result(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${r.missingBytes ? `${formatSize(r.missingBytes)} to fetch` : 'complete'}`);
+        out.result(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${state(r)}`);
       }
-      out.result(`total: ${total.complete}/${total.files} files complete; ${total.missingBytes ? `${formatSize(total.missingBytes)} still to fetch` : 'nothing missing'}; store holds ${storeSize.chunks} chunks, ${formatSize(storeSize.bytes)}`);
-      out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, expires: manifest.body.expires ?? null, sources: all, total, store: storeSize });
+      out.result(
+        `total: ${total.complete}/${total.files} files complete; ${total.missingBytes ? `${formatSize(total.missingBytes)} still to fetch` : 'nothing to fetch'}` +
+          `${total.notPlaced ? `; ${total.notPlaced} not placed (below)` : ''}; store holds ${storeSize.chunks} chunks, ${formatSize(storeSize.bytes)}`,
+      );
+      printNotPlaced(notPlaced, [], false);
+      out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
     });
   },
 };

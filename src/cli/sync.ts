@@ -6,6 +6,7 @@ import { runSync, SyncResult } from '../sync/session.js';
 import { formatSize, parseSize } from '../util/size.js';
 import { baseDir, GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
+import { printNotPlaced } from './tree-report.js';
 import { Progress } from './progress.js';
 
 interface Args extends GlobalArgs {
@@ -16,6 +17,7 @@ interface Args extends GlobalArgs {
   python?: string;
   platform?: string;
   'allow-expired'?: boolean;
+  overwrite?: string[];
 }
 
 export const syncCommand = {
@@ -30,6 +32,8 @@ export const syncCommand = {
       .option('python', { type: 'string', describe: 'Python version that pypi: wants resolve for (default: this machine\'s python3)' })
       .option('platform', { type: 'string', describe: 'wheel platform tag that pypi: wants resolve for (manylinux_2_28_x86_64, win_amd64, …)' })
       .option('allow-expired', { type: 'boolean', describe: 'sync to the newest manifest even if it is past the expiry its publisher set (a frozen mirror, or a publisher who stopped signing)' })
+      .option('overwrite', { type: 'string', array: true, describe: "paths or globs where the snapshot's file may replace yours (a file you changed or made); never a directory" })
+      .example('$0 sync --overwrite site/config.ini', "take the snapshot's version of a file you changed")
       .example('$0 sync --want pypi:requests --budget 50MB', 'requests and its dependencies, for this machine\'s Python')
       .example('$0 sync --budget 300MB', 'spend at most 300 MB; finish whole files first; exit 3 if the budget stopped it')
       .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
@@ -50,6 +54,7 @@ export const syncCommand = {
           pypi: { python: argv.python, platform: argv.platform },
           dryRun: argv['dry-run'],
           allowExpired: argv['allow-expired'],
+          overwrite: argv.overwrite,
           signal: abort.signal,
           events: {
             planned: (plan, spent) => {
@@ -103,6 +108,7 @@ function report(r: SyncResult, budget: number | undefined): void {
     );
     if (r.stoppedByBudget) out.result('stopped by the budget; everything fetched is kept. Run paquete sync again with more budget to go on.');
     if (r.failed.length) out.warn(`${r.failed.length} files failed their checksum and will be fetched again: ${r.failed.slice(0, 3).join(', ')}`);
+    printNotPlaced(r.tree, r.withheld);
   }
   out.emitJson({
     snapshot: r.snapshot,
@@ -119,6 +125,10 @@ function report(r: SyncResult, budget: number | undefined): void {
     placed: r.placed,
     failed: r.failed,
     removed: r.removed,
+    kept: r.tree.kept,
+    notPlaced: r.tree.failed,
+    inconsistent: r.tree.inconsistent,
+    withheld: r.withheld,
     leftBytes: r.leftBytes,
     stoppedByBudget: r.stoppedByBudget,
     plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),

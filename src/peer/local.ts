@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { recordLength } from '../snapshot/snapshot.js';
-import { Assembler } from '../sync/assembler.js';
+import { Restorer, TreeReport } from '../sync/restorer.js';
 import { cachedIndex, cachedLatest, trustedManifest } from '../sync/catalog.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { HaveSummary } from './have.js';
@@ -63,6 +63,8 @@ export interface PlaceResult {
   failed: string[];
   /** Files of an older snapshot that this one no longer has, removed (only if untouched). */
   removed: string[];
+  /** What the placing did and left alone: the user's files kept, files that could not be placed. */
+  tree: TreeReport;
   /** Files of the snapshot in place now, and in all. */
   completeFiles: number;
   totalFiles: number;
@@ -74,24 +76,27 @@ export interface PlaceResult {
 
 /**
  * Places every file of the trusted latest snapshot whose chunks are all in the store, as sync
- * does (temp file, SHA-256 check against the signed snapshot, rename), with no network. This is
- * how files from a friend's bundle or from `seed` reach the tree: a user who imported a stick
- * expects the files to be there.
+ * does (through the Restorer: the user's files are kept; temp file, SHA-256 check against the
+ * signed snapshot, rename), with no network. This is how files from a friend's bundle or from
+ * `seed` reach the tree: a user who imported a stick expects the files to be there.
  */
 export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undefined> {
   const latest = cachedLatest(work);
   if (!latest) return undefined;
   const { snapshot, entry, manifest } = latest;
   const state = work.treeState();
-  const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
+  const restorer = new Restorer(work, snapshot, state, entry.name);
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const { complete, blocked, yours } = restorer.survey();
+  restorer.report.kept.push(...yours);
   const result: PlaceResult = {
     snapshot: entry.name,
     serial: manifest.body.serial,
-    placed: [],
-    failed: [],
-    removed: [],
-    completeFiles: 0,
+    placed: restorer.report.placed,
+    failed: restorer.report.mismatched,
+    removed: restorer.report.removed,
+    tree: restorer.report,
+    completeFiles: complete.size,
     totalFiles: snapshot.files.length,
     incomplete: [],
     missingBytes: 0,
@@ -99,18 +104,15 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   const counted = new Set<number>();
   try {
     for (const f of snapshot.files) {
-      if (assembler.isInPlace(f)) {
-        result.completeFiles++;
-        continue;
-      }
+      if (complete.has(f.path) || blocked.has(f.path)) continue;
       const lacking = f.chunks.filter((i) => !present.has(snapshot.chunks[i].id));
       if (lacking.length === 0) {
-        if (await assembler.place(f)) {
-          result.placed.push(f.path);
+        const placed = await restorer.place(f);
+        if (placed === 'placed') {
           result.completeFiles++;
           continue;
         }
-        result.failed.push(f.path);
+        if (placed !== 'mismatched') continue;
         // place() dropped the file's chunks: they are missing again.
         for (const i of f.chunks) present.delete(snapshot.chunks[i].id);
         lacking.push(...f.chunks);
@@ -122,11 +124,8 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
         result.missingBytes += recordLength(snapshot.chunks[i]);
       }
     }
-    const inSnapshot = new Set(snapshot.files.map((f) => f.path));
-    for (const path of Object.keys(state.files)) {
-      if (!inSnapshot.has(path) && assembler.removeStale(path)) result.removed.push(path);
-    }
-    state.snapshot = entry.name;
+    restorer.removeStale();
+    restorer.finish();
   } finally {
     work.saveTreeState(state);
   }

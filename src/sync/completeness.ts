@@ -1,6 +1,6 @@
 import { recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { Assembler } from './assembler.js';
+import { FailedFile, KeptFile, Restorer } from './restorer.js';
 
 /**
  * What of a snapshot is complete in the working tree and what is still missing, per source:
@@ -8,7 +8,9 @@ import { Assembler } from './assembler.js';
  *
  * A file is complete when it is in the tree as the snapshot has it (size, and SHA-256 checked
  * once then remembered by mtime in tree.json). Missing bytes are the records the store still
- * lacks, each chunk counted once, at the first file (in snapshot order) that needs it.
+ * lacks, each chunk counted once, at the first file (in snapshot order) that needs it. A file
+ * that is not complete and lacks nothing is not placed for a reason, and is named with it: the
+ * user's file is there (kept), the publisher's data for it is inconsistent, or placing it failed.
  */
 export interface SourceCompleteness {
   kind: string;
@@ -20,6 +22,17 @@ export interface SourceCompleteness {
   bytes: number;
   completeBytes: number;
   missingBytes: number;
+  /** Files not complete that no fetch will bring: kept as the user's, inconsistent, failed. */
+  notPlaced: number;
+}
+
+export interface NotPlaced {
+  /** The user's files at the snapshot's paths. */
+  kept: KeptFile[];
+  /** Files whose publisher data never matches their signed SHA-256 (this snapshot). */
+  inconsistent: string[];
+  /** Files the last sync could not place, with why. */
+  failed: FailedFile[];
 }
 
 export interface Completeness {
@@ -28,31 +41,47 @@ export interface Completeness {
   /** Record bytes still to fetch for each incomplete file. */
   missing: Map<string, number>;
   sources: SourceCompleteness[];
-  total: { files: number; complete: number; bytes: number; missingBytes: number };
+  total: { files: number; complete: number; bytes: number; missingBytes: number; notPlaced: number };
+  notPlaced: NotPlaced;
 }
 
 export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Promise<Completeness> {
   const state = work.treeState();
   const before = JSON.stringify(state);
-  const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
+  const restorer = new Restorer(work, snapshot, state);
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
   const rows = new Map<string, SourceCompleteness>();
-  const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0 });
+  const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, notPlaced: 0 });
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
   const complete = new Set<string>();
   const missing = new Map<string, number>();
   const counted = new Set<number>();
+  const notPlaced: NotPlaced = { kept: [], inconsistent: [], failed: [] };
   for (const f of snapshot.files) {
     const name = f.path.split('/')[0];
     const r = rows.get(name) ?? row('', name);
     rows.set(name, r);
     r.files++;
     r.bytes += f.size;
-    if (assembler.isInPlace(f)) {
+    const look = restorer.look(f);
+    if (look.is === 'in-place') {
       complete.add(f.path);
       r.complete++;
       r.completeBytes += f.size;
       continue;
+    }
+    if (look.is !== 'free') {
+      // Nothing to fetch for it: a sync leaves it as it is.
+      r.notPlaced++;
+      if (look.is === 'yours') notPlaced.kept.push({ path: f.path, why: look.why });
+      else notPlaced.inconsistent.push(f.path);
+      missing.set(f.path, 0);
+      continue;
+    }
+    const failed = state.failed?.[f.path];
+    if (failed) {
+      r.notPlaced++;
+      notPlaced.failed.push({ path: f.path, code: failed.code, message: failed.message });
     }
     let lacking = 0;
     for (const i of f.chunks) {
@@ -68,8 +97,8 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
   if (JSON.stringify(state) !== before) work.saveTreeState(state);
   const sources = [...rows.values()];
   const total = sources.reduce(
-    (a, r) => ({ files: a.files + r.files, complete: a.complete + r.complete, bytes: a.bytes + r.bytes, missingBytes: a.missingBytes + r.missingBytes }),
-    { files: 0, complete: 0, bytes: 0, missingBytes: 0 },
+    (a, r) => ({ files: a.files + r.files, complete: a.complete + r.complete, bytes: a.bytes + r.bytes, missingBytes: a.missingBytes + r.missingBytes, notPlaced: a.notPlaced + r.notPlaced }),
+    { files: 0, complete: 0, bytes: 0, missingBytes: 0, notPlaced: 0 },
   );
-  return { complete, missing, sources, total };
+  return { complete, missing, sources, total, notPlaced };
 }

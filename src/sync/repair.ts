@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { chunkId } from '../chunk/index.js';
 import { recordLength } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { Assembler } from './assembler.js';
+import { Restorer } from './restorer.js';
 import { cachedLatest } from './catalog.js';
 
 export interface RepairReport {
@@ -25,12 +25,12 @@ export async function repairFromTree(work: WorkDir, damaged: bigint[]): Promise<
   if (!latest || damaged.length === 0) return { repaired: 0, refetch: [], unused: damaged.length };
   const { snapshot } = latest;
   const wanted = new Set(damaged);
-  const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, work.treeState());
+  const restorer = new Restorer(work, snapshot, work.treeState());
   const used = new Set<bigint>();
   for (const f of snapshot.files) {
     if (!f.chunks.some((i) => wanted.has(snapshot.chunks[i].id))) continue;
     f.chunks.forEach((i) => wanted.has(snapshot.chunks[i].id) && used.add(snapshot.chunks[i].id));
-    if (!assembler.isInPlace(f)) continue;
+    if (!restorer.isInPlace(f)) continue;
     const fd = openSync(join(work.root, f.path), 'r');
     try {
       let offset = 0;

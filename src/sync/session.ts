@@ -3,7 +3,7 @@ import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
 import { FileEntry, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
-import { Assembler } from './assembler.js';
+import { Restorer, TreeReport } from './restorer.js';
 import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { fetchFrames, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
@@ -42,6 +42,8 @@ export interface SyncOptions {
   pypi?: PypiTargetOptions;
   /** Sync to a manifest past its expiry (with a warning) instead of refusing. */
   allowExpired?: boolean;
+  /** Globs of paths where the user consents to the snapshot's file replacing theirs. */
+  overwrite?: string[];
 }
 
 export interface SyncEvents {
@@ -72,6 +74,10 @@ export interface SyncResult {
   /** Files whose assembled bytes failed their checksum; their chunks are fetched again next time. */
   failed: string[];
   removed: string[];
+  /** What the session did to the tree and what it left alone: the user's files, failures. */
+  tree: TreeReport;
+  /** Wanted files not fetched because the publisher's data for them is inconsistent (found earlier). */
+  withheld: string[];
   /** Record bytes the wanted files still lack. */
   leftBytes: number;
   stoppedByBudget: boolean;
@@ -111,10 +117,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
     const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     const state = work.treeState();
-    const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
-
-    const complete = new Set<string>();
-    for (const f of snapshot.files) if (assembler.isInPlace(f)) complete.add(f.path);
+    const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite });
+    // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
+    const { complete, blocked, yours, inconsistent } = restorer.survey();
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
     const paid = sources.filter((s) => !s.free);
     // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
@@ -134,7 +139,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       return planSession({
         snapshot,
         present,
-        complete,
+        complete: new Set([...complete, ...blocked]),
         wants,
         // A server that ignores Range keeps sending after we hang up; keep a margin for that.
         budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
@@ -157,6 +162,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     removeStaleParts(work.tmpDir, update?.head, present, snapshot);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
+    const wantedPaths = new Set(plan.files.map((f) => f.file.path));
+    const wanted = (path: string) => wantedPaths.has(path);
+    restorer.report.kept.push(...yours.filter((k) => wanted(k.path)));
     const result: SyncResult = {
       snapshot: latest.entry.name,
       serial: latest.manifest.body.serial,
@@ -165,9 +173,11 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       read: 0,
       completeFiles: plan.files.filter((f) => complete.has(f.file.path)).length,
       wantedFiles,
-      placed: [],
-      failed: [],
-      removed: [],
+      placed: restorer.report.placed,
+      failed: restorer.report.mismatched,
+      removed: restorer.report.removed,
+      tree: restorer.report,
+      withheld: inconsistent.filter((p) => wanted(p)),
       leftBytes: plan.leftBytes,
       stoppedByBudget: false,
       dryRun: !!opts.dryRun,
@@ -197,17 +207,18 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // stall reading the socket (a stalled reader leaves data in flight that a kill would waste).
     let placeError: unknown;
     let lastStateSave = Date.now();
+    // Chunks the publisher's own remote sent this session: a file made only of those that fails
+    // its SHA-256 is the publisher's fault, not a peer's.
+    const fromMain = new Set<number>();
     const placeOne = async (f: FileEntry) => {
       try {
-        if (await assembler.place(f)) {
-          result.placed.push(f.path);
+        const placed = await restorer.place(f, f.chunks.every((i) => fromMain.has(i)));
+        if (placed === 'placed') {
           complete.add(f.path);
           opts.events?.fileDone?.(f.path, f.size);
-        } else {
-          result.failed.push(f.path);
-          opts.events?.fileFailed?.(f.path);
-        }
+        } else if (placed === 'mismatched') opts.events?.fileFailed?.(f.path);
       } catch (e) {
+        // Only what stops every file (a full disk, a broken store): one file's trouble is an outcome.
         placeError ??= e;
       }
     };
@@ -243,6 +254,13 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       if (ready.length) schedule();
     };
     const fetchOpts = { signal: opts.signal, onChunks };
+    const mainOpts = {
+      ...fetchOpts,
+      onChunks: (indices: number[]) => {
+        for (const i of indices) fromMain.add(i);
+        onChunks(indices);
+      },
+    };
     try {
       // Free remotes first, everything wanted, whatever each one holds.
       for (const source of sources.filter((s) => s.free && s !== main)) {
@@ -255,7 +273,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const wireLimit = main.free ? undefined : budget;
       if (update && plan.frameRanges.length) {
         try {
-          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...fetchOpts, wireLimit, partDir: work.tmpDir, present });
+          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...mainOpts, wireLimit, partDir: work.tmpDir, present });
         } catch (e) {
           if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
           // A frame that does not decode costs its bytes, not the session: its chunks come as records.
@@ -265,7 +283,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
           result.plan = plan;
         }
       }
-      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...fetchOpts, wireLimit });
+      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...mainOpts, wireLimit });
     } finally {
       // Whatever completed before an interruption is still placed.
       schedule();
@@ -277,20 +295,19 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     if (placeError !== undefined) throw placeError;
 
     // Files of older snapshots that this one no longer has go, if the user left them untouched.
-    const inSnapshot = new Set(snapshot.files.map((f) => f.path));
-    for (const path of Object.keys(state.files)) {
-      if (!inSnapshot.has(path) && assembler.removeStale(path)) result.removed.push(path);
-    }
-    state.snapshot = latest.entry.name;
+    restorer.removeStale();
+    restorer.finish();
     work.saveTreeState(state);
 
     result.spent = spent();
     result.read = read();
     // Wanted files only: files outside --want that happen to be complete are not this session's.
     result.completeFiles = plan.files.filter((f) => complete.has(f.file.path)).length;
-    const stillMissing = await missingBytes(work, snapshot, plan);
+    // Files kept as the user's or withheld as the publisher's fault are not the budget's doing.
+    const notFetched = new Set([...blocked, ...restorer.report.inconsistent]);
+    const stillMissing = await missingBytes(work, snapshot, plan, notFetched);
     result.leftBytes = stillMissing;
-    result.stoppedByBudget = budget !== Infinity && result.completeFiles < wantedFiles;
+    result.stoppedByBudget = budget !== Infinity && stillMissing > 0;
     return result;
   } finally {
     await work.store.flush();
@@ -425,9 +442,9 @@ async function takeWhatIsThere(
 }
 
 /** Record bytes the wanted files still lack, from the store as it is now. */
-async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan): Promise<number> {
+async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>): Promise<number> {
   const ids = new Map<bigint, number>();
-  for (const pf of plan.files) for (const i of pf.file.chunks) ids.set(snapshot.chunks[i].id, i);
+  for (const pf of plan.files) if (!skip.has(pf.file.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks[i].id, i);
   const have = await work.store.hasMany([...ids.keys()]);
   let n = 0;
   for (const [id, i] of ids) if (!have.has(id)) n += recordLength(snapshot.chunks[i]);

@@ -30,12 +30,22 @@ export interface PlaceJob {
   path: string;
   mode: number;
   sha256: Uint8Array;
+  /**
+   * What may be at the path when the file is renamed there: nothing (undefined), paquete's own
+   * file exactly as the restorer saw it, or anything but a directory ('any': the user said
+   * --overwrite). Checked just before the rename, so a file the user made meanwhile is kept.
+   */
+  replace?: { size: number; mtimeMs: number } | 'any';
 }
 
 export type PlaceOutcome =
   | { ok: true; size: number; mtimeMs: number }
   /** The bytes did not hash to the snapshot's SHA-256: nothing was placed. */
-  | { ok: false };
+  | { ok: false; why: 'checksum' }
+  /** Something of the user's is in the way (found when the file was ready): kept, nothing placed. */
+  | { ok: false; why: 'yours'; message: string }
+  /** This one file could not be placed (a name this disk cannot hold, EACCES, …). */
+  | { ok: false; why: 'failed'; code: string; message: string };
 
 interface Open {
   job: PlaceJob;
@@ -120,7 +130,7 @@ export class TreeWriter {
       return;
     }
     discard(open);
-    settle(open.error === undefined ? { ok: false } : errorOf(open.error, open.job.path));
+    settle(open.error === undefined ? { ok: false, why: 'checksum' } : outcomeOf(open.error, open.job.path));
   }
 
   private commitNext(): void {
@@ -151,7 +161,7 @@ export class TreeWriter {
         settle(moveIntoPlace(open));
       } catch (e) {
         discard(open);
-        settle(errorOf(e, open.job.path));
+        settle(outcomeOf(e, open.job.path));
       }
     });
   }
@@ -169,15 +179,22 @@ function writeAll(fd: number, parts: Uint8Array[]): void {
   }
 }
 
-function moveIntoPlace({ job, tmp }: Open): PlaceOutcome {
+function moveIntoPlace(open: Open): PlaceOutcome {
+  const { job, tmp } = open;
   const target = join(job.root, job.path);
   chmodSync(tmp, job.mode);
-  if (safeLstat(target)?.isDirectory()) {
-    throw new PaqueteError('UNSAFE_PATH', `${job.path} is a directory in your tree; the snapshot has a file there`, 'move it away and sync again');
+  const st = safeLstat(target);
+  if (st) {
+    const r = job.replace;
+    const ours = r === 'any' || (r !== undefined && st.isFile() && st.size === r.size && st.mtimeMs === r.mtimeMs);
+    if (st.isDirectory() || !ours) {
+      discard(open);
+      return { ok: false, why: 'yours', message: st.isDirectory() ? 'a directory of yours is where the snapshot has a file' : 'created or changed by you while paquete was placing it' };
+    }
   }
   renameSync(tmp, target);
-  const st = statSync(target);
-  return { ok: true, size: st.size, mtimeMs: st.mtimeMs };
+  const placed = statSync(target);
+  return { ok: true, size: placed.size, mtimeMs: placed.mtimeMs };
 }
 
 function discard(open: Open): void {
@@ -186,10 +203,32 @@ function discard(open: Open): void {
   rmSync(open.tmp, { force: true });
 }
 
-function errorOf(e: unknown, path: string): Error {
-  if ((e as NodeJS.ErrnoException).code === 'ENOSPC') {
+/** Something of the user's where a file's parent directory should be. */
+class InTheWay extends Error {}
+
+/** Plain words for what stops one file; the system's message otherwise. */
+const REASONS: Record<string, string> = {
+  ENAMETOOLONG: 'its name is too long for this disk',
+  EACCES: 'permission denied',
+  EPERM: 'not permitted',
+  EINVAL: 'this disk cannot hold that name',
+  EILSEQ: 'this disk cannot hold that name',
+  EIO: 'the disk reported an input/output error',
+};
+
+/**
+ * What an error while placing one file means: the end of every file (a full disk, a read-only
+ * one: thrown, the session stops with progress saved) or of this one file only (an outcome).
+ */
+function outcomeOf(e: unknown, path: string): PlaceOutcome | Error {
+  if (e instanceof InTheWay) return { ok: false, why: 'yours', message: e.message };
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new PaqueteError('DISK_FULL', `the disk is full while writing ${path}`, 'free some space and run paquete sync again; everything downloaded is kept');
   }
+  if (code === 'EROFS') return new PaqueteError('IO', `the disk is read-only: cannot write ${path}`, 'sync into a directory you can write to');
+  if (e instanceof PaqueteError) return { ok: false, why: 'failed', code: e.code, message: e.message };
+  if (code) return { ok: false, why: 'failed', code, message: REASONS[code] ?? (e as Error).message };
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -197,12 +236,13 @@ function errorOf(e: unknown, path: string): Error {
 function prepareParents(root: string, path: string): void {
   const parts = path.split('/');
   let dir = root;
-  for (const part of parts.slice(0, -1)) {
+  for (const [k, part] of parts.slice(0, -1).entries()) {
     dir = join(dir, part);
     const st = safeLstat(dir);
+    const name = parts.slice(0, k + 1).join('/');
     if (!st) mkdirSync(dir);
-    else if (st.isSymbolicLink()) throw new PaqueteError('UNSAFE_PATH', `refusing to write through the symlink ${dir}`);
-    else if (!st.isDirectory()) throw new PaqueteError('UNSAFE_PATH', `${dir} is a file in your tree; the snapshot has a directory there`, 'move it away and sync again');
+    else if (st.isSymbolicLink()) throw new InTheWay(`${name} is a symlink of yours; paquete never writes through one`);
+    else if (!st.isDirectory()) throw new InTheWay(`${name} is a file of yours where the snapshot has a directory`);
   }
 }
 

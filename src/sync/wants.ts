@@ -8,7 +8,7 @@ import { SOURCE_KINDS } from '../sources/spec.js';
 import { markerEnvFor, PythonTarget, resolvePypi } from '../sources/pypi-wants.js';
 import { distMetadataFromBytes } from '../sources/pypi.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { Assembler } from './assembler.js';
+import { Restorer } from './restorer.js';
 import { fetchRanges } from './fetcher.js';
 import { planSession } from './planner.js';
 
@@ -75,11 +75,11 @@ async function readMetadata(paths: string[], ctx: ExpandContext): Promise<Map<st
   const byPath = new Map(snapshot.files.map((f) => [f.path, f]));
   const files = paths.map((p) => byPath.get(p)).filter((f): f is FileEntry => !!f);
   const state = work.treeState();
-  const assembler = new Assembler(work.root, work.tmpDir, work.store, snapshot, state);
-  const missing = files.filter((f) => !assembler.isInPlace(f));
+  const restorer = new Restorer(work, snapshot, state);
+  const missing = files.filter((f) => restorer.look(f).is === 'free');
   if (missing.length) {
     try {
-      await bring(missing, assembler, ctx);
+      await bring(missing, restorer, ctx);
     } catch (e) {
       // Out of budget (or link) while fetching metadata: resolve with what came; the main plan
       // then reports the budget.
@@ -91,7 +91,7 @@ async function readMetadata(paths: string[], ctx: ExpandContext): Promise<Map<st
   }
   const out = new Map<string, Uint8Array>();
   for (const f of files) {
-    if (!assembler.isInPlace(f)) continue;
+    if (!restorer.isInPlace(f)) continue;
     const bytes = readFileSync(join(work.root, f.path));
     try {
       out.set(f.path, f.path.endsWith('.metadata') ? bytes : distMetadataFromBytes(bytes, f.path.slice(f.path.lastIndexOf('/') + 1)));
@@ -103,7 +103,7 @@ async function readMetadata(paths: string[], ctx: ExpandContext): Promise<Map<st
 }
 
 /** Fetches and places `files` (small ones: metadata), spending from the session's budget. */
-async function bring(files: FileEntry[], assembler: Assembler, ctx: ExpandContext): Promise<void> {
+async function bring(files: FileEntry[], restorer: Restorer, ctx: ExpandContext): Promise<void> {
   const { work, remote, snapshot } = ctx;
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
   const rangesHonoured = remote.rangeSupport !== 'no';
@@ -120,7 +120,7 @@ async function bring(files: FileEntry[], assembler: Assembler, ctx: ExpandContex
   await fetchRanges(remote, snapshot, plan.ranges, work.store, { signal: ctx.signal, wireLimit: ctx.budget });
   for (const f of files) {
     const have = await work.store.hasMany(f.chunks.map((i) => snapshot.chunks[i].id));
-    if (f.chunks.every((i) => have.has(snapshot.chunks[i].id))) await assembler.place(f);
+    if (f.chunks.every((i) => have.has(snapshot.chunks[i].id))) await restorer.place(f);
   }
 }
 

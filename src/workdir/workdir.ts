@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore } from '../store/store.js';
@@ -30,10 +30,29 @@ export interface WorkConfig {
   publisher: string;
 }
 
-/** What paquete placed in the working tree, so it can tell its own files from the user's. */
+/** A file as paquete placed it: any other size or mtime (and other bytes) means the user's. */
+export interface PlacedFile {
+  size: number;
+  mtimeMs: number;
+  /** Hex SHA-256 of the bytes placed. */
+  sha256: string;
+}
+
+/**
+ * What paquete placed in the working tree, so it can tell its own files from the user's, and
+ * what it could not place in the snapshot being brought in (src/sync/restorer.ts owns it).
+ */
 export interface TreeState {
   snapshot?: string;
-  files: Record<string, { size: number; mtimeMs: number; sha256: string }>;
+  files: Record<string, PlacedFile>;
+  /**
+   * Files whose assembled chunks did not hash to their signed SHA-256 in snapshot `snapshot`:
+   * once (`publisher` false) a suspicion, the chunks fetched again; `publisher` true, the
+   * publisher's data is inconsistent and the file is not fetched again in that snapshot.
+   */
+  inconsistent?: Record<string, { snapshot: string; sha256: string; mismatches: number; publisher: boolean }>;
+  /** Files that could not be placed in snapshot `snapshot`, and why (status shows them). */
+  failed?: Record<string, { snapshot: string; code: string; message: string }>;
 }
 
 /**
@@ -65,13 +84,30 @@ export class WorkDir {
     }
   }
 
-  /** Creates DIR/.paquete with its config. Fails if DIR already is a working directory. */
-  static create(root: string, config: WorkConfig): void {
-    const meta = join(root, META_DIR);
-    if (existsSync(join(meta, 'config.json'))) {
+  /**
+   * Throws unless DIR can become a working directory: not one already, and empty unless
+   * `keepExisting`: the user says so before paquete shares a folder with their files (which then
+   * stay theirs: the restorer never replaces a file it did not place).
+   */
+  static checkCreatable(root: string, opts: { keepExisting?: boolean } = {}): void {
+    if (existsSync(join(root, META_DIR, 'config.json'))) {
       throw new PaqueteError('ALREADY_INITIALIZED', `${root} is already a paquete directory`);
     }
     if (existsSync(root) && !statSync(root).isDirectory()) throw new PaqueteError('USAGE', `${root} is not a directory`);
+    const existing = existsSync(root) ? readdirSync(root).filter((n) => n !== META_DIR) : [];
+    if (existing.length && !opts.keepExisting) {
+      throw new PaqueteError(
+        'NOT_EMPTY',
+        `${root} already has files (${existing.slice(0, 3).join(', ')}${existing.length > 3 ? ', …' : ''})`,
+        'give an empty or new directory, or add --keep-existing: your files stay yours (sync never overwrites them; identical ones are adopted)',
+      );
+    }
+  }
+
+  /** Creates DIR/.paquete with its config (see checkCreatable). */
+  static create(root: string, config: WorkConfig, opts: { keepExisting?: boolean } = {}): void {
+    WorkDir.checkCreatable(root, opts);
+    const meta = join(root, META_DIR);
     mkdirSync(meta, { recursive: true });
     writeFileAtomic(join(meta, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   }

@@ -1,0 +1,284 @@
+import { lstatSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { ChunkStore } from '../store/store.js';
+import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
+import { TreeState } from '../workdir/workdir.js';
+import { hashFile } from '../util/fsx.js';
+import { matcher } from '../util/glob.js';
+import { Placer } from './placer.js';
+import { PlaceJob, safeLstat } from './tree-writer.js';
+
+/**
+ * The one owner of "the user's files are theirs". Every way a file reaches the working tree or
+ * leaves it (sync, import, seed, wants' metadata) goes through a Restorer, and so does every
+ * reckoning of what is in place (status, serve's catalog, verify --repair).
+ *
+ * paquete owns a path only while the file there is exactly as paquete placed it (tree.json: size,
+ * mtime and SHA-256 as placed). Anything else at a path the snapshot has, changes, adds or drops
+ * is the user's: kept, and reported with what differs and how to resolve it, as `git checkout`
+ * refuses to clobber local changes. The only ways past that are the user's own consent
+ * (`sync --overwrite GLOB`) or a file identical to the snapshot's (adopted: nothing changes).
+ * The place worker checks again just before its rename (PlaceJob.replace), so a file the user
+ * creates or edits while a sync runs is kept too.
+ *
+ * It also remembers, per snapshot, the files the publisher's own data cannot produce (their
+ * chunks never hash to the signed SHA-256: not downloaded again until the snapshot changes), and
+ * the files that could not be placed and why (a name this disk cannot hold, EACCES, …), so that
+ * `status` tells the truth and one file never stops the others.
+ */
+
+/** What is at a snapshot file's path, from the snapshot's point of view. */
+export type Look =
+  /** The snapshot's file, as it should be. */
+  | { is: 'in-place' }
+  /** Nothing there, or paquete's own older version, untouched since: free to place. */
+  | { is: 'free'; replace?: { size: number; mtimeMs: number } }
+  /** Something of the user's: kept. */
+  | { is: 'yours'; why: string }
+  /** The publisher's data for this file is inconsistent in this snapshot: not fetched again. */
+  | { is: 'inconsistent' };
+
+export interface KeptFile {
+  path: string;
+  /** What differs, in plain words. */
+  why: string;
+}
+
+export interface FailedFile {
+  path: string;
+  /** The system's code (ENAMETOOLONG, EACCES, …) or paquete's (UNSAFE_PATH). */
+  code: string;
+  message: string;
+}
+
+/** What a pass over the tree did, for the command to print. */
+export interface TreeReport {
+  placed: string[];
+  /** Files of an older snapshot this one no longer has, removed (they were untouched). */
+  removed: string[];
+  /** The user's files kept where the snapshot has a file (or dropped one the user changed). */
+  kept: KeptFile[];
+  /** Files that could not be placed, each with its reason; the others were placed. */
+  failed: FailedFile[];
+  /** Files whose bytes failed their SHA-256; their chunks were dropped and are fetched again. */
+  mismatched: string[];
+  /** Files found now to be the publisher's fault: never matching their signed SHA-256. */
+  inconsistent: string[];
+}
+
+export type Placement = 'placed' | 'kept' | 'failed' | 'mismatched' | 'inconsistent';
+
+/** Where the tree is: a WorkDir, or a bare directory (bench). `tmpDir` is read only to place. */
+export interface TreeSite {
+  readonly root: string;
+  readonly tmpDir: string;
+  readonly store: ChunkStore;
+}
+
+/** How a second mismatch (bytes not fetched from the publisher's remote in one go) is judged. */
+const MISMATCHES_TO_BLAME = 2;
+
+export const RESOLVE_HINT = 'keep it (nothing to do), or take the snapshot\'s with paquete sync --overwrite PATH (or move it away and sync again)';
+
+export class Restorer {
+  readonly report: TreeReport = { placed: [], removed: [], kept: [], failed: [], mismatched: [], inconsistent: [] };
+  private readonly overwrite: (path: string) => boolean;
+
+  /**
+   * `snapshotName` names the snapshot being brought in: what the publisher got wrong, and what
+   * failed, in another snapshot is forgotten (a new snapshot may have fixed it).
+   */
+  constructor(
+    private readonly site: TreeSite,
+    private readonly snapshot: Snapshot,
+    readonly state: TreeState,
+    private readonly snapshotName?: string,
+    opts: { overwrite?: string[] } = {},
+  ) {
+    const m = opts.overwrite?.length ? matcher(opts.overwrite) : undefined;
+    this.overwrite = m ? (p) => m(p) >= 0 : () => false;
+    if (snapshotName !== undefined) {
+      for (const table of [state.inconsistent, state.failed]) {
+        for (const [path, rec] of Object.entries(table ?? {})) if (rec.snapshot !== snapshotName) delete table![path];
+      }
+    }
+  }
+
+  /** What is at `f`'s path. Hashes a file only when its size fits and its record does not. */
+  look(f: FileEntry): Look {
+    const want = Buffer.from(f.sha256).toString('hex');
+    const bad = this.state.inconsistent?.[f.path];
+    if (bad && bad.publisher && bad.sha256 === want) return { is: 'inconsistent' };
+    const abs = join(this.site.root, f.path);
+    let st;
+    try {
+      st = lstatSync(abs);
+    } catch {
+      return { is: 'free' };
+    }
+    if (st.isDirectory()) return { is: 'yours', why: 'a directory of yours is where the snapshot has a file' };
+    if (!st.isFile()) return { is: 'yours', why: `${st.isSymbolicLink() ? 'a symlink' : 'something'} of yours is where the snapshot has a file` };
+    const rec = this.state.files[f.path];
+    const asPlaced = rec !== undefined && rec.size === st.size && rec.mtimeMs === st.mtimeMs;
+    if (asPlaced) return rec.sha256 === want ? { is: 'in-place' } : { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
+    if (st.size !== f.size && (!rec || st.size !== rec.size)) return { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete' };
+    // Not as recorded (placed by hand, a crash after the rename, or touched): its bytes decide.
+    const got = hashFile(abs);
+    if (got === want) {
+      this.state.files[f.path] = { size: st.size, mtimeMs: st.mtimeMs, sha256: want };
+      return { is: 'in-place' };
+    }
+    if (rec && got === rec.sha256) {
+      this.state.files[f.path] = { ...rec, mtimeMs: st.mtimeMs };
+      return { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
+    }
+    return { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete' };
+  }
+
+  isInPlace(f: FileEntry): boolean {
+    return this.look(f).is === 'in-place';
+  }
+
+  /**
+   * One look at every file of the snapshot: those in place; those not to fetch (`blocked`): the
+   * user's files, unless --overwrite covers them, and the publisher's faults found earlier.
+   */
+  survey(): { complete: Set<string>; blocked: Set<string>; yours: KeptFile[]; inconsistent: string[] } {
+    const complete = new Set<string>();
+    const blocked = new Set<string>();
+    const yours: KeptFile[] = [];
+    const inconsistent: string[] = [];
+    for (const f of this.snapshot.files) {
+      const l = this.look(f);
+      if (l.is === 'in-place') complete.add(f.path);
+      else if (l.is === 'inconsistent') {
+        blocked.add(f.path);
+        inconsistent.push(f.path);
+      } else if (l.is === 'yours' && !this.overwritable(f.path, l)) {
+        blocked.add(f.path);
+        yours.push({ path: f.path, why: l.why });
+      }
+    }
+    return { complete, blocked, yours, inconsistent };
+  }
+
+  private overwritable(path: string, l: Look): boolean {
+    // A directory is never swept away, even when asked: it may hold anything.
+    return l.is === 'yours' && this.overwrite(path) && !l.why.startsWith('a directory');
+  }
+
+  /**
+   * Places `f` from the store unless something of the user's is at its path. `fromPublisher`:
+   * every chunk came from the publisher's remote in this session, so a mismatch is the
+   * publisher's fault at once (else the chunks are dropped and fetched again, and a second
+   * mismatch in this snapshot is). Calls under way together are synced together. Throws only
+   * what stops every file (a full disk, a broken store).
+   */
+  async place(f: FileEntry, fromPublisher = false): Promise<Placement> {
+    const l = this.look(f);
+    if (l.is === 'in-place') return 'placed';
+    if (l.is === 'inconsistent') return 'inconsistent';
+    if (l.is === 'yours' && !this.overwritable(f.path, l)) return this.keep(f.path, l.why);
+    const replace: PlaceJob['replace'] = l.is === 'yours' ? 'any' : l.replace;
+    const placer = Placer.get();
+    const { store } = this.site;
+    // sha256 copied: a view would take the whole buffer under it along to the worker.
+    const job: PlaceJob = { root: this.site.root, tmpDir: this.site.tmpDir, storeDir: store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256), replace };
+    const id = placer.begin(job);
+    try {
+      // Located a few hundred at a time; the worker reads them from the packs.
+      const BATCH = 256;
+      for (let at = 0; at < f.chunks.length; at += BATCH) {
+        const ids = f.chunks.slice(at, at + BATCH).map((i) => this.snapshot.chunks[i].id);
+        placer.write(id, await store.locateMany(ids), at + BATCH >= f.chunks.length);
+      }
+    } catch (e) {
+      // Ended all the same, so the worker drops the temp file (short, it fails its checksum).
+      placer.end(id).catch(() => {});
+      throw e;
+    }
+    const outcome = await placer.end(id);
+    if (outcome.ok) {
+      this.state.files[f.path] = { size: outcome.size, mtimeMs: outcome.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') };
+      if (this.state.failed) delete this.state.failed[f.path];
+      this.report.placed.push(f.path);
+      return 'placed';
+    }
+    if (outcome.why === 'yours') return this.keep(f.path, outcome.message);
+    if (outcome.why === 'failed') {
+      (this.state.failed ??= {})[f.path] = { snapshot: this.snapshotName ?? '', code: outcome.code, message: outcome.message };
+      this.report.failed.push({ path: f.path, code: outcome.code, message: outcome.message });
+      return 'failed';
+    }
+    return this.mismatch(f, fromPublisher);
+  }
+
+  private keep(path: string, why: string): Placement {
+    this.report.kept.push({ path, why });
+    return 'kept';
+  }
+
+  private async mismatch(f: FileEntry, fromPublisher: boolean): Promise<Placement> {
+    // Dropped either way: a peer's forged chunk must not stay, and the publisher's are refetched
+    // only if another file needs them.
+    await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
+    const sha256 = Buffer.from(f.sha256).toString('hex');
+    const rec = this.state.inconsistent?.[f.path];
+    const times = (rec && rec.sha256 === sha256 ? rec.mismatches : 0) + 1;
+    const blamed = fromPublisher || times >= MISMATCHES_TO_BLAME;
+    (this.state.inconsistent ??= {})[f.path] = { snapshot: this.snapshotName ?? '', sha256, mismatches: times, publisher: blamed };
+    if (!blamed) {
+      // Only a suspicion so far: look() does not hold it against the file.
+      this.report.mismatched.push(f.path);
+      return 'mismatched';
+    }
+    this.report.inconsistent.push(f.path);
+    return 'inconsistent';
+  }
+
+  /**
+   * Removes the files paquete placed that this snapshot no longer has, each only if it is still
+   * exactly as placed and its every parent is a real directory of the tree: a parent the user
+   * turned into a symlink would take the unlink outside DIR.
+   */
+  removeStale(): void {
+    const inSnapshot = new Set(this.snapshot.files.map((f) => f.path));
+    for (const [path, rec] of Object.entries(this.state.files)) {
+      if (inSnapshot.has(path)) continue;
+      delete this.state.files[path];
+      const abs = join(this.site.root, path);
+      const parents = parentsOf(this.site.root, path);
+      if (parents === 'gone') continue;
+      if (parents === 'not-directories') {
+        this.report.kept.push({ path, why: 'dropped from the snapshot, but a parent directory is now a symlink or a file: nothing removed' });
+        continue;
+      }
+      const st = safeLstat(abs);
+      if (!st) continue;
+      const untouched = st.isFile() && st.size === rec.size && (st.mtimeMs === rec.mtimeMs || hashFile(abs) === rec.sha256);
+      if (!untouched) {
+        this.report.kept.push({ path, why: 'dropped from the snapshot, but changed since paquete placed it: kept, it is yours now' });
+        continue;
+      }
+      unlinkSync(abs);
+      this.report.removed.push(path);
+    }
+  }
+
+  /** The snapshot is now the tree's: what paquete placed is recorded against it. */
+  finish(): void {
+    if (this.snapshotName !== undefined) this.state.snapshot = this.snapshotName;
+  }
+}
+
+/** Whether every parent of `path` under `root` is a real directory (lstat: a symlink is not one). */
+function parentsOf(root: string, path: string): 'directories' | 'gone' | 'not-directories' {
+  let dir = root;
+  for (const part of path.split('/').slice(0, -1)) {
+    dir = join(dir, part);
+    const st = safeLstat(dir);
+    if (!st) return 'gone';
+    if (!st.isDirectory()) return 'not-directories';
+  }
+  return 'directories';
+}
