@@ -6,7 +6,7 @@ import { TreeState } from '../workdir/workdir.js';
 import { hashFile } from '../util/fsx.js';
 import { matcher } from '../util/glob.js';
 import { Placer } from './placer.js';
-import { PlaceJob, safeLstat } from './tree-writer.js';
+import { notADirectory, PlaceJob, safeLstat } from './tree-writer.js';
 
 /**
  * The one owner of "the user's files are theirs". Every way a file reaches the working tree or
@@ -33,8 +33,11 @@ export type Look =
   | { is: 'in-place' }
   /** Nothing there, or paquete's own older version, untouched since: free to place. */
   | { is: 'free'; replace?: { size: number; mtimeMs: number } }
-  /** Something of the user's: kept. */
-  | { is: 'yours'; why: string }
+  /**
+   * Something of the user's: kept. `replaceable`: a file or symlink at the path itself, which the
+   * user may let the snapshot's replace (--overwrite); never a directory or a parent in the way.
+   */
+  | { is: 'yours'; why: string; replaceable?: boolean }
   /** The publisher's data for this file is inconsistent in this snapshot: not fetched again. */
   | { is: 'inconsistent' };
 
@@ -109,6 +112,8 @@ export class Restorer {
     const want = Buffer.from(f.sha256).toString('hex');
     const bad = this.state.inconsistent?.[f.path];
     if (bad && bad.publisher && bad.sha256 === want) return { is: 'inconsistent' };
+    const inTheWay = this.parentInTheWay(f.path);
+    if (inTheWay) return { is: 'yours', why: inTheWay };
     const abs = join(this.site.root, f.path);
     let st;
     try {
@@ -117,11 +122,12 @@ export class Restorer {
       return { is: 'free' };
     }
     if (st.isDirectory()) return { is: 'yours', why: 'a directory of yours is where the snapshot has a file' };
-    if (!st.isFile()) return { is: 'yours', why: `${st.isSymbolicLink() ? 'a symlink' : 'something'} of yours is where the snapshot has a file` };
+    if (!st.isFile()) return { is: 'yours', why: `${st.isSymbolicLink() ? 'a symlink' : 'something'} of yours is where the snapshot has a file`, replaceable: st.isSymbolicLink() };
     const rec = this.state.files[f.path];
     const asPlaced = rec !== undefined && rec.size === st.size && rec.mtimeMs === st.mtimeMs;
     if (asPlaced) return rec.sha256 === want ? { is: 'in-place' } : { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
-    if (st.size !== f.size && (!rec || st.size !== rec.size)) return { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete' };
+    const yours: Look = { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete', replaceable: true };
+    if (st.size !== f.size && (!rec || st.size !== rec.size)) return yours;
     // Not as recorded (placed by hand, a crash after the rename, or touched): its bytes decide.
     const got = hashFile(abs);
     if (got === want) {
@@ -132,7 +138,29 @@ export class Restorer {
       this.state.files[f.path] = { ...rec, mtimeMs: st.mtimeMs };
       return { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
     }
-    return { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete' };
+    return yours;
+  }
+
+  /** Directories already looked at: why each is in the way, or '' when it is not. */
+  private readonly dirs = new Map<string, string>();
+
+  /**
+   * Why something of the user's stands where `path`'s parent directories should be (a symlink,
+   * a file), or undefined: known before a byte is fetched, as the place worker will refuse it.
+   */
+  private parentInTheWay(path: string): string | undefined {
+    const parts = path.split('/');
+    for (let k = 1; k < parts.length; k++) {
+      const dir = parts.slice(0, k).join('/');
+      let why = this.dirs.get(dir);
+      if (why === undefined) {
+        const st = safeLstat(join(this.site.root, dir));
+        why = !st || st.isDirectory() ? '' : notADirectory(dir, st);
+        this.dirs.set(dir, why);
+      }
+      if (why) return why;
+    }
+    return undefined;
   }
 
   isInPlace(f: FileEntry): boolean {
@@ -164,7 +192,7 @@ export class Restorer {
 
   private overwritable(path: string, l: Look): boolean {
     // A directory is never swept away, even when asked: it may hold anything.
-    return l.is === 'yours' && this.overwrite(path) && !l.why.startsWith('a directory');
+    return l.is === 'yours' && !!l.replaceable && this.overwrite(path);
   }
 
   /**

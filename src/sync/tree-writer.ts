@@ -1,5 +1,5 @@
 import { createHash, Hash, randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, renameSync, rmSync, statSync, writevSync } from 'node:fs';
+import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, renameSync, rmSync, Stats, statSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PaqueteError } from '../errors.js';
@@ -241,9 +241,13 @@ function prepareParents(root: string, path: string): void {
     const st = safeLstat(dir);
     const name = parts.slice(0, k + 1).join('/');
     if (!st) mkdirSync(dir);
-    else if (st.isSymbolicLink()) throw new InTheWay(`${name} is a symlink of yours; paquete never writes through one`);
-    else if (!st.isDirectory()) throw new InTheWay(`${name} is a file of yours where the snapshot has a directory`);
+    else if (!st.isDirectory()) throw new InTheWay(notADirectory(name, st));
   }
+}
+
+/** Why `name`, which is not a directory, stands where the snapshot has one. */
+export function notADirectory(name: string, st: Stats): string {
+  return st.isSymbolicLink() ? `${name} is a symlink of yours; paquete never writes through one` : `${name} is a file of yours where the snapshot has a directory`;
 }
 
 export function safeLstat(p: string) {
