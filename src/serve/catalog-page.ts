@@ -1,6 +1,8 @@
 import { formatSize } from '../util/size.js';
 import { escapeHtml, urlPath } from './http.js';
 import { DistInfo, MirrorState } from './mirror.js';
+import { sourceWant, syncCommand } from './missing.js';
+import type { GitRef, GitRefs } from '../sources/git-refs.js';
 
 /**
  * The page at `/`: every source of the mirror, what it holds, what is complete and what is
@@ -12,6 +14,8 @@ export interface CatalogContext {
   origin: string;
   root: string;
   remote: string;
+  /** Branches and tags of each git source whose refs file is here. */
+  gitRefs?: Map<string, GitRefs>;
 }
 
 export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
@@ -41,11 +45,23 @@ export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
     parts.push(`<section id="${e(s.kind)}-${e(s.name)}"><h2>${e(s.name)} <small>${e(s.kind || 'tree')}</small></h2>`);
     if (s.kind === 'pypi') parts.push(pypiSection(state, s.name, ctx));
     else if (s.kind === 'docs') parts.push(`<p>Read it: <a href="/docs/${urlPath(s.name)}/">/docs/${e(s.name)}/</a></p>`);
-    else if (s.kind === 'git') parts.push(`<p><code>git clone ${e(ctx.origin)}/git/${e(s.name)}.git</code></p>`);
+    else if (s.kind === 'git') parts.push(`<p><code>git clone ${e(ctx.origin)}/git/${e(s.name)}.git</code></p>${gitRefsList(ctx.gitRefs?.get(s.name))}`);
     else parts.push(`<p>Browse: <a href="/files/${urlPath(s.name)}/">/files/${e(s.name)}/</a></p>`);
-    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingBytes ? `; ${e(formatSize(s.missingBytes))} still to fetch (<code>paquete sync --want ${e(s.kind ? `${s.kind}:` : '')}${e(s.name)}</code>)` : ''}.</p></section>`);
+    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingBytes ? `; ${e(formatSize(s.missingBytes))} still to fetch: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : ''}.</p></section>`);
   }
   return layout(parts.join('\n'), ctx);
+}
+
+/** Branches (HEAD's first) and tags (newest names last, as git lists them) of a git source. */
+function gitRefsList(refs: GitRefs | undefined): string {
+  if (!refs) return '';
+  const e = escapeHtml;
+  const short = (r: GitRef) => r.name.replace(/^refs\/(heads|tags)\//, '');
+  const branches = refs.refs.filter((r) => r.name.startsWith('refs/heads/')).sort((a, b) => Number(b.name === refs.head) - Number(a.name === refs.head));
+  const tags = refs.refs.filter((r) => r.name.startsWith('refs/tags/'));
+  const list = (rs: GitRef[]) => rs.map((r) => `<code title="${e(r.oid)}">${e(short(r))}</code>${r.name === refs.head ? ' (HEAD)' : ''}`).join(', ');
+  return `<p class="detail">${branches.length} branch${branches.length === 1 ? '' : 'es'}: ${list(branches) || '—'}</p>` +
+    `<p class="detail">${tags.length} tag${tags.length === 1 ? '' : 's'}: ${list(tags) || '—'}</p>`;
 }
 
 function useLink(kind: string, name: string, ctx: CatalogContext): string {

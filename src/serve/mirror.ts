@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { realPathInMirror } from './contained.js';
 import { cachedLatest } from '../sync/catalog.js';
 import { assessCompleteness, Completeness } from '../sync/completeness.js';
@@ -57,8 +58,28 @@ export class MirrorView {
     private readonly maxAgeMs = 3000,
   ) {}
 
+  /** Sizes and mtimes of the files a sync rewrites when it changes what is here. */
+  private stamp(): string {
+    return ['manifest.json', 'tree.json']
+      .map((f) => {
+        try {
+          const st = statSync(join(this.work.meta, f));
+          return `${st.size}:${st.mtimeMs}`;
+        } catch {
+          return '-';
+        }
+      })
+      .join('/');
+  }
+
+  private builtStamp = '';
+
   async current(): Promise<MirrorState> {
-    if (this.state && Date.now() - this.state.builtAt < this.maxAgeMs) return this.state;
+    // Kept for maxAgeMs, but not past a sync that changed the manifest or what is placed: a page
+    // the catalog just told the user to sync must be there once the sync is done.
+    const stamp = this.stamp();
+    if (this.state && Date.now() - this.state.builtAt < this.maxAgeMs && stamp === this.builtStamp) return this.state;
+    this.builtStamp = stamp;
     this.building ??= this.build().finally(() => (this.building = undefined));
     this.state = await this.building;
     return this.state;

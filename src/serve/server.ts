@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { readdirSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isInside, realPathInMirror } from './contained.js';
 import { isPaqueteError } from '../errors.js';
 import { gitServeDir } from '../sources/git.js';
+import { decodeGitRefs, GitRefs } from '../sources/git-refs.js';
 import { normalizeName } from '../sources/pypi.js';
 import { formatSize } from '../util/size.js';
 import { redactCredentials } from '../util/redact.js';
@@ -14,6 +15,7 @@ import { catalogPage } from './catalog-page.js';
 import { contentTypeFor, escapeHtml, negotiate, redirect, safeParts, sendBytes, sendFile, sendText, urlPath } from './http.js';
 import { MirrorState, MirrorView } from './mirror.js';
 import { VirtualPacks } from './packs.js';
+import { notYetHere, notYetHereText, syncCommand } from './missing.js';
 import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES, simpleAccept } from './simple.js';
 
 /**
@@ -111,7 +113,17 @@ class Handler {
 
   private async catalog(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const state = await this.view.current();
-    const html = catalogPage(state, { origin: originOf(req), root: this.work.root, remote: redactCredentials(this.work.config.remotes[0]?.location ?? '') });
+    const gitRefs = new Map<string, GitRefs>();
+    for (const src of state.snapshot?.sources ?? []) {
+      if (src.kind !== 'git' || !state.completeness?.complete.has(`${src.name}/refs`)) continue;
+      const file = realPathInMirror(this.work.root, `${src.name}/refs`);
+      try {
+        if (file) gitRefs.set(src.name, decodeGitRefs(readFileSync(file, 'utf8'), `${src.name}/refs`));
+      } catch {
+        // a refs file changed under us or unreadable: the catalog just shows no refs for it
+      }
+    }
+    const html = catalogPage(state, { origin: originOf(req), root: this.work.root, remote: redactCredentials(this.work.config.remotes[0]?.location ?? ''), gitRefs });
     sendBytes(req, res, Buffer.from(html), { type: 'text/html; charset=utf-8', headers: { 'Cache-Control': 'no-cache' } });
   }
 
@@ -143,7 +155,12 @@ class Handler {
     // PEP 503: one URL per project, normalized, with its trailing slash.
     if (name !== raw || !m[2]) return redirect(res, `/simple/${encodeURIComponent(name)}/`);
     const dists = state.projects.get(name);
-    if (!dists) return sendText(res, 404, `no complete files of ${name} in this mirror`);
+    if (!dists) {
+      if (state.allDists.has(name)) {
+        return sendText(res, 404, `not synced yet: no file of ${name} is in this copy of the mirror yet.\nTo bring it with its dependencies, for this machine's Python (where there is internet):\n\n  ${syncCommand(this.work.root, `pypi:${name}`)}\n`);
+      }
+      return sendText(res, 404, `no project named ${name} in this mirror`);
+    }
     const files = dists.map((dist) => ({ dist, meta: this.view.projectMetadata(dist, state) }));
     return send(projectHtml(name, files), projectJson(name, files));
   }
@@ -154,7 +171,11 @@ class Handler {
     const state = await this.view.current();
     const path = parts.join('/');
     const dist = this.findDist(state, path) ?? (path.endsWith('.metadata') ? this.findDist(state, path.slice(0, -'.metadata'.length)) : undefined);
-    if (!dist) return sendText(res, 404, `${path} is not a complete distribution in this mirror`);
+    if (!dist) {
+      const missing = state.snapshot && state.completeness ? notYetHere(state.snapshot, state.completeness, path, false) : undefined;
+      if (missing) return sendText(res, 404, notYetHereText(missing, this.work.root));
+      return sendText(res, 404, `${path} is not a distribution in this mirror`);
+    }
     if (dist.file.path !== path) {
       const meta = this.view.coreMetadata(dist, state);
       if (!meta) return sendText(res, 404, `no metadata could be read from ${dist.fileName}`);
@@ -185,9 +206,22 @@ class Handler {
     if (!src || !fits) return sendText(res, 404, `no ${mount === 'docs' ? 'docs ' : ''}source named ${name} in this mirror`);
     if (rest === undefined) return redirect(res, `/${mount}/${encodeURIComponent(name)}/`);
     const parts = safeParts(rest.slice(1));
+    if (!parts) return sendText(res, 404, 'no such file');
+    // Not here yet (the whole source, a folder, a page, a folder's index.html): say so and how to get it.
+    const asked = [name, ...parts].join('/');
+    const folder = rest.endsWith('/');
+    const missing =
+      state.snapshot && state.completeness
+        ? (folder && mount === 'docs' ? notYetHere(state.snapshot, state.completeness, `${asked}/index.html`, false) : undefined) ??
+          notYetHere(state.snapshot, state.completeness, asked, folder || parts.length === 0) ??
+          (folder ? undefined : notYetHere(state.snapshot, state.completeness, asked, true))
+        : undefined;
+    if (missing && !existsSync(join(this.work.root, asked, folder && mount === 'docs' ? 'index.html' : ''))) {
+      return sendText(res, 404, notYetHereText(missing, this.work.root));
+    }
     // The source's folder itself must be inside the mirror: its name came from a snapshot.
     const base = realPathInMirror(this.work.root, name);
-    if (!parts || !base) return sendText(res, 404, 'no such file');
+    if (!base) return sendText(res, 404, 'no such file');
     await serveStatic(req, res, base, parts, rest.endsWith('/'), mount === 'files' || src.kind !== 'docs' ? 'list' : 'index-or-list');
   }
 
