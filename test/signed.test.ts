@@ -19,6 +19,7 @@ import { decodeManifest, encodeManifest, ManifestBody, MANIFEST_MAX_BYTES } from
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { sampleManifestBody } from './helpers/fixtures.js';
 import { publish } from '../src/publish/publisher.js';
+import { signRotation } from '../src/snapshot/rotation.js';
 
 after(cleanupAll);
 
@@ -276,5 +277,74 @@ describe('one publish at a time', () => {
     await assert.rejects(lost, (e: PaqueteError) => e.code === 'LOCKED' && /lock on .* was taken by another process during this publish/.test(e.message));
     assert.equal(readBody(remoteDir).serial, serial + 1);
     rmSync(lockFile());
+  });
+});
+
+describe('key rotation', () => {
+  let dir: string;
+  const key = (name: string) => parseSecretKey(readFileSync(join(dir, name), 'utf8'), name);
+  const b64 = (name: string) => Buffer.from(key(name).publicKey.raw).toString('base64');
+  before(async () => {
+    dir = await tmpDir('paquete-rotate-');
+    writeTree(join(dir, 'site'), { 'a.txt': 'one\n' });
+    for (const k of ['old.key', 'new.key', 'evil.key']) await paquete(['keygen', '--out', k], dir);
+    await paquete(['publish', 'site', '--to', 'remote', '--key', 'old.key'], dir);
+    await paquete(['init', 'remote', 'w', '--trust', 'old.key.pub'], dir);
+    await paquete(['sync', '-C', 'w'], dir);
+    await paquete(['init', 'remote', 'w3', '--trust', 'old.key.pub'], dir);
+  });
+
+  test('a forged rotation (signed by the new key itself, or the old key\'s statement re-aimed) is refused', async () => {
+    const genuine = readFileSync(join(dir, 'remote/manifest.json'));
+    const body = readBody(join(dir, 'remote'));
+    const evil = key('evil.key');
+    const now = new Date();
+    const selfSigned = signRotation(evil.key, key('old.key').publicKey, evil.publicKey, now);
+    const reaimed = { ...signRotation(key('old.key').key, key('old.key').publicKey, key('new.key').publicKey, now), to: b64('evil.key') };
+    try {
+      for (const [what, rotation] of [['self-signed', selfSigned], ['re-aimed', reaimed]] as const) {
+        writeFileSync(join(dir, 'remote/manifest.json'), encodeManifest({ ...body, serial: body.serial + 1, publisher: b64('evil.key'), rotations: [rotation] }, evil.key));
+        const r = await paquete(['sync', '-C', 'w3'], dir, 1);
+        assert.match(r.stderr, /but this directory trusts .*, and no rotation statement signed by the trusted key leads to it/, what);
+        assert.equal(JSON.parse(readFileSync(join(dir, 'w3/.paquete/config.json'), 'utf8')).publisher, b64('old.key'), `${what}: the trusted key is unchanged`);
+      }
+    } finally {
+      writeFileSync(join(dir, 'remote/manifest.json'), genuine);
+    }
+  });
+
+  test('rotation: the publisher moves to a new key with a statement by the old one; clients follow once, then trust only the new key; the old key is refused after', async () => {
+    writeTree(join(dir, 'site'), { 'b.txt': 'two\n' });
+    const pub = await paquete(['publish', 'site', '--to', 'remote', '--key', 'new.key', '--rotate-from', 'old.key'], dir);
+    assert.match(pub.stdout, /rotated from SHA256:\S+: clients trusting it move to SHA256:/);
+    const body = readBody(join(dir, 'remote'));
+    assert.equal(body.publisher, b64('new.key'));
+    assert.equal(body.rotations?.length, 1);
+    const r = await paquete(['sync', '-C', 'w'], dir);
+    assert.match(r.stderr, /the publisher moved from key SHA256:\S+ to SHA256:\S+ \(a rotation signed by the old key\): this directory now trusts only the new one/);
+    assert.equal(readFileSync(join(dir, 'w/site/b.txt'), 'utf8'), 'two\n');
+    assert.equal(JSON.parse(readFileSync(join(dir, 'w/.paquete/config.json'), 'utf8')).publisher, b64('new.key'));
+    // Accepted once: the next sync is quiet about it.
+    assert.doesNotMatch((await paquete(['sync', '-C', 'w'], dir)).stderr, /moved from key/);
+    // Later publishes with the new key keep the statement, so a client many publishes behind still follows.
+    await paquete(['publish', '--to', 'remote', '--key', 'new.key'], dir);
+    assert.equal(readBody(join(dir, 'remote')).rotations?.length, 1);
+    // A user handed the old key file sets up and ends up trusting the new key.
+    const init = await paquete(['init', 'remote', 'w4', '--trust', 'old.key.pub'], dir);
+    assert.match(init.stdout, /it moved to SHA256:\S+ \(a rotation signed by it\)/);
+    await paquete(['sync', '-C', 'w4'], dir);
+    // The old key (stolen, or a publisher's mistake) signing a newer manifest after the rotation: refused.
+    const genuine = readFileSync(join(dir, 'remote/manifest.json'));
+    try {
+      const now = readBody(join(dir, 'remote'));
+      writeFileSync(join(dir, 'remote/manifest.json'), encodeManifest({ ...now, serial: now.serial + 5, publisher: b64('old.key') }, key('old.key').key));
+      const back = await paquete(['sync', '-C', 'w'], dir, 1);
+      assert.match(back.stderr, /but this directory trusts/);
+    } finally {
+      writeFileSync(join(dir, 'remote/manifest.json'), genuine);
+    }
+    const oldPublish = await paquete(['publish', 'site', '--to', 'remote', '--key', 'old.key'], dir, 1);
+    assert.match(oldPublish.stderr, /is published with key .*, not with yours/);
+    await paquete(['sync', '-C', 'w'], dir);
   });
 });

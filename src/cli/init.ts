@@ -6,6 +6,7 @@ import { normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { WorkDir } from '../workdir/workdir.js';
+import { rotationPath } from '../snapshot/rotation.js';
 import { acceptManifest, checkFreshness, rememberManifestEtag } from '../sync/catalog.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs } from './common.js';
@@ -56,8 +57,14 @@ export const initCommand = {
     } finally {
       await remote.close();
     }
-    if (trusted && Buffer.compare(trusted.raw, manifest.publisher.raw) !== 0) {
-      throw new PaqueteError('UNTRUSTED_KEY', `the remote is signed by ${fingerprint(manifest.publisher)}, not by the key you trust (${fingerprint(trusted)})`, 'check you have the right remote and key');
+    // The key given, or one its rotation statements lead to (a user handed the old key file).
+    let rotated = false;
+    if (trusted) {
+      try {
+        rotated = rotationPath(manifest.body, trusted, `the remote ${location}`).length > 0;
+      } catch {
+        throw new PaqueteError('UNTRUSTED_KEY', `the remote is signed by ${fingerprint(manifest.publisher)}, not by the key you trust (${fingerprint(trusted)})`, 'check you have the right remote and key');
+      }
     }
     WorkDir.create(root, { version: 1, remotes: [{ location }], publisher: Buffer.from(manifest.publisher.raw).toString('base64') }, keep);
     // Accepted as the first sync would (same key, nothing older seen), so that sync's manifest
@@ -79,6 +86,7 @@ export const initCommand = {
       out.warn(e.message);
     }
     if (!trusted) out.result(`pinned the publisher key ${fingerprint(manifest.publisher)} (first use; compare it with what the publisher tells you)`);
+    else if (rotated) out.line(`publisher key ${fingerprint(trusted)} trusted; it moved to ${fingerprint(manifest.publisher)} (a rotation signed by it): only that key is trusted now`);
     else out.line(`publisher key ${fingerprint(trusted)} trusted`);
     if (latest) out.line(`latest snapshot: ${latest.files} files, ${formatSize(latest.bytes)}; run paquete sync -C ${dirName}`);
     out.emitJson({ root, location, publisher: fingerprint(manifest.publisher), pinned: !trusted });

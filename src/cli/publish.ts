@@ -23,6 +23,7 @@ interface Args extends GlobalArgs {
   solid: boolean;
   expires: string;
   wait?: boolean;
+  'rotate-from'?: string;
 }
 
 export const publishCommand = {
@@ -37,20 +38,18 @@ export const publishCommand = {
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
       .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
       .option('expires', { type: 'string', default: '30d', describe: 'how long clients may sync to this manifest (12h, 30d, 2w); publish again, with or without sources, before then' })
+      .option('rotate-from', { type: 'string', describe: 'the secret key the remote is published with now: move it to --key, with a statement signed by this old key that clients verify' })
       .option('wait', { type: 'boolean', describe: 'if another publish is writing to the same remote, wait for it to finish (default: fail at once, naming it)' })
       .option('solid', { type: 'boolean', default: true, describe: 'write the update from nothing (first downloads as a few large zstd frames); --no-solid skips it' })
       .example('$0 publish ./site docs:py312=./html --to /srv/mirror --key publisher.key', 'publish two sources as one snapshot')
+      .example('$0 publish --to /srv/mirror --key new.key --rotate-from publisher.key', 'move the remote to a new key; clients that trust the old one follow')
       .example('$0 publish --to /srv/mirror --key publisher.key --expires 30d', 'nothing new: sign the same snapshots again, valid for 30 more days'),
   handler: async (argv: Args) => {
     const base = baseDir(argv);
     const keyPath = argv.key ? resolve(base, argv.key) : defaultKey();
-    let pem: string;
-    try {
-      pem = readFileSync(keyPath, 'utf8');
-    } catch {
-      throw new PaqueteError('USAGE', `cannot read the key ${keyPath}`, 'create one with paquete keygen --out FILE');
-    }
-    const { key, publicKey } = parseSecretKey(pem, keyPath);
+    const { key, publicKey } = readSecretKey(keyPath);
+    const rotateFrom = argv['rotate-from'] ? readSecretKey(resolve(base, argv['rotate-from'])) : undefined;
+    const rotated = rotateFrom ? { secret: rotateFrom.key, publicKey: rotateFrom.publicKey } : undefined;
     const expiresInMs = parseDuration(argv.expires);
     const sources = (argv.sources ?? []).map((s) => {
       const spec = parseSourceSpec(s);
@@ -74,7 +73,7 @@ export const publishCommand = {
     try {
       r = await publish({
         sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs,
-        waitForLock: argv.wait, onLockWait: (holder) => out.warn(`waiting: ${holder}`),
+        rotateFrom: rotated, waitForLock: argv.wait, onLockWait: (holder) => out.warn(`waiting: ${holder}`),
         onProgress: (p) => {
           // Each phase is a bar of its own: chunking the sources, then each update's compression.
           const name = p.phase === 'chunking' ? 'chunking' : p.from ? `update from ${p.from.slice(0, 8)}…` : 'update from nothing';
@@ -95,6 +94,7 @@ export const publishCommand = {
     if (!sources.length) {
       out.result(`signed snapshot ${r.snapshot.slice(0, 12)} again (serial ${r.serial}), valid until ${r.expires}`);
       out.line(`signed by ${fingerprint(publicKey)}`);
+      if (rotateFrom) out.line(`rotated from ${fingerprint(rotateFrom.publicKey)}: clients trusting it move to ${fingerprint(publicKey)} at their next sync`);
       out.emitJson(r);
       return;
     }
@@ -107,9 +107,20 @@ export const publishCommand = {
       out.line(`updates: ${each.join(', ')} (${(r.updatesMs / 1000).toFixed(r.updatesMs < 10_000 ? 1 : 0)} s)`);
     }
     out.line(`signed by ${fingerprint(publicKey)}; clients sync to it until ${r.expires}`);
+    if (rotateFrom) out.line(`rotated from ${fingerprint(rotateFrom.publicKey)}: clients trusting it move to ${fingerprint(publicKey)} at their next sync`);
     out.emitJson(r);
   },
 };
+
+function readSecretKey(path: string): ReturnType<typeof parseSecretKey> {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch {
+    throw new PaqueteError('USAGE', `cannot read the key ${path}`, 'create one with paquete keygen --out FILE');
+  }
+  return parseSecretKey(pem, path);
+}
 
 /** A publisher who never made a key gets one, once, and is told where it is. */
 function defaultKey(): string {

@@ -10,6 +10,7 @@ import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pac
 import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
 import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestSnapshot, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
+import { signRotation } from '../snapshot/rotation.js';
 import { SourceSpec } from '../sources/spec.js';
 import { listTree, TreeFile } from '../sources/tree.js';
 import { chunkByRuleWithIds } from '../sources/cutting.js';
@@ -44,6 +45,11 @@ export interface PublishOptions {
   expiresInMs?: number;
   /** Wait for another publish to the same remote to finish instead of failing at once. */
   waitForLock?: boolean;
+  /**
+   * The key the remote is published with now, to rotate from: the manifest written is signed by
+   * `secret` and carries a statement, signed by this key, handing over to `publicKey`.
+   */
+  rotateFrom?: { secret: KeyObject; publicKey: PublicKey };
   /** Told once, when this publish waits for another (who holds the lock). */
   onLockWait?: (holder: string) => void;
 }
@@ -124,7 +130,8 @@ export async function publish(opts: PublishOptions): Promise<PublishResult> {
   const updateOpts = updatesOptions(opts);
   const lock = await lockRemote(opts);
   try {
-    const previous = { ...readRemoteState(opts.remoteDir, opts.publicKey), lock };
+    const previous = { ...readRemoteState(opts.remoteDir, opts.publicKey, opts.rotateFrom?.publicKey), lock };
+    if (opts.rotateFrom && !previous.manifest) throw new PaqueteError('USAGE', `${opts.remoteDir} has no manifest yet: there is no key to rotate from`, 'publish with --key alone');
     if (opts.sources.length === 0) return resign(opts, previous);
     // Sources published as generated files (git: bundles) are staged first; see sources/stage.ts.
     const staged = await stageSources(opts.sources, {
@@ -328,12 +335,17 @@ function nextManifest(opts: PublishOptions, previous: RemoteState, snapshots: Ma
   const now = opts.now ?? new Date();
   const expiresInMs = opts.expiresInMs ?? DEFAULT_EXPIRY_MS;
   if (!Number.isSafeInteger(expiresInMs) || expiresInMs <= 0) throw new PaqueteError('USAGE', `the expiry must be a positive duration, got ${expiresInMs} ms`);
+  // Every statement stays in every later manifest: a client any number of rotations behind
+  // follows them all from the key it trusts.
+  const rotations = [...(previous.manifest?.rotations ?? [])];
+  if (opts.rotateFrom) rotations.push(signRotation(opts.rotateFrom.secret, opts.rotateFrom.publicKey, opts.publicKey, now));
   return {
     format: MANIFEST_FORMAT,
     version: MANIFEST_VERSION,
     publisher: Buffer.from(opts.publicKey.raw).toString('base64'),
     serial: (previous.manifest?.serial ?? 0) + 1,
     expires: new Date(now.getTime() + expiresInMs).toISOString(),
+    ...(rotations.length ? { rotations } : {}),
     snapshots,
   };
 }
@@ -382,7 +394,7 @@ function buildSnapshot(
 const REMOTE_DIRS = ['packs', 'snapshots', 'updates', 'frames'];
 
 /** What a remote directory already holds: its manifest, latest snapshot, and every chunk's place. */
-function readRemoteState(remoteDir: string, key: PublicKey) {
+function readRemoteState(remoteDir: string, key: PublicKey, rotateFrom?: PublicKey) {
   const known = new Map<bigint, KnownChunk>();
   const manifestPath = join(remoteDir, MANIFEST_PATH);
   if (!existsSync(manifestPath)) {
@@ -397,7 +409,12 @@ function readRemoteState(remoteDir: string, key: PublicKey) {
     return { known, manifest: undefined, snapshot: undefined as Snapshot | undefined };
   }
   const manifest = decodeManifest(readFileSync(manifestPath), remoteDir);
-  if (Buffer.compare(manifest.publisher.raw, key.raw) !== 0) {
+  if (rotateFrom) {
+    if (Buffer.compare(rotateFrom.raw, key.raw) === 0) throw new PaqueteError('USAGE', 'the key to rotate from is the key to rotate to');
+    if (Buffer.compare(manifest.publisher.raw, rotateFrom.raw) !== 0) {
+      throw new PaqueteError('UNTRUSTED_KEY', `${remoteDir} is published with key ${fingerprint(manifest.publisher)}, not with the key to rotate from (${fingerprint(rotateFrom)})`, 'name the key the remote is published with now in --rotate-from');
+    }
+  } else if (Buffer.compare(manifest.publisher.raw, key.raw) !== 0) {
     throw new PaqueteError('UNTRUSTED_KEY', `${remoteDir} is published with key ${fingerprint(manifest.publisher)}, not with yours (${fingerprint(key)})`, 'publish with the key that made this remote, or to a new directory');
   }
   let snapshot: Snapshot | undefined;

@@ -1,7 +1,8 @@
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
 import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
-import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
+import { fingerprint, PublicKey, publicKeyFromRaw } from '../snapshot/keys.js';
+import { rotationPath } from '../snapshot/rotation.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
@@ -41,7 +42,10 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
     }
   }
   const snapshot = await loadSnapshot(work, remote, entry, opts);
-  work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  const from = fingerprint(publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64')));
+  if (acceptManifest(work, manifest)) {
+    opts.note?.(`the publisher moved from key ${from} to ${fingerprint(manifest.publisher)} (a rotation signed by the old key): this directory now trusts only the new one`);
+  }
   rememberManifestEtag(work, remote.location, etag, manifest.bytes);
   return { manifest, entry, snapshot, update };
 }
@@ -52,15 +56,9 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
  * accepted (a replayed manifest would roll the user back to old files). `where` names the source
  * in messages ("the remote https://…", "bundle 3f2a…").
  */
-export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: string): void {
-  const trustedKey = publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64'));
-  if (Buffer.compare(manifest.publisher.raw, trustedKey.raw) !== 0) {
-    throw new PaqueteError(
-      'UNTRUSTED_KEY',
-      `${where} is signed by ${fingerprint(manifest.publisher)}, but this directory trusts ${fingerprint(trustedKey)}`,
-      'if the publisher really changed keys, run paquete init again with --trust NEWKEY.pub',
-    );
-  }
+export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: string): PublicKey[] {
+  // Signed by the trusted key, or by one that rotation statements from it lead to.
+  const rotations = rotationPath(manifest.body, publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64')), where);
   const trustedBytes = work.readOptional(TRUSTED_MANIFEST);
   if (trustedBytes) {
     const trusted = decodeManifest(trustedBytes, 'the trusted manifest');
@@ -75,6 +73,7 @@ export function checkManifestTrust(work: WorkDir, manifest: Manifest, where: str
       throw new PaqueteError('ROLLBACK', `${where} offers a different manifest with the same serial ${manifest.body.serial}: refusing it`);
     }
   }
+  return rotations;
 }
 
 export interface FreshnessOptions {
@@ -149,9 +148,17 @@ export function trustedManifest(work: WorkDir): Manifest | undefined {
   return bytes ? decodeManifest(bytes, 'the trusted manifest') : undefined;
 }
 
-/** Makes a manifest that passed checkManifestTrust the trusted one. */
-export function acceptManifest(work: WorkDir, manifest: Manifest): void {
+/**
+ * Makes a manifest that passed checkManifestTrust the trusted one, and its key the trusted key
+ * (after a rotation: from then on only the new key). Says whether the key changed.
+ */
+export function acceptManifest(work: WorkDir, manifest: Manifest): boolean {
   work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  const key = Buffer.from(manifest.publisher.raw).toString('base64');
+  if (work.config.publisher === key) return false;
+  work.config.publisher = key;
+  work.saveConfig();
+  return true;
 }
 
 /** A cached snapshot index's bytes (unchecked: check them against the manifest entry). */
