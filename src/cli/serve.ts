@@ -41,6 +41,6 @@ export const serveCommand = {
         process.once('SIGTERM', resolve);
       });
       await server.close();
-    });
+    }, { readOnlyFallback: true });
   },
 };

@@ -42,6 +42,6 @@ export const statusCommand = {
       );
       printNotPlaced(notPlaced, [], false);
       out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
-    });
+    }, { readOnlyFallback: true });
   },
 };

@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import { EXIT } from '../errors.js';
-import { repairFromTree, RepairReport } from '../sync/repair.js';
+import type { VerifyProblem } from '../store/store.js';
+import { repairFromTree } from '../sync/repair.js';
 import { formatSize } from '../util/size.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
@@ -9,27 +10,42 @@ interface Args extends GlobalArgs {
   repair?: boolean;
 }
 
+/** Problems printed one per line before the rest are counted (a lost pack names thousands). */
+const SHOWN = 20;
+
 export const verifyCommand = {
   command: 'verify',
   describe: 'Check every pack and index entry of the store; say exactly what is damaged',
   builder: (y: Argv) =>
     y
-      .option('repair', { type: 'boolean', describe: 'drop damaged chunks from the index so the next sync fetches them again' })
-      .example('$0 verify --repair', 'check the store and forget what is damaged'),
+      .option('repair', { type: 'boolean', describe: 'mend the store: drop what is damaged or missing, rebuild the index from the packs, cut torn tails; the next sync fetches what was lost' })
+      .example('$0 verify --repair', 'mend the store, then run paquete sync'),
   handler: async (argv: Args) => {
-    await withWorkDir(argv, 'verify', async (work) => {
-      const r = await work.store.verify(!!argv.repair);
-      for (const p of r.problems) out.result(`damaged: ${p.id ? `chunk ${p.id} ` : ''}${p.pack !== undefined ? `(pack ${p.pack}${p.offset !== undefined ? ` at ${p.offset}` : ''}) ` : ''}${p.problem}`);
-      let repair: RepairReport | undefined;
-      if (r.problems.length === 0) out.result(`store ok: ${r.checked} chunks checked`);
-      else if (argv.repair) {
-        repair = await repairFromTree(work, r.damaged);
-        out.result(`${r.removed} damaged chunks removed from the index; ${repair.repaired} rebuilt from intact files in the tree`);
-        for (const f of repair.refetch) out.result(`  to fetch again: ${f.path} (${formatSize(f.bytes)})`);
+    if (argv.repair) {
+      await withWorkDir(argv, 'verify', async (work) => {
+        const m = await work.store.mend();
+        for (const line of m.packs) out.result(`mended: ${line}`);
+        const repair = await repairFromTree(work, m.dropped);
+        out.result(`${m.dropped.length} damaged chunks removed from the index; ${repair.repaired} rebuilt from intact files in the tree`);
+        if (m.recovered) out.result(`${m.recovered} intact chunks the index did not name were indexed again from the packs`);
+        for (const f of repair.refetch.slice(0, SHOWN)) out.result(`  to fetch again: ${f.path} (${formatSize(f.bytes)})`);
+        if (repair.refetch.length > SHOWN) out.result(`  … and ${repair.refetch.length - SHOWN} more files (see --json)`);
         out.result(repair.refetch.length ? 'run paquete sync to fetch them' : 'nothing needs fetching');
-      } else out.result(`${r.problems.length} problems in ${r.checked} chunks; run paquete verify --repair, then paquete sync`);
-      out.emitJson({ checked: r.checked, problems: r.problems, removed: r.removed, repair });
-      process.exitCode = r.problems.length && !argv.repair ? EXIT.error : EXIT.ok;
-    });
+        out.emitJson({ removed: m.dropped.length, recovered: m.recovered, packs: m.packs, repair });
+      }, { store: { rebuildUnreadableIndex: true } });
+      return;
+    }
+    await withWorkDir(argv, 'verify', async (work) => {
+      const r = await work.store.verify(false);
+      for (const p of r.problems.slice(0, SHOWN)) out.result(`damaged: ${describe(p)}`);
+      if (r.problems.length > SHOWN) out.result(`… and ${r.problems.length - SHOWN} more (see --json)`);
+      if (r.problems.length === 0) out.result(`store ok: ${r.checked} chunks checked${work.readOnly ? ' (read-only directory)' : ''}`);
+      else out.result(`${r.problems.length} problems in ${r.checked} chunks; run paquete verify --repair, then paquete sync`);
+      out.emitJson({ checked: r.checked, problems: r.problems, removed: 0 });
+      process.exitCode = r.problems.length ? EXIT.error : EXIT.ok;
+    }, { readOnlyFallback: true });
   },
 };
+
+const describe = (p: VerifyProblem) =>
+  `${p.id ? `chunk ${p.id} ` : ''}${p.pack !== undefined ? `(pack ${p.pack}${p.offset !== undefined ? ` at ${p.offset}` : ''}) ` : ''}${p.problem}`;

@@ -1,8 +1,8 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
-import { idToHex as hex } from '../chunk/index.js';
-import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE, RecordHeader } from './pack.js';
+import { chunkId, idToHex as hex } from '../chunk/index.js';
+import { decodePayload, decodeRecordHeader, MAX_CHUNK, PACK_HEADER_SIZE, RECORD_HEADER_SIZE, RecordHeader, Repr } from './pack.js';
 
 /** Where a chunk's record lies in the local store. */
 export interface Location {
@@ -95,4 +95,86 @@ export class PackReader {
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
   }
+}
+
+/** What a scan of one pack file found. */
+export interface PackScan {
+  size: number;
+  /** End of the last intact record (PACK_HEADER_SIZE when there is none): where appending may go on. */
+  end: number;
+  /** Intact records found. */
+  records: number;
+  /** Byte ranges that hold no intact record: damage, or a torn tail when one ends at `size`. */
+  damaged: { offset: number; length: number }[];
+}
+
+/** Bytes read at once while scanning (records up to MAX_CHUNK get a window of their own). */
+const SCAN_WINDOW = 8 << 20;
+
+/**
+ * Walks a pack file record by record, from just after its header, and hands every intact record
+ * (its header plausible, its payload decoding to exactly its raw length and hashing to its id)
+ * (yielded in order). Packs describe themselves, so this is how an index is rebuilt without any other
+ * file. Past a damaged record the scan moves on byte by byte until a record is intact again:
+ * one flipped length must not cost the rest of a 4 GiB pack. A false resync needs 8 bytes of
+ * garbage to equal the xxh64 of what follows them (2^-64 per offset); and any record accepted
+ * hashes to its own id, so even then nothing wrong is indexed.
+ */
+export function* scanPack(fd: number, pack: number): Generator<Located, PackScan> {
+  const size = fstatSync(fd).size;
+  let window = Buffer.allocUnsafe(Math.min(SCAN_WINDOW, Math.max(size, 1)));
+  let windowStart = 0;
+  let windowEnd = 0;
+  /** A view of file bytes [at, at + n), reading a new window when they are not in the current one. */
+  const bytes = (at: number, n: number): Uint8Array => {
+    if (at < windowStart || at + n > windowEnd) {
+      const want = Math.min(Math.max(n, SCAN_WINDOW), size - at);
+      if (window.length < want) window = Buffer.allocUnsafe(want);
+      let got = 0;
+      while (got < want) {
+        const r = readSync(fd, window, got, want - got, at + got);
+        if (r === 0) break;
+        got += r;
+      }
+      windowStart = at;
+      windowEnd = at + got;
+    }
+    return window.subarray(at - windowStart, at - windowStart + n);
+  };
+  /** The intact record starting at `at`, or undefined. */
+  const intact = (at: number): Located | undefined => {
+    if (at + RECORD_HEADER_SIZE > size) return undefined;
+    const h = decodeRecordHeader(bytes(at, RECORD_HEADER_SIZE));
+    // Cheap checks first: while resyncing, almost every offset fails one of these.
+    if (h.repr !== Repr.Raw && h.repr !== Repr.Deflate && h.repr !== Repr.Brotli) return undefined;
+    if (h.rawLength > MAX_CHUNK || h.storedLength > MAX_CHUNK + 1024) return undefined;
+    if (h.repr === Repr.Raw && h.storedLength !== h.rawLength) return undefined;
+    const length = RECORD_HEADER_SIZE + h.storedLength;
+    if (at + length > size) return undefined;
+    try {
+      const raw = decodePayload(h, bytes(at + RECORD_HEADER_SIZE, h.storedLength));
+      return chunkId(raw) === h.id ? { id: h.id, pack, offset: at, length } : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const damaged: PackScan['damaged'] = [];
+  let records = 0;
+  let end = PACK_HEADER_SIZE;
+  let badFrom = -1;
+  for (let pos = PACK_HEADER_SIZE; pos < size; ) {
+    const rec = intact(pos);
+    if (!rec) {
+      if (badFrom < 0) badFrom = pos;
+      pos++;
+      continue;
+    }
+    if (badFrom >= 0) damaged.push({ offset: badFrom, length: pos - badFrom });
+    badFrom = -1;
+    yield rec;
+    records++;
+    pos = end = pos + rec.length;
+  }
+  if (badFrom >= 0) damaged.push({ offset: badFrom, length: size - badFrom });
+  return { size, end, records, damaged };
 }

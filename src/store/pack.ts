@@ -1,4 +1,4 @@
-import { deflateRawSync, inflateRawSync, brotliDecompressSync } from 'node:zlib';
+import { deflateRawSync, inflateRawSync, brotliDecompressSync, type BrotliOptions } from 'node:zlib';
 import { PaqueteError } from '../errors.js';
 import { idToHex } from '../chunk/index.js';
 
@@ -104,10 +104,10 @@ export function decodePayload(h: RecordHeader, payload: Uint8Array): Uint8Array 
         raw = payload;
         break;
       case Repr.Deflate:
-        raw = inflateRawSync(payload, { maxOutputLength: h.rawLength || 1 });
+        raw = whole(inflateRawSync(payload, { maxOutputLength: h.rawLength || 1, info: true }) as unknown as Inflated, payload);
         break;
       case Repr.Brotli:
-        raw = brotliDecompressSync(payload, { maxOutputLength: h.rawLength || 1 });
+        raw = whole(brotliDecompressSync(payload, { maxOutputLength: h.rawLength || 1, info: true } as BrotliOptions) as unknown as Inflated, payload);
         break;
       default:
         throw new PaqueteError('DAMAGED_PACK', `chunk stored as representation ${h.repr}, which this paquete cannot decode`, 'upgrade paquete');
@@ -120,6 +120,24 @@ export function decodePayload(h: RecordHeader, payload: Uint8Array): Uint8Array 
     throw new PaqueteError('DAMAGED_PACK', `chunk ${idToHex(h.id)} has ${raw.length} bytes, its record says ${h.rawLength}`);
   }
   return raw;
+}
+
+/** What zlib returns with `info: true`: the output, and how much input the stream took. */
+interface Inflated {
+  buffer: Buffer;
+  engine: { bytesWritten: number };
+}
+
+/**
+ * The output of a stream that took the whole payload. Bytes after the end of a compressed stream
+ * are damage: a stored length grown by a flipped bit would otherwise still decode, and a scan of
+ * a pack would take the records that follow as that one's tail.
+ */
+function whole(r: Inflated, payload: Uint8Array): Uint8Array {
+  if (r.engine.bytesWritten !== payload.length) {
+    throw new PaqueteError('DAMAGED_PACK', `chunk record has ${payload.length - r.engine.bytesWritten} bytes past the end of its compressed stream`);
+  }
+  return r.buffer;
 }
 
 export interface ParsedRecord {

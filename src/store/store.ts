@@ -1,4 +1,5 @@
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, readdirSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, fdatasyncSync, fstatSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, statSync, writeSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fdatasync } from 'node:fs';
@@ -7,10 +8,10 @@ import { PaqueteError } from '../errors.js';
 import { fsyncPath } from '../util/fsx.js';
 import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
 import {
-  checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, packHeader, RECORD_HEADER_SIZE, RecordHeader, Repr,
+  checkPackHeader, decodePayload, decodeRecordHeader, encodeRecord, PACK_HEADER_SIZE, PACK_LIMIT, PACK_MAGIC, PACK_VERSION, packHeader, RECORD_HEADER_SIZE, RecordHeader, Repr,
   writeRecordHeader,
 } from './pack.js';
-import { expectId, Located, Location, openPack, packFileName, recordAt } from './pack-reader.js';
+import { expectId, Located, Location, openPack, packFileName, PackScan, recordAt, scanPack } from './pack-reader.js';
 
 export type { Location, Located } from './pack-reader.js';
 export { packFileName } from './pack-reader.js';
@@ -19,6 +20,11 @@ const CHUNK_PREFIX = 0x63; // 'c'
 const META_CURRENT_PACK = Buffer.from('m:current-pack');
 const packEndKey = (n: number) => Buffer.from(`m:pack-end:${n}`);
 const packDurableKey = (n: number) => Buffer.from(`m:pack-durable:${n}`);
+const PACK_END_PREFIX = 'm:pack-end:';
+const CHUNK_RANGE = { gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) };
+const PACK_FILE = /^(\d{8})\.pack$/;
+/** Index entries written or deleted per batch while mending (one batch of 10M would not fit). */
+const MEND_BATCH = 4096;
 const u32Put = (key: Uint8Array, n: number) => {
   const value = Buffer.allocUnsafe(4);
   value.writeUInt32LE(n);
@@ -57,6 +63,29 @@ export interface VerifyProblem {
   problem: string;
 }
 
+export interface OpenOptions {
+  /**
+   * Only read: the index is copied to a temporary directory and opened there (LevelDB cannot
+   * open a database without writing: its LOCK file, a new log), packs are opened read-only,
+   * nothing is mended, and any write throws. For status, verify and serve on a read-only disk.
+   */
+  readOnly?: boolean;
+  /**
+   * An index LevelDB cannot open at all is removed and rebuilt from the packs (verify --repair).
+   * Without it, only an index LevelDB itself calls corrupt is.
+   */
+  rebuildUnreadableIndex?: boolean;
+}
+
+/** What `mend` found and did. */
+export interface MendReport {
+  /** Chunks the index named that no intact record holds any more: the next sync fetches them. */
+  dropped: bigint[];
+  /** Intact records the index did not name (a lost or partly lost index), now indexed again. */
+  recovered: number;
+  /** One line per pack that was missing, cut, rewritten or removed. */
+  packs: string[];
+}
 /**
  * The content-addressed chunk store: append-only pack files plus a Level database mapping chunk
  * id → (pack, offset, length).
@@ -91,35 +120,87 @@ export class ChunkStore {
    * many milliseconds. Soft commits cover kill -9; this bounds what a power loss can take.
    */
   flushEvery = { bytes: 16 << 20, ms: 60_000 };
+  /** Where a pack ends and the next begins (below 4 GiB for FAT32); smaller in tests, to make many. */
+  packLimit = PACK_LIMIT;
   /** Committed and durable ends of the current pack, as the index records them. */
   private committed = { pack: -1, end: 0, durable: 0 };
+  /**
+   * What opening the store mended on its own (a lost index rebuilt, a missing or cut pack's
+   * entries dropped), one line each, for the command to tell the user.
+   */
+  readonly mended: string[] = [];
 
   private constructor(
     readonly dir: string,
     private readonly db: Level<Uint8Array, Uint8Array>,
+    readonly readOnly: boolean,
+    /** The temporary copy of the index a read-only store reads, removed at close. */
+    private readonly indexCopy?: string,
   ) {}
 
-  static async open(dir: string): Promise<ChunkStore> {
+  static async open(dir: string, options: OpenOptions = {}): Promise<ChunkStore> {
     await initHash();
+    if (options.readOnly) return ChunkStore.openReadOnly(dir);
     mkdirSync(join(dir, 'packs'), { recursive: true });
-    const db = new Level<Uint8Array, Uint8Array>(join(dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view' });
+    const location = join(dir, 'index');
+    let db: Level<Uint8Array, Uint8Array>;
+    let rebuilt = '';
     try {
-      await db.open();
+      db = await openIndex(location);
     } catch (e) {
-      const cause = (e as { cause?: Error }).cause;
-      if (/No space left/i.test(String(cause?.message ?? ''))) throw diskFull();
-      if (/lock/i.test(String(cause?.message ?? ''))) {
-        throw new PaqueteError('LOCKED', 'another paquete command is using this store', 'wait for it to finish');
-      }
-      throw new PaqueteError('DAMAGED_STORE', `the store index at ${dir} cannot be opened: ${cause?.message ?? (e as Error).message}`, 'run paquete verify --repair');
+      const why = indexError(e, dir);
+      // The index is derived from the packs (every record names its chunk): one LevelDB cannot
+      // read is only a cost, never a loss. LOCKED and DISK_FULL are not damage.
+      if (why.code !== 'DAMAGED_STORE' || !(options.rebuildUnreadableIndex || /corrupt/i.test(why.message))) throw why;
+      rmSync(location, { recursive: true, force: true });
+      db = await openIndex(location).catch((e2) => {
+        throw indexError(e2, dir);
+      });
+      rebuilt = `the store index could not be read (${why.message.replace(/^.*cannot be opened: /, '')})`;
     }
-    return new ChunkStore(dir, db).load();
+    const store = new ChunkStore(dir, db, false);
+    if (rebuilt) store.mended.push(`${rebuilt}: rebuilding it from the packs`);
+    return store.load();
+  }
+
+  private static async openReadOnly(dir: string): Promise<ChunkStore> {
+    const copy = mkdtempSync(join(tmpdir(), 'paquete-index-'));
+    try {
+      if (existsSync(join(dir, 'index'))) {
+        // LOCK is LevelDB's own lock file; a copy must not carry another process's.
+        cpSync(join(dir, 'index'), copy, { recursive: true, filter: (src) => !src.endsWith('/LOCK') });
+      }
+      const db = await openIndex(copy);
+      return await new ChunkStore(dir, db, true, copy).load();
+    } catch (e) {
+      rmSync(copy, { recursive: true, force: true });
+      if (e instanceof PaqueteError) throw e;
+      throw indexError(e, dir);
+    }
   }
 
   private fd(pack: number): number {
     let fd = this.fds.get(pack);
-    if (fd === undefined) this.fds.set(pack, (fd = openPack(this.dir, pack, 'r+')));
+    if (fd === undefined) this.fds.set(pack, (fd = openPack(this.dir, pack, this.readOnly ? 'r' : 'r+')));
     return fd;
+  }
+
+  /** Numbers of the pack files in the store directory, ascending. */
+  private packsOnDisk(): number[] {
+    let names: string[];
+    try {
+      names = readdirSync(join(this.dir, 'packs'));
+    } catch {
+      return [];
+    }
+    return names.flatMap((n) => {
+      const m = PACK_FILE.exec(n);
+      return m ? [Number(m[1])] : [];
+    }).sort((a, b) => a - b);
+  }
+
+  private writable(): void {
+    if (this.readOnly) throw new PaqueteError('IO', `the store at ${this.dir} is open read-only`);
   }
 
   async locate(id: bigint): Promise<Location | undefined> {
@@ -211,7 +292,7 @@ export class ChunkStore {
   /** Every chunk id in the store, ascending (the index keys are big-endian ids). */
   async *ids(): AsyncGenerator<bigint> {
     await this.flush(false);
-    for await (const k of this.db.keys({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+    for await (const k of this.db.keys(CHUNK_RANGE)) {
       yield Buffer.from(k.buffer, k.byteOffset, k.byteLength).readBigUInt64BE(1);
     }
   }
@@ -282,8 +363,9 @@ export class ChunkStore {
   }
 
   private async prepareWrite(size: number): Promise<void> {
+    this.writable();
     if (this.writePack < 0) this.startWriting();
-    if (this.writeEnd + size > PACK_LIMIT) {
+    if (this.writeEnd + size > this.packLimit) {
       // Only the current pack may have a non-durable tail: settle it before moving on.
       await this.flush();
       this.newPack(this.writePack + 1);
@@ -304,7 +386,11 @@ export class ChunkStore {
     this.written = end;
   }
 
-  private newPack(n: number): void {
+  private newPack(first: number): void {
+    // Never over a pack file already there: with the index lost, its records are still the
+    // only copy of those chunks (and are indexed again from it).
+    let n = first;
+    while (existsSync(join(this.dir, 'packs', packFileName(n)))) n++;
     // Created whole under a temporary name, then renamed: a kill between creating the file and
     // writing its header must not leave an empty NNNNNNNN.pack that verify reports as damaged.
     const path = join(this.dir, 'packs', packFileName(n));
@@ -324,20 +410,113 @@ export class ChunkStore {
     // the next writer simply overwrites.
   }
 
-  /** Reads the write position at open, and checks a tail that may not have reached the disk. */
+  /**
+   * Reads the write position at open and mends what is cheap to find and safe to mend: an index
+   * that names no current pack while pack files exist (lost, or rebuilt from nothing) is rebuilt
+   * from the packs; a pack that is missing or shorter than the index says loses the entries
+   * that point at bytes no longer there; a tail that may not have reached the disk is checked.
+   * Flipped bytes inside a pack are found only when read (or by verify).
+   */
   private async load(): Promise<this> {
     const cur = await this.db.get(META_CURRENT_PACK);
-    if (!cur) return this;
+    if (!cur) {
+      const packs = this.packsOnDisk();
+      if (packs.length && !this.readOnly) {
+        const r = await this.mend();
+        if (!this.mended.length) this.mended.push(`the store index named no pack while ${packs.length} pack files were there: rebuilt from them`);
+        this.mended.push(`indexed ${r.recovered} chunks found intact in the packs`, ...r.packs);
+      }
+      return this;
+    }
     const pack = Buffer.from(cur).readUInt32LE(0);
-    const u32 = async (key: Uint8Array, fallback: number) => {
-      const v = await this.db.get(key);
-      return v ? Buffer.from(v).readUInt32LE(0) : fallback;
-    };
-    const end = await u32(packEndKey(pack), PACK_HEADER_SIZE);
-    const durable = await u32(packDurableKey(pack), end);
+    const end = await this.u32(packEndKey(pack), PACK_HEADER_SIZE);
+    const durable = await this.u32(packDurableKey(pack), end);
     this.committed = { pack, end, durable };
-    if (durable < end) await this.recoverTail();
+    if (this.readOnly) return this;
+    await this.dropLostPacks();
+    if (this.committed.durable < this.committed.end) await this.recoverTail();
     return this;
+  }
+
+  private async u32(key: Uint8Array, fallback: number): Promise<number> {
+    const v = await this.db.get(key);
+    return v ? Buffer.from(v).readUInt32LE(0) : fallback;
+  }
+
+  /** The committed end of every pack the index knows (the current one and every one before it). */
+  private async knownPacks(): Promise<Map<number, number>> {
+    const known = new Map<number, number>();
+    const prefix = Buffer.from(PACK_END_PREFIX);
+    for await (const [k, v] of this.db.iterator({ gte: prefix, lt: Buffer.from('m:pack-end;') })) {
+      known.set(Number(Buffer.from(k).subarray(prefix.length).toString('ascii')), Buffer.from(v).readUInt32LE(0));
+    }
+    return known;
+  }
+
+  /**
+   * A pack the index knows that is missing, or shorter than what the index committed there
+   * (durable end for the current pack: past it a power cut may take bytes, and recoverTail
+   * checks those): the entries pointing past what is left are dropped, so those chunks are
+   * fetched again, and the current pack is cut back to its last entry. One pass over the
+   * index, and only when a pack is found short: a stat per pack otherwise.
+   */
+  private async dropLostPacks(): Promise<void> {
+    const short = new Map<number, number>();
+    for (const [pack, end] of await this.knownPacks()) {
+      const expected = pack === this.committed.pack ? this.committed.durable : end;
+      let size = -1;
+      try {
+        size = statSync(join(this.dir, 'packs', packFileName(pack))).size;
+      } catch {
+        /* missing */
+      }
+      // Cut inside its header: nothing of it can be read, and the header must not be rebuilt as zeros.
+      if (size < expected) short.set(pack, size < PACK_HEADER_SIZE ? 0 : size);
+    }
+    if (!short.size) return;
+    const kept = new Map<number, number>();
+    const lost = new Map<number, number>();
+    const dels: BatchOp[] = [];
+    for await (const [k, v] of this.db.iterator(CHUNK_RANGE)) {
+      const loc = decodeLocation(v);
+      const size = short.get(loc.pack);
+      if (size === undefined) continue;
+      if (loc.offset + loc.length <= size) kept.set(loc.pack, Math.max(kept.get(loc.pack) ?? PACK_HEADER_SIZE, loc.offset + loc.length));
+      else {
+        dels.push({ type: 'del', key: k });
+        lost.set(loc.pack, (lost.get(loc.pack) ?? 0) + 1);
+      }
+    }
+    for (let i = 0; i < dels.length; i += MEND_BATCH) await this.batch(dels.slice(i, i + MEND_BATCH), { sync: true });
+    const meta: BatchOp[] = [];
+    for (const [pack, size] of short) {
+      const name = packFileName(pack);
+      const what = size === 0 && !existsSync(join(this.dir, 'packs', name)) ? `pack ${name} is missing` : `pack ${name} is cut short ${size ? `at ${size} bytes` : 'inside its header'}`;
+      this.mended.push(`${what}: ${lost.get(pack) ?? 0} chunks dropped from the index, to be fetched again`);
+      if (size === 0) {
+        const fd = this.fds.get(pack);
+        if (fd !== undefined) closeSync(fd);
+        this.fds.delete(pack);
+        rmSync(join(this.dir, 'packs', name), { force: true });
+        meta.push({ type: 'del', key: packEndKey(pack) }, { type: 'del', key: packDurableKey(pack) });
+        if (pack === this.committed.pack) meta.push({ type: 'del', key: META_CURRENT_PACK });
+        continue;
+      }
+      const end = kept.get(pack) ?? PACK_HEADER_SIZE;
+      meta.push(u32Put(packEndKey(pack), end), u32Put(packDurableKey(pack), end));
+      if (pack === this.committed.pack) {
+        // Appending goes on after the last record still indexed; what lies past it is a cut record.
+        ftruncateSync(this.fd(pack), end);
+        fdatasyncSync(this.fd(pack));
+      }
+    }
+    await this.batch(meta, { sync: true });
+    const cur = short.get(this.committed.pack);
+    if (cur === 0) this.committed = { pack: -1, end: 0, durable: 0 };
+    else if (cur !== undefined) {
+      const end = kept.get(this.committed.pack) ?? PACK_HEADER_SIZE;
+      this.committed = { pack: this.committed.pack, end, durable: end };
+    }
   }
 
   /**
@@ -363,7 +542,7 @@ export class ChunkStore {
     }
     if (pos < end) {
       const lost: Uint8Array[] = [];
-      for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+      for await (const [k, v] of this.db.iterator(CHUNK_RANGE)) {
         const loc = decodeLocation(v);
         if (loc.pack === pack && loc.offset >= pos) lost.push(k);
       }
@@ -422,6 +601,7 @@ export class ChunkStore {
 
   /** Drops chunks from the index (their bytes stay until gc) so they are fetched again. */
   async forget(ids: bigint[]): Promise<void> {
+    this.writable();
     await this.flush();
     for (const id of ids) this.recent.delete(id);
     await this.batch(ids.map((id) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
@@ -435,10 +615,11 @@ export class ChunkStore {
    * crash between the last two steps) is removed by the next gc.
    */
   async gc(keep: Set<bigint>, onProgress?: (freed: number) => void): Promise<{ removedChunks: number; freedBytes: number; packsRewritten: number }> {
+    this.writable();
     await this.flush();
     this.recent.clear();
     const byPack = new Map<number, { live: [bigint, Location][]; dead: [bigint, Location][] }>();
-    for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+    for await (const [k, v] of this.db.iterator(CHUNK_RANGE)) {
       const id = Buffer.from(k.buffer, k.byteOffset, k.byteLength).readBigUInt64BE(1);
       const loc = decodeLocation(v);
       const entry = byPack.get(loc.pack) ?? { live: [], dead: [] };
@@ -466,29 +647,28 @@ export class ChunkStore {
       await this.batch(dead.map(([id]) => ({ type: 'del' as const, key: idKey(id) })), { sync: true });
       removedChunks += dead.length;
       freedBytes += dead.reduce((n, [, l]) => n + l.length, 0);
-      this.dropPack(pack);
+      await this.dropPack(pack);
       packsRewritten++;
       onProgress?.(freedBytes);
     }
     // Packs no entry points at: leftovers of an interrupted gc (the current pack stays).
-    for (const name of readdirSync(join(this.dir, 'packs'))) {
-      const m = /^(\d{8})\.pack$/.exec(name);
-      if (m && !byPack.has(Number(m[1])) && Number(m[1]) !== this.writePack) this.dropPack(Number(m[1]));
-    }
+    for (const n of this.packsOnDisk()) if (!byPack.has(n) && n !== this.writePack) await this.dropPack(n);
     return { removedChunks, freedBytes, packsRewritten };
   }
 
-  private dropPack(pack: number): void {
+  /** Deletes a pack file, and then the index's record of its end (else the next open calls it missing). */
+  private async dropPack(pack: number): Promise<void> {
     const fd = this.fds.get(pack);
     if (fd !== undefined) closeSync(fd);
     this.fds.delete(pack);
     rmSync(join(this.dir, 'packs', packFileName(pack)), { force: true });
+    await this.batch([{ type: 'del', key: packEndKey(pack) }, { type: 'del', key: packDurableKey(pack) }], { sync: false });
   }
 
   async count(): Promise<{ chunks: number; bytes: number }> {
     let chunks = 0;
     let bytes = 0;
-    for await (const [, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+    for await (const [, v] of this.db.iterator(CHUNK_RANGE)) {
       chunks++;
       bytes += decodeLocation(v).length;
     }
@@ -502,11 +682,8 @@ export class ChunkStore {
    */
   async verify(repair = false, onProgress?: (checked: number) => void): Promise<{ checked: number; problems: VerifyProblem[]; removed: number; damaged: bigint[] }> {
     const problems: VerifyProblem[] = [];
-    const badPacks = new Set<number>();
-    for (const name of readdirSync(join(this.dir, 'packs'))) {
-      const m = /^(\d{8})\.pack$/.exec(name);
-      if (!m) continue;
-      const n = Number(m[1]);
+    for (const n of this.packsOnDisk()) {
+      const name = packFileName(n);
       // A pack past the committed one, cut before its header was written (a kill inside newPack,
       // before it created packs whole), is an orphan the next writer replaces: not damage.
       if (n > this.committed.pack && fstatSync(this.fd(n)).size < PACK_HEADER_SIZE) continue;
@@ -516,24 +693,143 @@ export class ChunkStore {
         checkPackHeader(h, `pack ${name}`);
       } catch (e) {
         problems.push({ pack: n, problem: (e as Error).message });
-        badPacks.add(n);
       }
     }
-    const bad: bigint[] = [];
+    const { checked, bad } = await this.checkEntries(onProgress);
+    problems.push(...bad.map((b) => ({ id: hex(b.id), pack: b.pack, offset: b.offset, problem: b.problem })));
+    const damaged = bad.map((b) => b.id);
+    if (repair && bad.length) await this.forget(damaged);
+    return { checked, problems, removed: repair ? bad.length : 0, damaged };
+  }
+
+  /** Re-reads every index entry's record: those not there, not decoding, or not their chunk. */
+  private async checkEntries(onProgress?: (checked: number) => void): Promise<{ checked: number; bad: (Located & { problem: string })[] }> {
+    const bad: (Located & { problem: string })[] = [];
     let checked = 0;
-    for await (const [k, v] of this.db.iterator({ gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) })) {
+    for await (const [k, v] of this.db.iterator(CHUNK_RANGE)) {
       const id = Buffer.from(k).readBigUInt64BE(1);
       const loc = decodeLocation(v);
       try {
         this.read(id, loc);
       } catch (e) {
-        problems.push({ id: hex(id), pack: loc.pack, offset: loc.offset, problem: (e as Error).message });
-        bad.push(id);
+        bad.push({ id, ...loc, problem: (e as Error).message });
       }
       if (++checked % 1000 === 0) onProgress?.(checked);
     }
-    if (repair && bad.length) await this.forget(bad);
-    return { checked, problems, removed: repair ? bad.length : 0, damaged: bad };
+    return { checked, bad };
+  }
+
+  /**
+   * Mends the store from whatever happened to its files, so that everything the index names is
+   * an intact record and every intact record in the packs is named: (1) each index entry is
+   * re-read and dropped unless its record is there, decodes, and hashes to its id (a missing
+   * pack, a cut one, flipped bytes); (2) every pack is scanned record by record (scanPack) and
+   * the intact records the index lacks are indexed again (a lost index is rebuilt this way);
+   * a pack whose header alone is damaged gets it rewritten, one with no intact record is
+   * removed; (3) the highest pack becomes the one appended to, cut after its last intact record
+   * (a torn tail). Every entry written points at a checked record, so a kill midway leaves a
+   * sound index, and the next mend finishes the job. The chunks dropped are the ones the next
+   * sync fetches.
+   */
+  async mend(onProgress?: (checked: number) => void): Promise<MendReport> {
+    this.writable();
+    await this.flush();
+    this.recent.clear();
+    this.writePack = -1;
+    const packs: string[] = [];
+    // (1) Entries pointing at bytes that are not their chunk.
+    const { bad } = await this.checkEntries(onProgress);
+    for (let i = 0; i < bad.length; i += MEND_BATCH) {
+      await this.batch(bad.slice(i, i + MEND_BATCH).map((b) => ({ type: 'del' as const, key: idKey(b.id) })), { sync: true });
+    }
+    const named = new Set([...bad.map((b) => b.pack), ...(await this.knownPacks()).keys()]);
+    // (2) Intact records the index lacks.
+    let recovered = 0;
+    const ends = new Map<number, number>();
+    let current = -1;
+    for (const n of this.packsOnDisk()) {
+      const name = packFileName(n);
+      const fd = this.fd(n);
+      const head = Buffer.alloc(PACK_HEADER_SIZE);
+      readSync(fd, head, 0, PACK_HEADER_SIZE, 0);
+      let headerOk = true;
+      try {
+        checkPackHeader(head, `pack ${name}`);
+      } catch {
+        headerOk = false;
+      }
+      // A pack of a later format: not ours to judge (verify says to upgrade).
+      if (!headerOk && PACK_MAGIC.equals(head.subarray(0, 4)) && head[4] > PACK_VERSION) continue;
+      let found: Located[] = [];
+      const index = async () => {
+        const have = await this.db.getMany(found.map((r) => idKey(r.id)));
+        const puts: BatchOp[] = [];
+        found.forEach((r, j) => have[j] === undefined && puts.push({ type: 'put', key: idKey(r.id), value: encodeLocation(r) }));
+        recovered += puts.length;
+        // Not synced one by one: the meta batch at the end is, and LevelDB's log keeps order.
+        if (puts.length) await this.batch(puts, { sync: false });
+        found = [];
+      };
+      const records = scanPack(fd, n);
+      let scan: PackScan;
+      for (;;) {
+        const r = records.next();
+        if (r.done) {
+          scan = r.value;
+          break;
+        }
+        found.push(r.value);
+        if (found.length >= MEND_BATCH) await index();
+      }
+      await index();
+      // Damage inside the pack; what lies past its last intact record is its tail, said below.
+      const inside = scan.damaged.filter((d) => d.offset + d.length < scan.size);
+      const damaged = inside.reduce((k, d) => k + d.length, 0);
+      if (scan.records === 0 && !headerOk) {
+        await this.dropPack(n);
+        packs.push(`pack ${name} held no intact record: removed`);
+        continue;
+      }
+      if (!headerOk) {
+        writeFully(fd, packHeader(), 0);
+        packs.push(`pack ${name} had a damaged header: rewritten (${scan.records} intact records in it)`);
+      }
+      if (damaged) packs.push(`pack ${name}: ${damaged} bytes in ${inside.length} places hold no intact record`);
+      fdatasyncSync(fd);
+      ends.set(n, scan.end);
+      current = n;
+    }
+    // (3) Where appending goes on; the index's record of every pack's end.
+    const meta: BatchOp[] = [];
+    for (const pack of named) {
+      if (ends.has(pack)) continue;
+      meta.push({ type: 'del', key: packEndKey(pack) }, { type: 'del', key: packDurableKey(pack) });
+      const lost = bad.filter((b) => b.pack === pack).length;
+      if (lost && !existsSync(join(this.dir, 'packs', packFileName(pack)))) packs.push(`pack ${packFileName(pack)} is missing: ${lost} chunks`);
+    }
+    for (const [pack, end] of ends) {
+      const size = fstatSync(this.fd(pack)).size;
+      // Only the pack appended to is cut: in any other, bytes past its last intact record harm nothing.
+      const cut = pack === current && size > end;
+      if (!cut && size > end) packs.push(`pack ${packFileName(pack)}: its last ${size - end} bytes hold no intact record`);
+      meta.push(u32Put(packEndKey(pack), cut ? end : size), u32Put(packDurableKey(pack), cut ? end : size));
+    }
+    if (current >= 0) meta.push(u32Put(META_CURRENT_PACK, current));
+    else meta.push({ type: 'del', key: META_CURRENT_PACK });
+    await this.batch(meta, { sync: true });
+    if (current >= 0) {
+      const end = ends.get(current)!;
+      const fd = this.fd(current);
+      const size = fstatSync(fd).size;
+      if (size > end) {
+        ftruncateSync(fd, end);
+        fdatasyncSync(fd);
+        packs.push(`pack ${packFileName(current)}: its torn tail of ${size - end} bytes was cut`);
+      }
+      this.committed = { pack: current, end, durable: end };
+    } else this.committed = { pack: -1, end: 0, durable: 0 };
+    const still = await this.hasMany(bad.map((b) => b.id));
+    return { dropped: bad.filter((b) => !still.has(b.id)).map((b) => b.id), recovered, packs };
   }
 
   async close(): Promise<void> {
@@ -541,10 +837,26 @@ export class ChunkStore {
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
     await this.db.close();
+    if (this.indexCopy) rmSync(this.indexCopy, { recursive: true, force: true });
   }
 }
 
 type BatchOp = { type: 'put'; key: Uint8Array; value: Uint8Array } | { type: 'del'; key: Uint8Array };
+
+async function openIndex(location: string): Promise<Level<Uint8Array, Uint8Array>> {
+  const db = new Level<Uint8Array, Uint8Array>(location, { keyEncoding: 'view', valueEncoding: 'view' });
+  await db.open();
+  return db;
+}
+
+/** Why LevelDB would not open the index, as the error a user can act on. */
+function indexError(e: unknown, dir: string): PaqueteError {
+  const cause = (e as { cause?: Error }).cause;
+  const text = String(cause?.message ?? (e as Error).message);
+  if (/No space left/i.test(text)) return diskFull();
+  if (/lock/i.test(text)) return new PaqueteError('LOCKED', 'another paquete command is using this store', 'wait for it to finish');
+  return new PaqueteError('DAMAGED_STORE', `the store index at ${dir} cannot be opened: ${text}`, 'run paquete verify --repair (it rebuilds the index from the packs)');
+}
 
 const diskFull = () => new PaqueteError('DISK_FULL', 'the disk is full', 'free some space and run the same command again; nothing received so far is lost');
 

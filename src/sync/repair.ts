@@ -7,38 +7,49 @@ import { Restorer } from './restorer.js';
 import { cachedLatest } from './catalog.js';
 
 export interface RepairReport {
-  /** Damaged chunks rebuilt from intact files in the working tree. */
+  /** Chunks the store lacked, rebuilt from intact files in the working tree. */
   repaired: number;
   /** Files of the latest snapshot that still lack chunks: the next sync fetches them. */
   refetch: { path: string; bytes: number }[];
-  /** Damaged chunks no file of the latest snapshot uses (nothing to fetch for them). */
+  /** Chunks dropped from the store that no file of the latest snapshot uses (nothing to fetch for them). */
   unused: number;
 }
 
 /**
- * After `verify --repair` dropped damaged chunks from the index: rebuilds each from a file in the
- * tree that still matches its SHA-256 (the chunk's bytes lie at a known offset of it), and lists
- * the files whose chunks must be fetched again.
+ * After the store was mended (ChunkStore.mend dropped what no intact record holds): every chunk
+ * of the latest snapshot the store lacks is rebuilt from a file in the tree that still matches
+ * its SHA-256 (the chunk's bytes lie at a known offset of it); then the files that still lack
+ * chunks are listed: those that used a dropped chunk, and those paquete had placed (tree.json)
+ * that are gone from the tree. Files never wanted are not. The store's index is the mark: the
+ * next sync fetches exactly what these files lack.
  */
-export async function repairFromTree(work: WorkDir, damaged: bigint[]): Promise<RepairReport> {
+export async function repairFromTree(work: WorkDir, dropped: bigint[]): Promise<RepairReport> {
   const latest = cachedLatest(work);
-  if (!latest || damaged.length === 0) return { repaired: 0, refetch: [], unused: damaged.length };
+  if (!latest) return { repaired: 0, refetch: [], unused: dropped.length };
   const { snapshot } = latest;
-  const wanted = new Set(damaged);
-  const restorer = new Restorer(work, snapshot, work.treeState());
+  const id = (i: number) => snapshot.chunks[i].id;
+  const state = work.treeState();
+  const placedBefore = new Set(Object.keys(state.files));
+  const restorer = new Restorer(work, snapshot, state);
+  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const lost = new Set(dropped);
   const used = new Set<bigint>();
+  let repaired = 0;
   for (const f of snapshot.files) {
-    if (!f.chunks.some((i) => wanted.has(snapshot.chunks[i].id))) continue;
-    f.chunks.forEach((i) => wanted.has(snapshot.chunks[i].id) && used.add(snapshot.chunks[i].id));
-    if (!restorer.isInPlace(f)) continue;
+    for (const i of f.chunks) if (lost.has(id(i))) used.add(id(i));
+    if (f.chunks.every((i) => present.has(id(i))) || !restorer.isInPlace(f)) continue;
     const fd = openSync(join(work.root, f.path), 'r');
     try {
       let offset = 0;
       for (const i of f.chunks) {
         const c = snapshot.chunks[i];
-        if (wanted.has(c.id) && !(await work.store.has(c.id))) {
+        if (!present.has(c.id)) {
           const bytes = Buffer.allocUnsafe(c.rawLength);
-          if (readSync(fd, bytes, 0, c.rawLength, offset) === c.rawLength && chunkId(bytes) === c.id) await work.store.add(c.id, bytes);
+          if (readSync(fd, bytes, 0, c.rawLength, offset) === c.rawLength && chunkId(bytes) === c.id) {
+            await work.store.add(c.id, bytes);
+            present.add(c.id);
+            repaired++;
+          }
         }
         offset += c.rawLength;
       }
@@ -47,11 +58,12 @@ export async function repairFromTree(work: WorkDir, damaged: bigint[]): Promise<
     }
   }
   await work.store.flush();
-  const present = await work.store.hasMany([...wanted]);
   const refetch: RepairReport['refetch'] = [];
   for (const f of snapshot.files) {
-    const missing = new Set(f.chunks.filter((i) => wanted.has(snapshot.chunks[i].id) && !present.has(snapshot.chunks[i].id)));
-    if (missing.size) refetch.push({ path: f.path, bytes: [...missing].reduce((n, i) => n + recordLength(snapshot.chunks[i]), 0) });
+    const lacking = new Set(f.chunks.filter((i) => !present.has(id(i))));
+    if (!lacking.size || !(placedBefore.has(f.path) || [...lacking].some((i) => lost.has(id(i))))) continue;
+    refetch.push({ path: f.path, bytes: [...lacking].reduce((n, i) => n + recordLength(snapshot.chunks[i]), 0) });
   }
-  return { repaired: present.size, refetch, unused: damaged.length - used.size };
+  work.saveTreeState(state);
+  return { repaired, refetch, unused: dropped.length - used.size };
 }

@@ -234,8 +234,16 @@ export class Restorer {
     }
     if (outcome.why === 'yours') return this.keep(f.path, outcome.message);
     if (outcome.why === 'failed') {
-      (this.state.failed ??= {})[f.path] = { snapshot: this.snapshotName ?? '', code: outcome.code, message: outcome.message };
-      this.report.failed.push({ path: f.path, code: outcome.code, message: outcome.message });
+      // The store's own copy cannot be read (a pack cut or gone, a record that does not decode):
+      // its chunks are dropped so that the next sync fetches them again. Not a mismatch: that
+      // would count against the publisher.
+      let message = outcome.message;
+      if (outcome.code === 'DAMAGED_PACK' || outcome.code === 'DAMAGED_STORE') {
+        await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
+        message = `the store's copy is damaged (${message}): its chunks will be fetched again by the next sync`;
+      }
+      (this.state.failed ??= {})[f.path] = { snapshot: this.snapshotName ?? '', code: outcome.code, message };
+      this.report.failed.push({ path: f.path, code: outcome.code, message });
       return 'failed';
     }
     return this.mismatch(f, fromPublisher);

@@ -31,19 +31,43 @@ export function acquireLock(path: string, what: string, opts: LockOptions = {}):
     } catch {
       continue; // released meanwhile
     }
-    const holder = parseHolder(owner, opts.host !== undefined);
-    const sameHost = opts.host === undefined || holder.host === opts.host;
-    if (!sameHost || (holder.pid > 0 && holder.pid !== process.pid && alive(holder.pid))) {
-      const on = holder.host !== undefined ? ` on ${holder.host}` : '';
-      throw new PaqueteError(
-        'LOCKED',
-        `${opts.busy ?? 'another paquete command is working here'} (pid ${holder.pid || '?'}${on}: ${holder.what || 'unknown'})`,
-        sameHost ? (opts.hint ?? 'wait for it to finish, or stop it') : `wait for it to finish; if nothing runs on ${holder.host}, delete ${path}`,
-      );
-    }
+    const busy = refusal(path, owner, opts);
+    if (busy) throw busy;
     breakStale(path, owner);
   }
   throw new PaqueteError('LOCKED', `cannot take the lock ${path}`);
+}
+
+/** Why the lock whose file holds `owner` is not stale: LOCKED, or undefined when it is. */
+function refusal(path: string, owner: string, opts: LockOptions): PaqueteError | undefined {
+  const holder = parseHolder(owner, opts.host !== undefined);
+  const sameHost = opts.host === undefined || holder.host === opts.host;
+  if (sameHost && !(holder.pid > 0 && holder.pid !== process.pid && alive(holder.pid))) return undefined;
+  const on = holder.host !== undefined ? ` on ${holder.host}` : '';
+  return new PaqueteError(
+    'LOCKED',
+    `${opts.busy ?? 'another paquete command is working here'} (pid ${holder.pid || '?'}${on}: ${holder.what || 'unknown'})`,
+    sameHost ? (opts.hint ?? 'wait for it to finish, or stop it') : `wait for it to finish; if nothing runs on ${holder.host}, delete ${path}`,
+  );
+}
+
+/** Errors that mean the directory cannot be written at all, so no lock file can be made there. */
+export const isReadOnlyError = (e: unknown): boolean => ['EROFS', 'EACCES', 'EPERM'].includes((e as NodeJS.ErrnoException).code ?? '');
+
+/**
+ * Throws LOCKED when the lock at `path` is held (as acquireLock judges it), reading only: a
+ * read-only command on a directory it cannot write, where no lock file can be made, still
+ * honours a command that holds the lock.
+ */
+export function refuseIfHeld(path: string, opts: LockOptions = {}): void {
+  let owner: string;
+  try {
+    owner = readFileSync(path, 'utf8');
+  } catch {
+    return;
+  }
+  const busy = refusal(path, owner, opts);
+  if (busy) throw busy;
 }
 
 /**

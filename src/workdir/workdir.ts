@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
-import { ChunkStore } from '../store/store.js';
+import { ChunkStore, OpenOptions } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, isReadOnlyError, refuseIfHeld } from './lock.js';
 import { STORE_DIR_NAME } from '../snapshot/paths.js';
 
 /** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
@@ -28,6 +28,17 @@ export interface WorkConfig {
   remotes: RemoteConfig[];
   /** Base64 of the trusted publisher's Ed25519 key. */
   publisher: string;
+}
+
+export interface WorkDirOptions {
+  /**
+   * The command only reads (status, verify, serve): on a directory it cannot write (a read-only
+   * mount, a stick with its lock slider on, files of another user) it runs without the lock
+   * file, still refusing while a command holds the lock, on a read-only store.
+   */
+  readOnlyFallback?: boolean;
+  /** How the store is opened otherwise. */
+  store?: OpenOptions;
 }
 
 /** A file as paquete placed it: any other size or mtime (and other bytes) means the user's. */
@@ -65,6 +76,8 @@ export class WorkDir {
     readonly config: WorkConfig,
     readonly store: ChunkStore,
     private readonly unlock: () => void,
+    /** Opened on a directory it cannot write: nothing is written, caches are not updated. */
+    readonly readOnly = false,
   ) {}
 
   get meta(): string {
@@ -113,7 +126,7 @@ export class WorkDir {
   }
 
   /** Opens the working directory containing `from`, taking its lock for `command`. */
-  static async open(from: string, command: string): Promise<WorkDir> {
+  static async open(from: string, command: string, options: WorkDirOptions = {}): Promise<WorkDir> {
     const root = WorkDir.find(from);
     const meta = join(root, META_DIR);
     let config: WorkConfig;
@@ -122,9 +135,18 @@ export class WorkDir {
     } catch (e) {
       throw new PaqueteError('DAMAGED_STORE', `${join(meta, 'config.json')} is unreadable: ${(e as Error).message}`);
     }
-    const unlock = acquireLock(join(meta, 'lock'), command);
+    let unlock: () => void;
     try {
-      const store = await ChunkStore.open(join(meta, 'store'));
+      unlock = acquireLock(join(meta, 'lock'), command);
+    } catch (e) {
+      if (!isReadOnlyError(e)) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!options.readOnlyFallback) throw new PaqueteError('IO', `${root} cannot be written (${code}); ${command} needs to write there`, 'status, verify (without --repair) and serve work on a read-only directory');
+      refuseIfHeld(join(meta, 'lock'));
+      return new WorkDir(root, config, await ChunkStore.open(join(meta, 'store'), { readOnly: true }), () => {}, true);
+    }
+    try {
+      const store = await ChunkStore.open(join(meta, 'store'), options.store);
       return new WorkDir(root, config, store, unlock);
     } catch (e) {
       unlock();
@@ -146,13 +168,14 @@ export class WorkDir {
   }
 
   writeMeta(name: string, data: Uint8Array | string): void {
+    if (this.readOnly) throw new PaqueteError('IO', `${this.root} cannot be written (read-only); not saving ${name}`);
     writeFileAtomic(this.file(name), data);
   }
 
   /** Where assembled files wait for their checksum before being renamed into place. */
   get tmpDir(): string {
     const t = this.file('tmp');
-    mkdirSync(t, { recursive: true });
+    if (!this.readOnly) mkdirSync(t, { recursive: true });
     return t;
   }
 
@@ -172,6 +195,8 @@ export class WorkDir {
   }
 
   saveTreeState(s: TreeState): void {
+    // Only a cache of what we placed (see treeState): on a read-only directory, files are hashed again next time.
+    if (this.readOnly) return;
     this.writeMeta('tree.json', JSON.stringify(s));
   }
 
