@@ -14,20 +14,36 @@ import { TEMP_FILE } from './tree-writer.js';
 
 const PART = /^frame-([0-9a-f]{16})-(\d+)\.part$/;
 
+/** An update in use and the snapshot its frames yield chunks of. */
+export interface UpdateInUse {
+  head: UpdateHead;
+  snapshot: Snapshot;
+}
+
 /**
  * Deletes what no session will resume (run under the working directory's lock): kept frame
- * prefixes of other updates than `keep` (an older snapshot's, say) and of its frames whose chunks
- * are all in the store already (a kill after the last byte of a frame, before its prefix was
- * deleted), and the temp files of assemblies a kill interrupted.
+ * prefixes of other updates than those in `keep` (an older snapshot's, say) and of their frames
+ * whose chunks are all in the store already (a kill after the last byte of a frame, before its
+ * prefix was deleted), and the temp files of assemblies a kill interrupted.
  */
-export function removeStaleParts(partDir: string, keep: UpdateHead | undefined, present: Set<bigint>, snapshot: Snapshot): void {
-  const frameAt = new Map(keep?.frames.map((f) => [f.offset, f]));
+export function removeStaleParts(partDir: string, keep: UpdateInUse[], present: Set<bigint>): void {
+  const frameAt = new Map<string, { frame: FrameEntry; snapshot: Snapshot }>();
+  for (const k of keep) for (const f of k.head.frames) frameAt.set(`${k.head.framesFile.slice(0, 16)}-${f.offset}`, { frame: f, snapshot: k.snapshot });
   for (const name of readdirSync(partDir)) {
     const m = PART.exec(name);
-    const frame = m && m[1] === keep?.framesFile.slice(0, 16) ? frameAt.get(Number(m[2])) : undefined;
-    const useless = m && (!frame || frame.yields.every((i) => present.has(snapshot.chunks[i]?.id)));
+    const kept = m ? frameAt.get(`${m[1]}-${m[2]}`) : undefined;
+    const useless = m && (!kept || kept.frame.yields.every((i) => present.has(kept.snapshot.chunks[i]?.id)));
     if (useless || TEMP_FILE.test(name)) rmSync(join(partDir, name), { force: true });
   }
+}
+
+/** Whether any frame prefix is kept in `partDir` that belongs to none of `heads`. */
+export function foreignParts(partDir: string, heads: (UpdateHead | undefined)[]): boolean {
+  const ours = new Set(heads.map((h) => h?.framesFile.slice(0, 16)));
+  return readdirSync(partDir).some((name) => {
+    const m = PART.exec(name);
+    return m !== null && !ours.has(m[1]);
+  });
 }
 
 const partPath = (partDir: string, head: UpdateHead, f: number) => join(partDir, `frame-${head.framesFile.slice(0, 16)}-${head.frames[f].offset}.part`);

@@ -168,26 +168,12 @@ function planStream(input: PlanInput): Plan | undefined {
 
   const perRequest = input.requestCost(2 ** 32) - 2 ** 32;
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
-  const ranges: FrameRange[] = [];
-  const cost = () => ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+  const { ranges, cost, prefix } = planFrameStream(frames, budget, requestCost);
+  if (ranges.length === 0) return undefined;
   const arrived = new Set<number>();
   for (const fr of frames) {
-    const joined = appendFrame(ranges, fr);
-    if (cost() <= budget) {
-      fr.yields.forEach((i) => arrived.add(i));
-      continue;
-    }
-    // Only a prefix fits: what the budget leaves, less the header digits a longer range may add.
-    const range = ranges[ranges.length - 1];
-    range.end -= cost() - budget + 16;
-    // What this session adds to the frame (a kept frame is resumed, not fetched again).
-    if (range.end - firstByteOf(fr) < MIN_PREFIX) {
-      if (joined) {
-        range.end = fr.start;
-        range.frames.pop();
-      } else ranges.pop();
-    } else {
-      const share = ((range.end - fr.start) / (fr.end - fr.start)) * PREFIX_CONFIDENCE;
+    if (fr === prefix?.frame) {
+      const share = ((prefix.end - fr.start) / (fr.end - fr.start)) * PREFIX_CONFIDENCE;
       const content = fr.yields.reduce((n, i) => n + snapshot.chunks[i].rawLength, 0);
       let at = 0;
       for (const i of fr.yields) {
@@ -195,10 +181,11 @@ function planStream(input: PlanInput): Plan | undefined {
         if (at > share * content) break;
         arrived.add(i);
       }
+      break;
     }
-    break;
+    if (ranges[ranges.length - 1].end < fr.end) break;
+    fr.yields.forEach((i) => arrived.add(i));
   }
-  if (ranges.length === 0) return undefined;
 
   const files: PlannedFile[] = [];
   let arrivedBytes = 0;
@@ -210,7 +197,36 @@ function planStream(input: PlanInput): Plan | undefined {
     const outcome: FileOutcome = complete.has(file.path) ? 'present' : got === own.length ? 'complete' : got > 0 ? 'partial' : 'waiting';
     files.push({ file, outcome, missingBytes });
   }
-  return { files, ranges: [], frameRanges: ranges, cost: cost(), neededBytes: recordBytes, leftBytes: recordBytes - arrivedBytes };
+  return { files, ranges: [], frameRanges: ranges, cost, neededBytes: recordBytes, leftBytes: recordBytes - arrivedBytes };
+}
+
+/**
+ * Frames in the order they lie, whole while the budget pays for them, then the first bytes of the
+ * next one (at least MIN_PREFIX): the next session resumes it there. Kept prefixes are priced at
+ * what remains. `prefix` names the frame cut short and where its range ends.
+ */
+export function planFrameStream(
+  frames: FrameOption[],
+  budget: number,
+  requestCost: (bodyBytes: number) => number,
+): { ranges: FrameRange[]; cost: number; prefix?: { frame: FrameOption; end: number } } {
+  const ranges: FrameRange[] = [];
+  const cost = () => ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+  for (const fr of [...frames].sort((a, b) => a.start - b.start)) {
+    const joined = appendFrame(ranges, fr);
+    if (cost() <= budget) continue;
+    // Only a prefix fits: what the budget leaves, less the header digits a longer range may add.
+    const range = ranges[ranges.length - 1];
+    range.end -= cost() - budget + 16;
+    // What this session adds to the frame (a kept frame is resumed, not fetched again).
+    if (range.end - firstByteOf(fr) >= MIN_PREFIX) return { ranges, cost: cost(), prefix: { frame: fr, end: range.end } };
+    if (joined) {
+      range.end = fr.start;
+      range.frames.pop();
+    } else ranges.pop();
+    break;
+  }
+  return { ranges, cost: cost() };
 }
 
 function planWith(input: PlanInput, preferFrames: boolean): Plan {

@@ -6,10 +6,11 @@ import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, TreeReport } from './restorer.js';
 import { fetchLatest, Latest } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
-import { fetchFrames, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, usableFrames } from './frames.js';
+import { BaseStream, keptBaseStream } from './base-stream.js';
+import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
 import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
-import { buildRanges, Plan, planSession } from './planner.js';
+import { buildRanges, Plan, planFrameStream, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 
 /**
@@ -132,34 +133,65 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       update = u;
       baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set());
     };
-    const planFor = (source: Source, limit: number, route: Route = { update, baseHeld }) => {
+    const planFor = (source: Source, limit: number, route: Route = { update, baseHeld }, held = present) => {
       const rangesHonoured = source.remote.rangeSupport !== 'no';
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const withFrames = source === main && route.update && rangesHonoured ? route.update : undefined;
       return planSession({
         snapshot,
-        present,
+        present: held,
         complete: new Set([...complete, ...blocked]),
         wants,
         // A server that ignores Range keeps sending after we hang up; keep a margin for that.
         budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
         requestCost: (n) => source.remote.requestCost(packPath, n),
         rangesHonoured,
-        frames: withFrames ? usableFrames(withFrames, snapshot, present, route.baseHeld, keptPrefixes(work.tmpDir, withFrames.head)) : undefined,
+        frames: withFrames ? usableFrames(withFrames, snapshot, held, route.baseHeld, keptPrefixes(work.tmpDir, withFrames.head)) : undefined,
         frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
     const mainLimit = () => (main.free ? Infinity : budget - spent());
     const loaded = from === main ? latest.update : undefined;
+    // An older snapshot's stream a card was cut inside, finished before the delta from it.
+    let baseStream: BaseStream | undefined;
+    const baseStreamPlan = (bs: BaseStream, limit: number) =>
+      planFrameStream(usableFrames(bs.stream, bs.base, present, new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
+        main.remote.requestCost(framesPath(bs.stream.head), n),
+      );
     if (main.remote.rangeSupport === 'no') await useUpdate(undefined);
     else {
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + main.remote.requestCost(packPath, r.end - r.start), 0);
       const best = await cheapestRoute(work, main.remote, latest, loaded, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, opts);
-      await useUpdate(best.update, best.baseHeld);
+      await useUpdate(best.route.update, best.route.baseHeld);
+      if (!wants.length && foreignParts(work.tmpDir, [update?.head])) {
+        const bs = await keptBaseStream(work, main.remote, latest, loaded, mainLimit(), { signal: opts.signal, note: opts.events?.note });
+        if (bs) {
+          // Priced whole like the other routes: the rest of the old stream, then the delta with
+          // every chunk of the old snapshot held.
+          const allOld = new Set(bs.base.chunks.map((c) => c.id));
+          const after = planFor(main, Infinity, { update: bs.delta, baseHeld: allOld }, new Set([...present, ...allOld]));
+          if (baseStreamPlan(bs, Infinity).cost + after.cost < best.cost) {
+            baseStream = bs;
+            await useUpdate(bs.delta);
+          }
+        }
+      }
     }
     let plan = planFor(main, mainLimit());
-    removeStaleParts(work.tmpDir, update?.head, present, snapshot);
+    if (baseStream) {
+      // What the card would do: the old stream first, then the new snapshot with what is left.
+      const first = baseStreamPlan(baseStream, mainLimit());
+      const allOld = new Set(baseStream.base.chunks.map((c) => c.id));
+      const finished = first.prefix === undefined && first.cost === baseStreamPlan(baseStream, Infinity).cost;
+      plan = finished ? planFor(main, mainLimit() - first.cost, { update, baseHeld: allOld }, new Set([...present, ...allOld])) : planFor(main, 0);
+      plan.cost += first.cost;
+    }
+    const inUse = (): UpdateInUse[] => [
+      ...(update ? [{ head: update.head, snapshot }] : []),
+      ...(baseStream ? [{ head: baseStream.stream.head, snapshot: baseStream.base }] : []),
+    ];
+    removeStaleParts(work.tmpDir, inUse(), present);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
     const wantedPaths = new Set(plan.files.map((f) => f.file.path));
@@ -271,6 +303,31 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         result.plan = plan;
       }
       const wireLimit = main.free ? undefined : budget;
+      if (baseStream) {
+        const bs = baseStream;
+        const indexOf = new Map(snapshot.chunks.map((c, i) => [c.id, i]));
+        // The old snapshot's chunks, and those of them the new one has too, as they arrive.
+        const viaIds = (old: number[]) => {
+          const mine: number[] = [];
+          for (const k of old) {
+            const id = bs.base.chunks[k].id;
+            present.add(id);
+            const i = indexOf.get(id);
+            if (i !== undefined) mine.push(i);
+          }
+          onChunks(mine);
+        };
+        try {
+          const ranges = baseStreamPlan(bs, mainLimit()).ranges;
+          await fetchFrames(main.remote, bs.base, bs.stream, ranges, work.store, { signal: opts.signal, onChunks: viaIds, wireLimit, partDir: work.tmpDir, present });
+        } catch (e) {
+          if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
+          opts.events?.note?.(`${(e as Error).message}; the new snapshot comes without it`);
+        }
+        baseHeld = await work.store.hasMany(bs.base.chunks.map((c) => c.id));
+        plan = planFor(main, mainLimit());
+        result.plan = plan;
+      }
       if (update && plan.frameRanges.length) {
         try {
           await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...mainOpts, wireLimit, partDir: work.tmpDir, present });
@@ -290,7 +347,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       await placing;
       work.saveTreeState(state);
       // A frame fetched only up to its last missing chunk keeps a prefix no session will resume.
-      removeStaleParts(work.tmpDir, update?.head, present, snapshot);
+      removeStaleParts(work.tmpDir, inUse(), present);
     }
     if (placeError !== undefined) throw placeError;
 
@@ -344,7 +401,7 @@ async function cheapestRoute(
   recordsCost: (p: Plan) => number,
   limit: () => number,
   opts: SyncOptions,
-): Promise<Route> {
+): Promise<{ route: Route; cost: number }> {
   let best: Route = { update: undefined, baseHeld: new Set() };
   let bestPlan = fullPlan(best);
   const consider = (route: Route) => {
@@ -377,7 +434,7 @@ async function cheapestRoute(
       opts.events?.note?.(`update ${c.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
     }
   }
-  return best;
+  return { route: best, cost: bestPlan.cost };
 }
 
 /**
