@@ -347,4 +347,21 @@ describe('key rotation', () => {
     assert.match(oldPublish.stderr, /is published with key .*, not with yours/);
     await paquete(['sync', '-C', 'w'], dir);
   });
+  test('a friend\'s bundle carries the rotation to a directory still trusting the old key', async () => {
+    await paquete(['have', '-C', 'w3', '--out', join(dir, 'w3.have')], dir);
+    await paquete(['export', '-C', 'w', '--for', join(dir, 'w3.have'), '--to', join(dir, 'w3.pqb')], dir);
+    const r = await paquete(['import', '-C', 'w3', join(dir, 'w3.pqb')], dir);
+    assert.doesNotMatch(r.stdout + r.stderr, /ignored|refused/, r.stdout + r.stderr);
+    assert.equal(JSON.parse(readFileSync(join(dir, 'w3/.paquete/config.json'), 'utf8')).publisher, b64('new.key'));
+    assert.equal(readFileSync(join(dir, 'w3/site/b.txt'), 'utf8'), 'two\n');
+    // And a bundle for a publisher the trusted key never rotated to is still ignored.
+    const stranger = await tmpDir('paquete-stranger-');
+    writeTree(join(stranger, 'site'), { 'x.txt': 'x\n' });
+    await paquete(['publish', 'site', '--to', 'remote', '--key', join(dir, 'evil.key')], stranger);
+    await paquete(['init', 'remote', 'e', '--trust', join(dir, 'evil.key.pub')], stranger);
+    await paquete(['sync', '-C', 'e'], stranger);
+    await paquete(['export', '-C', 'e', '--to', join(stranger, 'e.pqb')], stranger);
+    const foreign = await paquete(['import', '-C', 'w3', join(stranger, 'e.pqb')], dir, null);
+    assert.match(foreign.stdout + foreign.stderr, /made for the publisher .* but this directory trusts .*: ignored/);
+  });
 });

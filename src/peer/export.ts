@@ -14,6 +14,7 @@ import {
 } from './bundle.js';
 import { HaveSummary, haveHas } from './have.js';
 import { requireLatest } from './local.js';
+import { rotatedTo } from '../snapshot/rotation.js';
 
 export interface ExportOptions {
   /** The friend's have-summary; without it, everything the wanted files need. */
@@ -62,7 +63,8 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
   const latest = requireLatest(work, 'there is nothing to export');
   const { snapshot, entry, manifest } = latest;
   const have = opts.have;
-  if (have && Buffer.compare(have.publisher, manifest.publisher.raw) !== 0) {
+  // The friend's key, or one that rotated to ours (their import follows the statement).
+  if (have && Buffer.compare(have.publisher, manifest.publisher.raw) !== 0 && !rotatedTo(manifest, have.publisher)) {
     throw new PaqueteError(
       'UNTRUSTED_KEY',
       `the have-summary comes from a directory that trusts ${fingerprint(publicKeyFromRaw(have.publisher))}; this one trusts ${fingerprint(manifest.publisher)}`,

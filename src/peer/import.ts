@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { chunkId, idToHex } from '../chunk/index.js';
 import { isPaqueteError, PaqueteError } from '../errors.js';
 import { fingerprint, publicKeyFromRaw } from '../snapshot/keys.js';
+import { rotatedTo } from '../snapshot/rotation.js';
 import { checkSnapshotBytes, decodeManifest, latestSnapshot, Manifest, sameManifest } from '../snapshot/manifest.js';
 import { decodeSnapshot } from '../snapshot/snapshot.js';
 import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE } from '../store/pack.js';
@@ -109,7 +110,8 @@ export async function importBundles(work: WorkDir, paths: string[], opts: Import
       for (const m of b.report.missing) {
         problem(name, `volume ${m.volume} of ${b.report.volumes} is missing (${m.chunks} chunks, ${formatSize(m.bytes)}); import it when you have it`);
       }
-      if (Buffer.compare(b.first.publisher, trustedKey) !== 0) {
+      // Another key: only one the trusted key rotated to, as the bundle's signed manifest shows.
+      if (Buffer.compare(b.first.publisher, trustedKey) !== 0 && !rotatedTo(bundleManifest(b), trustedKey)) {
         problem(name, `made for the publisher ${fingerprint(publicKeyFromRaw(b.first.publisher))}, but this directory trusts ${fingerprint(publicKeyFromRaw(trustedKey))}: ignored`);
         b.report.manifest = 'refused';
         continue;
@@ -255,23 +257,28 @@ function openVolumes(
  * latest snapshot index is at hand (in the bundle or cached) and sound; then caches the bundle's
  * snapshot indexes that the trusted manifest names.
  */
-function adoptManifest(work: WorkDir, b: Bundle, problem: (where: string, message: string) => void): void {
+/** The first intact manifest among a bundle's volumes (each damaged one reported, if asked). */
+function bundleManifest(b: Bundle, problem?: (where: string, message: string) => void): Manifest | undefined {
   const name = `bundle ${b.id.slice(0, 8)}`;
-  const vols = [...b.volumes.values()].sort((x, y) => x.head.volume - y.head.volume);
-  let manifest: Manifest | undefined;
-  for (const v of vols) {
+  for (const v of [...b.volumes.values()].sort((x, y) => x.head.volume - y.head.volume)) {
     const i = v.head.items.findIndex((it) => it.kind === ItemKind.Manifest);
     if (i < 0) continue;
     const bytes = readItem(v, i);
     if (!bytes) continue;
     try {
-      manifest = decodeManifest(bytes, `${name} volume ${v.head.volume}`);
-      break;
+      return decodeManifest(bytes, `${name} volume ${v.head.volume}`);
     } catch (e) {
       if (!isPaqueteError(e)) throw e;
-      problem(`${name} volume ${v.head.volume}`, e.message);
+      problem?.(`${name} volume ${v.head.volume}`, e.message);
     }
   }
+  return undefined;
+}
+
+function adoptManifest(work: WorkDir, b: Bundle, problem: (where: string, message: string) => void): void {
+  const name = `bundle ${b.id.slice(0, 8)}`;
+  const vols = [...b.volumes.values()].sort((x, y) => x.head.volume - y.head.volume);
+  const manifest = bundleManifest(b, problem);
   // Every snapshot index the bundle carries, first intact copy of each (checked against a
   // manifest entry below: until then these are just bytes).
   const carried = new Map<string, Uint8Array[]>();

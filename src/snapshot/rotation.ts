@@ -54,3 +54,14 @@ export function rotationPath(body: ManifestBody, trusted: PublicKey, where: stri
     'if the publisher really changed keys without a rotation, run paquete init again with --trust NEWKEY.pub',
   );
 }
+
+/** Whether `manifest` is signed by a key that `trusted` rotated to (through its statements). */
+export function rotatedTo(manifest: { body: ManifestBody } | undefined, trusted: Uint8Array): boolean {
+  if (!manifest) return false;
+  try {
+    return rotationPath(manifest.body, publicKeyFromRaw(trusted), 'the manifest').length > 0;
+  } catch (e) {
+    if (e instanceof PaqueteError) return false;
+    throw e;
+  }
+}
