@@ -492,7 +492,8 @@ export class ChunkStore {
     for (const [pack, size] of short) {
       const name = packFileName(pack);
       const what = size === 0 && !existsSync(join(this.dir, 'packs', name)) ? `pack ${name} is missing` : `pack ${name} is cut short ${size ? `at ${size} bytes` : 'inside its header'}`;
-      this.mended.push(`${what}: ${lost.get(pack) ?? 0} chunks dropped from the index, to be fetched again`);
+      // A pack gone with no entry left in it is only a stale record of its end (gc before it kept those).
+      if (lost.get(pack) || size > 0) this.mended.push(`${what}: ${lost.get(pack) ?? 0} chunks dropped from the index, to be fetched again`);
       if (size === 0) {
         const fd = this.fds.get(pack);
         if (fd !== undefined) closeSync(fd);
