@@ -2,8 +2,9 @@
  * Typed errors with stable codes. The CLI maps each to one line and one exit code, so no stack
  * trace reaches a user. Exit codes are the contract in DESIGN.md.
  */
-export const EXIT = { ok: 0, error: 1, usage: 2, budget: 3, network: 4 } as const;
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+export const EXIT = { ok: 0, error: 1, usage: 2, budget: 3, network: 4, interrupted: 130 } as const;
+/** 130 is SIGINT's (128 + 2), the shell's convention; SIGTERM gives 143 (exitForSignal). */
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT] | 143;
 
 export type ErrorCode =
   | 'USAGE'
@@ -30,6 +31,8 @@ export type ErrorCode =
   | 'DISK_FULL'
   | 'INTERRUPTED'
   | 'IO'
+  /** A failure paquete did not foresee (a bug): reported in one line, the stack with PAQUETE_DEBUG=1. */
+  | 'INTERNAL'
   /** A command that needs a snapshot (seed, export) in a directory that has none yet. */
   | 'NO_SNAPSHOT';
 
@@ -54,8 +57,9 @@ const exitFor: Record<ErrorCode, ExitCode> = {
   REMOTE_CHANGED: EXIT.network,
   BUDGET: EXIT.budget,
   DISK_FULL: EXIT.error,
-  INTERRUPTED: EXIT.error,
+  INTERRUPTED: EXIT.interrupted,
   IO: EXIT.error,
+  INTERNAL: EXIT.error,
   NO_SNAPSHOT: EXIT.error,
 };
 

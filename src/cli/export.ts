@@ -4,8 +4,8 @@ import { resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { exportBundle, ExportResult } from '../peer/export.js';
 import { decodeHave, HaveSummary } from '../peer/have.js';
-import { formatSize, parseSize } from '../util/size.js';
-import { baseDir, GlobalArgs, withWorkDir } from './common.js';
+import { formatSize } from '../util/size.js';
+import { baseDir, GlobalArgs, sizeOption, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { Progress } from './progress.js';
 
@@ -13,7 +13,7 @@ interface Args extends GlobalArgs {
   for?: string;
   to: string;
   want?: string[];
-  'max-size'?: string;
+  'max-size'?: number;
 }
 
 export const exportCommand = {
@@ -24,7 +24,7 @@ export const exportCommand = {
       .option('for', { type: 'string', describe: "the friend's have-summary (paquete have --out FILE); without it, everything the snapshot needs" })
       .option('to', { type: 'string', demandOption: true, describe: 'a directory for the volumes, or FILE.pqb' })
       .option('want', { type: 'string', array: true, describe: 'globs of paths or source names to include, in priority order (default: all)' })
-      .option('max-size', { type: 'string', describe: 'largest volume (default 4GiB minus one byte, the FAT32 limit)' })
+      .option('max-size', { type: 'string', coerce: sizeOption('--max-size', 1), describe: 'largest volume (default 4GiB minus one byte, the FAT32 limit)' })
       .example('$0 export --for have.pq --to /media/stick/', "what the friend's store lacks for the latest snapshot")
       .example('$0 export --to /media/stick/docs.pqb --want "py312/**" --max-size 700MB', 'the py312 docs, whole, in volumes of at most 700 MB'),
   handler: async (argv: Args) => {
@@ -40,7 +40,6 @@ export const exportCommand = {
       }
       have = decodeHave(bytes);
     }
-    const maxSize = argv['max-size'] !== undefined ? parseSize(argv['max-size']) : undefined;
     const progress = new Progress('export', !argv.quiet && !argv.json);
     try {
       const r = await withWorkDir(argv, 'export', (work) =>
@@ -48,7 +47,7 @@ export const exportCommand = {
           have,
           to: resolve(base, argv.to),
           wants: argv.want ?? [],
-          maxSize,
+          maxSize: argv['max-size'],
           onProgress: (() => {
             let volumes = -1;
             return (done: number, total: number, volumesDone: number) => {

@@ -42,7 +42,6 @@ export const importCommand = {
       });
       progress.stop();
       report(r);
-      process.exitCode = r.problems.length || r.placement?.tree.failed.length ? EXIT.error : EXIT.ok;
     } finally {
       progress.stop();
     }
@@ -59,7 +58,7 @@ function report(r: ImportResult): void {
     );
   }
   for (const n of r.notes) out.line(`note: ${n}`);
-  for (const p of r.problems) out.result(`problem: ${p.where}: ${p.message}`);
+  for (const p of r.problems) out.answer(`problem: ${p.where}: ${p.message}`);
   out.result(
     `imported ${r.imported.chunks} chunks (${formatSize(r.imported.bytes)}); ${r.alreadyHad} already here` +
       (r.rejected ? `; ${r.rejected} rejected` : '') +
@@ -76,5 +75,5 @@ function report(r: ImportResult): void {
     if (p.failed.length) out.warn(`${p.failed.length} files did not match their checksum; their chunks were dropped: ${p.failed.slice(0, 3).join(', ')}`);
     printNotPlaced(p.tree);
   } else out.result('no snapshot yet: nothing to place');
-  out.emitJson(r);
+  out.emitJson(r, r.problems.length || r.placement?.tree.failed.length ? EXIT.error : EXIT.ok);
 }

@@ -2,7 +2,7 @@ import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { isPaqueteError, PaqueteError } from '../errors.js';
-import { normalizeLocation, openRemote } from '../remote/open.js';
+import { isHttpUrl, normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -40,12 +40,23 @@ export const initCommand = {
     const keep = { keepExisting: argv['keep-existing'] };
     // Refused before the network is asked anything: the answer would not change it.
     WorkDir.checkCreatable(root, keep);
-    const remote = await openRemote(location);
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(argv.url);
+    if (scheme && !isHttpUrl(argv.url)) {
+      throw new PaqueteError('USAGE', `paquete cannot read ${scheme[1]}:// remotes: ${argv.url}`, 'give an http:// or https:// URL, or a local path');
+    }
+    if (isHttpUrl(location)) out.progress(`contacting ${location} …`);
+    // One retry, not a sync's five with growing pauses (31 s of silence on a wrong URL): init
+    // has nothing to resume, and running it again costs the same.
+    const remote = await openRemote(location, {
+      retries: 1,
+      onRetry: (info) => out.warn(`link trouble (${info.error.message}); trying again in ${(info.delayMs / 1000).toFixed(1)} s`),
+    });
     let manifest;
     let etag: string | undefined;
     try {
       manifest = decodeManifest(await remote.get(MANIFEST_PATH, { onEtag: (e) => (etag = e) }), location);
-    } catch (e) {
+    } catch (e0) {
+      const e = initError(e0, location);
       // Never online (a friend's stick is all there is): the trusted key is all a directory
       // needs; the first sync or `paquete import` brings the manifest.
       if (!trusted || !isPaqueteError(e) || !['NETWORK', 'CAPTIVE_PORTAL'].includes(e.code)) throw e;
@@ -92,6 +103,12 @@ export const initCommand = {
     out.emitJson({ root, location, publisher: fingerprint(manifest.publisher), pinned: !trusted });
   },
 };
+
+/** Init has no progress to keep: a network failure says so, with what to check. */
+function initError(e: unknown, location: string): unknown {
+  if (!isPaqueteError(e) || e.code !== 'NETWORK') return e;
+  return new PaqueteError('NETWORK', e.message, `nothing was created; check the address ${location} and that this machine is online, then run paquete init again`);
+}
 
 function readTrust(path: string): string {
   try {

@@ -7,9 +7,9 @@ import { DEFAULT_PARAMS, validateParams } from '../chunk/params.js';
 import { publish } from '../publish/publisher.js';
 import { fingerprint, generateKeys, parseSecretKey } from '../snapshot/keys.js';
 import { parseSourceSpec } from '../sources/spec.js';
-import { formatSize, parseSize } from '../util/size.js';
+import { formatSize } from '../util/size.js';
 import { parseDuration } from '../util/duration.js';
-import { baseDir, GlobalArgs } from './common.js';
+import { baseDir, GlobalArgs, sizeOption } from './common.js';
 import { out } from './output.js';
 import { Progress } from './progress.js';
 
@@ -17,7 +17,7 @@ interface Args extends GlobalArgs {
   sources?: string[];
   to: string;
   key?: string;
-  'avg-chunk'?: string;
+  'avg-chunk'?: number;
   level: number;
   'updates-from': number;
   solid: boolean;
@@ -34,7 +34,7 @@ export const publishCommand = {
       .positional('sources', { type: 'string', array: true, describe: '[KIND:][NAME=]PATH, KIND one of tree (default), pypi, git, docs; none: sign the same snapshots again with a fresh expiry' })
       .option('to', { type: 'string', demandOption: true, describe: 'remote directory to publish into' })
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
-      .option('avg-chunk', { type: 'string', describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
+      .option('avg-chunk', { type: 'string', coerce: sizeOption('--avg-chunk', 1), describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
       .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
       .option('expires', { type: 'string', default: '30d', describe: 'how long clients may sync to this manifest (12h, 30d, 2w); publish again, with or without sources, before then' })
@@ -57,7 +57,7 @@ export const publishCommand = {
     });
     let params;
     if (argv['avg-chunk']) {
-      const avg = parseSize(argv['avg-chunk']);
+      const avg = argv['avg-chunk'];
       params = { minSize: avg / 4, avgSize: avg, maxSize: avg * 8 };
       try {
         validateParams(params);

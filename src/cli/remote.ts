@@ -43,8 +43,8 @@ export const remoteCommand = {
         }
         work.saveConfig();
       }
-      for (const r of remotes) out.result(`${isFreeRemote(r) ? 'free' : 'paid'}  ${r.location}`);
-      out.emitJson(remotes.map((r) => ({ location: r.location, free: isFreeRemote(r) })));
+      for (const r of remotes) out.answer(`${isFreeRemote(r) ? 'free' : 'paid'}  ${r.location}`);
+      out.emitJson({ remotes: remotes.map((r) => ({ location: r.location, free: isFreeRemote(r) })) });
     });
   },
 };

@@ -2,6 +2,7 @@ import type { Argv } from 'yargs';
 import { PaqueteError } from '../errors.js';
 import { startServer } from '../serve/server.js';
 import { GlobalArgs, withWorkDir } from './common.js';
+import { interruptSignal } from './interrupt.js';
 import { out } from './output.js';
 
 interface Args extends GlobalArgs {
@@ -31,16 +32,16 @@ export const serveCommand = {
         if (code === 'EADDRNOTAVAIL' || code === 'EACCES') throw new PaqueteError('USAGE', `cannot listen on ${argv.host}:${port} (${code})`);
         throw e;
       }
-      out.result(`serving ${work.root} at ${server.url}/`);
+      out.answer(`serving ${work.root} at ${server.url}/`);
       out.line(`  pip install --index-url ${server.url}/simple/ NAME`);
       out.line(`  paquete init ${server.url}/remote/ DIR      (a friend on the LAN: use --host 0.0.0.0)`);
       out.line('  Ctrl-C to stop');
       out.emitJson({ url: `${server.url}/`, port: server.port, root: work.root });
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      // Ctrl-C or SIGTERM is how serve is stopped: it closes and exits 0 (src/cli/interrupt.ts).
+      const stop = interruptSignal();
+      await new Promise<void>((resolve) => (stop.aborted ? resolve() : stop.addEventListener('abort', () => resolve(), { once: true })));
       await server.close();
+      process.exitCode = 0;
     }, { readOnlyFallback: true });
   },
 };

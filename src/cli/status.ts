@@ -23,25 +23,27 @@ export const statusCommand = {
     await withWorkDir(argv, 'status', async (work) => {
       const latest = cachedLatest(work);
       const storeSize = await work.store.count();
+      const remote = work.config.remotes[0].location;
+      const remotes = work.config.remotes.map((r) => r.location);
       if (!latest) {
-        out.result(`${work.root}: nothing synced yet from ${work.config.remotes[0].location}; run paquete sync`);
-        out.emitJson({ root: work.root, synced: false, store: storeSize });
+        out.answer(`${work.root}: nothing synced yet from ${remote}; run paquete sync`);
+        out.emitJson({ root: work.root, remote, remotes, synced: false, store: storeSize });
         return;
       }
       const { snapshot, entry, manifest } = latest;
       const { sources: all, total, notPlaced } = await assessCompleteness(work, snapshot);
-      out.result(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${work.config.remotes[0].location}`);
+      out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);
       if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);
       for (const r of all) {
-        out.result(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${state(r)}`);
+        out.answer(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${state(r)}`);
       }
-      out.result(
+      out.answer(
         `total: ${total.complete}/${total.files} files complete; ${total.missingBytes ? `${formatSize(total.missingBytes)} still to fetch` : 'nothing to fetch'}` +
           `${total.notPlaced ? `; ${total.notPlaced} not placed (below)` : ''}; store holds ${storeSize.chunks} chunks, ${formatSize(storeSize.bytes)}`,
       );
       printNotPlaced(notPlaced, [], false);
-      out.emitJson({ root: work.root, synced: true, snapshot: entry.name, serial: manifest.body.serial, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
+      out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
     }, { readOnlyFallback: true });
   },
 };

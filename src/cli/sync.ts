@@ -2,17 +2,22 @@ import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT, PaqueteError } from '../errors.js';
+import type { Plan, PlannedFile } from '../sync/planner.js';
 import { runSync, SyncResult } from '../sync/session.js';
-import { formatSize, parseSize } from '../util/size.js';
-import { baseDir, GlobalArgs, withWorkDir } from './common.js';
+import { SOURCE_KINDS } from '../sources/spec.js';
+import { globToRegExp } from '../util/glob.js';
+import { formatSize } from '../util/size.js';
+import { baseDir, GlobalArgs, sizeOption, withWorkDir } from './common.js';
+import { interruptSignal } from './interrupt.js';
 import { out } from './output.js';
 import { printNotPlaced } from './tree-report.js';
 import { Progress } from './progress.js';
 
 interface Args extends GlobalArgs {
-  budget?: string;
+  budget?: number;
   want?: string[];
   'dry-run'?: boolean;
+  list?: boolean;
   requirement?: string[];
   python?: string;
   platform?: string;
@@ -25,9 +30,10 @@ export const syncCommand = {
   describe: 'Bring the latest snapshot in, fetching only missing chunks, within a budget',
   builder: (y: Argv) =>
     y
-      .option('budget', { type: 'string', describe: 'most bytes to put on the wire (300MB, 300MiB, 1.5GB), headers included' })
+      .option('budget', { type: 'string', coerce: sizeOption('--budget', 1), describe: 'most bytes to put on the wire (300MB, 300MiB, 1.5GB), headers included' })
       .option('want', { type: 'string', array: true, describe: 'globs of paths or source names to bring first, in priority order' })
-      .option('dry-run', { type: 'boolean', describe: 'print the plan; spend only the bytes of the index' })
+      .option('dry-run', { type: 'boolean', describe: 'print the plan, a summary per source; spend only the bytes of the index' })
+      .option('list', { type: 'boolean', describe: 'with --dry-run: every file of the plan, not only the summary per source' })
       .option('requirement', { alias: 'r', type: 'string', array: true, describe: 'a requirements file: each line is wanted as pypi:LINE' })
       .option('python', { type: 'string', describe: 'Python version that pypi: wants resolve for (default: this machine\'s python3)' })
       .option('platform', { type: 'string', describe: 'wheel platform tag that pypi: wants resolve for (manylinux_2_28_x86_64, win_amd64, …)' })
@@ -38,11 +44,8 @@ export const syncCommand = {
       .example('$0 sync --budget 300MB', 'spend at most 300 MB; finish whole files first; exit 3 if the budget stopped it')
       .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
   handler: async (argv: Args) => {
-    const budget = argv.budget !== undefined ? parseSize(argv.budget) : undefined;
-    const abort = new AbortController();
-    const onSignal = () => abort.abort();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const budget = argv.budget;
+    const wants = [...(argv.want ?? []), ...readRequirements((argv.requirement ?? []).map((f) => resolve(baseDir(argv), f)))];
     const progress = new Progress('sync', !argv.quiet && !argv.json);
     progress.budget(budget);
     progress.status('contacting the mirror…');
@@ -50,14 +53,17 @@ export const syncCommand = {
       const result = await withWorkDir(argv, 'sync', (work) =>
         runSync(work, {
           budget,
-          wants: [...(argv.want ?? []), ...readRequirements((argv.requirement ?? []).map((f) => resolve(baseDir(argv), f)))],
+          wants,
           pypi: { python: argv.python, platform: argv.platform },
           dryRun: argv['dry-run'],
           allowExpired: argv['allow-expired'],
           overwrite: argv.overwrite,
-          signal: abort.signal,
+          signal: interruptSignal(),
           events: {
             planned: (plan, spent) => {
+              // Before any byte of content: a want that matches nothing is a typo to fix, not a
+              // session to pay for.
+              checkWants(wants, plan);
               if (argv['dry-run']) return;
               progress.status(plan.cost > 0 ? 'fetching' : 'placing');
               progress.begin(spent + plan.cost, 'files', plan.files.filter((f) => f.outcome === 'complete').length, budget);
@@ -74,31 +80,80 @@ export const syncCommand = {
         }),
       );
       progress.stop();
-      report(result, budget);
-      process.exitCode = result.completeFiles === result.wantedFiles || result.dryRun ? EXIT.ok : result.stoppedByBudget ? EXIT.budget : EXIT.error;
+      report(result, budget, !!argv.list);
     } finally {
       progress.stop();
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
     }
   },
 };
 
+/**
+ * Every `--want` must match at least one file of the snapshot: a path glob or a source name
+ * (`docs:NAME` as NAME), checked against the plan's files, which are exactly the files the
+ * wants matched. `pypi:` requirements resolve through their metadata (src/sync/wants.ts, which
+ * warns of each one it cannot satisfy); only when nothing at all is wanted are they an error here.
+ */
+function checkWants(wants: string[], plan: Plan): void {
+  if (wants.length === 0) return;
+  const kinds = SOURCE_KINDS as readonly string[];
+  const hint = 'paquete status lists the sources; a glob is a path like "site/docs/**" (quote it)';
+  if (plan.files.length === 0) {
+    throw new PaqueteError('USAGE', `nothing in the snapshot matches ${wants.map((w) => `--want ${w}`).join(' ')}`, hint);
+  }
+  for (const w of wants) {
+    const m = /^([a-z]+):(.+)$/s.exec(w);
+    if (m && m[1] === 'pypi') continue;
+    const glob = m && kinds.includes(m[1]) ? m[2] : w;
+    const re = globToRegExp(glob);
+    if (!plan.files.some((f) => re.test(f.file.path))) throw new PaqueteError('USAGE', `--want ${w} matches no file of the snapshot`, hint);
+  }
+}
+
 const requests = (r: SyncResult) => r.plan.ranges.length + r.plan.frameRanges.length;
 const framesNote = (r: SyncResult) => (r.plan.frameRanges.length ? ` (${r.plan.frameRanges.reduce((n, f) => n + f.frames.length, 0)} compressed frames)` : '');
 
-function report(r: SyncResult, budget: number | undefined): void {
+/** The exit code of a finished session, as the contract has it (DESIGN.md, docs/GUIDE.md). */
+function exitOf(r: SyncResult): number {
+  if (r.dryRun || r.completeFiles === r.wantedFiles) return EXIT.ok;
+  return r.stoppedByBudget ? EXIT.budget : EXIT.error;
+}
+
+/** The plan's files per source (a path's first part), for the dry run's summary. */
+function bySource(files: PlannedFile[]): Map<string, PlannedFile[]> {
+  const groups = new Map<string, PlannedFile[]>();
+  for (const f of files) {
+    const name = f.file.path.split('/')[0];
+    groups.set(name, [...(groups.get(name) ?? []), f]);
+  }
+  return new Map([...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function report(r: SyncResult, budget: number | undefined, list: boolean): void {
   const b = budget !== undefined ? ` of ${formatSize(budget)} budget` : '';
+  const count = (files: PlannedFile[], o: string) => files.filter((f) => f.outcome === o);
   if (r.dryRun) {
-    const byOutcome = (o: string) => r.plan.files.filter((f) => f.outcome === o);
     out.result(`plan for snapshot ${r.snapshot.slice(0, 12)} (index cost ${formatSize(r.spent)}):`);
-    for (const f of byOutcome('complete')) out.result(`  complete  ${f.file.path}  ${formatSize(f.missingBytes)}`);
-    for (const f of byOutcome('partial')) out.result(`  advance   ${f.file.path}  ${formatSize(f.missingBytes)} missing`);
+    const width = Math.max(...[...bySource(r.plan.files).keys()].map((k) => k.length), 6);
+    for (const [name, files] of bySource(r.plan.files)) {
+      const done = count(files, 'complete');
+      const partial = count(files, 'partial');
+      const waiting = count(files, 'waiting');
+      const here = count(files, 'present');
+      const fetch = [...done, ...partial].reduce((n, f) => n + f.missingBytes, 0);
+      out.result(
+        `  ${name.padEnd(width)}  ${`${done.length} to complete`.padStart(15)}, ${partial.length} to advance, ${waiting.length} left, ${here.length} already here` +
+          (fetch ? `  (${formatSize(fetch)} of records)` : ''),
+      );
+      if (!list) continue;
+      for (const f of done) out.result(`    complete  ${f.file.path}  ${formatSize(f.missingBytes)}`);
+      for (const f of partial) out.result(`    advance   ${f.file.path}  ${formatSize(f.missingBytes)} missing`);
+    }
     out.result(
       `would fetch ${formatSize(r.plan.cost)} in ${requests(r)} requests${framesNote(r)}${b}; ` +
-        `${byOutcome('complete').length} files complete, ${byOutcome('present').length} already here, ` +
-        `${byOutcome('waiting').length + byOutcome('partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
+        `${count(r.plan.files, 'complete').length} files complete, ${count(r.plan.files, 'present').length} already here, ` +
+        `${count(r.plan.files, 'waiting').length + count(r.plan.files, 'partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
     );
+    if (!list && r.plan.files.length) out.line('(--list shows every file)');
   } else {
     out.result(
       `synced snapshot ${r.snapshot.slice(0, 12)}: spent ${formatSize(r.spent)}${b}; ` +
@@ -106,33 +161,41 @@ function report(r: SyncResult, budget: number | undefined): void {
         (r.removed.length ? `, ${r.removed.length} removed` : '') +
         (r.leftBytes ? `; ${formatSize(r.leftBytes)} still needed` : ''),
     );
+    if (r.stoppedByBudget && r.placed.length === 0) {
+      // Nothing completed: say what the next file needs, so the user knows what budget would do.
+      const cheapest = Math.min(...r.plan.files.filter((f) => f.outcome !== 'present').map((f) => f.missingBytes));
+      out.result(`the budget was too small to complete any file (the cheapest needs ${formatSize(cheapest)} more); what was fetched is kept`);
+    }
     if (r.stoppedByBudget) out.result('stopped by the budget; everything fetched is kept. Run paquete sync again with more budget to go on.');
     if (r.failed.length) out.warn(`${r.failed.length} files failed their checksum and will be fetched again: ${r.failed.slice(0, 3).join(', ')}`);
     printNotPlaced(r.tree, r.withheld);
   }
-  out.emitJson({
-    snapshot: r.snapshot,
-    serial: r.serial,
-    dryRun: r.dryRun,
-    spent: r.spent,
-    read: r.read,
-    budget: budget ?? null,
-    plannedCost: r.plan.cost,
-    requests: requests(r),
-    frameRequests: r.plan.frameRanges.length,
-    completeFiles: r.completeFiles,
-    wantedFiles: r.wantedFiles,
-    placed: r.placed,
-    failed: r.failed,
-    removed: r.removed,
-    kept: r.tree.kept,
-    notPlaced: r.tree.failed,
-    inconsistent: r.tree.inconsistent,
-    withheld: r.withheld,
-    leftBytes: r.leftBytes,
-    stoppedByBudget: r.stoppedByBudget,
-    plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),
-  });
+  out.emitJson(
+    {
+      snapshot: r.snapshot,
+      serial: r.serial,
+      dryRun: r.dryRun,
+      spent: r.spent,
+      read: r.read,
+      budget: budget ?? null,
+      plannedCost: r.plan.cost,
+      requests: requests(r),
+      frameRequests: r.plan.frameRanges.length,
+      completeFiles: r.completeFiles,
+      wantedFiles: r.wantedFiles,
+      placed: r.placed,
+      failed: r.failed,
+      removed: r.removed,
+      kept: r.tree.kept,
+      notPlaced: r.tree.failed,
+      inconsistent: r.tree.inconsistent,
+      withheld: r.withheld,
+      leftBytes: r.leftBytes,
+      stoppedByBudget: r.stoppedByBudget,
+      plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),
+    },
+    exitOf(r),
+  );
 }
 
 /** `-r FILE`: requirement lines as pypi: wants (comments, blank lines and pip options skipped). */

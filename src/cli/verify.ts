@@ -37,12 +37,11 @@ export const verifyCommand = {
     }
     await withWorkDir(argv, 'verify', async (work) => {
       const r = await work.store.verify(false);
-      for (const p of r.problems.slice(0, SHOWN)) out.result(`damaged: ${describe(p)}`);
-      if (r.problems.length > SHOWN) out.result(`… and ${r.problems.length - SHOWN} more (see --json)`);
+      for (const p of r.problems.slice(0, SHOWN)) out.answer(`damaged: ${describe(p)}`);
+      if (r.problems.length > SHOWN) out.answer(`… and ${r.problems.length - SHOWN} more (see --json)`);
       if (r.problems.length === 0) out.result(`store ok: ${r.checked} chunks checked${work.readOnly ? ' (read-only directory)' : ''}`);
       else out.result(`${r.problems.length} problems in ${r.checked} chunks; run paquete verify --repair, then paquete sync`);
-      out.emitJson({ checked: r.checked, problems: r.problems, removed: 0 });
-      process.exitCode = r.problems.length ? EXIT.error : EXIT.ok;
+      out.emitJson({ checked: r.checked, problems: r.problems, removed: 0 }, r.problems.length ? EXIT.error : EXIT.ok);
     }, { readOnlyFallback: true });
   },
 };

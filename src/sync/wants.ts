@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isPaqueteError } from '../errors.js';
+import { isPaqueteError, PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
@@ -56,7 +56,10 @@ export async function expandWants(wants: string[], ctx: ExpandContext): Promise<
       continue;
     }
     const src = ctx.snapshot.sources.find((s) => s.name === rest);
-    if (!src || src.kind !== kind) ctx.onNote?.(`the mirror has no ${kind} source named ${rest}`);
+    if (!src || src.kind !== kind) {
+      const other = ctx.snapshot.sources.find((s) => s.name === rest);
+      throw new PaqueteError('USAGE', `the mirror has no ${kind} source named ${rest}${other ? ` (it has ${other.kind}:${rest})` : ''}`, 'paquete status lists the sources');
+    }
     out.push(rest);
   }
   if (requirements.length === 0) return out;

@@ -1,5 +1,6 @@
-import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
 import { PaqueteError } from '../errors.js';
 
 /**
@@ -8,6 +9,9 @@ import { PaqueteError } from '../errors.js';
  * when the directory may be shared between machines (a remote on a network share). A lock whose
  * process is gone (kill -9, power loss) is stale and taken over, so a crash never locks the user
  * out; a lock from another host is never judged stale here (its pid means nothing on this one).
+ * A working directory's lock also names the directory it is in, `<pid> #<dev>:<ino> <what>`:
+ * a copy of the folder (made while `serve` ran in the original, whose pid is alive) carries a
+ * lock naming another directory, which is not held there.
  */
 export interface LockOptions {
   /** This machine's name, written into the lock and compared before judging a pid dead. */
@@ -16,13 +20,19 @@ export interface LockOptions {
   busy?: string;
   /** What a refusal suggests when the holder is on this host (default "wait for it to finish, or stop it"). */
   hint?: string;
+  /**
+   * Write the identity (device and inode) of the directory holding the lock file, and judge a
+   * lock naming another one stale whatever its pid: it was copied here with the folder.
+   */
+  identifyDirectory?: boolean;
 }
 
 /** Releases the lock; `held()` says whether the lock file is still this process's own. */
 export type Release = (() => void) & { held(): boolean };
 
 export function acquireLock(path: string, what: string, opts: LockOptions = {}): Release {
-  const text = opts.host === undefined ? `${process.pid} ${what}\n` : `${process.pid} ${opts.host} ${what}\n`;
+  const dir = opts.identifyDirectory ? `#${directoryIdentity(path)}` : undefined;
+  const text = `${[process.pid, opts.host, dir, what].filter((p) => p !== undefined).join(' ')}\n`;
   for (let attempt = 0; attempt < 3; attempt++) {
     if (createWhole(path, text)) return releaser(path, text);
     let owner: string;
@@ -40,9 +50,10 @@ export function acquireLock(path: string, what: string, opts: LockOptions = {}):
 
 /** Why the lock whose file holds `owner` is not stale: LOCKED, or undefined when it is. */
 function refusal(path: string, owner: string, opts: LockOptions): PaqueteError | undefined {
-  const holder = parseHolder(owner, opts.host !== undefined);
+  const holder = parseLock(owner, opts.host !== undefined);
   const sameHost = opts.host === undefined || holder.host === opts.host;
-  if (sameHost && !(holder.pid > 0 && holder.pid !== process.pid && alive(holder.pid))) return undefined;
+  const copied = opts.identifyDirectory && holder.dir !== undefined && holder.dir !== directoryIdentity(path);
+  if (sameHost && (copied || !(holder.pid > 0 && holder.pid !== process.pid && alive(holder.pid)))) return undefined;
   const on = holder.host !== undefined ? ` on ${holder.host}` : '';
   return new PaqueteError(
     'LOCKED',
@@ -135,11 +146,33 @@ function releaser(path: string, text: string): Release {
   return Object.assign(release, { held });
 }
 
-function parseHolder(text: string, withHost: boolean): { pid: number; host?: string; what: string } {
+export interface LockHolder {
+  /** 0 when the file names none (torn or foreign). */
+  pid: number;
+  host?: string;
+  /** `<dev>:<ino>` of the directory the lock was made in; absent in locks without it (older ones). */
+  dir?: string;
+  what: string;
+}
+
+/** Who a lock file's text names. */
+export function parseLock(text: string, withHost = false): LockHolder {
   const parts = text.trim().split(' ');
   const pid = Number(parts[0]);
-  if (withHost) return { pid: Number.isSafeInteger(pid) ? pid : 0, host: parts[1], what: parts.slice(2).join(' ') };
-  return { pid: Number.isSafeInteger(pid) ? pid : 0, what: parts.slice(1).join(' ') };
+  const host = withHost ? parts[1] : undefined;
+  let rest = parts.slice(withHost ? 2 : 1);
+  let dir: string | undefined;
+  if (/^#\d+:\d+$/.test(rest[0] ?? '')) {
+    dir = rest[0].slice(1);
+    rest = rest.slice(1);
+  }
+  return { pid: Number.isSafeInteger(pid) ? pid : 0, host, dir, what: rest.join(' ') };
+}
+
+/** Device and inode of the directory holding `lockPath`, decimal: what a copy of it does not share. */
+function directoryIdentity(lockPath: string): string {
+  const st = statSync(dirname(lockPath), { bigint: true });
+  return `${st.dev}:${st.ino}`;
 }
 
 /**

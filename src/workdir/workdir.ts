@@ -9,6 +9,9 @@ import { STORE_DIR_NAME } from '../snapshot/paths.js';
 /** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
 export const META_DIR = STORE_DIR_NAME;
 
+/** A working directory's lock names the directory too: a copy of the folder is not locked by it. */
+const LOCK = { identifyDirectory: true };
+
 export interface RemoteConfig {
   /** An http(s) URL or an absolute local path. */
   location: string;
@@ -137,12 +140,12 @@ export class WorkDir {
     }
     let unlock: () => void;
     try {
-      unlock = acquireLock(join(meta, 'lock'), command);
+      unlock = acquireLock(join(meta, 'lock'), command, LOCK);
     } catch (e) {
       if (!isReadOnlyError(e)) throw e;
       const code = (e as NodeJS.ErrnoException).code;
       if (!options.readOnlyFallback) throw new PaqueteError('IO', `${root} cannot be written (${code}); ${command} needs to write there`, 'status, verify (without --repair) and serve work on a read-only directory');
-      refuseIfHeld(join(meta, 'lock'));
+      refuseIfHeld(join(meta, 'lock'), LOCK);
       return new WorkDir(root, config, await ChunkStore.open(join(meta, 'store'), { readOnly: true }), () => {}, true);
     }
     try {
