@@ -230,7 +230,7 @@ describe('one publish at a time', () => {
     const pa = runPaquete(['publish', 'a', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
     const pb = runPaquete(['publish', 'b', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
     const held = new RegExp(`waiting: another publish is writing to \\S+ \\(pid ${process.pid} on ${hostname()}: publish since 2026-12-01`);
-    await Promise.all([pa.waitForOutput(held, { stream: 'stderr' }), pb.waitForOutput(held, { stream: 'stderr' })]);
+    await Promise.all([pa.waitForOutput(held, { stream: 'stderr', timeoutMs: 120_000 }), pb.waitForOutput(held, { stream: 'stderr', timeoutMs: 120_000 })]);
     rmSync(lockFile());
     const [ra, rb] = await Promise.all([pa.done, pb.done]);
     assert.equal(ra.code, 0, ra.stderr);
