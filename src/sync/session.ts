@@ -21,6 +21,9 @@ import { expandWants, PypiTargetOptions } from './wants.js';
  */
 const PLACE_CONCURRENCY = 256;
 
+/** How often tree.json is saved while files are being placed. */
+const STATE_SAVE_MS = 250;
+
 /** A remote and whether reading it costs nothing (a LAN peer, a stick, a local directory). */
 export interface Source {
   remote: Remote;
@@ -260,12 +263,18 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         while (ready.length && placeError === undefined) await placeOne(ready.shift()!);
       };
       await Promise.all(Array.from({ length: PLACE_CONCURRENCY }, worker));
-      // tree.json is a cache of what we placed (a lost entry costs one re-hash), so it is saved
-      // now and then rather than after every file.
-      if (Date.now() - lastStateSave > 2000) {
-        work.saveTreeState(state);
-        lastStateSave = Date.now();
-      }
+      // tree.json says which files are paquete's: a file placed but not in it when a kill comes
+      // is the user's to the next sync, which then never updates it (a kill -9 between two cards
+      // and a release did that). Saved at most every 250 ms, and once more after the last round.
+      clearTimeout(stateTimer);
+      const wait = lastStateSave + STATE_SAVE_MS - Date.now();
+      if (wait <= 0) saveState();
+      else stateTimer = setTimeout(saveState, wait);
+    };
+    let stateTimer: NodeJS.Timeout | undefined;
+    const saveState = () => {
+      work.saveTreeState(state);
+      lastStateSave = Date.now();
     };
     let placing = placeReady();
     const schedule = () => {
@@ -345,6 +354,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       // Whatever completed before an interruption is still placed.
       schedule();
       await placing;
+      clearTimeout(stateTimer);
       work.saveTreeState(state);
       // A frame fetched only up to its last missing chunk keeps a prefix no session will resume.
       removeStaleParts(work.tmpDir, inUse(), present);
