@@ -112,6 +112,22 @@ describe("the user's files are theirs (local remote, real CLI)", () => {
     assert.equal(read(w('e.txt')), 'echo, mine\n', 'no longer in the snapshot: never the sync\'s to take');
   });
 
+  test('seed and import place through the same owner: a file of the user\'s at a snapshot path is kept', async () => {
+    const dir = await tmpDir('paquete-uf-seed-');
+    await publisher(dir, { 'a.txt': 'alpha\n', 'b.txt': 'bravo\n' });
+    await paquete(['init', 'remote', 'w', '--trust', 'pub.key.pub'], dir);
+    // The index only; then the user makes a.txt before any file is placed.
+    const dry = await paquete(['sync', '-C', 'w', '--dry-run'], dir);
+    assert.doesNotMatch(dry.stderr, /kept/);
+    writeTree(join(dir, 'w/site'), { 'a.txt': 'my a\n' });
+    assert.match((await paquete(['sync', '-C', 'w', '--dry-run'], dir)).stderr, /site\/a\.txt: not placed by paquete/);
+    const r = await paquete(['seed', '-C', 'w', join(dir, 'site')], dir);
+    assert.equal(read(join(dir, 'w/site/a.txt')), 'my a\n');
+    assert.equal(read(join(dir, 'w/site/b.txt')), 'bravo\n');
+    assert.match(r.stderr, /1 of your files kept/);
+    assert.match(r.stderr, /site\/a\.txt: not placed by paquete/);
+  });
+
   test('removing a dropped file never follows a parent directory the user turned into a symlink', async () => {
     const dir = await tmpDir('paquete-uf-symlink-');
     const pub = await publisher(dir, { 'a.txt': 'alpha\n', 'lib/x.txt': 'precious\n' });

@@ -154,6 +154,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
         `${count(r.plan.files, 'waiting').length + count(r.plan.files, 'partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
     );
     if (!list && r.plan.files.length) out.line('(--list shows every file)');
+    printNotPlaced(r.tree, r.withheld, false);
   } else {
     out.result(
       `synced snapshot ${r.snapshot.slice(0, 12)}: spent ${formatSize(r.spent)}${b}; ` +
