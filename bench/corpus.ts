@@ -2,7 +2,7 @@
  * Benchmark corpora: real data fetched at bench time from the npm registry (with the ordinary
  * `npm` client), cached in bench/.cache/ (gitignored), never committed.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,4 +96,50 @@ export function warm(file: string): number {
     fs.closeSync(fd);
   }
   return total;
+}
+
+/**
+ * The wheelhouses this machine's pip configuration points at (find-links and file:// index URLs
+ * from `pip config list` and PIP_FIND_LINKS; PyPI itself is not reachable here), or `given`.
+ */
+export function wheelhouses(given: string[] = []): string[] {
+  if (given.length) return given;
+  const found = new Set<string>();
+  const addUrl = (u: string) => {
+    for (const part of u.split(/\s+/).filter(Boolean)) {
+      const p = part.replace(/^file:\/\//, '');
+      if (!p.startsWith('/')) continue;
+      // A file:// simple index (…/simple): its files usually lie beside it.
+      const root = p.replace(/\/simple\/?$/, '');
+      if (fs.existsSync(root)) found.add(root);
+    }
+  };
+  try {
+    const out = execFileSync('python3', ['-m', 'pip', 'config', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    for (const line of out.split('\n')) {
+      const m = /^[^=]*\.(find-links|extra-index-url|index-url)='(.*)'$/.exec(line.trim());
+      if (m) addUrl(m[2]);
+    }
+  } catch {
+    /* no pip: only the environment */
+  }
+  if (process.env.PIP_FIND_LINKS) addUrl(process.env.PIP_FIND_LINKS);
+  return [...found];
+}
+
+/** Every .whl under `root`, `depth` folders down. */
+export function listWheels(root: string, depth = 2): string[] {
+  const out: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(root);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const p = path.join(root, n);
+    if (n.endsWith('.whl')) out.push(p);
+    else if (depth > 0 && fs.statSync(p).isDirectory()) out.push(...listWheels(p, depth - 1));
+  }
+  return out;
 }

@@ -1,185 +1,255 @@
 /**
- * What cutting wheels at zip member boundaries saves: `node dist/bench/wheels.js [--max-mb 40] [--dir DIR…]`
- * (after `npx tsc -p tsconfig.json`).
+ * Wheels as contents + a recipe, on real pairs of this machine's wheelhouse (issue 16):
  *
- * Corpus: real wheels from this machine's pip configuration (find-links and file:// index URLs
- * from `pip config list` and PIP_FIND_LINKS; PyPI itself is not reachable here), or the folders
- * given with --dir. Pairs: consecutive versions (PEP 440 order) of one project with the same kind
- * of build (pure Python, or the same Python tag).
+ *   node dist/bench/wheels.js                               the newest pair of numpy, scipy, transformers, botocore
+ *   node dist/bench/wheels.js --projects numpy --all        every consecutive pair of numpy (same build kind)
+ *   node dist/bench/wheels.js --json out.json               also every measurement as JSON
  *
- * For each pair, the bytes an update from OLD to NEW costs with three cutting rules:
- *   cdc      plain FastCDC over the whole file (the default for any file)
- *   headers  FastCDC restarted at every member's local header (and the central directory)
- *   members  restarted at every local header AND every member's data start (paquete's rule)
- * cost = records of the distinct chunks of NEW that OLD lacks (each encoded as the publisher
- * does: deflated alone when that helps, + 17 B record header) + 12 B of index per chunk of NEW.
+ * Per pair OLD → NEW (wheels found through `pip config list`, bench/corpus.ts wheelhouses):
+ *   wheels       the two wheel sizes
+ *   floors       `zstd -19 --long=27 --patch-from=OLD NEW` over the wheel files, and over tars of
+ *                their unpacked contents (`python3 -m zipfile -e`, bench/corpus.ts tarOf); and
+ *                `zstd -19 --long=27` of NEW's contents tar (a first download's floor)
+ *   paquete      publish a pypi source holding OLD, a client syncs it over nginx; publish NEW (the
+ *                source now holds NEW), the client syncs (the update); a fresh client syncs NEW
+ *                (the first download). Bytes from nginx's access log (request + response, every
+ *                request); the placed wheel is checked against NEW's SHA-256
+ *   members      deflated members of NEW, how many pako reproduced (publish --json)
+ *   rebuild      NEW rebuilt from its stream in this process (src/rebuild/recipe.ts Rebuilder):
+ *                CPU seconds and MB/s of wheel output, one thread
+ * Targets: update ≤ 1.5 × patch-from over contents + 16 KiB; first ≤ 1.05 × zstd of contents.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { chunkId, cutAll, DEFAULT_PARAMS, initHash } from '../src/chunk/index.js';
-import { cutAllWithCuts } from '../src/chunk/forced.js';
-import { encodeRecord } from '../src/store/pack.js';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { listWheels, tarOf, wheelhouses } from './corpus.js';
 import { compareVersions, parseVersion } from '../src/sources/pep440.js';
 import { parseDistFileName } from '../src/sources/pypi.js';
-import { dataOffset, readZipDirectory, zipFromBytes } from '../src/sources/wheel.js';
+import { buildStoredForm } from '../src/rebuild/form.js';
+import { Rebuilder } from '../src/rebuild/recipe.js';
+import { LogEntry, NginxServer, startNginx } from '../test/helpers/nginx.js';
 
-const INDEX_PER_CHUNK = 12;
+const run = promisify(execFile);
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'paquete.js');
 const args = process.argv.slice(2);
-const maxMb = Number(args[args.indexOf('--max-mb') + 1] ?? 0) || 40;
-const dirsGiven = args.flatMap((a, i) => (a === '--dir' && args[i + 1] ? [args[i + 1]] : []));
+const argValue = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+const projects = (argValue('--projects') ?? 'numpy,scipy,transformers,botocore').split(',');
+const allPairs = args.includes('--all');
 
-function wheelhouses(): string[] {
-  if (dirsGiven.length) return dirsGiven;
-  const found = new Set<string>();
-  const addUrl = (u: string) => {
-    for (const part of u.split(/\s+/).filter(Boolean)) {
-      const path = part.replace(/^file:\/\//, '');
-      if (!path.startsWith('/')) continue;
-      // A file:// simple index (…/simple): its files usually lie beside it.
-      const root = path.replace(/\/simple\/?$/, '');
-      if (existsSync(root)) found.add(root);
-    }
+interface Row {
+  pair: string;
+  oldWheel: number;
+  newWheel: number;
+  patchWheels: number;
+  patchContents: number;
+  zstdContents: number;
+  update?: number;
+  first?: number;
+  deflated?: number;
+  reproduced?: number;
+  rebuildCpu?: number;
+  publishCpu?: number;
+  ok?: boolean;
+  error?: string;
+}
+
+const log = (m: string) => console.error(`[wheels ${new Date().toISOString().slice(11, 19)}] ${m}`);
+const fmt = (n: number | undefined) => (n === undefined ? '—' : n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} kB`);
+const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+
+/** Consecutive versions of one project with the same build (pure, or the same Python tag). */
+function pairsOf(project: string): [string, string][] {
+  const groups = new Map<string, { path: string; v: NonNullable<ReturnType<typeof parseVersion>> }[]>();
+  for (const p of wheelhouses().flatMap((h) => listWheels(h))) {
+    const d = parseDistFileName(path.basename(p));
+    const v = d && parseVersion(d.version);
+    if (!d || !v || !d.tags || d.normalized !== project) continue;
+    const build = d.tags.platform.includes('any') ? 'pure' : d.tags.python.join('.');
+    const list = groups.get(build) ?? [];
+    if (!list.some((x) => compareVersions(x.v, v) === 0)) list.push({ path: p, v });
+    groups.set(build, list);
+  }
+  const out: [string, string][] = [];
+  for (const list of groups.values()) {
+    list.sort((a, b) => compareVersions(a.v, b.v));
+    for (let i = 1; i < list.length; i++) out.push([list[i - 1].path, list[i].path]);
+  }
+  return allPairs ? out : out.slice(-1);
+}
+
+async function zstdSize(zargs: string[]): Promise<number> {
+  const { stdout } = await run('bash', ['-c', `zstd -q -c ${zargs.map((a) => `'${a}'`).join(' ')} | wc -c`], { maxBuffer: 1 << 20 });
+  return Number(stdout.trim());
+}
+
+async function unpackTar(wheel: string, work: string): Promise<string> {
+  const dir = path.join(work, 'unpacked', path.basename(wheel));
+  if (!fs.existsSync(dir)) {
+    fs.mkdirSync(dir, { recursive: true });
+    await run('python3', ['-m', 'zipfile', '-e', wheel, dir], { maxBuffer: 1 << 24 });
+  }
+  return tarOf(dir, path.basename(wheel));
+}
+
+/** paquete's CLI; returns stdout and its CPU seconds (user + system of the child). */
+async function paquete(cliArgs: string[]): Promise<{ stdout: string; cpu: number }> {
+  const { stdout } = await run('bash', ['-c', `TIMEFORMAT='%U %S'; { time node '${BIN}' "$@" > /tmp/.pq-bench-out; } 2>&1; cat /tmp/.pq-bench-out >&2`, 'x', ...cliArgs], { maxBuffer: 1 << 26 }).catch((e) => {
+    throw new Error(`paquete ${cliArgs.join(' ')}: ${e.stderr || e.message}`);
+  });
+  const [u, s] = stdout.trim().split('\n').pop()!.split(' ').map(Number);
+  const out = fs.readFileSync('/tmp/.pq-bench-out', 'utf8');
+  return { stdout: out, cpu: u + s };
+}
+
+async function settled(ng: NginxServer): Promise<LogEntry[]> {
+  let prev = -1;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 150));
+    const e = await ng.accessLog();
+    if (e.length === prev) return e;
+    prev = e.length;
+  }
+}
+
+async function counted(ng: NginxServer, fn: () => Promise<unknown>): Promise<number> {
+  await settled(ng);
+  await ng.clearLog();
+  await fn();
+  return (await settled(ng)).reduce((n, e) => n + e.bytesSent + e.requestLength, 0);
+}
+
+function rebuildCpu(wheel: string, work: string): { cpu: number; ok: boolean } {
+  const contents = path.join(work, 'bench.contents');
+  const form = buildStoredForm(wheel, contents)!;
+  const h = createHash('sha256');
+  const started = process.cpuUsage();
+  const r = new Rebuilder((b) => h.update(b));
+  r.push(form.recipe);
+  const fd = fs.openSync(contents, 'r');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0; ) r.push(buf.subarray(0, n));
+  fs.closeSync(fd);
+  r.end();
+  const used = process.cpuUsage(started);
+  fs.rmSync(contents, { force: true });
+  return { cpu: (used.user + used.system) / 1e6, ok: h.digest('hex') === Buffer.from(form.sha256).toString('hex') };
+}
+
+async function measure(oldW: string, newW: string, work: string, ng: NginxServer, key: string): Promise<Row> {
+  const name = (p: string) => parseDistFileName(path.basename(p))!;
+  const row: Row = {
+    pair: `${name(newW).normalized} ${name(oldW).version} → ${name(newW).version}`,
+    oldWheel: fs.statSync(oldW).size,
+    newWheel: fs.statSync(newW).size,
+    patchWheels: 0,
+    patchContents: 0,
+    zstdContents: 0,
   };
+  log(`${row.pair}: floors`);
+  const [oldTar, newTar] = [await unpackTar(oldW, work), await unpackTar(newW, work)];
+  row.patchWheels = await zstdSize(['-19', '--long=27', `--patch-from=${oldW}`, newW]);
+  row.patchContents = await zstdSize(['-19', '--long=27', `--patch-from=${oldTar}`, newTar]);
+  row.zstdContents = await zstdSize(['-19', '--long=27', newTar]);
+  const slug = row.pair.replace(/[^a-z0-9.]+/gi, '-');
+  const remote = path.join(ng.rootDir, slug);
+  const src = path.join(work, `${slug}-src`);
+  const [c1, c2] = [path.join(work, `${slug}-c1`), path.join(work, `${slug}-c2`)];
+  for (const d of [remote, src, c1, c2]) fs.rmSync(d, { recursive: true, force: true });
+  fs.mkdirSync(src, { recursive: true });
+  const url = `${ng.url}${slug}/`;
   try {
-    const out = execFileSync('python3', ['-m', 'pip', 'config', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    for (const line of out.split('\n')) {
-      const m = /^[^=]*\.(find-links|extra-index-url|index-url)='(.*)'$/.exec(line.trim());
-      if (m) addUrl(m[2]);
-    }
-  } catch {
-    /* no pip: only the environment */
+    log(`${row.pair}: publish OLD, sync`);
+    fs.copyFileSync(oldW, path.join(src, path.basename(oldW)));
+    await paquete(['publish', `pypi:p=${src}`, '--to', remote, '--key', key, '--json', '--quiet']);
+    await paquete(['init', url, c1, '--trust', `${key}.pub`, '--quiet']);
+    await paquete(['sync', '-C', c1, '--quiet']);
+    log(`${row.pair}: publish NEW, update, first download`);
+    fs.rmSync(path.join(src, path.basename(oldW)));
+    fs.copyFileSync(newW, path.join(src, path.basename(newW)));
+    const pub = await paquete(['publish', `pypi:p=${src}`, '--to', remote, '--key', key, '--json', '--quiet']);
+    const rebuilt = (JSON.parse(pub.stdout) as { rebuilt: { deflated: number; reproduced: number } }).rebuilt;
+    row.deflated = rebuilt.deflated;
+    row.reproduced = rebuilt.reproduced;
+    row.publishCpu = pub.cpu;
+    row.update = await counted(ng, () => paquete(['sync', '-C', c1, '--quiet']));
+    row.first = await counted(ng, async () => {
+      await paquete(['init', url, c2, '--trust', `${key}.pub`, '--quiet']);
+      await paquete(['sync', '-C', c2, '--quiet']);
+    });
+    const want = sha(newW);
+    row.ok = [c1, c2].every((c) => sha(path.join(c, 'p', path.basename(newW))) === want);
+    log(`${row.pair}: rebuild time`);
+    const rb = rebuildCpu(newW, work);
+    row.rebuildCpu = rb.cpu;
+    row.ok &&= rb.ok;
+  } catch (e) {
+    row.error = (e as Error).message.slice(0, 300);
+  } finally {
+    for (const d of [remote, src, c1, c2]) fs.rmSync(d, { recursive: true, force: true });
   }
-  if (process.env.PIP_FIND_LINKS) addUrl(process.env.PIP_FIND_LINKS);
-  return [...found];
+  return row;
 }
 
-function listWheels(root: string, depth = 2): string[] {
-  const out: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return out;
-  }
-  for (const n of names) {
-    const p = join(root, n);
-    if (n.endsWith('.whl')) out.push(p);
-    else if (depth > 0 && statSync(p).isDirectory()) out.push(...listWheels(p, depth - 1));
-  }
-  return out;
+function table(rows: Row[]): string {
+  const head = ['pair', 'old / new wheel', 'patch-from wheels', 'patch-from contents', 'paquete update', 'update / target', 'zstd contents', 'paquete first', 'first / target', 'members reproduced', 'rebuild (1 thread)', 'ok'];
+  const lines = rows.map((r) => {
+    const updTarget = 1.5 * r.patchContents + 16384;
+    const firstTarget = 1.05 * r.zstdContents;
+    return [
+      r.pair,
+      `${fmt(r.oldWheel)} / ${fmt(r.newWheel)}`,
+      fmt(r.patchWheels),
+      fmt(r.patchContents),
+      fmt(r.update),
+      r.update === undefined ? '—' : `${(r.update / updTarget).toFixed(2)}`,
+      fmt(r.zstdContents),
+      fmt(r.first),
+      r.first === undefined ? '—' : `${(r.first / firstTarget).toFixed(2)}`,
+      r.deflated === undefined ? '—' : `${r.reproduced} / ${r.deflated}`,
+      r.rebuildCpu === undefined ? '—' : `${r.rebuildCpu.toFixed(1)} s CPU, ${(r.newWheel / 1e6 / r.rebuildCpu).toFixed(1)} MB/s`,
+      r.error ? `error: ${r.error}` : r.ok ? 'yes' : 'NO',
+    ];
+  });
+  const md = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  return [md(head), md(head.map(() => '---')), ...lines.map(md)].join('\n');
 }
-
-type Rule = 'cdc' | 'headers' | 'members';
-
-function chunksOf(data: Uint8Array, rule: Rule): Uint8Array[] {
-  let ends: number[];
-  if (rule === 'cdc') ends = cutAll(data, DEFAULT_PARAMS);
-  else {
-    const zip = zipFromBytes(data);
-    const dir = readZipDirectory(zip);
-    const cuts = [dir.directoryOffset];
-    for (const e of dir.entries) {
-      cuts.push(e.headerOffset);
-      if (rule === 'members') cuts.push(dataOffset(zip, e));
-    }
-    ends = cutAllWithCuts(data, DEFAULT_PARAMS, cuts);
-  }
-  const out: Uint8Array[] = [];
-  let start = 0;
-  for (const end of ends) {
-    out.push(data.subarray(start, end));
-    start = end;
-  }
-  return out;
-}
-
-function updateCost(oldData: Uint8Array, newData: Uint8Array, rule: Rule): { cost: number; chunks: number; reusedRaw: number } {
-  const have = new Set(chunksOf(oldData, rule).map(chunkId));
-  const seen = new Set<bigint>();
-  let cost = 0;
-  let reusedRaw = 0;
-  const chunks = chunksOf(newData, rule);
-  for (const c of chunks) {
-    const id = chunkId(c);
-    if (have.has(id)) {
-      reusedRaw += c.length;
-      continue;
-    }
-    if (seen.has(id)) continue;
-    seen.add(id);
-    cost += encodeRecord(id, c).length;
-  }
-  return { cost: cost + INDEX_PER_CHUNK * chunks.length, chunks: chunks.length, reusedRaw };
-}
-
-const fmt = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} kB`);
 
 async function main(): Promise<void> {
-  await initHash();
-  const houses = wheelhouses();
-  if (houses.length === 0) {
-    console.log('no wheelhouse found (pip config list has no find-links or file:// index; give --dir DIR)');
-    return;
-  }
-  const groups = new Map<string, { path: string; version: ReturnType<typeof parseVersion> & object; name: string }[]>();
-  for (const path of houses.flatMap((h) => listWheels(h))) {
-    if (statSync(path).size > maxMb * 1e6) continue;
-    const d = parseDistFileName(path.slice(path.lastIndexOf('/') + 1));
-    const v = d && parseVersion(d.version);
-    if (!d || !v || !d.tags) continue;
-    const build = d.tags.platform.includes('any') ? 'pure' : d.tags.python.join('.');
-    const key = `${d.normalized} ${build}`;
-    const list = groups.get(key) ?? [];
-    if (!list.some((x) => compareVersions(x.version, v) === 0)) list.push({ path, version: v, name: d.normalized });
-    groups.set(key, list);
-  }
-  const rows: string[][] = [];
-  const totals = { pure: { new: 0, cdc: 0, headers: 0, members: 0 }, compiled: { new: 0, cdc: 0, headers: 0, members: 0 } };
-  for (const [key, list] of [...groups].sort()) {
-    if (list.length < 2) continue;
-    list.sort((a, b) => compareVersions(a.version, b.version));
-    for (let i = 1; i < list.length; i++) {
-      const a = readFileSync(list[i - 1].path);
-      const b = readFileSync(list[i].path);
-      let r: Record<Rule, ReturnType<typeof updateCost>>;
-      try {
-        r = { cdc: updateCost(a, b, 'cdc'), headers: updateCost(a, b, 'headers'), members: updateCost(a, b, 'members') };
-      } catch (e) {
-        rows.push([`${list[i].name} ${list[i - 1].version.text} → ${list[i].version.text}`, fmt(b.length), `error: ${(e as Error).message}`]);
-        continue;
-      }
-      const t = key.endsWith(' pure') ? totals.pure : totals.compiled;
-      t.new += b.length;
-      t.cdc += r.cdc.cost;
-      t.headers += r.headers.cost;
-      t.members += r.members.cost;
-      rows.push([
-        `${list[i].name} ${list[i - 1].version.text} → ${list[i].version.text}${key.endsWith(' pure') ? '' : ' (compiled)'}`,
-        fmt(b.length),
-        `${fmt(r.cdc.cost)} (${((100 * r.cdc.reusedRaw) / b.length).toFixed(0)}%)`,
-        `${fmt(r.headers.cost)} (${((100 * r.headers.reusedRaw) / b.length).toFixed(0)}%)`,
-        `${fmt(r.members.cost)} (${((100 * r.members.reusedRaw) / b.length).toFixed(0)}%)`,
-        fmt(r.cdc.cost - r.members.cost),
-        `${r.cdc.chunks} / ${r.members.chunks}`,
-      ]);
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'paquete-bench-wheels-'));
+  const www = path.join(work, 'www');
+  fs.mkdirSync(www);
+  const ng = await startNginx(www);
+  const key = path.join(work, 'k.key');
+  await paquete(['keygen', '--out', key]);
+  const rows: Row[] = [];
+  const started = Date.now();
+  const load = () => os.loadavg().map((l) => l.toFixed(1)).join(', ');
+  const loadAtStart = load();
+  try {
+    for (const project of projects) {
+      const pairs = pairsOf(project);
+      if (!pairs.length) log(`${project}: no pair of wheels in the wheelhouse`);
+      for (const [a, b] of pairs) rows.push(await measure(a, b, work, ng, key));
     }
+  } finally {
+    await ng.stop();
+    fs.rmSync(work, { recursive: true, force: true });
   }
-  const head = ['update (real wheels)', 'size of new', 'cdc (reused)', 'headers (reused)', 'members (reused)', 'saved by members', 'chunks cdc / members'];
-  const all = [head, ...rows];
-  const widths = head.map((_, c) => Math.max(...all.map((r) => (r[c] ?? '').length)));
-  const line = (r: string[]) => '| ' + head.map((_, c) => (r[c] ?? '').padEnd(widths[c])).join(' | ') + ' |';
-  console.log(`wheelhouses: ${houses.join(', ')}; files up to ${maxMb} MB; cost = new chunk records + ${INDEX_PER_CHUNK} B index per chunk\n`);
-  console.log(line(head));
-  console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
-  for (const r of rows) console.log(line(r));
-  for (const [kind, t] of Object.entries(totals)) {
-    if (!t.new) continue;
-    console.log(
-      `\n${kind}: new wheels ${fmt(t.new)}; update cost cdc ${fmt(t.cdc)}, headers ${fmt(t.headers)}, members ${fmt(t.members)} ` +
-        `(members saves ${fmt(t.cdc - t.members)}, ${((100 * (t.cdc - t.members)) / t.cdc).toFixed(1)}% of cdc)`,
-    );
-  }
+  console.log(table(rows));
+  console.log(
+    `\nBytes of paquete from nginx's access log (request + response, every request); targets: update ≤ 1.5 × patch-from over ` +
+      `contents + 16 KiB, first ≤ 1.05 × zstd -19 --long=27 of the contents (ratios ≤ 1.00 meet them). Rebuild: NEW rebuilt from ` +
+      `its stream in one thread, CPU seconds and wheel MB per CPU second. ${((Date.now() - started) / 1000).toFixed(0)} s; load ${loadAtStart} → ${load()}.`,
+  );
+  const json = argValue('--json');
+  if (json) fs.writeFileSync(json, JSON.stringify(rows, null, 1));
 }
 
-await main();
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

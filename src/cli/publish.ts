@@ -102,6 +102,14 @@ export const publishCommand = {
       `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
         `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,
     );
+    if (r.rebuilt.files || r.rebuilt.kept) {
+      const { files, deflated, reproduced, opaque, kept } = r.rebuilt;
+      out.line(
+        `rebuilt files: ${files} zip/gzip files as contents + recipe, ${reproduced} of ${deflated} deflated members reproduced` +
+          (opaque ? `, ${opaque} kept compressed (no deflate parameters reproduce them)` : '') +
+          (kept ? `; ${kept} published as they are (unreadable, or too few members reproduced)` : ''),
+      );
+    }
     if (r.updates.length) {
       const each = r.updates.map((u) => `from ${u.from ? `${u.from.slice(0, 8)}…` : 'nothing'} ${formatSize(u.size + u.framesBytes)}`);
       out.line(`updates: ${each.join(', ')} (${(r.updatesMs / 1000).toFixed(r.updatesMs < 10_000 ? 1 : 0)} s)`);

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { EXIT, PaqueteError } from '../errors.js';
 import type { Plan, PlannedFile } from '../sync/planner.js';
 import { runSync, SyncResult } from '../sync/session.js';
+import { placedSize } from '../snapshot/snapshot.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
 import { globToRegExp } from '../util/glob.js';
 import { formatSize } from '../util/size.js';
@@ -71,7 +72,7 @@ export const syncCommand = {
             },
             progress: (spent) => progress.update(spent),
             fileDone: (path) => progress.item(path),
-            fileFailed: (p) => out.warn(`${p} did not match its checksum; its chunks will be fetched again`),
+            fileFailed: (p, reason) => out.warn(`${p}: ${reason ?? 'it did not match its checksum'}; not placed, its chunks will be fetched again`),
             retrying: (message, delayMs) => {
               if (!argv.quiet) out.warn(`link trouble (${message}); trying again in ${(delayMs / 1000).toFixed(1)} s`);
             },
@@ -193,7 +194,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       withheld: r.withheld,
       leftBytes: r.leftBytes,
       stoppedByBudget: r.stoppedByBudget,
-      plan: r.plan.files.map((f) => ({ path: f.file.path, size: f.file.size, outcome: f.outcome, missingBytes: f.missingBytes })),
+      plan: r.plan.files.map((f) => ({ path: f.file.path, size: placedSize(f.file), outcome: f.outcome, missingBytes: f.missingBytes })),
     },
     exitOf(r),
   );

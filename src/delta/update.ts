@@ -13,6 +13,12 @@ import { ByteReader, ByteWriter } from '../util/bytes.js';
  */
 export const UPDATE_MAGIC = Buffer.from('PQUP', 'ascii');
 export const UPDATE_VERSION = 1;
+/**
+ * The same layout, for a target index of version 3 (rebuilt files): an older client refuses the
+ * head by its version, fetches the .snap instead and is told to upgrade by that, rather than
+ * rebuilding an index it cannot read.
+ */
+export const UPDATE_VERSION_REBUILT = 2;
 export const FRAMES_MAGIC = Buffer.from('PQFR', 'ascii');
 export const FRAMES_VERSION = 1;
 export const FRAMES_HEADER_SIZE = 8;
@@ -66,6 +72,8 @@ export interface UpdateHead {
   indexDelta: Uint8Array;
   /** Length of N's index body (what indexDelta decodes to); 0 when base is null. */
   indexBodySize: number;
+  /** Version of N's index (2, or 3 with rebuilt files): the head's version says it. */
+  indexVersion: number;
   frames: FrameEntry[];
 }
 
@@ -109,14 +117,15 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
   const packed = brotliCompressSync(body, {
     params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
   });
-  return Buffer.concat([UPDATE_MAGIC, Buffer.from([UPDATE_VERSION, BROTLI, 0, 0]), packed]);
+  const version = u.indexVersion === 3 ? UPDATE_VERSION_REBUILT : UPDATE_VERSION;
+  return Buffer.concat([UPDATE_MAGIC, Buffer.from([version, BROTLI, 0, 0]), packed]);
 }
 
 /** Decodes an update head; structural checks only (the caller checks indices against N and the base). */
 export function decodeUpdateHead(data: Uint8Array): UpdateHead {
   const what = 'update head';
   if (data.length < 8 || !UPDATE_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
-  if (data[4] !== UPDATE_VERSION) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
+  if (data[4] !== UPDATE_VERSION && data[4] !== UPDATE_VERSION_REBUILT) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
   if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
   let body: Uint8Array;
   try {
@@ -158,5 +167,5 @@ export function decodeUpdateHead(data: Uint8Array): UpdateHead {
   }
   if (offset > framesSize) r.fail(`frames end at ${offset}, past the frames file's ${framesSize} bytes`);
   r.end();
-  return { target, base, framesFile, framesSize, indexDelta, indexBodySize, frames };
+  return { target, base, framesFile, framesSize, indexDelta, indexBodySize, indexVersion: data[4] === UPDATE_VERSION_REBUILT ? 3 : 2, frames };
 }

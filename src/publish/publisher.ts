@@ -1,5 +1,5 @@
-import { createHash, KeyObject } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash, KeyObject, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { acquireLock, Release, waitForLock } from '../workdir/lock.js';
@@ -7,7 +7,8 @@ import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
-import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, placedSize, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { rebuildContainer, StoredForm } from '../rebuild/form.js';
 import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestSnapshot, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { signRotation } from '../snapshot/rotation.js';
@@ -92,6 +93,18 @@ export interface PublishResult {
   updates: UpdateWritten[];
   /** Wall time spent building them. */
   updatesMs: number;
+  /** Zip and gzip files published as rebuild streams (contents + recipe), and their deflated members. */
+  rebuilt: RebuiltReport;
+}
+
+export interface RebuiltReport {
+  files: number;
+  /** Deflated members (a gzip stream counts as one), how many pako reproduced, how many are kept compressed. */
+  deflated: number;
+  reproduced: number;
+  opaque: number;
+  /** Zip or gzip files left as they are (unreadable, or under half of their bytes reproduced). */
+  kept: number;
 }
 
 /** The update options with their defaults, checked before any work is done. */
@@ -221,7 +234,10 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     writer = undefined;
   };
 
-  const fileChunks = new Map<string, { mode: number; size: number; sha256: Uint8Array; ids: bigint[] }>();
+  const fileChunks = new Map<string, PublishedFile>();
+  const rebuilt: RebuiltReport = { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 };
+  // Rebuild streams' contents are written here while they are chunked (src/sources/cutting.ts).
+  const formsDir = join(remoteDir, `.tmp-forms-${randomBytes(6).toString('hex')}`);
   let newStoredBytes = 0;
   const bytesTotal = listings.reduce((n, l) => n + l.files.reduce((m, f) => m + (f.data?.length ?? f.size), 0), 0);
   const filesTotal = listings.reduce((n, l) => n + l.files.length, 0);
@@ -233,37 +249,52 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     opts.onProgress?.({ phase: 'chunking', bytesDone, bytesTotal: Math.max(bytesTotal, bytesDone), files: filesDone, filesTotal });
   };
   report();
-  for (const { spec, files } of listings) {
-    for (const f of files) {
-      const path = `${spec.name}/${f.rel}`;
-      const sha = createHash('sha256');
-      const ids: bigint[] = [];
-      let size = 0;
-      // Wheels are cut at zip member boundaries too (src/sources/cutting.ts), so unchanged members dedupe.
-      const fixed = staged.fixedChunkSize(path);
-      // Ids come with the cuts (the chunker hashes a whole buffer's chunks in one call).
-      const chunkIt = (cb: OnChunkWithId) =>
-        fixed ? chunkFileFixed(f.abs, fixed, withIds(cb)) : f.data ? chunkBytesWithIds(f.data, chunker, cb) : chunkByRuleWithIds(f.abs, chunker, cb);
-      await chunkIt((chunk, id) => {
-        sha.update(chunk);
-        size += chunk.length;
-        bytesDone += chunk.length;
-        if (bytesDone - reported >= PROGRESS_STEP) report();
-        ids.push(id);
-        if (known.has(id) || fresh.has(id)) return;
-        const record = encodeRecord(id, chunk);
-        if (writer && writer.size + record.length > REMOTE_PACK_LIMIT) finishPack();
-        writer ??= newPack(join(remoteDir, 'packs'));
-        const entry: KnownChunk = { pack: '', offset: writer.write(record), repr: record[8] as Repr, rawLength: chunk.length, storedLength: record.length - RECORD_HEADER_SIZE };
-        open.push(entry);
-        fresh.set(id, entry);
-        newStoredBytes += record.length;
-      });
-      fileChunks.set(path, { mode: f.mode, size, sha256: sha.digest(), ids });
-      opts.onFile?.(path, size);
-      filesDone++;
-      report();
+  try {
+    for (const { spec, files } of listings) {
+      for (const f of files) {
+        const path = `${spec.name}/${f.rel}`;
+        const sha = createHash('sha256');
+        const ids: bigint[] = [];
+        let size = 0;
+        const fixed = staged.fixedChunkSize(path);
+        // Wheels and sdists go as their contents plus a recipe, other wheels are cut at zip member
+        // boundaries (src/sources/cutting.ts): deltas and streams then see unchanged members.
+        let form: StoredForm | undefined;
+        // Ids come with the cuts (the chunker hashes a whole buffer's chunks in one call).
+        const chunkIt = async (cb: OnChunkWithId) => {
+          if (fixed) await chunkFileFixed(f.abs, fixed, withIds(cb));
+          else if (f.data) await chunkBytesWithIds(f.data, chunker, cb);
+          else {
+            mkdirSync(formsDir, { recursive: true });
+            form = await chunkByRuleWithIds(f.abs, chunker, cb, formsDir);
+            if (rebuildContainer(f.rel) !== undefined) countForm(rebuilt, form);
+          }
+        };
+        await chunkIt((chunk, id) => {
+          sha.update(chunk);
+          size += chunk.length;
+          bytesDone += chunk.length;
+          if (bytesDone - reported >= PROGRESS_STEP) report();
+          ids.push(id);
+          if (known.has(id) || fresh.has(id)) return;
+          const record = encodeRecord(id, chunk);
+          if (writer && writer.size + record.length > REMOTE_PACK_LIMIT) finishPack();
+          writer ??= newPack(join(remoteDir, 'packs'));
+          const entry: KnownChunk = { pack: '', offset: writer.write(record), repr: record[8] as Repr, rawLength: chunk.length, storedLength: record.length - RECORD_HEADER_SIZE };
+          open.push(entry);
+          fresh.set(id, entry);
+          newStoredBytes += record.length;
+        });
+        const stream = form as StoredForm | undefined;
+        if (stream) fileChunks.set(path, { mode: f.mode, size, sha256: stream.sha256, ids, rebuiltSize: stream.placedSize });
+        else fileChunks.set(path, { mode: f.mode, size, sha256: sha.digest(), ids });
+        opts.onFile?.(path, stream ? stream.placedSize : size);
+        filesDone++;
+        report();
+      }
     }
+  } finally {
+    rmSync(formsDir, { recursive: true, force: true });
   }
   finishPack();
   fsyncPath(join(remoteDir, 'packs'));
@@ -277,7 +308,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       sources.push(src);
       for (const f of prev.files) {
         if (f.path.startsWith(src.name + '/')) {
-          fileChunks.set(f.path, { mode: f.mode, size: f.size, sha256: f.sha256, ids: f.chunks.map((i) => prev.chunks[i].id) });
+          fileChunks.set(f.path, carried(prev, f));
         }
       }
     }
@@ -286,7 +317,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   for (const path of staged.keep) {
     const prev = previous.snapshot!;
     const f = prev.files.find((x) => x.path === path)!;
-    fileChunks.set(f.path, { mode: f.mode, size: f.size, sha256: f.sha256, ids: f.chunks.map((i) => prev.chunks[i].id) });
+    fileChunks.set(f.path, carried(prev, f));
   }
   sources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const lookup = (id: bigint) => fresh.get(id) ?? known.get(id)!;
@@ -307,7 +338,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       size: snapBytes.length,
       created: (opts.now ?? new Date()).toISOString(),
       files: snapshot.files.length,
-      bytes: snapshot.files.reduce((n, f) => n + f.size, 0),
+      bytes: snapshot.files.reduce((n, f) => n + placedSize(f), 0),
       sources,
       body: sha256Hex(encodeSnapshotBody(snapshot)),
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
@@ -327,7 +358,35 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
     updates,
     updatesMs,
+    rebuilt,
   };
+}
+
+/** A file of the snapshot being built: its chunks by id. */
+interface PublishedFile {
+  mode: number;
+  size: number;
+  sha256: Uint8Array;
+  ids: bigint[];
+  rebuiltSize?: number;
+}
+
+/** A file of the previous snapshot published again as it was. */
+function carried(prev: Snapshot, f: FileEntry): PublishedFile {
+  const ids = f.chunks.map((i) => prev.chunks[i].id);
+  return { mode: f.mode, size: f.size, sha256: f.sha256, ids, ...(f.rebuiltSize !== undefined ? { rebuiltSize: f.rebuiltSize } : {}) };
+}
+
+/** Adds a zip or gzip file to the report: cut as a rebuild stream, or left as it is. */
+function countForm(report: RebuiltReport, form: StoredForm | undefined): void {
+  if (!form) {
+    report.kept++;
+    return;
+  }
+  report.files++;
+  report.deflated += form.deflated;
+  report.reproduced += form.reproduced;
+  report.opaque += form.opaque;
 }
 
 /** The manifest that follows the remote's current one: the next serial, a fresh expiry, `snapshots`. */
@@ -362,6 +421,7 @@ function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
   return {
     snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
     chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], updates: [], updatesMs: 0,
+    rebuilt: { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 },
   };
 }
 
@@ -369,7 +429,7 @@ function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
 function buildSnapshot(
   params: ChunkParams,
   sources: SourceEntry[],
-  fileChunks: Map<string, { mode: number; size: number; sha256: Uint8Array; ids: bigint[] }>,
+  fileChunks: Map<string, PublishedFile>,
   lookup: (id: bigint) => KnownChunk,
   now: Date,
 ): Snapshot {
@@ -385,7 +445,8 @@ function buildSnapshot(
   const paths = [...fileChunks.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
   const files: FileEntry[] = paths.map((path) => {
     const f = fileChunks.get(path)!;
-    return { path, mode: f.mode, size: f.size, sha256: f.sha256, chunks: f.ids.map((id) => chunkIndex.get(id)!) };
+    const chunks = f.ids.map((id) => chunkIndex.get(id)!);
+    return { path, mode: f.mode, size: f.size, sha256: f.sha256, chunks, ...(f.rebuiltSize !== undefined ? { rebuiltSize: f.rebuiltSize } : {}) };
   });
   return { params, created: Math.floor(now.getTime() / 1000), sources, packs, chunks, files };
 }

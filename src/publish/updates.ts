@@ -3,7 +3,7 @@ import { encodeFrames, planDeltaFrames, planSolidFrames } from '../delta/build.j
 import { encodeUpdateHead, FrameEntry, framesHeader } from '../delta/update.js';
 import { FrameCompressor } from '../delta/zstd.js';
 import { ManifestSnapshot, sha256Hex, UpdateRef } from '../snapshot/manifest.js';
-import { encodeSnapshotBody, Snapshot } from '../snapshot/snapshot.js';
+import { encodeSnapshotBody, Snapshot, snapshotVersion } from '../snapshot/snapshot.js';
 import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { readRemoteSnapshot, RemoteChunkReader } from './published-file.js';
 
@@ -129,6 +129,7 @@ function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: Updat
     // The index as a delta too: at 11 bytes a chunk it is most of a small update otherwise.
     indexDelta: base ? compressor.compress(target.body, { level: INDEX_DELTA_LEVEL, dictionary: base.body }) : new Uint8Array(0),
     indexBodySize: base ? target.body.length : 0,
+    indexVersion: snapshotVersion(target.snapshot),
     frames,
   });
   const name = sha256Hex(head);

@@ -1,3 +1,4 @@
+import { placedSize } from '../snapshot/snapshot.js';
 import { formatSize } from '../util/size.js';
 import { escapeHtml, urlPath } from './http.js';
 import { DistInfo, MirrorState } from './mirror.js';
@@ -82,7 +83,7 @@ function pypiSection(state: MirrorState, source: string, ctx: CatalogContext): s
     for (const d of list.filter((x) => x.source === source)) versions.set(d.dist.version, [...(versions.get(d.dist.version) ?? []), d]);
     const cells = [...versions].map(([v, files]) => {
       const complete = files.filter((f) => state.completeness!.complete.has(f.file.path));
-      const size = files.reduce((n, f) => n + f.file.size, 0);
+      const size = files.reduce((n, f) => n + placedSize(f.file), 0);
       const cls = complete.length === files.length ? 'ok' : complete.length ? 'partial' : 'missing';
       const title = files.map((f) => `${f.fileName}${state.completeness!.complete.has(f.file.path) ? '' : ' (missing)'}`).join('\n');
       const yanked = files.every((f) => f.yanked !== false) ? ', yanked' : '';

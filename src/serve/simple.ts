@@ -1,3 +1,4 @@
+import { placedSize } from '../snapshot/snapshot.js';
 import { escapeHtml, urlPath } from './http.js';
 import { DistInfo, ProjectMetadata } from './mirror.js';
 
@@ -54,7 +55,7 @@ export function projectJson(name: string, files: ProjectFile[]): string {
         'core-metadata': md,
         'dist-info-metadata': md,
         yanked: dist.yanked,
-        size: dist.file.size,
+        size: placedSize(dist.file),
       };
     }),
   });

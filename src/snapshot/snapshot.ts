@@ -26,8 +26,15 @@ export interface FileEntry {
   path: string;
   /** POSIX permission bits (regular files only). */
   mode: number;
+  /** Bytes of its chunks, end to end. */
   size: number;
+  /** SHA-256 of the file as placed (for a rebuilt file: of the file it rebuilds, not of its chunks). */
   sha256: Uint8Array;
+  /**
+   * Set when the chunks are a rebuild stream (a wheel or sdist as its contents plus a recipe,
+   * src/rebuild/recipe.ts): the size of the file they rebuild. Such a snapshot is version 3.
+   */
+  rebuiltSize?: number;
   /** Indices into Snapshot.chunks, in file order. */
   chunks: number[];
 }
@@ -49,7 +56,20 @@ export interface Snapshot {
 }
 
 export const SNAPSHOT_MAGIC = Buffer.from('PQSN', 'ascii');
+/**
+ * Version 2, or 3 when a file is rebuilt (its chunks are contents plus a recipe): written only
+ * then, so remotes without rebuilt files stay readable by older clients, and an older client
+ * meeting a version 3 index says "upgrade paquete" instead of placing a recipe stream as a wheel.
+ */
 export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION_REBUILT = 3;
+const KNOWN_VERSIONS = new Set([SNAPSHOT_VERSION, SNAPSHOT_VERSION_REBUILT]);
+
+/** The size of a file as placed in the tree (and served). */
+export const placedSize = (f: FileEntry): number => f.rebuiltSize ?? f.size;
+
+/** The index version a snapshot is written as. */
+export const snapshotVersion = (s: Snapshot): number => (s.files.some((f) => f.rebuiltSize !== undefined) ? SNAPSHOT_VERSION_REBUILT : SNAPSHOT_VERSION);
 const enum Compression {
   None = 0,
   Brotli = 2,
@@ -64,7 +84,7 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
   const packed = brotliCompressSync(body, {
     params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
   });
-  const header = Buffer.from([...SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Compression.Brotli, 0, 0]);
+  const header = Buffer.from([...SNAPSHOT_MAGIC, snapshotVersion(s), Compression.Brotli, 0, 0]);
   return Buffer.concat([header, packed]);
 }
 
@@ -72,15 +92,16 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
  * The same index stored uncompressed: how a client keeps an index it rebuilt from an index delta
  * (its bytes differ from the publisher's .snap, so it is checked by the manifest's `body` hash).
  */
-export function snapshotFileOfBody(body: Uint8Array): Uint8Array {
-  return Buffer.concat([SNAPSHOT_MAGIC, Buffer.from([SNAPSHOT_VERSION, Compression.None, 0, 0]), body]);
+export function snapshotFileOfBody(body: Uint8Array, version: number): Uint8Array {
+  return Buffer.concat([SNAPSHOT_MAGIC, Buffer.from([version, Compression.None, 0, 0]), body]);
 }
 
 export const isUncompressedSnapshot = (data: Uint8Array): boolean =>
-  data.length >= 8 && SNAPSHOT_MAGIC.equals(data.subarray(0, 4)) && data[4] === SNAPSHOT_VERSION && data[5] === Compression.None;
+  data.length >= 8 && SNAPSHOT_MAGIC.equals(data.subarray(0, 4)) && KNOWN_VERSIONS.has(data[4]) && data[5] === Compression.None;
 
 /** The index body (what the manifest's `body` hash and index deltas are about). */
 export function encodeSnapshotBody(s: Snapshot): Uint8Array {
+  const rebuilt = snapshotVersion(s) === SNAPSHOT_VERSION_REBUILT;
   const w = new ByteWriter(1 << 16);
   w.varint(s.params.minSize).varint(s.params.avgSize).varint(s.params.maxSize);
   w.varint(s.created);
@@ -103,7 +124,13 @@ export function encodeSnapshotBody(s: Snapshot): Uint8Array {
   // every file, whenever chunks come or go before it (and the index delta pays for each shift).
   let prev = -1;
   for (const f of s.files) {
-    w.string(f.path).varint(f.mode).varint(f.size).bytes(f.sha256).varint(f.chunks.length);
+    w.string(f.path).varint(f.mode);
+    // Version 3: the file's form, 0 its chunks are the file, 1 they rebuild a file of this size.
+    if (rebuilt) {
+      if (f.rebuiltSize === undefined) w.varint(0);
+      else w.varint(1).varint(f.rebuiltSize);
+    }
+    w.varint(f.size).bytes(f.sha256).varint(f.chunks.length);
     for (const i of f.chunks) {
       w.zigzag(i - prev - 1);
       prev = i;
@@ -114,7 +141,7 @@ export function encodeSnapshotBody(s: Snapshot): Uint8Array {
 
 /** Decodes and checks a snapshot index: every reference in range, every path safe, sizes add up. */
 export function decodeSnapshot(data: Uint8Array): Snapshot {
-  return decodeSnapshotBody(snapshotBody(data));
+  return decodeSnapshotBody(snapshotBody(data), data[4]);
 }
 
 /** The uncompressed body of a snapshot index file, whichever way it is stored. */
@@ -123,7 +150,7 @@ export function snapshotBody(data: Uint8Array): Uint8Array {
   if (data.length < 8 || !SNAPSHOT_MAGIC.equals(data.subarray(0, 4))) {
     throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
   }
-  if (data[4] !== SNAPSHOT_VERSION) {
+  if (!KNOWN_VERSIONS.has(data[4])) {
     throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
   }
   let body: Uint8Array;
@@ -141,8 +168,9 @@ export function snapshotBody(data: Uint8Array): Uint8Array {
 // Every representation a record may have; anything else is refused with the index, not met later.
 const KNOWN_REPRS = new Set<number>(Object.values(Repr).filter((v): v is number => typeof v === 'number'));
 
-export function decodeSnapshotBody(body: Uint8Array): Snapshot {
+export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot {
   const what = 'snapshot index';
+  if (!KNOWN_VERSIONS.has(version)) throw new PaqueteError('BAD_FORMAT', `${what} version ${version} is not supported by this paquete`, 'upgrade paquete');
   const r = new ByteReader(body, what);
   const params = { minSize: r.varint(), avgSize: r.varint(), maxSize: r.varint() };
   try {
@@ -185,6 +213,12 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
     if (seen.has(path)) r.fail(`file ${JSON.stringify(path)} listed twice`);
     seen.add(path);
     const mode = r.varint();
+    let rebuiltSize: number | undefined;
+    if (version === SNAPSHOT_VERSION_REBUILT) {
+      const form = r.varint();
+      if (form === 1) rebuiltSize = r.varint();
+      else if (form !== 0) r.fail(`file ${JSON.stringify(path)} has unknown form ${form}`);
+    }
     const size = r.varint();
     const sha256 = Buffer.from(r.bytes(32));
     const n = r.count(1, 'file chunk');
@@ -198,7 +232,7 @@ export function decodeSnapshotBody(body: Uint8Array): Snapshot {
       prev = idx;
     }
     if (total !== size) r.fail(`file ${JSON.stringify(path)} is ${size} bytes but its chunks add up to ${total}`);
-    files[i] = { path, mode: mode & 0o7777, size, sha256, chunks: list };
+    files[i] = { path, mode: mode & 0o7777, size, sha256, chunks: list, ...(rebuiltSize !== undefined ? { rebuiltSize } : {}) };
   }
   r.end();
   for (const f of files) {

@@ -1,4 +1,4 @@
-import { recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { FailedFile, KeptFile, Restorer } from './restorer.js';
 
@@ -62,12 +62,12 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
     const r = rows.get(name) ?? row('', name);
     rows.set(name, r);
     r.files++;
-    r.bytes += f.size;
+    r.bytes += placedSize(f);
     const look = restorer.look(f);
     if (look.is === 'in-place') {
       complete.add(f.path);
       r.complete++;
-      r.completeBytes += f.size;
+      r.completeBytes += placedSize(f);
       continue;
     }
     if (look.is !== 'free') {

@@ -1,7 +1,7 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChunkStore } from '../store/store.js';
-import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
+import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
 import { hashFile } from '../util/fsx.js';
 import { matcher } from '../util/glob.js';
@@ -85,6 +85,8 @@ export const RESOLVE_HINT = 'keep it (nothing to do), or take the snapshot\'s wi
 
 export class Restorer {
   readonly report: TreeReport = { placed: [], removed: [], kept: [], failed: [], mismatched: [], inconsistent: [] };
+  /** How files failed beyond "not their SHA-256" (a rebuild stream that did not rebuild), by path. */
+  readonly details = new Map<string, string>();
   private readonly overwrite: (path: string) => boolean;
 
   /**
@@ -127,7 +129,7 @@ export class Restorer {
     const asPlaced = rec !== undefined && rec.size === st.size && rec.mtimeMs === st.mtimeMs;
     if (asPlaced) return rec.sha256 === want ? { is: 'in-place' } : { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
     const yours: Look = { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete', replaceable: true };
-    if (st.size !== f.size && (!rec || st.size !== rec.size)) return yours;
+    if (st.size !== placedSize(f) && (!rec || st.size !== rec.size)) return yours;
     // Not as recorded (placed by hand, a crash after the rename, or touched): its bytes decide.
     const got = hashFile(abs);
     if (got === want) {
@@ -211,7 +213,7 @@ export class Restorer {
     const placer = Placer.get();
     const { store } = this.site;
     // sha256 copied: a view would take the whole buffer under it along to the worker.
-    const job: PlaceJob = { root: this.site.root, tmpDir: this.site.tmpDir, storeDir: store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256), replace };
+    const job: PlaceJob = { root: this.site.root, tmpDir: this.site.tmpDir, storeDir: store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256), replace, rebuiltSize: f.rebuiltSize };
     const id = placer.begin(job);
     try {
       // Located a few hundred at a time; the worker reads them from the packs.
@@ -246,6 +248,7 @@ export class Restorer {
       this.report.failed.push({ path: f.path, code: outcome.code, message });
       return 'failed';
     }
+    if (outcome.detail) this.details.set(f.path, outcome.detail);
     return this.mismatch(f, fromPublisher);
   }
 

@@ -1,7 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
-import { FileEntry, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, TreeReport } from './restorer.js';
 import { fetchLatest, Latest } from './catalog.js';
@@ -55,7 +55,8 @@ export interface SyncEvents {
   /** Wire bytes spent so far in this session. */
   progress?: (spent: number) => void;
   fileDone?: (path: string, size: number) => void;
-  fileFailed?: (path: string) => void;
+  /** A file did not place: `reason` says why when it is more than its checksum (a rebuild that failed). */
+  fileFailed?: (path: string, reason?: string) => void;
   /** The link failed and the request will be tried again. */
   retrying?: (message: string, delayMs: number) => void;
   /** Something the user should know about their wants (a package not in the mirror, …). */
@@ -250,8 +251,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         const placed = await restorer.place(f, f.chunks.every((i) => fromMain.has(i)));
         if (placed === 'placed') {
           complete.add(f.path);
-          opts.events?.fileDone?.(f.path, f.size);
-        } else if (placed === 'mismatched') opts.events?.fileFailed?.(f.path);
+          opts.events?.fileDone?.(f.path, placedSize(f));
+        } else if (placed === 'mismatched') opts.events?.fileFailed?.(f.path, restorer.details.get(f.path));
+        else if (placed === 'inconsistent' && restorer.details.has(f.path)) opts.events?.note?.(`${f.path}: ${restorer.details.get(f.path)}; not placed`);
       } catch (e) {
         // Only what stops every file (a full disk, a broken store): one file's trouble is an outcome.
         placeError ??= e;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PaqueteError } from '../errors.js';
 import { Located, PackReader } from '../store/pack-reader.js';
+import { Rebuilder } from '../rebuild/recipe.js';
 
 /**
  * Writes files into a working tree: each goes to a temp file, is checked against its SHA-256,
@@ -36,12 +37,14 @@ export interface PlaceJob {
    * --overwrite). Checked just before the rename, so a file the user made meanwhile is kept.
    */
   replace?: { size: number; mtimeMs: number } | 'any';
+  /** Set when the chunks are a rebuild stream (src/rebuild/recipe.ts): the size of the file they rebuild. */
+  rebuiltSize?: number;
 }
 
 export type PlaceOutcome =
   | { ok: true; size: number; mtimeMs: number }
-  /** The bytes did not hash to the snapshot's SHA-256: nothing was placed. */
-  | { ok: false; why: 'checksum' }
+  /** The bytes did not hash to the snapshot's SHA-256, or did not rebuild (`detail` says how): nothing was placed. */
+  | { ok: false; why: 'checksum'; detail?: string }
   /** Something of the user's is in the way (found when the file was ready): kept, nothing placed. */
   | { ok: false; why: 'yours'; message: string }
   /** This one file could not be placed (a name this disk cannot hold, EACCES, …). */
@@ -54,6 +57,9 @@ interface Open {
   hash: Hash;
   size: number;
   error?: unknown;
+  /** For a rebuilt file: the rebuilder the chunks go through, and why it failed. */
+  rebuilder?: Rebuilder;
+  rebuildFailure?: string;
 }
 
 interface Staged {
@@ -81,6 +87,7 @@ export class TreeWriter {
   begin(id: number, job: PlaceJob): void {
     const tmp = join(job.tmpDir, `${randomBytes(8).toString('hex')}.part`); // TEMP_FILE
     const open: Open = { job, tmp, fd: -1, hash: createHash('sha256'), size: 0 };
+    if (job.rebuiltSize !== undefined) open.rebuilder = rebuilderFor(open);
     this.files.set(id, open);
     try {
       prepareParents(job.root, job.path);
@@ -93,9 +100,18 @@ export class TreeWriter {
   /** Appends the chunks at `records` to file `id` (ignored once it has failed). */
   write(id: number, records: Located[]): void {
     const open = this.files.get(id);
-    if (!open || open.error !== undefined) return;
+    if (!open || open.error !== undefined || open.rebuildFailure !== undefined) return;
     try {
       this.reader(open.job.storeDir).read(records, (raws) => {
+        if (open.rebuilder) {
+          try {
+            for (const raw of raws) open.rebuilder.push(raw);
+          } catch (e) {
+            if ((e as PaqueteError).code !== 'BAD_FORMAT') throw e;
+            open.rebuildFailure = (e as Error).message;
+          }
+          return;
+        }
         writeAll(open.fd, raws);
         for (const raw of raws) {
           open.hash.update(raw);
@@ -118,6 +134,17 @@ export class TreeWriter {
     const open = this.files.get(id);
     this.files.delete(id);
     if (!open) return settle(new Error(`no file ${id} under way`));
+    if (open.rebuilder && open.error === undefined && open.rebuildFailure === undefined) {
+      try {
+        open.rebuilder.end();
+      } catch (e) {
+        open.rebuildFailure = (e as Error).message;
+      }
+    }
+    if (open.rebuildFailure !== undefined) {
+      discard(open);
+      return settle({ ok: false, why: 'checksum', detail: `it did not rebuild: ${open.rebuildFailure}` });
+    }
     if (open.error === undefined && open.hash.digest().compare(open.job.sha256) === 0) {
       this.staged.push({ open, settle });
       this.stagedBytes += open.size;
@@ -165,6 +192,20 @@ export class TreeWriter {
       }
     });
   }
+}
+
+/**
+ * A rebuilder writing into the file's temp file and hash. Its output comes in small pieces
+ * (literals, copied views, 64 KiB of deflate output), written at once: the views it hands out
+ * are only valid during the call (the pack reader's buffer is reused).
+ */
+function rebuilderFor(open: Open): Rebuilder {
+  return new Rebuilder((bytes) => {
+    if (open.fd < 0) return;
+    writeAll(open.fd, [bytes]);
+    open.hash.update(bytes);
+    open.size += bytes.length;
+  });
 }
 
 /** writev until every byte is written (a short write is legal, if rare, on a full disk). */

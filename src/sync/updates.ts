@@ -67,7 +67,7 @@ export async function fetchUpdateHead(
 export function rebuildIndex(head: UpdateHead, choice: DeltaChoice, entry: ManifestSnapshot): Uint8Array {
   if (!entry.body) throw new PaqueteError('BAD_FORMAT', 'the manifest gives no index body hash to check a rebuilt index against');
   const body = decompressExact(head.indexDelta, head.indexBodySize, snapshotBody(choice.baseBytes));
-  const file = snapshotFileOfBody(body);
+  const file = snapshotFileOfBody(body, head.indexVersion);
   checkSnapshotBytes(entry, file);
   return file;
 }

@@ -59,8 +59,11 @@ export function writeWheel(dir: string, s: WheelSpec): string {
   return path;
 }
 
-/** A minimal zip: every member deflated, no data descriptors, no comment. */
-export function zip(files: [string, Buffer][], date: Date): Buffer {
+/**
+ * A minimal zip: every member deflated (with Node's zlib unless `packers` names another deflate,
+ * or 'store' for a stored member), no data descriptors, no comment.
+ */
+export function zip(files: [string, Buffer][], date: Date, packers: Record<string, ((b: Buffer) => Uint8Array) | 'store'> = {}): Buffer {
   const dosTime = (date.getUTCHours() << 11) | (date.getUTCMinutes() << 5) | (date.getUTCSeconds() >> 1);
   const dosDate = ((date.getUTCFullYear() - 1980) << 9) | ((date.getUTCMonth() + 1) << 5) | date.getUTCDate();
   const locals: Buffer[] = [];
@@ -68,13 +71,15 @@ export function zip(files: [string, Buffer][], date: Date): Buffer {
   let offset = 0;
   for (const [name, data] of files) {
     const nameBytes = Buffer.from(name);
-    const packed = deflateRawSync(data);
+    const packer = packers[name] ?? deflateRawSync;
+    const method = packer === 'store' ? 0 : 8;
+    const packed = packer === 'store' ? data : Buffer.from(packer(data));
     const crc = crc32(data) >>> 0;
     const h = Buffer.alloc(30);
     h.writeUInt32LE(0x04034b50, 0);
     h.writeUInt16LE(20, 4);
     h.writeUInt16LE(0x0800, 6); // UTF-8 names
-    h.writeUInt16LE(8, 8);
+    h.writeUInt16LE(method, 8);
     h.writeUInt16LE(dosTime, 10);
     h.writeUInt16LE(dosDate, 12);
     h.writeUInt32LE(crc, 14);
@@ -87,7 +92,7 @@ export function zip(files: [string, Buffer][], date: Date): Buffer {
     c.writeUInt16LE(0x0314, 4); // made by: unix, 2.0
     c.writeUInt16LE(20, 6);
     c.writeUInt16LE(0x0800, 8);
-    c.writeUInt16LE(8, 10);
+    c.writeUInt16LE(method, 10);
     c.writeUInt16LE(dosTime, 12);
     c.writeUInt16LE(dosDate, 14);
     c.writeUInt32LE(crc, 16);
