@@ -193,8 +193,8 @@ describe('a damaged recipe', async () => {
     const tmp = join(dir, 'tmp');
     mkdirSync(root, { recursive: true });
     mkdirSync(tmp, { recursive: true });
-    const place = async (name: string, bytes: Uint8Array) => {
-      const pieces = [bytes.subarray(0, form.recipe.length), bytes.subarray(form.recipe.length)];
+    const place = async (name: string, bytes: Uint8Array, recipeLength = form.recipe.length) => {
+      const pieces = [bytes.subarray(0, recipeLength), bytes.subarray(recipeLength)];
       const chunks = pieces.map((p) => ({ id: chunkId(p), pack: 0, offset: 8, repr: 0, rawLength: p.length, storedLength: p.length }));
       for (let i = 0; i < pieces.length; i++) await store.add(chunks[i].id, pieces[i]);
       await store.flush();
@@ -204,12 +204,15 @@ describe('a damaged recipe', async () => {
       const placed = await r.place(f, true);
       return { ok: placed === 'placed', placed, why: r.details.get(name) };
     };
-    const bad = Buffer.from(stream);
-    bad[form.recipe.length - 3] ^= 0xff; // inside the last ops of the recipe
-    const r = await place('bad.whl', bad);
+    // A recipe whose first deflate claims one byte more (and the file one byte more, so it decodes).
+    const recipe = decodeRecipe(form.recipe);
+    const op = recipe.ops.find((o) => o.kind === 'deflate')!;
+    if (op.kind === 'deflate') op.deflatedLength += 1;
+    const lying = encodeRecipe({ ...recipe, placedSize: recipe.placedSize + 1 });
+    const r = await place('bad.whl', Buffer.concat([lying, stream.subarray(form.recipe.length)]), lying.length);
     assert.equal(r.ok, false);
     assert.equal(r.placed, 'inconsistent', "chunks straight from the publisher that do not rebuild are the publisher's fault");
-    assert.match(r.why!, /^it did not rebuild: damaged rebuild recipe/);
+    assert.match(r.why!, /^it did not rebuild: damaged rebuild recipe: member at operation \d+ deflated to \d+ bytes, the recipe says \d+/);
     assert.equal(existsSync(join(root, 'bad.whl')), false, 'nothing placed');
     const contentFlip = Buffer.from(stream);
     contentFlip[stream.length - 5] ^= 0x01;
