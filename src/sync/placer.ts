@@ -1,6 +1,7 @@
 import { ErrorCode, PaqueteError } from '../errors.js';
 import type { Located } from '../store/pack-reader.js';
 import type { PlaceJob, PlaceOutcome } from './tree-writer.js';
+import { availableParallelism } from 'node:os';
 import { BackgroundWorker } from '../util/background-worker.js';
 
 /**
@@ -8,7 +9,10 @@ import { BackgroundWorker } from '../util/background-worker.js';
  * more `data` messages, each with the store locations of its next chunks (the first names the
  * file, the last says so): the worker reads them from the packs itself. The promise of `end`
  * settles once the file is synced and in place, or failed its checksum. One worker serves the
- * whole process, started on first use and not keeping the process alive while idle.
+ * whole process, started on first use and not keeping the process alive while idle; files that
+ * are rebuilt (wheels, sdists: src/rebuild/) are spread over as many workers as the machine has
+ * cores (at most REBUILD_THREADS), since their deflate is the client's heaviest CPU work
+ * (pako: ~4 MB of wheel per CPU second here, so one thread takes 75 s for a 300 MB card).
  *
  * Why a thread: writing a file into the tree takes the disk journal (open, write, mkdir and
  * rename wait while another file's fsync commits), and SHA-256 of every byte is the client's
@@ -23,6 +27,10 @@ export type FromWorker =
   | { t: 'done'; id: number; error: { message: string; code?: string; hint?: string; paquete: boolean } };
 
 interface File {
+  /** Which worker writes it. */
+  worker: number;
+  /** Bytes it rebuilds (0: not a rebuilt file). */
+  rebuilds: number;
   /** Until the first message carries it. */
   job?: PlaceJob;
   lastSent: boolean;
@@ -31,9 +39,14 @@ interface File {
   reject: (e: Error) => void;
 }
 
+/** Workers that rebuild files at most: more than the cores only adds switching. */
+const REBUILD_THREADS = 4;
+
 export class Placer {
   private static shared: Placer | undefined;
-  private readonly worker: BackgroundWorker<ToWorker, FromWorker>;
+  private readonly workers: BackgroundWorker<ToWorker, FromWorker>[] = [];
+  /** Per worker: files under way, and bytes being rebuilt. */
+  private readonly load: { files: number; rebuilds: number }[] = [];
   private nextId = 1;
   private readonly files = new Map<number, File>();
 
@@ -44,11 +57,26 @@ export class Placer {
   }
 
   private get broken(): Error | undefined {
-    return this.worker.broken;
+    return this.workers.find((w) => w.broken)?.broken;
   }
 
   private constructor() {
-    this.worker = new BackgroundWorker(new URL('./place-worker.js', import.meta.url), (m) => this.receive(m), (e) => this.fail(e));
+    this.start();
+  }
+
+  private start(): number {
+    this.workers.push(new BackgroundWorker(new URL('./place-worker.js', import.meta.url), (m) => this.receive(m), (e) => this.fail(e)));
+    this.load.push({ files: 0, rebuilds: 0 });
+    return this.workers.length - 1;
+  }
+
+  /** Plain files go to the first worker; a rebuilt one to the worker rebuilding the fewest bytes. */
+  private pick(rebuilds: number): number {
+    if (rebuilds === 0) return 0;
+    const idle = this.load.findIndex((l) => l.rebuilds === 0);
+    if (idle >= 0) return idle;
+    if (this.workers.length < Math.min(REBUILD_THREADS, availableParallelism())) return this.start();
+    return this.load.reduce((best, l, i) => (l.rebuilds < this.load[best].rebuilds ? i : best), 0);
   }
 
   /** Starts a file; returns its id for `write` and `end`. */
@@ -63,8 +91,12 @@ export class Placer {
     });
     // Observed now: a failure before anyone awaits `end` must not count as unhandled.
     result.catch(() => {});
-    if (this.files.size === 0) this.worker.busy(true);
-    this.files.set(id, { job, lastSent: false, result, resolve, reject });
+    const rebuilds = job.rebuiltSize ?? 0;
+    const worker = this.pick(rebuilds);
+    const load = this.load[worker];
+    if (load.files++ === 0) this.workers[worker].busy(true);
+    load.rebuilds += rebuilds;
+    this.files.set(id, { worker, rebuilds, job, lastSent: false, result, resolve, reject });
     return id;
   }
 
@@ -72,7 +104,7 @@ export class Placer {
   write(id: number, records: Located[], last: boolean): void {
     if (this.broken) throw this.broken;
     const file = this.files.get(id)!;
-    this.worker.post({ t: 'data', id, job: file.job, records, last });
+    this.workers[file.worker].post({ t: 'data', id, job: file.job, records, last });
     file.job = undefined;
     file.lastSent = last;
   }
@@ -82,7 +114,7 @@ export class Placer {
     const file = this.files.get(id);
     if (!file) return Promise.reject(this.broken ?? new Error(`no file ${id} under way`));
     if (!file.lastSent) {
-      this.worker.post({ t: 'data', id, job: file.job, records: [], last: true });
+      this.workers[file.worker].post({ t: 'data', id, job: file.job, records: [], last: true });
       file.job = undefined;
       file.lastSent = true;
     }
@@ -91,9 +123,11 @@ export class Placer {
 
   private receive(m: FromWorker): void {
     const file = this.files.get(m.id);
-    this.files.delete(m.id);
-    if (this.files.size === 0) this.worker.busy(false);
     if (!file) return;
+    this.files.delete(m.id);
+    const load = this.load[file.worker];
+    load.rebuilds -= file.rebuilds;
+    if (--load.files === 0) this.workers[file.worker].busy(false);
     if ('outcome' in m) file.resolve(m.outcome);
     else file.reject(m.error.paquete ? new PaqueteError(m.error.code as ErrorCode, m.error.message, m.error.hint) : new Error(m.error.message));
   }
@@ -101,5 +135,10 @@ export class Placer {
   private fail(e: Error): void {
     for (const file of this.files.values()) file.reject(e);
     this.files.clear();
+    // The placer is replaced (get()); its other workers must not keep the process alive.
+    for (const [i, w] of this.workers.entries()) {
+      w.busy(false);
+      this.load[i] = { files: 0, rebuilds: 0 };
+    }
   }
 }
