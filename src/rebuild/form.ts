@@ -125,13 +125,15 @@ class PlanWriter {
     this.at += length;
   }
 
-  /** A deflated stream at `at` whose inflated bytes are `raw`: deflate op if reproduced, else copy. */
-  deflated(raw: Uint8Array, deflatedLength: number): boolean {
+  /**
+   * A deflated stream at `at` whose inflated bytes are `raw`: a deflate op if reproduced (with
+   * `known`, parameters already found to reproduce it, or by trying the candidates), else a copy.
+   */
+  deflated(raw: Uint8Array, deflatedLength: number, known?: DeflateParams): boolean {
     const compressed = this.file.subarray(this.at, this.at + deflatedLength);
     this.plan.deflated++;
     // The parameters that worked for the previous members first: a file is usually made by one zlib call pattern.
-    const tried = [...this.plan.params, ...this.candidates.filter((c) => !this.paramIndex.has(key(c)))];
-    const p = findParams(raw, compressed, tried);
+    const p = known ?? findParams(raw, compressed, this.tried());
     if (!p) {
       this.plan.opaqueBytes += deflatedLength;
       this.copy(deflatedLength);
@@ -149,6 +151,11 @@ class PlanWriter {
     this.plan.reproducedBytes += deflatedLength;
     this.at += deflatedLength;
     return true;
+  }
+
+  /** The candidates, those already used in this file first. */
+  tried(): DeflateParams[] {
+    return [...this.plan.params, ...this.candidates.filter((c) => !this.paramIndex.has(key(c)))];
   }
 }
 
@@ -204,11 +211,11 @@ function planGzip(file: Uint8Array, candidates: readonly DeflateParams[]): Plan 
     const raw = inflateStream(b.subarray(p));
     if (!raw) return undefined;
     // The stream's length is only known by deflating it again: reproduce it against the rest.
-    const found = findStreamLength(raw, b.subarray(p), w, candidates);
+    const found = findStream(raw, b.subarray(p), w.tried());
     if (found === undefined) return undefined;
-    const trailer = p + found;
+    const trailer = p + found.length;
     if (trailer + 8 > b.length || b.readUInt32LE(trailer) !== crc32(raw) >>> 0 || b.readUInt32LE(trailer + 4) !== raw.length % 2 ** 32) return undefined;
-    w.deflated(raw, found);
+    w.deflated(raw, found.length, found.params);
     w.literalTo(trailer + 8);
   }
   if (w.plan.deflated === 0) return undefined;
@@ -225,11 +232,11 @@ function inflateStream(rest: Uint8Array): Uint8Array | undefined {
   }
 }
 
-/** The length of the deflate stream at the start of `rest`, found by the parameters that reproduce it. */
-function findStreamLength(raw: Uint8Array, rest: Uint8Array, w: PlanWriter, candidates: readonly DeflateParams[]): number | undefined {
-  for (const p of [...w.plan.params, ...candidates]) {
-    const n = reproducedLength(raw, rest, p);
-    if (n !== undefined) return n;
+/** The deflate stream at the start of `rest`: its length, found by the parameters that reproduce it. */
+function findStream(raw: Uint8Array, rest: Uint8Array, candidates: readonly DeflateParams[]): { length: number; params: DeflateParams } | undefined {
+  for (const params of candidates) {
+    const length = reproducedLength(raw, rest, params);
+    if (length !== undefined) return { length, params };
   }
   return undefined;
 }
