@@ -51,21 +51,27 @@ echo "serving $DEMO/remote at http://127.0.0.1:$PORT/"
 say "3. In the park: init over HTTP, trusting the publisher's key"
 paquete init "http://127.0.0.1:$PORT/" work --trust publisher.key.pub
 
-say "4. First session: a card worth 2 MB. The plan first, then the sync; it stops at the budget (exit 3)"
-paquete sync -C work --budget 2MB --dry-run | tail -n 3
+say "4. First card: 1.2 MB. The plan first, then the sync; it stops at the budget (exit 3)"
+paquete sync -C work --budget 1.2MB --dry-run | tail -n 3
 set +e
-paquete sync -C work --budget 2MB
+paquete sync -C work --budget 1.2MB
 code=$?
 set -e
 echo "exit code $code (3 = stopped by the budget, progress saved)"
 [ "$code" = 3 ] || { echo "expected exit 3"; exit 1; }
 paquete status -C work
 
-say "5. Next session: a bigger card; it resumes and completes"
-paquete sync -C work --budget 20MB
-paquete status -C work
+say "5. Between two cards, the publisher releases a new version (yargs' docs change)"
+rm -rf yargs-next && cp -r "$ROOT/node_modules/yargs" yargs-next
+printf '\n## Park notes\n\nThis line came out between two cards.\n' >> yargs-next/README.md
+paquete publish "typescript=$ROOT/node_modules/typescript" "docs:yargs=$DEMO/yargs-next" --to remote --key publisher.key | tail -n 2
 
-say "6. At home, offline: use what arrived — compile a file with the synced TypeScript compiler"
+say "6. Second card: 1.2 MB again. It finishes the first card's stream, takes the release's delta, and completes"
+paquete sync -C work --budget 1.2MB
+paquete status -C work
+grep -q 'came out between two cards' work/yargs/README.md && echo "work/yargs/README.md is the new release's"
+
+say "7. At home, offline: use what arrived — compile a file with the synced TypeScript compiler"
 cat > hello.ts <<'TS'
 const where: string = 'a park in Havana';
 console.log(`compiled offline with a compiler synced from ${where}`);
@@ -75,7 +81,7 @@ node work/typescript/bin/tsc --outDir out hello.ts
 node out/hello.js
 ls work/yargs | head -n 5
 
-say "7. At home, paquete serve makes the mirror browsable (catalog, docs, pip index, git, LAN peers)"
+say "8. At home, paquete serve makes the mirror browsable (catalog, docs, pip index, git, LAN peers)"
 node "$ROOT/bin/paquete.js" serve -C work --port 0 > serve.log 2>&1 &
 SERVE_PID=$!
 trap 'kill $SERVE_PID 2>/dev/null || true; kill $(cat "$DEMO/nginx/nginx.pid" 2>/dev/null) 2>/dev/null || true' EXIT
