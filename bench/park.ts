@@ -3,7 +3,8 @@
  * clean session and the zstd floors, on real npm releases.
  *
  *   node dist/bench/park.js                  every scenario (a few minutes)
- *   node dist/bench/park.js --only cards     scenarios whose name contains "cards"
+ *   node dist/bench/park.js --only cards     scenarios whose name contains "cards" (a comma-separated list)
+ *   node dist/bench/park.js --pkg date-fns   one package
  *
  * Packages (`npm pack` into bench/.cache/, never committed; bench/corpus.ts):
  *   typescript 5.8.3 → 5.9.3   a few large files (130 files, 23.6 MB)
@@ -150,7 +151,7 @@ async function benchPackage(p: (typeof PACKAGES)[number], only: string | undefin
     const firstFloor = (await have('zstd')) ? await zstdSize([oldTar]) : 0;
     const updateFloor = (await have('zstd')) ? await zstdSize([`--patch-from=${oldTar}`, newTar]) : 0;
     const firstFloorNew = (await have('zstd')) ? await zstdSize([newTar]) : 0;
-    const wanted = (s: string) => !only || s.includes(only);
+    const wanted = (s: string) => !only || only.split(',').some((o) => s.includes(o));
 
     const cleanDir = await b.client();
     const clean = (await b.card(cleanDir)).wire;
