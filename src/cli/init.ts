@@ -1,12 +1,13 @@
 import type { Argv } from 'yargs';
 import { readFileSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { isPaqueteError, PaqueteError } from '../errors.js';
 import { isHttpUrl, normalizeLocation, openRemote } from '../remote/open.js';
 import { decodeManifest, latestSnapshot, MANIFEST_PATH } from '../snapshot/manifest.js';
 import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
-import { WorkDir } from '../workdir/workdir.js';
+import { META_DIR, WorkDir } from '../workdir/workdir.js';
 import { rotationPath } from '../snapshot/rotation.js';
+import { describeNameRules, nameRulesFor } from '../workdir/fs-probe.js';
 import { acceptManifest, checkFreshness, rememberManifestEtag } from '../sync/catalog.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs } from './common.js';
@@ -89,6 +90,8 @@ export const initCommand = {
     }
     const latest = latestSnapshot(manifest.body);
     out.result(`initialized ${root} from ${location}`);
+    const disk = describeNameRules(nameRulesFor(join(root, META_DIR), root));
+    if (disk) out.line(disk);
     try {
       checkFreshness(manifest, location, { note: (m) => out.warn(m) });
     } catch (e) {

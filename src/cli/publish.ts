@@ -90,6 +90,11 @@ export const publishCommand = {
       progress.stop();
     }
     for (const s of r.skipped) out.warn(`skipped ${s}`);
+    if (r.nameWarnings.length) {
+      out.warn(`${r.nameWarnings.length} names cannot be placed on a FAT/exFAT stick, macOS or Windows as they are (clients there will refuse them; Linux disks hold them):`);
+      for (const p of r.nameWarnings.slice(0, 20)) out.warn(`  ${JSON.stringify(p.path)}: ${p.reason.replace(/on this disk/g, 'there')}`);
+      if (r.nameWarnings.length > 20) out.warn(`  … and ${r.nameWarnings.length - 20} more (--json lists them all)`);
+    }
     if (r.followed.length) out.line(`published ${r.followed.length} symbolic link${r.followed.length === 1 ? '' : 's'} as the files they name: ${r.followed.slice(0, 3).join(', ')}${r.followed.length > 3 ? ', …' : ''}`);
     if (!sources.length) {
       out.result(`signed snapshot ${r.snapshot.slice(0, 12)} again (serial ${r.serial}), valid until ${r.expires}`);

@@ -115,7 +115,8 @@ const framesNote = (r: SyncResult) => (r.plan.frameRanges.length ? ` (${r.plan.f
 
 /** The exit code of a finished session, as the contract has it (DESIGN.md, docs/GUIDE.md). */
 function exitOf(r: SyncResult): number {
-  if (r.dryRun || r.completeFiles === r.wantedFiles) return EXIT.ok;
+  // Refused names are files the user wants and will not get on this disk: not done.
+  if (r.dryRun || (r.completeFiles === r.wantedFiles && r.refused.length === 0)) return EXIT.ok;
   return r.stoppedByBudget ? EXIT.budget : EXIT.error;
 }
 
@@ -159,7 +160,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
   } else {
     out.result(
       `synced snapshot ${r.snapshot.slice(0, 12)}: spent ${formatSize(r.spent)}${b}; ` +
-        `${r.completeFiles}/${r.wantedFiles} files complete (${r.placed.length} new)` +
+        `${r.completeFiles}/${r.wantedFiles + r.refused.length} files complete (${r.placed.length} new)` +
         (r.removed.length ? `, ${r.removed.length} removed` : '') +
         (r.leftBytes ? `; ${formatSize(r.leftBytes)} still needed` : ''),
     );
@@ -192,6 +193,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       notPlaced: r.tree.failed,
       inconsistent: r.tree.inconsistent,
       withheld: r.withheld,
+      refused: r.refused,
       leftBytes: r.leftBytes,
       stoppedByBudget: r.stoppedByBudget,
       plan: r.plan.files.map((f) => ({ path: f.file.path, size: placedSize(f.file), outcome: f.outcome, missingBytes: f.missingBytes })),

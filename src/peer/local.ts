@@ -3,6 +3,8 @@ import { recordLength } from '../snapshot/snapshot.js';
 import { Restorer, TreeReport } from '../sync/restorer.js';
 import { cachedIndex, cachedLatest, trustedManifest } from '../sync/catalog.js';
 import { WorkDir } from '../workdir/workdir.js';
+import type { NameProblem } from '../snapshot/paths.js';
+import { refusalMessage, refusedNames, withoutRefused } from '../sync/tree-names.js';
 import { HaveSummary } from './have.js';
 
 /**
@@ -72,6 +74,8 @@ export interface PlaceResult {
   incomplete: string[];
   /** Record bytes the snapshot still lacks (what a sync would fetch). */
   missingBytes: number;
+  /** Files this disk cannot hold by their names: not placed (src/sync/tree-names.ts). */
+  refused: NameProblem[];
 }
 
 /**
@@ -89,6 +93,8 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
   const { complete, blocked, yours } = restorer.survey();
   restorer.report.kept.push(...yours);
+  const refused = refusedNames(work, snapshot);
+  for (const p of refused.values()) restorer.refuse(p.path, p.code, refusalMessage(p));
   const result: PlaceResult = {
     snapshot: entry.name,
     serial: manifest.body.serial,
@@ -100,10 +106,11 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
     totalFiles: snapshot.files.length,
     incomplete: [],
     missingBytes: 0,
+    refused: [...refused.values()],
   };
   const counted = new Set<number>();
   try {
-    for (const f of snapshot.files) {
+    for (const f of withoutRefused(snapshot, refused).files) {
       if (complete.has(f.path) || blocked.has(f.path)) continue;
       const lacking = f.chunks.filter((i) => !present.has(snapshot.chunks[i].id));
       if (lacking.length === 0) {

@@ -13,6 +13,7 @@ import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestS
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
 import { signRotation } from '../snapshot/rotation.js';
 import { SourceSpec } from '../sources/spec.js';
+import { checkSnapshotPath, NameProblem, nameProblems, PORTABLE_RULES } from '../snapshot/paths.js';
 import { listTree, TreeFile } from '../sources/tree.js';
 import { chunkByRuleWithIds } from '../sources/cutting.js';
 import { metadataSidecars } from '../sources/pypi.js';
@@ -87,6 +88,12 @@ export interface PublishResult {
   newStoredBytes: number;
   /** Entries left out of the sources, with the reason. */
   skipped: string[];
+  /**
+   * Files whose names a FAT/exFAT stick, macOS or Windows cannot hold as they are (a pair that
+   * differs only in case or Unicode normalization, CON, a:b, a trailing dot, too long): published,
+   * but clients on such disks will refuse them.
+   */
+  nameWarnings: NameProblem[];
   /** Symbolic links published as the files they name ("path -> target"). */
   followed: string[];
   /** The updates written for this snapshot: from nothing (`from` ""), then from earlier snapshots, newest first. */
@@ -215,6 +222,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     return { spec: s, skipped, followed, files: s.kind === 'pypi' ? [...files, ...metadataSidecars(files)] : files };
   });
 
+  refuseUnsafeNames(listings.flatMap((l) => l.files.map((f) => `${l.spec.name}/${f.rel}`)));
+
   const params = previous.snapshot?.params ?? opts.params ?? DEFAULT_PARAMS;
   const known = previous.known;
 
@@ -322,6 +331,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   sources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const lookup = (id: bigint) => fresh.get(id) ?? known.get(id)!;
   const snapshot = buildSnapshot(params, sources, fileChunks, lookup, opts.now ?? new Date());
+  // Names some client disks cannot hold: published (ext4 holds them), and said.
+  const nameWarnings = nameProblems(snapshot.files.map((f) => f.path), PORTABLE_RULES);
   const snapBytes = encodeSnapshot(snapshot);
   const snapName = sha256Hex(snapBytes);
   writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
@@ -355,6 +366,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     newChunks: fresh.size,
     newStoredBytes,
     skipped: listings.flatMap((l) => l.skipped.map((s) => `${l.spec.name}/${s}`)),
+    nameWarnings,
     followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
     updates,
     updatesMs,
@@ -420,9 +432,27 @@ function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
   const latest = latestSnapshot(body);
   return {
     snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
-    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], updates: [], updatesMs: 0,
+    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], nameWarnings: [], updates: [], updatesMs: 0,
     rebuilt: { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 },
   };
+}
+
+/**
+ * Names that are never safe on any client (src/snapshot/paths.ts) stop the publish before
+ * anything is written, all of them named: a client would refuse the whole snapshot.
+ */
+function refuseUnsafeNames(paths: string[]): void {
+  const bad: string[] = [];
+  for (const p of paths) {
+    try {
+      checkSnapshotPath(p);
+    } catch (e) {
+      bad.push((e as Error).message.replace(/^refusing file name /, ''));
+    }
+  }
+  if (bad.length) {
+    throw new PaqueteError('UNSAFE_PATH', `refusing to publish ${bad.length} names no client may accept: ${bad.slice(0, 5).join('; ')}${bad.length > 5 ? '; …' : ''}`, 'rename or remove them in the source, then publish again');
+  }
 }
 
 /** Lays out the snapshot: unique chunks sorted by where they lie, so offsets encode as gaps. */

@@ -161,6 +161,8 @@ export const PORTABLE_RULES: NameRules = {
 
 export interface NameProblem {
   path: string;
+  /** ENAMETOOLONG (a length), NAME_COLLISION (a pair the disk takes for one), NAME_INVALID (FAT/NTFS cannot hold it). */
+  code: 'ENAMETOOLONG' | 'NAME_COLLISION' | 'NAME_INVALID';
   /** Why, in words a user can act on; for a collision, the other name too. */
   reason: string;
   /** The other path of a colliding pair. */
@@ -198,10 +200,10 @@ function foldKey(path: string, rules: NameRules): string {
 export function nameProblems(paths: readonly string[], rules: NameRules): NameProblem[] {
   const problems: NameProblem[] = [];
   const refused = new Set<string>();
-  const refuse = (p: NameProblem) => {
+  const refuse = (p: Omit<NameProblem, 'code'> & { code?: NameProblem['code'] }) => {
     if (refused.has(p.path)) return;
     refused.add(p.path);
-    problems.push(p);
+    problems.push({ ...p, code: p.code ?? 'NAME_COLLISION' });
   };
   const folding = rules.caseInsensitive || rules.normalizationInsensitive;
   const byKey = new Map<string, string>();
@@ -209,19 +211,22 @@ export function nameProblems(paths: readonly string[], rules: NameRules): NamePr
   const dirs = new Map<string, { spelled: string; path: string }>();
   for (const path of paths) {
     if (Buffer.byteLength(path) > rules.maxPathBytes) {
-      refuse({ path, reason: `the path is longer than the ${rules.maxPathBytes} bytes this disk allows below the working directory` });
+      refuse({ path, code: 'ENAMETOOLONG', reason: `the path is longer than the ${rules.maxPathBytes} bytes this disk allows below the working directory` });
       continue;
     }
     const parts = path.split('/');
     let why: string | undefined;
+    let code: NameProblem['code'] = 'NAME_INVALID';
     for (const part of parts) {
       const length = rules.componentUnit === 'bytes' ? Buffer.byteLength(part) : part.length;
-      if (length > rules.maxComponent) why = `"${part.slice(0, 40)}…" is longer than the ${rules.maxComponent} ${rules.componentUnit === 'bytes' ? 'bytes' : 'characters'} a name may have on this disk`;
-      else if (rules.windowsNames) why = windowsProblem(part);
+      if (length > rules.maxComponent) {
+        why = `"${part.slice(0, 40)}…" is longer than the ${rules.maxComponent} ${rules.componentUnit === 'bytes' ? 'bytes' : 'characters'} a name may have on this disk`;
+        code = 'ENAMETOOLONG';
+      } else if (rules.windowsNames) why = windowsProblem(part);
       if (why) break;
     }
     if (why) {
-      refuse({ path, reason: why });
+      refuse({ path, code, reason: why });
       continue;
     }
     if (!folding) continue;

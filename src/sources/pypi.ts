@@ -27,6 +27,13 @@ export interface DistFile {
 /** PEP 503: runs of `-`, `_`, `.` become one `-`, lower case. */
 export const normalizeName = (name: string): string => name.replace(/[-_.]+/g, '-').toLowerCase();
 
+/**
+ * A project name as PEP 508 defines it: ASCII letters and digits, with `. _ -` inside. A file
+ * whose name claims any other project is not a distribution here (it never reaches /simple/,
+ * the catalog or a `pypi:` want), whatever a snapshot names it.
+ */
+export const isProjectName = (name: string): boolean => /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,198}[A-Za-z0-9])?$/.test(name);
+
 const SDIST = /^(.+)-([0-9][^-]*?)\.(tar\.gz|zip|tar\.bz2|tar\.xz|tgz)$/i;
 
 /** Parses a wheel or sdist file name; undefined for anything else (including .metadata files). */
@@ -36,7 +43,7 @@ export function parseDistFileName(fileName: string): DistFile | undefined {
     if (parts.length !== 5 && parts.length !== 6) return undefined;
     const [project, version] = parts;
     const [python, abi, platform] = parts.slice(-3);
-    if (!project || !/^v?[0-9]/i.test(version)) return undefined;
+    if (!isProjectName(project) || !/^v?[0-9]/i.test(version)) return undefined;
     return {
       project,
       normalized: normalizeName(project),
@@ -46,7 +53,7 @@ export function parseDistFileName(fileName: string): DistFile | undefined {
     };
   }
   const m = SDIST.exec(fileName);
-  if (!m) return undefined;
+  if (!m || !isProjectName(m[1])) return undefined;
   return { project: m[1], normalized: normalizeName(m[1]), version: m[2], kind: 'sdist' };
 }
 

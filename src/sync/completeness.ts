@@ -1,3 +1,4 @@
+import { isNameRefusal } from './tree-names.js';
 import { placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { FailedFile, KeptFile, Restorer } from './restorer.js';
@@ -82,6 +83,11 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
     if (failed) {
       r.notPlaced++;
       notPlaced.failed.push({ path: f.path, code: failed.code, message: failed.message });
+      if (isNameRefusal(failed.code)) {
+        // Refused by its name before fetching: a sync on this disk will not fetch it either.
+        missing.set(f.path, 0);
+        continue;
+      }
     }
     let lacking = 0;
     for (const i of f.chunks) {

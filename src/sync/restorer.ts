@@ -252,6 +252,15 @@ export class Restorer {
     return this.mismatch(f, fromPublisher);
   }
 
+  /**
+   * A file this disk cannot hold by its name (src/sync/tree-names.ts), refused before anything is
+   * fetched or written: recorded and reported as a file that could not be placed, with why.
+   */
+  refuse(path: string, code: string, message: string): void {
+    (this.state.failed ??= {})[path] = { snapshot: this.snapshotName ?? '', code, message };
+    this.report.failed.push({ path, code, message });
+  }
+
   private keep(path: string, why: string): Placement {
     this.report.kept.push({ path, why });
     return 'kept';

@@ -12,6 +12,9 @@ import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.
 import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, planFrameStream, planSession } from './planner.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
+import { refusalMessage, refusedNames, withoutRefused } from './tree-names.js';
+import type { NameProblem } from '../snapshot/paths.js';
+import { matcher } from '../util/glob.js';
 
 /**
  * Files being placed at once: each is only a list of store locations on this thread, and a temp
@@ -83,6 +86,8 @@ export interface SyncResult {
   tree: TreeReport;
   /** Wanted files not fetched because the publisher's data for them is inconsistent (found earlier). */
   withheld: string[];
+  /** Wanted files this disk cannot hold by their names (a colliding pair, CON, a:b, too long): not fetched, not placed. */
+  refused: NameProblem[];
   /** Record bytes the wanted files still lack. */
   leftBytes: number;
   stoppedByBudget: boolean;
@@ -119,12 +124,16 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       throw new PaqueteError('BUDGET', `the budget (${budget} bytes) does not even cover the index (${spent()} bytes)`, 'give a larger --budget');
     }
     const { snapshot } = latest;
+    // Names this disk cannot hold are found before anything is written, and left out.
+    const refused = refusedNames(work, snapshot);
+    const plannable = withoutRefused(snapshot, refused);
     // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
     const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     const state = work.treeState();
     const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite });
     // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
     const { complete, blocked, yours, inconsistent } = restorer.survey();
+    for (const p of wantedOf([...refused.values()], wants)) restorer.refuse(p.path, p.code, refusalMessage(p));
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
     const paid = sources.filter((s) => !s.free);
     // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
@@ -142,7 +151,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const withFrames = source === main && route.update && rangesHonoured ? route.update : undefined;
       return planSession({
-        snapshot,
+        snapshot: plannable,
         present: held,
         complete: new Set([...complete, ...blocked]),
         wants,
@@ -214,6 +223,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       removed: restorer.report.removed,
       tree: restorer.report,
       withheld: inconsistent.filter((p) => wanted(p)),
+      refused: wantedOf([...refused.values()], wants),
       leftBytes: plan.leftBytes,
       stoppedByBudget: false,
       dryRun: !!opts.dryRun,
@@ -382,6 +392,13 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     await work.store.flush();
     if (!opts.remotes) for (const s of sources) await s.remote.close();
   }
+}
+
+/** The refused names the user wants (all of them with no --want). */
+function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
+  if (!wants.length) return refused;
+  const which = matcher(wants);
+  return refused.filter((p) => which(p.path) >= 0);
 }
 
 /** An update head is fetched only when the records it could replace cost several times what it does. */
