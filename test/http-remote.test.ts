@@ -11,6 +11,7 @@ import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createHttpRemote, type ExchangeInfo, type HttpRemote, type HttpRemoteOptions, type RetryInfo } from '../src/remote/http.js';
 import { PaqueteError } from '../src/errors.js';
+import { WireBudget } from '../src/remote/budget.js';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
 import { startFaultProxy } from './helpers/faultproxy.js';
 import { cleanupAll, onCleanup, tmpDir } from './helpers/tmp.js';
@@ -349,13 +350,15 @@ describe('http remote against nginx', () => {
     await ng.clearLog();
     const r = remote(proxy.url + 'r/');
     proxy.cutAfterBytes(80_000);
-    assert.deepEqual(Buffer.from(await r.get('snapshots/s1.snap')), SNAP);
+    assert.deepEqual(Buffer.from(await r.get('snapshots/s1.snap', { size: SNAP.length })), SNAP);
     const log = await ng.accessLog();
     assert.ok(log.length >= 3);
-    assert.equal(log[0].range, 'bytes=0-');
+    // Never more than the file's size is asked for.
+    assert.equal(log[0].range, `bytes=0-${SNAP.length - 1}`);
     // Each later request asks for the rest only (nginx pushes more into the proxy than reaches
     // us before a cut, so its log overstates; count what the proxy passed on instead).
-    for (const l of log.slice(1)) assert.match(l.range ?? '', /^bytes=[1-9]\d*-$/);
+    for (const l of log.slice(1)) assert.equal(l.range, `bytes=${/^bytes=(\d+)-/.exec(l.range ?? '')?.[1]}-${SNAP.length - 1}`);
+    for (const l of log.slice(1)) assert.match(l.range ?? '', /^bytes=[1-9]/);
     assert.ok(proxy.stats.bytesToClient < SNAP.length + 500 * log.length, `${proxy.stats.bytesToClient} bytes reached us`);
   });
 
@@ -473,21 +476,36 @@ describe('http remote against nginx', () => {
     assert.equal(e.exitCode, 2);
   });
 
-  test('maxWireBytes: refused before sending when it cannot fit', async () => {
+  test('a budget: refused before sending when it cannot fit, a prefix when asked for one', async () => {
     await ng.clearLog();
-    const r = remote(ng.url + 'r/');
-    const cost = r.requestCost('packs/a.pack', 10_000);
-    await rejectsWith(r.getRange('packs/a.pack', { start: 0, end: 10_000 }, () => assert.fail('no bytes'), { maxWireBytes: cost - 1 }), 'BUDGET');
+    const probe = remote(ng.url + 'r/');
+    const cost = probe.requestCost('packs/a.pack', 10_000);
+    const tight = new WireBudget(9_000);
+    const r = remote(ng.url + 'r/', { budget: tight });
+    await rejectsWith(r.getRange('packs/a.pack', { start: 0, end: 10_000 }, () => assert.fail('no bytes')), 'BUDGET');
     assert.equal(r.meter.total, 0);
-    const { bytes } = await fetchRange(r, 'packs/a.pack', 0, 10_000, { maxWireBytes: cost });
+    // prefixOk: what fits comes, then BUDGET.
+    let got = 0;
+    await rejectsWith(r.getRange('packs/a.pack', { start: 0, end: 10_000 }, (b) => void (got += b.length), { prefixOk: true }), 'BUDGET');
+    assert.ok(got > 7_500 && got < 9_000, `${got} bytes of the prefix`);
+    assert.ok(tight.spent <= tight.limit && tight.spent === r.meter.total, `${tight.spent} spent of ${tight.limit}`);
+    const budget = new WireBudget(cost);
+    const r2 = remote(ng.url + 'r/', { budget });
+    const { bytes } = await fetchRange(r2, 'packs/a.pack', 0, 10_000);
     assert.ok(bytes.equals(PACK.subarray(0, 10_000)));
-    assert.ok(r.meter.total <= cost);
-    // get() of a file bigger than the limit: asks only for what fits, sees the size, stops.
-    const before = r.meter.total;
-    await rejectsWith(r.get('snapshots/s1.snap', { maxWireBytes: 50_000 }), 'BUDGET', /200000 bytes/);
-    assert.ok(r.meter.total - before <= 50_000, `${r.meter.total - before}`);
+    assert.ok(r2.meter.total <= cost);
+    // get() of a file bigger than the budget: asks only for what fits, sees the size, stops.
+    const small = new WireBudget(50_000);
+    const r3 = remote(ng.url + 'r/', { budget: small });
+    await rejectsWith(r3.get('snapshots/s1.snap'), 'BUDGET', /200000 bytes/);
+    assert.ok(r3.meter.total <= 50_000, `${r3.meter.total}`);
+    // ... one whose signed size does not fit is refused before a byte is sent ...
+    const r4 = remote(ng.url + 'r/', { budget: new WireBudget(50_000) });
+    await rejectsWith(r4.get('snapshots/s1.snap', { size: 200_000 }), 'BUDGET');
+    assert.equal(r4.meter.total, 0);
     // ... and one that fits is fetched whole.
-    assert.deepEqual(Buffer.from(await r.get('snapshots/s1.snap', { maxWireBytes: 201_000 })), SNAP);
+    const r5 = remote(ng.url + 'r/', { budget: new WireBudget(201_000) });
+    assert.deepEqual(Buffer.from(await r5.get('snapshots/s1.snap', { size: 200_000 })), SNAP);
   });
 
   test('an abort signal stops a slow download promptly', async () => {

@@ -16,6 +16,7 @@ import { Progress } from './progress.js';
 
 interface Args extends GlobalArgs {
   budget?: number;
+  'min-rate'?: number;
   want?: string[];
   'dry-run'?: boolean;
   list?: boolean;
@@ -32,6 +33,11 @@ export const syncCommand = {
   builder: (y: Argv) =>
     y
       .option('budget', { type: 'string', coerce: sizeOption('--budget', 1), describe: 'most bytes to put on the wire (300MB, 300MiB, 1.5GB), headers included' })
+      .option('min-rate', {
+        type: 'string',
+        coerce: sizeOption('--min-rate', 0),
+        describe: 'slowest link worth paying for, per second, judged over 30 s (default 1kB; 0: any): a slower one ends the sync with exit 4, everything received kept',
+      })
       .option('want', { type: 'string', array: true, describe: 'globs of paths or source names to bring first, in priority order' })
       .option('dry-run', { type: 'boolean', describe: 'print the plan, a summary per source; spend only the bytes of the index' })
       .option('list', { type: 'boolean', describe: 'with --dry-run: every file of the plan, not only the summary per source' })
@@ -46,6 +52,7 @@ export const syncCommand = {
       .example('$0 sync --want "docs/**" --want numpy --dry-run', 'show what docs and then numpy would cost'),
   handler: async (argv: Args) => {
     const budget = argv.budget;
+    const minRate = argv['min-rate'];
     const wants = [...(argv.want ?? []), ...readRequirements((argv.requirement ?? []).map((f) => resolve(baseDir(argv), f)))];
     const progress = new Progress('sync', !argv.quiet && !argv.json);
     progress.budget(budget);
@@ -54,6 +61,7 @@ export const syncCommand = {
       const result = await withWorkDir(argv, 'sync', (work) =>
         runSync(work, {
           budget,
+          minRate,
           wants,
           pypi: { python: argv.python, platform: argv.platform },
           dryRun: argv['dry-run'],

@@ -29,8 +29,9 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import got, { type Got, type Request as GotRequest } from 'got';
 import { PaqueteError } from '../errors.js';
-import type { ByteRange, FetchOptions, Remote } from './remote.js';
+import { MAX_GET_BYTES, type ByteRange, type FetchOptions, type Remote } from './remote.js';
 import { Exchange, SocketMeter, meteredAgents } from './meter.js';
+import { Hold, PUSH_ALLOWANCE, WireBudget } from './budget.js';
 
 export type RangeSupport = 'unknown' | 'yes' | 'no';
 
@@ -86,7 +87,33 @@ export interface HttpRemoteOptions {
   rejectUnauthorized?: boolean;
   /** Called after every HTTP exchange (redirect hops included) with its wire bytes. */
   onExchange?: (info: ExchangeInfo) => void;
+  /**
+   * The session's budget (src/remote/budget.ts): every exchange reserves from it before its
+   * request is written. Without one nothing is limited.
+   */
+  budget?: WireBudget;
+  /**
+   * Reading this remote costs nothing (a LAN peer): only hops that a redirect takes to another
+   * host are reserved from `budget` (a free mirror pointing at a paid one is paid from there on).
+   */
+  free?: boolean;
+  /**
+   * The slowest link worth paying for, in body bytes per second, judged over `rateWindowMs`
+   * (time our own sink spends storing is left out). A link under it fails the call with NETWORK
+   * at once, no retries: everything received is kept. 0 turns it off. Default MIN_RATE.
+   */
+  minRate?: number;
+  /** Default 30 000. */
+  rateWindowMs?: number;
 }
+
+/**
+ * Default minimum rate: 1 kB/s. Under it a 300 MB card would take three and a half days; a link
+ * that trickles (a hotspot at the edge of its range, a throttled card) sends a byte now and
+ * then, which resets a stall timer forever.
+ */
+export const MIN_RATE = 1000;
+const RATE_WINDOW_MS = 30_000;
 
 export interface HttpRemote extends Remote {
   /** Whether the server honours Range, as last observed ('unknown' before any evidence). */
@@ -107,6 +134,10 @@ const DRAIN_LIMIT = 4096;
 const SNIFF_BYTES = 64;
 /** Response head of a 206 assumed before we have seen one from this server. */
 const DEFAULT_206_HEAD = 640;
+/** Added to the request head we compute (Node writes exactly it; this covers a header it might add). */
+const REQUEST_SLACK = 32;
+/** Kept back when an ask is sized to what the budget has left: a redirect's hop has a longer head. */
+const REDIRECT_SLACK = 256;
 /** Added on top of the largest 206 head seen (content-type, ETag and digits vary a little). */
 const HEAD_SLACK = 32;
 
@@ -147,6 +178,18 @@ interface Opened {
   length: number | undefined;
   /** Size of the status line + headers as Node parsed them. */
   headBytes: number;
+  /** This exchange's reservation, when it is paid for. */
+  hold: Hold | undefined;
+  /** The body this hop asked for (less than the call's when the budget made it shrink). */
+  body: number;
+}
+
+/** What one exchange may bring: the body asked for, and what a server ignoring Range may push on top. */
+interface Ask {
+  body: number;
+  push: number;
+  /** The ask may shrink to what the budget has left when a hop is paid (the range header is rewritten). */
+  fit?: boolean;
 }
 
 /** One try of one call: the stream in flight, its stall timer, why it was stopped. */
@@ -157,13 +200,61 @@ class Attempt {
   readonly reports: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private stallMs = 0;
+  private rateTimer: NodeJS.Timeout | undefined;
+  private rateBytes = 0;
+  private sinkMs = 0;
+  private sinkSince: number | undefined;
 
   /** Stop the current stream with `reason` (the first reason wins). */
   fail(reason: unknown): void {
     if (this.reason === undefined) this.reason = reason;
     this.disarm();
+    this.end();
     const s = this.stream;
-    if (s && !s.destroyed) s.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+    if (s && !s.destroyed) {
+      hungUp.add(s);
+      s.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+    }
+  }
+
+  /**
+   * From a response head on: every `windowMs`, the body bytes that came must reach `minRate`
+   * per second of the time the link had (the time our sink spent storing is not the link's).
+   */
+  watchRate(minRate: number, windowMs: number, tooSlow: (bytes: number) => Error): void {
+    if (!(minRate > 0) || this.rateTimer) return;
+    this.rateTimer = setInterval(() => {
+      const now = performance.now();
+      if (this.sinkSince !== undefined) {
+        this.sinkMs += now - this.sinkSince;
+        this.sinkSince = now;
+      }
+      const linkMs = windowMs - this.sinkMs;
+      if (linkMs >= windowMs / 2 && this.rateBytes < (minRate * linkMs) / 1000) this.fail(tooSlow(this.rateBytes));
+      this.rateBytes = 0;
+      this.sinkMs = 0;
+    }, windowMs);
+    this.rateTimer.unref?.();
+  }
+
+  /** Body bytes arrived (for the rate). */
+  received(n: number): void {
+    this.rateBytes += n;
+  }
+
+  sinkBusy(busy: boolean): void {
+    const now = performance.now();
+    if (busy) this.sinkSince = now;
+    else if (this.sinkSince !== undefined) {
+      this.sinkMs += now - this.sinkSince;
+      this.sinkSince = undefined;
+    }
+  }
+
+  /** The try is over: no more timers. */
+  end(): void {
+    if (this.rateTimer) clearInterval(this.rateTimer);
+    this.rateTimer = undefined;
   }
 
   arm(ms: number): void {
@@ -179,6 +270,16 @@ class Attempt {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
+}
+
+/** Streams we destroyed ourselves (the server may have had more to send: see PUSH_ALLOWANCE). */
+const hungUp = new WeakSet<GotRequest>();
+
+/** Stop reading `s` and close its connection. */
+function hangUp(s: GotRequest): void {
+  if (s.destroyed || s.readableEnded) return;
+  hungUp.add(s);
+  s.destroy();
 }
 
 const fmtMs = (ms: number): string => (ms >= 1000 ? `${+(ms / 1000).toFixed(1)} s` : `${ms} ms`);
@@ -274,8 +375,11 @@ export function createHttpRemote(baseUrl: string, opts: HttpRemoteOptions = {}):
 
 class HttpRemoteImpl implements HttpRemote {
   readonly location: string;
-  readonly free = false;
+  readonly free: boolean;
   readonly meter = new SocketMeter();
+  private readonly budget: WireBudget | undefined;
+  private readonly minRate: number;
+  private readonly rateWindowMs: number;
   private support: RangeSupport = 'unknown';
   private readonly base: URL;
   private readonly httpAgent: http.Agent;
@@ -302,6 +406,10 @@ class HttpRemoteImpl implements HttpRemote {
     private readonly opts: HttpRemoteOptions,
   ) {
     this.location = baseUrl;
+    this.free = opts.free ?? false;
+    this.budget = opts.budget;
+    this.minRate = opts.minRate ?? MIN_RATE;
+    this.rateWindowMs = opts.rateWindowMs ?? RATE_WINDOW_MS;
     let base: URL;
     try {
       base = new URL(baseUrl);
@@ -397,14 +505,41 @@ class HttpRemoteImpl implements HttpRemote {
       const ifRange = v ? this.ifRangeOf(v) : '"' + 'f'.repeat(30) + '"';
       if (ifRange) headers['if-range'] = ifRange;
     }
-    const req = this.requestHeadBytes(url, headers);
-    // Response head: Content-Length digits + Content-Range "bytes S-E/T".
+    const req = this.requestHeadBytes(url, headers) + REQUEST_SLACK;
+    return req + this.responseHeadCap(path, body) + body + (this.support === 'no' ? this.pushPast(path, body) : 0);
+  }
+
+  /** What a server that ignores Range may push past byte `end` of `path` before our hang-up reaches it. */
+  private pushPast(path: string, end: number): number {
+    const size = this.validators.get(path)?.size;
+    return size === undefined ? PUSH_ALLOWANCE : Math.max(0, Math.min(PUSH_ALLOWANCE, size - end));
+  }
+
+  /** The most a response head for `body` bytes of `path` is expected to take. */
+  private responseHeadCap(path: string, body: number): number {
+    const v = this.validators.get(path);
+    const d = v?.size !== undefined ? digits(v.size) : 12;
+    // Content-Length digits + Content-Range "bytes S-E/T".
     const varying = digits(body) + `bytes ${'9'.repeat(d)}-${'9'.repeat(d)}/${'9'.repeat(d)}`.length;
-    let head: number;
-    if (this.head206Base !== undefined) head = this.head206Base + varying + HEAD_SLACK;
-    else if (this.head200Guess !== undefined) head = Math.max(this.head200Guess + varying + HEAD_SLACK, 0);
-    else head = DEFAULT_206_HEAD;
-    return req + head + body;
+    if (this.head206Base !== undefined) return this.head206Base + varying + HEAD_SLACK;
+    if (this.head200Guess !== undefined) return Math.max(this.head200Guess + varying + HEAD_SLACK, 0);
+    return DEFAULT_206_HEAD;
+  }
+
+  /** Whether exchanges with `url` are paid: always for a paid remote, off its own host for a free one. */
+  private paidAt(url: URL): boolean {
+    return this.budget !== undefined && (!this.free || url.origin !== this.base.origin);
+  }
+
+  /**
+   * Body bytes a request for `path` may ask for within what the budget has left (Infinity: no
+   * limit). `orRedirected`: shape the ask for a free remote too, in case a redirect makes it paid
+   * (the manifest, asked up to a cap far above its real size), and keep REDIRECT_SLACK back.
+   */
+  private roomFor(path: string, headers: Record<string, string>, want: number, orRedirected = false): number {
+    if (!this.budget?.limited || (!this.paidAt(this.base) && !orRedirected)) return Infinity;
+    const overhead = this.requestHeadBytes(this.urlOf(path), headers) + REQUEST_SLACK + this.responseHeadCap(path, want);
+    return this.budget.left - overhead - (orRedirected ? REDIRECT_SLACK : 0);
   }
 
   /** Learn the size of this server's 206 heads, without the parts that vary with the range. */
@@ -430,25 +565,55 @@ class HttpRemoteImpl implements HttpRemote {
   // ---------------------------------------------------------------------------------------------
   // One exchange (following redirects)
 
-  private async open(path: string, headers: Record<string, string>, att: Attempt, budget: Budget | undefined): Promise<Opened> {
+  private async open(path: string, headers0: Record<string, string>, att: Attempt, ask0: Ask): Promise<Opened> {
     let url = this.urlOf(path);
+    let headers = headers0;
+    let ask = ask0;
+    // A hop away from a free remote's host is paid, and so is every hop after it.
+    let paid = this.paidAt(url);
     for (let hop = 0; ; hop++) {
       if (att.reason !== undefined) throw att.reason;
+      paid ||= this.paidAt(url);
       const exchange = new Exchange(this.meter);
-      budget?.track(exchange);
-      const stream = this.client.stream(url, { headers });
+      // Reserved before a byte is written: the request head, the response head, the body asked for.
+      const overhead = () => this.requestHeadBytes(url, headers) + REQUEST_SLACK + this.responseHeadCap(path, ask.body);
+      if (paid && ask.fit && this.budget!.limited && overhead() + ask.body + ask.push > this.budget!.left) {
+        // A hop that made the call paid, or a redirect that took some of the budget: ask for less.
+        const from = Number(/^bytes=(\d+)-/.exec(headers.range ?? '')?.[1] ?? 0);
+        const body = Math.max(1, this.budget!.left - overhead() - ask.push);
+        ask = { ...ask, body };
+        headers = { ...headers, range: `bytes=${from}-${from + body - 1}` };
+      }
+      const hold = paid
+        ? this.budget!.reserve(overhead() + ask.body + ask.push, `${hop ? `a redirect hop to ${url.host} for ` : ''}${path}`)
+        : undefined;
+      if (hold) hold.live = () => exchange.wire;
+      let stream: GotRequest;
+      try {
+        stream = this.client.stream(url, { headers });
+      } catch (e) {
+        hold?.settle(0);
+        throw e;
+      }
       att.stream = stream;
       // got re-emits errors on the stream; whoever reads it sees them, this only keeps an
       // unread error from crashing the process.
       stream.on('error', () => {});
       let status: number | undefined;
       let aborted = true;
+      let announced: number | undefined; // body bytes the answer said it has
+      let headBytes = 0;
       const hopUrl = url.href;
       let reported = false;
       const report = (): void => {
         if (reported) return;
         reported = true;
         exchange.finish();
+        // We hung up on an answer with bytes still to come: the server counts what it pushed
+        // before our hang-up reached it.
+        const unread = announced === undefined ? PUSH_ALLOWANCE : Math.max(0, announced - (exchange.received - headBytes));
+        const pushed = aborted && hungUp.has(stream) && status !== undefined ? Math.min(PUSH_ALLOWANCE, unread) : 0;
+        hold?.settle(exchange.wire, pushed);
         this.opts.onExchange?.({ url: hopUrl, status, sent: exchange.sent, received: exchange.received, aborted });
       };
       att.reports.push(report);
@@ -480,12 +645,13 @@ class HttpRemoteImpl implements HttpRemote {
         throw e;
       }
       att.arm(this.stallMs);
+      att.watchRate(this.minRate, this.rateWindowMs, (n) => this.tooSlow(n));
       status = res.statusCode ?? 0;
-      const headBytes = headSize(res);
+      headBytes = headSize(res);
       const cl = res.headers['content-length'];
       const length = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-      const opened: Opened = { url, stream, res, status, exchange, length, headBytes };
-      if (budget) budget.check(0);
+      announced = length;
+      const opened: Opened = { url, stream, res, status, exchange, length, headBytes, hold, body: ask.body };
 
       if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
         let to: URL;
@@ -501,6 +667,7 @@ class HttpRemoteImpl implements HttpRemote {
           throw new PaqueteError('NETWORK', `too many redirects fetching ${url.href}`, 'check the remote URL');
         }
         await this.discard(opened, att);
+        report(); // its reservation is settled before the next hop reserves its own
         url = to;
         continue;
       }
@@ -513,12 +680,22 @@ class HttpRemoteImpl implements HttpRemote {
     }
   }
 
+  private tooSlow(bytes: number): PaqueteError {
+    const s = this.rateWindowMs / 1000;
+    return new PaqueteError(
+      'NETWORK',
+      `the link is too slow to be worth paying for: ${bytes} bytes in ${s} s from ${this.location}, under the minimum of ${this.minRate} bytes/s`,
+      'everything received is kept; run the same command again on a better link (or lower --min-rate)',
+    );
+  }
+
   /** Read and drop a small body so the connection can be reused; drop the connection otherwise. */
   private async discard(op: Opened, att: Attempt): Promise<void> {
-    if (op.length !== undefined && op.length <= DRAIN_LIMIT) {
-      await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} }, undefined);
+    const rest = op.length === undefined ? Infinity : op.length - (op.exchange.received - op.headBytes);
+    if (op.length !== undefined && op.length <= DRAIN_LIMIT && (!op.hold || rest <= op.hold.room)) {
+      await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} });
     } else {
-      op.stream.destroy();
+      hangUp(op.stream);
     }
   }
 
@@ -591,14 +768,21 @@ class HttpRemoteImpl implements HttpRemote {
 
   /**
    * Read the body of `op`: drop `skip` bytes, hand the next `take` (all, when undefined) to
-   * `deliver`, then stop (reading a small rest to keep the connection, else hanging up).
-   * `sniff` sees the first bytes before anything is delivered and may throw.
+   * `deliver`, then stop (reading a small rest to keep the connection, when its reservation
+   * covers it, else hanging up). `sniff` sees the first bytes before anything is delivered and
+   * may throw. `max`: a body longer than this is hung up on as soon as it shows (`tooLong`).
    */
   private async pump(
     op: Opened,
     att: Attempt,
-    spec: { skip: number; take: number | undefined; deliver: (b: Buffer) => void | Promise<void>; sniff?: (head: Buffer) => void },
-    budget: Budget | undefined,
+    spec: {
+      skip: number;
+      take: number | undefined;
+      deliver: (b: Buffer) => void | Promise<void>;
+      sniff?: (head: Buffer) => void;
+      max?: number;
+      tooLong?: () => Error;
+    },
   ): Promise<void> {
     const { skip, take, deliver } = spec;
     const stop = take === undefined ? Infinity : skip + take;
@@ -606,6 +790,7 @@ class HttpRemoteImpl implements HttpRemote {
     let held: Buffer[] | undefined = spec.sniff ? [] : undefined;
     let heldLen = 0;
     let done = take === 0;
+    let seen = 0; // body bytes read off the stream
 
     const handle = async (chunk: Buffer): Promise<void> => {
       const from = p;
@@ -615,10 +800,13 @@ class HttpRemoteImpl implements HttpRemote {
       const b = Math.min(chunk.length, stop - from);
       if (b > a) {
         att.disarm(); // a slow sink is not a stalled link
+        att.sinkBusy(true);
         try {
           await deliver(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
         } catch (e) {
           throw new SinkFailure(e);
+        } finally {
+          att.sinkBusy(false);
         }
         if (att.reason !== undefined) throw att.reason;
         att.arm(this.stallMs);
@@ -638,6 +826,9 @@ class HttpRemoteImpl implements HttpRemote {
       for await (const c of op.stream) {
         const chunk = c as Buffer;
         att.arm(this.stallMs);
+        att.received(chunk.length);
+        seen += chunk.length;
+        if (spec.max !== undefined && seen > spec.max) throw spec.tooLong!();
         if (held) {
           held.push(chunk);
           heldLen += chunk.length;
@@ -646,24 +837,28 @@ class HttpRemoteImpl implements HttpRemote {
           await handle(chunk);
         }
         if (done) {
-          // Hang up unless the rest is small enough to read for keeping the connection (and
-          // there is no byte limit that the rest could break).
+          // Hang up unless the rest is small and its reservation covers it (reading it keeps
+          // the connection for the next request).
           const rest = op.length === undefined ? Infinity : op.length - p;
-          if (rest > DRAIN_LIMIT || (rest > 0 && budget)) break;
-        } else if (budget) {
-          budget.check(0);
+          if (rest > DRAIN_LIMIT || (op.hold && rest > op.hold.room)) {
+            if (rest > 0) hungUp.add(op.stream); // breaking out destroys the stream
+            break;
+          }
         }
+        // A body longer than asked ends at `take` (getRange) or `max` (get); a response head far
+        // bigger than any this server sent before only shows in the budget's count.
       }
       if (held) await flushHeld();
     } catch (e) {
       if (e instanceof SinkFailure || e instanceof PaqueteError) {
+        hungUp.add(op.stream);
         att.fail(e);
         throw e;
       }
       throw att.reason ?? e;
     } finally {
       att.disarm();
-      if (!op.stream.destroyed && !op.stream.readableEnded) op.stream.destroy();
+      hangUp(op.stream);
     }
     if (att.reason !== undefined) throw att.reason;
     if (take !== undefined && p < stop) {
@@ -694,8 +889,8 @@ class HttpRemoteImpl implements HttpRemote {
       const endTry = (): void => {
         att.disarm();
         signal?.removeEventListener('abort', onAbort);
-        const s = att.stream;
-        if (s && !s.destroyed && !s.readableEnded) s.destroy();
+        att.end();
+        if (att.stream) hangUp(att.stream);
         for (const report of att.reports) report();
       };
       try {
@@ -742,7 +937,7 @@ class HttpRemoteImpl implements HttpRemote {
     let etagOfBody: string | undefined;
     let firstSize: number | undefined;
     let notModified = false;
-    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
+    const limit = opts?.size ?? opts?.limit ?? MAX_GET_BYTES;
     const strict = path === MANIFEST || path.endsWith('.json');
     const deliver = (b: Buffer): void => {
       parts.push(b);
@@ -752,23 +947,35 @@ class HttpRemoteImpl implements HttpRemote {
       parts.length = 0;
       have = 0;
     };
+    // Hung up on before its body: longer than its signed size (a hotspot rewrote it), or than
+    // the cap of what it is (the manifest's: a remote serving that is broken or hostile).
+    const tooBig = (url: URL, size: number | string) =>
+      opts?.size !== undefined
+        ? new PaqueteError(
+            'NETWORK',
+            `${url.href} answered ${size} bytes for ${path}, more than the ${limit} it can be (its signed size); hung up`,
+            'a hotspot or proxy on the way may be rewriting answers: log in with a browser if it wants that, then run the same command again',
+          )
+        : new PaqueteError('BAD_FORMAT', `${url.href} offers ${size} bytes for ${path}, more than the ${limit} a ${path === MANIFEST ? 'manifest' : 'file'} may have: refusing it`);
 
     await this.withRetries(path, opts, () => have, async (att) => {
-      // "bytes=N-" asks for the rest of the file: a server that honours Range answers 206 (which
-      // also tells us, for free, that Range works), one that does not answers 200. Under a
-      // byte limit, ask for no more than fits: the server then cannot overrun it.
+      // "bytes=N-M" asks for no more than the file may have, and no more than the budget has
+      // left: a server that honours Range then cannot overrun either. A 206 also tells us, for
+      // free, that Range works; a server that ignores it answers 200.
       // A resumed download needs a validator, or a mutable file could come back half old, half new.
       if (have > 0 && !validator && path === MANIFEST) reset();
-      const headers: Record<string, string> = { range: `bytes=${have}-` };
+      const headers: Record<string, string> = {};
       if (have > 0 && validator) headers['if-range'] = validator;
       if (have === 0 && opts?.ifNoneMatch) headers['if-none-match'] = opts.ifNoneMatch.etag;
-      if (budget) {
-        const overhead = this.requestCost(path, 0);
-        const room = budget.left - overhead;
-        if (room <= 0) budget.before(overhead);
-        headers.range = `bytes=${have}-${have + room - 1}`;
+      const want = limit - have;
+      headers.range = `bytes=${have}-${have + want - 1}`;
+      const room = this.roomFor(path, headers, want, opts?.size === undefined);
+      if (room < (opts?.size !== undefined ? want : 1)) {
+        throw this.budget!.refusal(this.requestCost(path, want) - (this.support === 'no' ? this.pushPast(path, want) : 0), path);
       }
-      const op = await this.open(path, headers, att, budget);
+      headers.range = `bytes=${have}-${have + Math.max(Math.min(want, room), 1) - 1}`;
+      const op = await this.open(path, headers, att, { body: Math.min(want, room), push: 0, fit: opts?.size === undefined });
+      const body = op.body;
       const { status, res } = op;
       if (status === 304 && have === 0 && opts?.ifNoneMatch) {
         // Unchanged since we fetched it: a few hundred bytes of headers instead of the file.
@@ -796,9 +1003,14 @@ class HttpRemoteImpl implements HttpRemote {
       let size: number | undefined;
       if (status === 206) {
         const cr = parseContentRange(res.headers['content-range']);
-        if (cr && cr.total !== undefined && cr.end < cr.total && budget) {
-          await this.discard(op, att);
-          throw budget.error(budget.used + cr.total - have, `${path} is ${cr.total} bytes`);
+        if (cr && cr.total !== undefined && cr.total > limit) {
+          hangUp(op.stream);
+          throw tooBig(op.url, cr.total);
+        }
+        if (cr && cr.total !== undefined && cr.end < cr.total) {
+          // More than the budget let us ask for.
+          hangUp(op.stream);
+          throw this.budget!.refusal(cr.total - have, `${path} (${cr.total} bytes)`);
         }
         if (!cr || cr.start > have || (cr.total !== undefined && cr.end !== cr.total)) {
           throw new Transient(`${op.url.href} answered a range we did not ask for (${res.headers['content-range'] ?? 'no Content-Range'})`);
@@ -825,6 +1037,16 @@ class HttpRemoteImpl implements HttpRemote {
           if (have === 0) this.support = 'no';
           reset(); // a new (or unknown) version: start over
         }
+        // The whole file, whatever we asked: hang up at once on one bigger than it can be or
+        // than the budget covers (nothing of its body read yet).
+        if (size !== undefined && size > limit) {
+          hangUp(op.stream);
+          throw tooBig(op.url, size);
+        }
+        if (size !== undefined && size - skip > body) {
+          hangUp(op.stream);
+          throw this.budget!.refusal(size, `${path} (${size} bytes, from a server that ignores Range)`);
+        }
       }
       // A 200 may be a login page: judge that by its first bytes before calling the file changed.
       const why = this.validatorProblem(path, res, size);
@@ -834,16 +1056,18 @@ class HttpRemoteImpl implements HttpRemote {
         etagOfBody = res.headers.etag;
         validator = etagOfBody && !etagOfBody.startsWith('W/') ? etagOfBody : res.headers['last-modified'];
       }
-      if (budget && size !== undefined) budget.check(size - have + skip - (op.exchange.received - op.headBytes));
       await this.pump(op, att, {
         skip,
         take: undefined,
         deliver,
+        // An answer of unknown length is cut off where the file or the budget ends.
+        max: skip + body,
+        tooLong: () => (body < want ? this.budget!.refusal(want, path) : tooBig(op.url, `more than ${limit}`)),
         sniff: have === 0 || why ? (head) => {
           if (have === 0 && looksLikeHtml(head, strict)) throw this.portal(path, op.url, 'a web page');
           if (why) throw this.changed(path, why);
         } : undefined,
-      }, budget);
+      });
     });
     if (notModified) {
       opts?.onEtag?.(opts.ifNoneMatch!.etag);
@@ -866,7 +1090,7 @@ class HttpRemoteImpl implements HttpRemote {
     }
     if (end === start) return;
     let pos = start; // first byte the sink has not had
-    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
+    let stopAt = end; // where this call stops: `end`, or the prefix the budget pays for
     const deliver = async (b: Buffer): Promise<void> => {
       pos += b.length;
       await sink(b);
@@ -877,12 +1101,17 @@ class HttpRemoteImpl implements HttpRemote {
       const headers: Record<string, string> = { range: `bytes=${pos}-${end - 1}` };
       const ifRange = known && !this.etagOn206 ? this.ifRangeOf(known) : undefined;
       if (ifRange) headers['if-range'] = ifRange;
-      if (budget) {
-        // Refuse before sending when the answer cannot fit.
-        const body = this.support === 'no' ? end : end - pos;
-        budget.before(this.requestCost(path, body));
+      // A server that ignores Range sends the file from byte 0, and pushes past our hang-up.
+      const ignores = this.support === 'no';
+      const room = this.roomFor(path, headers, ignores ? end : end - pos) - (ignores ? this.pushPast(path, end) + pos : 0);
+      if (room < end - pos) {
+        if (!opts?.prefixOk || ignores || room < 1) throw this.budget!.refusal(this.requestCost(path, ignores ? end : end - pos), `${path} bytes ${pos}-${end - 1}`);
+        stopAt = pos + room; // the prefix that fits; whole records of it are kept
+        headers.range = `bytes=${pos}-${stopAt - 1}`;
+      } else {
+        stopAt = end;
       }
-      const op = await this.open(path, headers, att, budget);
+      const op = await this.open(path, headers, att, { body: ignores ? stopAt : stopAt - pos, push: ignores ? this.pushPast(path, stopAt) : 0 });
       const { status, res } = op;
       if (status === 416) {
         const total = unsatisfiedTotal(res.headers['content-range']);
@@ -908,8 +1137,8 @@ class HttpRemoteImpl implements HttpRemote {
         const etag = res.headers.etag;
         if (etag && !etag.startsWith('W/')) this.etagOn206 = true;
         if (size !== undefined && size < end) throw this.changed(path, `it is ${size} bytes long, shorter than the ${end} expected`);
-        if (cr.start > pos || cr.end < end) {
-          throw new PaqueteError('NETWORK', `${op.url.href} answered bytes ${cr.start}-${cr.end - 1} when asked for ${pos}-${end - 1}`, 'the server is broken; use another remote URL');
+        if (cr.start > pos || cr.end < stopAt) {
+          throw new PaqueteError('NETWORK', `${op.url.href} answered bytes ${cr.start}-${cr.end - 1} when asked for ${pos}-${stopAt - 1}`, 'the server is broken; use another remote URL');
         }
         if (op.length !== undefined && op.length !== cr.end - cr.start) {
           throw new PaqueteError('NETWORK', `${op.url.href} answered a Content-Length that does not match its Content-Range`, 'the server is broken; use another remote URL');
@@ -926,23 +1155,28 @@ class HttpRemoteImpl implements HttpRemote {
           this.validatorProblem(path, res, size, !!ifRange) ??
           (size !== undefined && size < end ? `it is ${size} bytes long, shorter than the ${end} expected` : undefined);
         skip = pos;
+        if (op.hold && !ignores && pos > 0) {
+          // Not what was reserved: the bytes before `pos` would come again. Hang up before
+          // its body; the planner fetches whole files from a server like this.
+          this.support = 'no';
+          hangUp(op.stream);
+          throw new Transient(`${op.url.href} ignores Range; asking again with that in mind`);
+        }
         sniff = (head) => {
           if (looksLikeHtml(head, false)) throw this.portal(path, op.url, 'a web page');
           if (why) throw this.changed(path, why);
           this.support = 'no';
         };
       }
-      if (budget) budget.check(skip + (end - pos) - (op.exchange.received - op.headBytes));
-      await this.pump(op, att, { skip, take: end - pos, deliver, sniff }, budget);
+      await this.pump(op, att, { skip, take: stopAt - pos, deliver, sniff });
     });
+    if (pos < end) throw this.budget!.refusal(this.requestCost(path, end - pos), `the rest of ${path} (bytes ${pos}-${end - 1})`);
   }
 
   async probeRangeSupport(path = MANIFEST, opts?: FetchOptions): Promise<RangeSupport> {
-    const budget = opts?.maxWireBytes !== undefined ? new Budget(opts.maxWireBytes, path, this.location) : undefined;
     await this.withRetries(path, opts, () => 0, async (att) => {
       const headers = { range: 'bytes=0-0' };
-      if (budget) budget.before(this.requestHeadBytes(this.urlOf(path), headers) + (this.head206Base ?? 0));
-      const op = await this.open(path, headers, att, budget);
+      const op = await this.open(path, headers, att, { body: 1, push: 0 });
       const { status, res } = op;
       if (status === 416) {
         this.support = 'yes'; // an empty file, but Range is understood
@@ -961,9 +1195,10 @@ class HttpRemoteImpl implements HttpRemote {
         if (!cr || cr.start !== 0) throw new Transient(`${op.url.href} answered a range we did not ask for`);
         this.checkValidators(path, res, cr.total);
         this.support = 'yes';
-        await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} }, budget);
+        await this.pump(op, att, { skip: 0, take: undefined, deliver: () => {} });
       } else {
-        // Whole file: read it when small (keeps the connection), else hang up after a peek.
+        // Whole file: read it when small (keeps the connection), else hang up after a peek
+        // (what the server pushed by then is charged to the budget).
         this.checkValidators(path, res, op.length);
         await this.pump(op, att, {
           skip: 0,
@@ -972,7 +1207,7 @@ class HttpRemoteImpl implements HttpRemote {
           sniff: (head) => {
             if (looksLikeHtml(head, path.endsWith('.json'))) throw this.portal(path, op.url, 'a web page');
           },
-        }, budget);
+        });
         this.support = 'no';
       }
     });
@@ -998,48 +1233,4 @@ function headSize(res: http.IncomingMessage): number {
   const raw = res.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) n += Buffer.byteLength(`${raw[i]}: ${raw[i + 1]}\r\n`, 'latin1');
   return n + 2;
-}
-
-/** opts.maxWireBytes of one call, across its tries and redirect hops. */
-class Budget {
-  private readonly exchanges: Exchange[] = [];
-  constructor(
-    readonly max: number,
-    private readonly path: string,
-    private readonly location: string,
-  ) {}
-
-  track(ex: Exchange): void {
-    this.exchanges.push(ex);
-  }
-
-  /** Wire bytes of this call so far. */
-  get used(): number {
-    let n = 0;
-    for (const ex of this.exchanges) n += ex.wire;
-    return n;
-  }
-
-  get left(): number {
-    return this.max - this.used;
-  }
-
-  error(wouldBe: number, why?: string): PaqueteError {
-    return new PaqueteError(
-      'BUDGET',
-      `fetching ${this.path} from ${this.location} would take ${why ? `${why}, ` : ''}${wouldBe} bytes on the wire, over the ${this.max} allowed`,
-    );
-  }
-
-  /** Before sending: refuse when even the estimate does not fit. */
-  before(estimate: number): void {
-    const used = this.used;
-    if (used + estimate > this.max) throw this.error(used + estimate);
-  }
-
-  /** During an exchange: what came so far plus `more` bytes still to come must fit. */
-  check(more: number): void {
-    const total = this.used + Math.max(0, more);
-    if (total > this.max) throw this.error(total);
-  }
 }

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { Remote } from './remote.js';
 import { createLocalRemote } from './local.js';
 import type { HttpRemoteOptions } from './http.js';
+import type { WireBudget } from './budget.js';
 
 export const isHttpUrl = (location: string): boolean => /^https?:\/\//i.test(location);
 
@@ -11,7 +12,8 @@ export const normalizeLocation = (text: string, base: string): string => (isHttp
 /**
  * Link settings from the environment, for links worse (or tests faster) than the defaults:
  * PAQUETE_CONNECT_TIMEOUT and PAQUETE_STALL_TIMEOUT in seconds, PAQUETE_RETRIES a count,
- * PAQUETE_BACKOFF the first back-off in seconds.
+ * PAQUETE_BACKOFF the first back-off in seconds, PAQUETE_RATE_WINDOW the window in seconds over
+ * which the minimum rate is judged.
  */
 function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   const seconds = (v: string | undefined) => (v && Number(v) > 0 ? Number(v) * 1000 : undefined);
@@ -19,6 +21,8 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   if (env.PAQUETE_RETRIES && Number(env.PAQUETE_RETRIES) >= 0) o.retries = Number(env.PAQUETE_RETRIES);
   const backoff = seconds(env.PAQUETE_BACKOFF);
   if (backoff) o.backoffMs = backoff;
+  const window = seconds(env.PAQUETE_RATE_WINDOW);
+  if (window) o.rateWindowMs = window;
   return o;
 }
 
@@ -26,10 +30,13 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
  * The remote for a location the user gave: an http(s) URL or a local path. The HTTP client is
  * loaded only when needed: it is a third of every command's start-up time.
  */
-export async function openRemote(location: string, opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries'> = {}): Promise<Remote> {
-  if (!isHttpUrl(location)) return createLocalRemote(location);
+export async function openRemote(
+  location: string,
+  opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries' | 'minRate'> & { budget?: WireBudget; free?: boolean } = {},
+): Promise<Remote> {
+  if (!isHttpUrl(location)) return createLocalRemote(location, opts.free === false ? opts.budget : undefined);
   const { createHttpRemote } = await import('./http.js');
-  const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry };
+  const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry, budget: opts.budget, free: opts.free, minRate: opts.minRate };
   if (opts.retries !== undefined) settings.retries = opts.retries;
   return createHttpRemote(location, settings);
 }

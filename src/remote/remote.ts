@@ -11,15 +11,31 @@ export interface ByteRange {
   end: number;
 }
 
-/** Counts what crossed the wire, headers included; the budget is checked against it. */
+/** Counts what crossed the wire, headers included (the budget itself is src/remote/budget.ts). */
+/** get() without a limit: no file but a pack is this big (packs are read by range). */
+export const MAX_GET_BYTES = 256 << 20;
+
 export interface WireMeter {
   /** Bytes sent and received so far: request line + headers + body, status line + headers + body. */
   readonly total: number;
 }
 
 export interface FetchOptions {
-  /** Stop and fail if the response would put more than this many bytes on the wire. */
-  maxWireBytes?: number;
+  /**
+   * get() only: the most bytes the file may have (its signed size, or a documented cap). Only
+   * that much is asked for; a longer answer is hung up on and fails. Default MAX_GET_BYTES.
+   */
+  limit?: number;
+  /**
+   * get() only: the file's exact size, as signed (an index, an update head). Implies `limit`, and
+   * nothing is sent unless the budget covers the whole file: a prefix of an index is worth nothing.
+   */
+  size?: number;
+  /**
+   * getRange() only: when the budget cannot pay for the whole range, fetch the longest prefix it
+   * can (whole records of it are kept) and then fail with BUDGET, rather than fail at once.
+   */
+  prefixOk?: boolean;
   signal?: AbortSignal;
   /**
    * get() only: the copy we hold and the ETag it came with. An HTTP server that still has it
@@ -44,7 +60,11 @@ export interface Remote {
    * arrived; rejects (after calling sink with whatever did arrive) otherwise.
    */
   getRange(path: string, range: ByteRange, sink: (bytes: Uint8Array) => void | Promise<void>, opts?: FetchOptions): Promise<void>;
-  /** A wire cost estimate for a request of `bodyBytes`, headers included; the planner uses it. */
+  /**
+   * What a request for `bodyBytes` of `path` reserves from the budget: request head, the most
+   * the response head may take, the body (from a server that ignores Range, the push allowance
+   * on top). The planner prices with it, so what it plans is what the budget lets through.
+   */
   requestCost(path: string, bodyBytes: number): number;
   /**
    * HTTP remotes: whether the server honours Range, as last seen ('unknown' before any answer;

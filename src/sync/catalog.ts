@@ -1,6 +1,6 @@
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
-import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_MAX_BYTES, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey, publicKeyFromRaw } from '../snapshot/keys.js';
 import { rotationPath } from '../snapshot/rotation.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
@@ -27,7 +27,8 @@ const snapshotCache = (name: string) => `snapshots/${name}.snap`;
  */
 export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } & FreshnessOptions = {}): Promise<Latest> {
   let etag: string | undefined;
-  const bytes = await remote.get(MANIFEST_PATH, { signal: opts.signal, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
+  // Asked up to its cap (and no more than the budget has left); a longer answer is hung up on.
+  const bytes = await remote.get(MANIFEST_PATH, { signal: opts.signal, limit: MANIFEST_MAX_BYTES, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
   const manifest = decodeManifest(bytes, remote.location);
   checkManifestTrust(work, manifest, `the remote ${remote.location}`);
   checkFreshness(manifest, `the remote ${remote.location}`, opts);
@@ -187,7 +188,8 @@ export function cachedIndex(work: WorkDir, entry: ManifestSnapshot): Uint8Array 
 export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
   let bytes = cachedIndex(work, entry);
   if (!bytes) {
-    const fetched = await remote.get(snapshotCache(entry.name), opts);
+    // Its signed size: nothing is asked unless the budget covers all of it.
+    const fetched = await remote.get(snapshotCache(entry.name), { ...opts, size: entry.size });
     checkSnapshotBytes(entry, fetched);
     bytes = Buffer.from(fetched);
     work.writeMeta(snapshotCache(entry.name), bytes);

@@ -22,13 +22,10 @@ export async function fetchRanges(
   snapshot: Snapshot,
   ranges: FetchRange[],
   store: ChunkStore,
-  opts: FetchEvents & { signal?: AbortSignal; wireLimit?: number } = {},
+  opts: FetchEvents & { signal?: AbortSignal } = {},
 ): Promise<void> {
   for (const range of ranges) {
     opts.signal?.throwIfAborted();
-    if (opts.wireLimit !== undefined && remote.meter.total + remote.requestCost(`packs/${range.pack}.pack`, range.end - range.start) > opts.wireLimit) {
-      throw new PaqueteError('BUDGET', 'the budget would be exceeded by the next request');
-    }
     const expected = new Map(range.chunks.map((i) => [snapshot.chunks[i].offset, i]));
     const stream = new RecordStream();
     let offset = Math.max(range.start, PACK_HEADER_SIZE);
@@ -66,7 +63,9 @@ export async function fetchRanges(
       }
     };
     try {
-      await remote.getRange(`packs/${range.pack}.pack`, { start: range.start, end: range.end }, sink, { signal: opts.signal });
+      // The remote reserves each try from the session's budget; where the budget ends inside the
+      // range (retries spent some), the prefix it pays for still brings whole records.
+      await remote.getRange(`packs/${range.pack}.pack`, { start: range.start, end: range.end }, sink, { signal: opts.signal, prefixOk: true });
     } finally {
       // Whatever arrived whole is made durable even when the range failed midway.
       await store.flush();

@@ -127,7 +127,6 @@ async function dictionaryOf(u: LoadedUpdate, fr: FrameEntry, store: ChunkStore):
 
 export interface FrameFetchOptions extends FetchEvents {
   signal?: AbortSignal;
-  wireLimit?: number;
   /** Where the .part files of frames under way are kept. */
   partDir: string;
   /** Chunk ids the store already holds (a frame brings some of those too): not stored again. */
@@ -154,9 +153,6 @@ export async function fetchFrames(
   // The planner priced each range from its `resume`, the kept bytes it read (keptPrefixes).
   for (const request of ranges) {
     opts.signal?.throwIfAborted();
-    if (opts.wireLimit !== undefined && remote.meter.total + remote.requestCost(path, request.end - request.start) > opts.wireLimit) {
-      throw new PaqueteError('BUDGET', 'the budget would be exceeded by the next request');
-    }
     let current: FrameReader | undefined;
     let next = 0;
     let pos = request.start;
@@ -182,7 +178,8 @@ export async function fetchFrames(
       await current?.report();
     };
     try {
-      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal });
+      // A prefix that fits the budget is kept in the frame's .part file for the next session.
+      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal, prefixOk: true });
       if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
       await current?.settle();
     } catch (e) {

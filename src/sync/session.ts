@@ -1,6 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
+import { WireBudget } from '../remote/budget.js';
 import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, TreeReport } from './restorer.js';
@@ -33,18 +34,15 @@ export interface Source {
   free: boolean;
 }
 
-/** Bytes a server that ignores Range may push past what we read before our hang-up reaches it. */
-const IGNORED_RANGE_MARGIN = 256 << 10;
-
 export interface SyncOptions {
   /** Wire bytes this session may spend, headers included. */
   budget?: number;
+  /** The slowest link worth paying for, body bytes per second (0: any). Default MIN_RATE (src/remote/http.ts). */
+  minRate?: number;
   wants?: string[];
   dryRun?: boolean;
   signal?: AbortSignal;
   events?: SyncEvents;
-  /** For tests: remotes to use instead of the configured ones. */
-  remotes?: Source[];
   /** The Python that `--want pypi:…` resolves for (default: this machine's python3). */
   pypi?: PypiTargetOptions;
   /** Sync to a manifest past its expiry (with a warning) instead of refusing. */
@@ -100,35 +98,36 @@ export interface SyncResult {
  * leaves every finished file usable and every received chunk kept for the next session.
  */
 export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<SyncResult> {
-  const sources =
-    opts.remotes ??
-    (await Promise.all(
-      work.config.remotes.map(async (r) => {
-        const remote = await openRemote(r.location, {
-          onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
-          // A free peer that stops answering is left for the paid remote, not waited on.
-          retries: isFreeRemote(r) ? 1 : undefined,
-        });
-        return { remote, free: isFreeRemote(r) };
-      }),
-    ));
-  const budget = opts.budget ?? Infinity;
-  // Only paid bytes count against the budget; free remotes are read before it is spent.
-  const spent = () => sources.reduce((n, s) => n + (s.free ? 0 : s.remote.meter.total), 0);
+  // The one owner of --budget: every remote reserves from it before each exchange (src/remote/budget.ts).
+  const wire = new WireBudget(opts.budget ?? Infinity);
+  const budget = wire.limit;
+  const sources = await Promise.all(
+    work.config.remotes.map(async (r) => {
+      const free = isFreeRemote(r);
+      const remote = await openRemote(r.location, {
+        onRetry: (info) => opts.events?.retrying?.(info.error.message, info.delayMs),
+        // A free peer that stops answering is left for the paid remote, not waited on.
+        retries: free ? 1 : undefined,
+        budget: wire,
+        free,
+        minRate: opts.minRate,
+      });
+      return { remote, free };
+    }),
+  );
+  // Only paid bytes count against the budget (a free remote's hops to a paid host are paid).
+  const spent = () => wire.spent;
   const read = () => sources.reduce((n, s) => n + s.remote.meter.total, 0);
   try {
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     work.store.flushEvery = { bytes: 4 << 20, ms: 1000 };
     const { latest, from } = await newestOf(work, sources, opts);
-    if (spent() > budget) {
-      throw new PaqueteError('BUDGET', `the budget (${budget} bytes) does not even cover the index (${spent()} bytes)`, 'give a larger --budget');
-    }
     const { snapshot } = latest;
     // Names this disk cannot hold are found before anything is written, and left out.
     const refused = refusedNames(work, snapshot);
     const plannable = withoutRefused(snapshot, refused);
     // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
-    const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
+    const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget: wire.left, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     const state = work.treeState();
     const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite });
     // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
@@ -155,15 +154,15 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         present: held,
         complete: new Set([...complete, ...blocked]),
         wants,
-        // A server that ignores Range keeps sending after we hang up; keep a margin for that.
-        budget: limit - (rangesHonoured ? 0 : IGNORED_RANGE_MARGIN),
+        // From a server that ignores Range, requestCost includes what it pushes past our hang-up.
+        budget: limit,
         requestCost: (n) => source.remote.requestCost(packPath, n),
         rangesHonoured,
         frames: withFrames ? usableFrames(withFrames, snapshot, held, route.baseHeld, keptPrefixes(work.tmpDir, withFrames.head)) : undefined,
         frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
-    const mainLimit = () => (main.free ? Infinity : budget - spent());
+    const mainLimit = () => (main.free ? Infinity : wire.left);
     const loaded = from === main ? latest.update : undefined;
     // An older snapshot's stream a card was cut inside, finished before the delta from it.
     let baseStream: BaseStream | undefined;
@@ -323,7 +322,6 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         plan = planFor(main, mainLimit());
         result.plan = plan;
       }
-      const wireLimit = main.free ? undefined : budget;
       if (baseStream) {
         const bs = baseStream;
         const indexOf = new Map(snapshot.chunks.map((c, i) => [c.id, i]));
@@ -340,7 +338,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         };
         try {
           const ranges = baseStreamPlan(bs, mainLimit()).ranges;
-          await fetchFrames(main.remote, bs.base, bs.stream, ranges, work.store, { signal: opts.signal, onChunks: viaIds, wireLimit, partDir: work.tmpDir, present });
+          await fetchFrames(main.remote, bs.base, bs.stream, ranges, work.store, { signal: opts.signal, onChunks: viaIds, partDir: work.tmpDir, present });
         } catch (e) {
           if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
           opts.events?.note?.(`${(e as Error).message}; the new snapshot comes without it`);
@@ -351,17 +349,23 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       }
       if (update && plan.frameRanges.length) {
         try {
-          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...mainOpts, wireLimit, partDir: work.tmpDir, present });
+          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...mainOpts, partDir: work.tmpDir, present });
         } catch (e) {
-          if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
-          // A frame that does not decode costs its bytes, not the session: its chunks come as records.
+          const code = (e as PaqueteError).code;
+          if ((code !== 'DAMAGED_PACK' && code !== 'REMOTE_CHANGED') || opts.signal?.aborted) throw e;
+          // A frame that does not decode costs its bytes, not the session, and a mirror or peer
+          // without frames/ is no dead end: the chunks come as records.
           opts.events?.note?.(`${(e as Error).message}; fetching its chunks one by one instead`);
           await useUpdate(undefined);
           plan = planFor(main, mainLimit());
           result.plan = plan;
         }
       }
-      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, { ...mainOpts, wireLimit });
+      await fetchRanges(main.remote, snapshot, plan.ranges, work.store, mainOpts);
+    } catch (e) {
+      // The budget ran out mid-plan (retries and cuts took their share): the session ends as
+      // planned sessions that the budget stops do, with its report, not as an error.
+      if ((e as PaqueteError).code !== 'BUDGET' || budget === Infinity) throw e;
     } finally {
       // Whatever completed before an interruption is still placed.
       schedule();
@@ -390,7 +394,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     return result;
   } finally {
     await work.store.flush();
-    if (!opts.remotes) for (const s of sources) await s.remote.close();
+    for (const s of sources) await s.remote.close();
   }
 }
 
@@ -469,7 +473,8 @@ async function cheapestRoute(
 /**
  * The newest manifest any remote offers, checked against the trusted key and serial. A remote
  * that fails or is behind is skipped while another answers; with none answering, the first
- * error stands.
+ * error stands. A bad signature or another publisher's key stops the sync when it is the paid
+ * remote's; a free one (a friend's box, a stick) is only skipped, with a warning.
  */
 async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Promise<{ latest: Latest; from: Source }> {
   let best: { latest: Latest; from: Source } | undefined;
@@ -479,9 +484,11 @@ async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Pr
       const latest = await fetchLatest(work, source.remote, { signal: opts.signal, allowExpired: opts.allowExpired, note: opts.events?.note });
       if (!best || latest.manifest.body.serial > best.latest.manifest.body.serial) best = { latest, from: source };
     } catch (e) {
-      if (opts.signal?.aborted || (e as PaqueteError).code === 'BAD_SIGNATURE' || (e as PaqueteError).code === 'UNTRUSTED_KEY') throw e;
+      const code = (e as PaqueteError).code;
+      const untrusted = code === 'BAD_SIGNATURE' || code === 'UNTRUSTED_KEY';
+      if (opts.signal?.aborted || (untrusted && !source.free)) throw e;
       firstError ??= e;
-      if (sources.length > 1) opts.events?.note?.(`${source.remote.location}: ${(e as Error).message}; trying the next remote`);
+      if (sources.length > 1) opts.events?.note?.(`${source.remote.location}: ${(e as Error).message}; ${untrusted ? 'skipping this free remote' : 'trying the next remote'}`);
     }
   }
   if (!best) throw firstError;

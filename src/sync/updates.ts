@@ -52,7 +52,7 @@ export async function fetchUpdateHead(
   base: Snapshot | null,
   opts: { signal?: AbortSignal } = {},
 ): Promise<UpdateHead> {
-  const bytes = await remote.get(headPath(ref), opts);
+  const bytes = await remote.get(headPath(ref), { ...opts, size: ref.size });
   if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
     throw new PaqueteError('BAD_SIGNATURE', `update ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
   }

@@ -32,7 +32,7 @@ export interface ExpandContext {
   work: WorkDir;
   remote: Remote;
   snapshot: Snapshot;
-  /** Wire bytes the whole session may spend. */
+  /** Wire bytes the session has left (the remote reserves each request from the session's budget). */
   budget: number;
   signal?: AbortSignal;
   pypi?: PypiTargetOptions;
@@ -116,11 +116,11 @@ async function bring(files: FileEntry[], restorer: Restorer, ctx: ExpandContext)
     present,
     complete: new Set(),
     wants: files.map((f) => f.path),
-    budget: ctx.budget - remote.meter.total,
+    budget: ctx.budget,
     requestCost: (n) => remote.requestCost(packPath, n),
     rangesHonoured,
   });
-  await fetchRanges(remote, snapshot, plan.ranges, work.store, { signal: ctx.signal, wireLimit: ctx.budget });
+  await fetchRanges(remote, snapshot, plan.ranges, work.store, { signal: ctx.signal });
   for (const f of files) {
     const have = await work.store.hasMany(f.chunks.map((i) => snapshot.chunks[i].id));
     if (f.chunks.every((i) => have.has(snapshot.chunks[i].id))) await restorer.place(f);
