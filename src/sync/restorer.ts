@@ -165,6 +165,35 @@ export class Restorer {
     return undefined;
   }
 
+  /**
+   * `verify`'s look at the tree: every file paquete holds as placed is read whole and checked
+   * against the signed SHA-256, not trusted by its size and mtime as a sync does. A file as
+   * placed whose bytes differ is damaged (the disk, a stick, a program that kept the mtime);
+   * the user's own files are listed, not judged; files not here yet are not this check's.
+   */
+  audit(): { checked: number; damaged: string[]; yours: KeptFile[] } {
+    let checked = 0;
+    const damaged: string[] = [];
+    const yours: KeptFile[] = [];
+    for (const f of this.snapshot.files) {
+      const l = this.look(f);
+      if (l.is === 'yours') yours.push({ path: f.path, why: l.why });
+      if (l.is !== 'in-place') continue;
+      checked++;
+      if (hashFile(join(this.site.root, f.path)) !== Buffer.from(f.sha256).toString('hex')) damaged.push(f.path);
+    }
+    return { checked, damaged, yours };
+  }
+
+  /**
+   * A damaged file is still paquete's (nobody changed it on purpose): its record takes the bytes
+   * it now holds, so the next sync sees paquete's own outdated file and places the snapshot's.
+   */
+  markDamaged(path: string): void {
+    const rec = this.state.files[path];
+    if (rec) this.state.files[path] = { ...rec, sha256: hashFile(join(this.site.root, path)) };
+  }
+
   isInPlace(f: FileEntry): boolean {
     return this.look(f).is === 'in-place';
   }
