@@ -284,7 +284,13 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     };
     let stateTimer: NodeJS.Timeout | undefined;
     const saveState = () => {
-      work.saveTreeState(state);
+      // On a timer: a throw here (a full disk) would end the process with a stack trace; it ends
+      // the session instead, as a placement that cannot be written does.
+      try {
+        work.saveTreeState(state);
+      } catch (e) {
+        placeError ??= e;
+      }
       lastStateSave = Date.now();
     };
     let placing = placeReady();
