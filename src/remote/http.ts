@@ -971,6 +971,9 @@ class HttpRemoteImpl implements HttpRemote {
       headers.range = `bytes=${have}-${have + want - 1}`;
       const room = this.roomFor(path, headers, want, opts?.size === undefined);
       if (room < (opts?.size !== undefined ? want : 1)) {
+        // A file of known size must come whole; one of unknown size (the manifest) needs at least
+        // its first byte: name that, not the cap (a 100-byte budget "did not cover 16 MB").
+        if (opts?.size === undefined) throw this.budget!.refusal(this.budget!.left - room + 1, `even the request for ${path}`);
         throw this.budget!.refusal(this.requestCost(path, want) - (this.support === 'no' ? this.pushPast(path, want) : 0), path);
       }
       headers.range = `bytes=${have}-${have + Math.max(Math.min(want, room), 1) - 1}`;
