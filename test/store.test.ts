@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { ChunkStore } from '../src/store/store.js';
 import { packFileName } from '../src/store/pack-reader.js';
+import { encodeRecord } from '../src/store/pack.js';
 import { chunkId, initHash } from '../src/chunk/index.js';
 import { cleanupAll, exec, repoRoot, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
@@ -236,15 +237,30 @@ describe('ChunkStore mends its files', () => {
     await store.close();
   });
 
-  test('garbage past the committed end (a crash mid-write) is cut before the next write, and by mend', async () => {
+  test('garbage past the committed end (a crash mid-write) is cut when the store opens; intact records there are kept', async () => {
     const f = await filledStore();
     const last = Math.max(...packsIn(f.dir));
     const size = statSync(packPath(f.dir, last)).size;
     appendFileSync(packPath(f.dir, last), pseudoRandom(777, 5));
     const store = await ChunkStore.open(f.dir);
+    assert.equal(statSync(packPath(f.dir, last)).size, size, 'cut at open, before any write or plan');
     const m = await store.mend();
-    assert.match(m.packs.join('\n'), /its torn tail of 777 bytes was cut/);
-    assert.equal(statSync(packPath(f.dir, last)).size, size);
+    assert.doesNotMatch(m.packs.join('\n'), /torn tail/, 'nothing left for mend');
+    assert.equal((await checkSound(store, f.chunks)).size, f.chunks.size);
+    await store.close();
+  });
+
+  test('a kill between writing records and committing their index: the intact records past the committed end are kept, not fetched again', async () => {
+    const f = await filledStore();
+    const last = Math.max(...packsIn(f.dir));
+    const extra = [pseudoRandom(5000, 901), pseudoRandom(7000, 902)];
+    const records = extra.map((raw) => encodeRecord(chunkId(raw), raw));
+    // Two whole records, then half of a third (the socket read the kill interrupted).
+    const third = encodeRecord(chunkId(pseudoRandom(3000, 903)), pseudoRandom(3000, 903));
+    appendFileSync(packPath(f.dir, last), Buffer.concat([...records, third.subarray(0, 1000)]));
+    const store = await ChunkStore.open(f.dir);
+    for (const raw of extra) assert.deepEqual(Buffer.from(await store.get(chunkId(raw))), raw);
+    assert.equal(await store.has(chunkId(pseudoRandom(3000, 903))), false);
     assert.equal((await checkSound(store, f.chunks)).size, f.chunks.size);
     await store.close();
   });
