@@ -453,23 +453,8 @@ export class ChunkStore {
     const fd = this.fd(pack);
     const size = fstatSync(fd).size;
     if (size <= end) return;
-    let pos = end;
     const ops: BatchOp[] = [];
-    while (pos < size) {
-      try {
-        const head = Buffer.alloc(RECORD_HEADER_SIZE);
-        if (readSync(fd, head, 0, head.length, pos) !== head.length) break;
-        const h = decodeRecordHeader(head);
-        const length = RECORD_HEADER_SIZE + h.storedLength;
-        if (pos + length > size) break;
-        const loc = { pack, offset: pos, length };
-        this.read(h.id, loc); // throws unless the record decodes to exactly its id
-        ops.push({ type: 'put', key: idKey(h.id), value: encodeLocation(loc) });
-        pos += length;
-      } catch {
-        break;
-      }
-    }
+    const pos = this.intactRecords(pack, end, size, (id, loc) => ops.push({ type: 'put', key: idKey(id), value: encodeLocation(loc) }));
     if (pos < size) ftruncateSync(fd, pos);
     if (pos === end) return;
     // Durable as far as before: the kept records were never fsynced (recoverTail checks them after a power cut).
@@ -561,26 +546,38 @@ export class ChunkStore {
   }
 
   /**
+   * Walks the records of `pack` in [from, to) while each is whole and decodes to exactly its id,
+   * handing each to `each`; returns where the first that is not begins (or `to`).
+   */
+  private intactRecords(pack: number, from: number, to: number, each: (id: bigint, loc: Location) => void): number {
+    const fd = this.fd(pack);
+    let pos = from;
+    while (pos < to) {
+      try {
+        const head = Buffer.alloc(RECORD_HEADER_SIZE);
+        if (readSync(fd, head, 0, head.length, pos) !== head.length) break;
+        const h = decodeRecordHeader(head);
+        const length = RECORD_HEADER_SIZE + h.storedLength;
+        if (pos + length > to) break;
+        const loc = { pack, offset: pos, length };
+        this.read(h.id, loc); // throws unless the record decodes to exactly its id
+        each(h.id, loc);
+        pos += length;
+      } catch {
+        break;
+      }
+    }
+    return pos;
+  }
+
+  /**
    * After a power loss: keeps the records between the durable and the committed end that are
    * intact, cuts the pack before the first that is not, and forgets index entries past the cut.
    */
   private async recoverTail(): Promise<void> {
     const { pack, end } = this.committed;
     const fd = this.fd(pack);
-    let pos = this.committed.durable;
-    while (pos < end) {
-      try {
-        const head = Buffer.alloc(RECORD_HEADER_SIZE);
-        if (readSync(fd, head, 0, head.length, pos) !== head.length) break;
-        const h = decodeRecordHeader(head);
-        const length = RECORD_HEADER_SIZE + h.storedLength;
-        if (pos + length > end) break;
-        this.read(h.id, { pack, offset: pos, length });
-        pos += length;
-      } catch {
-        break;
-      }
-    }
+    const pos = this.intactRecords(pack, this.committed.durable, end, () => {});
     if (pos < end) {
       const lost: Uint8Array[] = [];
       for await (const [k, v] of this.db.iterator(CHUNK_RANGE)) {
