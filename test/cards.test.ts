@@ -142,9 +142,9 @@ test('any sequence of cards, cuts, kills and releases adds up to one clean sessi
           const wire = proxy.stats.bytesToClient + proxy.stats.bytesFromClient;
           total += wire;
           headers += headersOf(await nginx.accessLog());
-          // A cut card's retries are not yet reserved against the budget before they are sent
-          // (issue 12 item 1, the remote layer's budget owner): its count is checked once that lands.
-          if (budget !== undefined && fault !== 'cut') assert.ok(wire <= budget, `card of ${budget} bytes spent ${wire} (proxy's count)`);
+          // Cut or killed too: every request, retry and redirect hop is reserved from the budget
+          // before it is sent (src/remote/budget.ts).
+          if (budget !== undefined) assert.ok(wire <= budget, `card of ${budget} bytes (${fault}) spent ${wire} (proxy's count)`);
           if (killed) return;
           assert.ok([0, 3, 4].includes(r.code ?? -1), `sync exited ${r.code}: ${r.stderr}`);
           if (fault === 'none' && r.code !== 4) {
