@@ -7,13 +7,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { startNginx } from './helpers/nginx.js';
 import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+import { setRemotes, carried, checkNoWrongFiles } from './helpers/workdirs.js';
 
 after(cleanupAll);
 
@@ -24,24 +24,6 @@ async function paquete(args: string[], cwd: string, expectCode: number | null = 
   const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
   if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;
-}
-
-/** Points a working directory's remotes at `remotes` (as if the hotspot or a friend sat there). */
-function setRemotes(work: string, remotes: Array<{ location: string; free?: boolean }>): void {
-  const path = join(work, '.paquete', 'config.json');
-  const cfg = JSON.parse(readFileSync(path, 'utf8'));
-  cfg.remotes = remotes;
-  writeFileSync(path, JSON.stringify(cfg));
-}
-
-/** What the proxy carried for the client, both directions. */
-const carried = (p: FaultProxy) => p.stats.bytesFromClient + p.stats.bytesToClient;
-
-/** Every file in the tree is the published one; returns how many there are. */
-function checkNoWrongFiles(source: Record<string, string>, work: string): number {
-  const got = treeDigest(work);
-  for (const [path, digest] of Object.entries(got)) assert.equal(digest, source[path], `${path} in the tree is not the published file`);
-  return Object.keys(got).length;
 }
 
 describe('the budget holds under random faults (property)', () => {

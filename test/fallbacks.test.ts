@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+import { setRemotes } from './helpers/workdirs.js';
 
 after(cleanupAll);
 
@@ -17,13 +18,6 @@ async function paquete(args: string[], cwd: string, expectCode = 0) {
   const r = await runPaquete(args, { cwd, env: { PAQUETE_RETRIES: '1', PAQUETE_BACKOFF: '0.01' }, timeoutMs: 120_000 }).done;
   assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;
-}
-
-function setRemotes(work: string, remotes: Array<{ location: string; free?: boolean }>): void {
-  const path = join(work, '.paquete', 'config.json');
-  const cfg = JSON.parse(readFileSync(path, 'utf8'));
-  cfg.remotes = remotes;
-  writeFileSync(path, JSON.stringify(cfg));
 }
 
 describe('fallbacks', () => {

@@ -11,6 +11,7 @@ import { startNginx, type NginxServer } from './helpers/nginx.js';
 import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
+import { checkNoWrongFiles } from './helpers/workdirs.js';
 
 after(cleanupAll);
 
@@ -72,13 +73,6 @@ function bytesInFlight(proxyPort: number): number {
  * (a 32 KiB chunk, its header and deflate's worst case).
  */
 const PROCESS_HOLDS = (64 + 16 + 16 + 64 + 33) << 10;
-
-/** Every file in the work tree is exactly the source's (no half-written or wrong file), and which are there. */
-function checkNoWrongFiles(source: Record<string, string>, work: string): number {
-  const got = treeDigest(work);
-  for (const [path, digest] of Object.entries(got)) assert.equal(digest, source[path], `${path} in the tree is not the published file`);
-  return Object.keys(got).length;
-}
 
 describe('park sessions over HTTP', () => {
   let dir: string;
