@@ -8,7 +8,7 @@ import { fingerprint, parsePublicKey } from '../snapshot/keys.js';
 import { META_DIR, WorkDir } from '../workdir/workdir.js';
 import { rotationPath } from '../snapshot/rotation.js';
 import { describeNameRules, nameRulesFor } from '../workdir/fs-probe.js';
-import { acceptManifest, checkFreshness, rememberManifestEtag } from '../sync/catalog.js';
+import { acceptManifest, checkFreshness, rememberLinkFacts, rememberManifestEtag } from '../sync/catalog.js';
 import { formatSize } from '../util/size.js';
 import { baseDir, GlobalArgs } from './common.js';
 import { out } from './output.js';
@@ -85,6 +85,7 @@ export const initCommand = {
     try {
       acceptManifest(work, manifest);
       rememberManifestEtag(work, location, etag, manifest.bytes);
+      rememberLinkFacts(work, remote);
     } finally {
       await work.close();
     }

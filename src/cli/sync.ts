@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT, PaqueteError } from '../errors.js';
 import type { Plan, PlannedFile } from '../sync/planner.js';
+import { forecastOf } from '../sync/forecast.js';
 import { runSync, SyncResult } from '../sync/session.js';
 import { placedSize } from '../snapshot/snapshot.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
@@ -142,26 +143,28 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
   const b = budget !== undefined ? ` of ${formatSize(budget)} budget` : '';
   const count = (files: PlannedFile[], o: string) => files.filter((f) => f.outcome === o);
   if (r.dryRun) {
-    out.result(`plan for snapshot ${r.snapshot.slice(0, 12)} (index cost ${formatSize(r.spent)}):`);
+    out.result(`plan for snapshot ${r.snapshot.slice(0, 12)} (its index and update heads cost ${formatSize(r.spent)} now; the sync reuses them):`);
     const width = Math.max(...[...bySource(r.plan.files).keys()].map((k) => k.length), 6);
     for (const [name, files] of bySource(r.plan.files)) {
       const done = count(files, 'complete');
       const partial = count(files, 'partial');
       const waiting = count(files, 'waiting');
       const here = count(files, 'present');
-      const fetch = [...done, ...partial].reduce((n, f) => n + f.missingBytes, 0);
+      const size = done.reduce((n, f) => n + placedSize(f.file), 0);
       out.result(
         `  ${name.padEnd(width)}  ${`${done.length} to complete`.padStart(15)}, ${partial.length} to advance, ${waiting.length} left, ${here.length} already here` +
-          (fetch ? `  (${formatSize(fetch)} of records)` : ''),
+          (size ? `  (completes ${formatSize(size)})` : ''),
       );
       if (!list) continue;
-      for (const f of done) out.result(`    complete  ${f.file.path}  ${formatSize(f.missingBytes)}`);
-      for (const f of partial) out.result(`    advance   ${f.file.path}  ${formatSize(f.missingBytes)} missing`);
+      for (const f of done) out.result(`    complete  ${f.file.path}  ${formatSize(placedSize(f.file))}`);
+      for (const f of partial) out.result(`    advance   ${f.file.path}  ${formatSize(f.missingBytes)} of records`);
     }
+    const card = forecastOf(r.plan, r.checkCost);
+    const left = [...count(r.plan.files, 'waiting'), ...count(r.plan.files, 'partial')];
     out.result(
-      `would fetch ${formatSize(r.plan.cost)} in ${requests(r)} requests${framesNote(r)}${b}; ` +
-        `${count(r.plan.files, 'complete').length} files complete, ${count(r.plan.files, 'present').length} already here, ` +
-        `${count(r.plan.files, 'waiting').length + count(r.plan.files, 'partial').length} left (${formatSize(r.plan.leftBytes)} still needed after)`,
+      `would fetch ${formatSize(card.wire)} on the wire (${card.requests} requests${framesNote(r)}, the manifest check included)${b}: ` +
+        `completes ${card.files} files, ${formatSize(card.bytes)}; ${count(r.plan.files, 'present').length} already here; ` +
+        `${left.length} left${left.length ? ` (${formatSize(left.reduce((n, f) => n + placedSize(f.file), 0))})` : ''}`,
     );
     if (!list && r.plan.files.length) out.line('(--list shows every file)');
     printNotPlaced(r.tree, r.withheld, false);
@@ -190,6 +193,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       read: r.read,
       budget: budget ?? null,
       plannedCost: r.plan.cost,
+      card: forecastOf(r.plan, r.checkCost),
       requests: requests(r),
       frameRequests: r.plan.frameRanges.length,
       completeFiles: r.completeFiles,

@@ -29,7 +29,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import got, { type Got, type Request as GotRequest } from 'got';
 import { PaqueteError } from '../errors.js';
-import { MAX_GET_BYTES, type ByteRange, type FetchOptions, type Remote } from './remote.js';
+import { MAX_GET_BYTES, type ByteRange, type FetchOptions, type LinkFacts, type Remote } from './remote.js';
 import { Exchange, SocketMeter, meteredAgents } from './meter.js';
 import { Hold, PUSH_ALLOWANCE, WireBudget } from './budget.js';
 
@@ -97,6 +97,8 @@ export interface HttpRemoteOptions {
    * host are reserved from `budget` (a free mirror pointing at a paid one is paid from there on).
    */
   free?: boolean;
+  /** What an earlier session learned of this server's heads and Range (see LinkFacts); answers seen now refine it. */
+  facts?: LinkFacts;
   /**
    * The slowest link worth paying for, in body bytes per second, judged over `rateWindowMs`
    * (time our own sink spends storing is left out). A link under it fails the call with NETWORK
@@ -429,6 +431,10 @@ class HttpRemoteImpl implements HttpRemote {
     this.backoffMs = opts.backoffMs ?? 1000;
     this.maxBackoffMs = opts.maxBackoffMs ?? 30_000;
     this.userAgent = opts.userAgent ?? 'paquete/0.1';
+    this.support = opts.facts?.support ?? 'unknown';
+    this.head206Base = opts.facts?.head206;
+    this.head200Guess = opts.facts?.head200;
+    this.etagOn206 = opts.facts?.etagOn206 ?? false;
     // Keep-alive saves a TCP (and TLS) handshake per request. 'lifo' reuses the most recently
     // used connection, the least likely to have been closed by the server's idle timeout; idle
     // connections are dropped after 30 s (nginx closes them after 75 s by default).
@@ -454,6 +460,15 @@ class HttpRemoteImpl implements HttpRemote {
 
   get rangeSupport(): RangeSupport {
     return this.support;
+  }
+
+  linkFacts(): LinkFacts {
+    return {
+      ...(this.support !== 'unknown' ? { support: this.support } : {}),
+      ...(this.head206Base !== undefined ? { head206: this.head206Base } : {}),
+      ...(this.head200Guess !== undefined ? { head200: this.head200Guess } : {}),
+      ...(this.etagOn206 ? { etagOn206: true } : {}),
+    };
   }
 
   // ---------------------------------------------------------------------------------------------

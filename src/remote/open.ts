@@ -32,11 +32,11 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
  */
 export async function openRemote(
   location: string,
-  opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries' | 'minRate'> & { budget?: WireBudget; free?: boolean } = {},
+  opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries' | 'minRate' | 'facts'> & { budget?: WireBudget; free?: boolean } = {},
 ): Promise<Remote> {
   if (!isHttpUrl(location)) return createLocalRemote(location, opts.free === false ? opts.budget : undefined);
   const { createHttpRemote } = await import('./http.js');
-  const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry, budget: opts.budget, free: opts.free, minRate: opts.minRate };
+  const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry, budget: opts.budget, free: opts.free, minRate: opts.minRate, facts: opts.facts };
   if (opts.retries !== undefined) settings.retries = opts.retries;
   return createHttpRemote(location, settings);
 }

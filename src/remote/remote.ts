@@ -74,5 +74,23 @@ export interface Remote {
   readonly rangeSupport?: 'unknown' | 'yes' | 'no';
   /** HTTP remotes: ask for one byte of `path` (default manifest.json) to learn rangeSupport. */
   probeRangeSupport?(path?: string, opts?: FetchOptions): Promise<'unknown' | 'yes' | 'no'>;
+  /** HTTP remotes: what prices requests to this server, as learned so far (to keep for the next session). */
+  linkFacts?(): LinkFacts;
   close(): Promise<void>;
+}
+
+/**
+ * What an HTTP remote learns of its server that prices its requests: whether it honours Range,
+ * the size of its response heads, whether its 206 answers carry a strong ETag. Kept between
+ * sessions (.paquete/link.json) so that a plan made before any exchange (status, a dry run's
+ * card) prices requests as the sync after it will: unlearned, a head is assumed to take 640
+ * bytes, against 288 from nginx.
+ */
+export interface LinkFacts {
+  support?: 'yes' | 'no';
+  /** Largest 206 head seen, less the parts that vary with the range. */
+  head206?: number;
+  /** Largest 200 head seen, as a guess for a 206 until one is seen. */
+  head200?: number;
+  etagOn206?: boolean;
 }

@@ -3,7 +3,7 @@ import { Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { Latest } from './catalog.js';
 import { keptPrefixes, LoadedUpdate } from './frames.js';
-import { deltaChoices, fetchUpdateHead, headPath, solidUpdate } from './updates.js';
+import { deltaChoices, hasCachedHead, headPath, loadUpdateHead, solidUpdate } from './updates.js';
 
 /**
  * The stream of an older snapshot that a card was cut inside, when a newer snapshot came out
@@ -39,12 +39,13 @@ export async function keptBaseStream(
   const solid = choice && solidUpdate(choice.baseEntry);
   if (!choice || !solid) return undefined;
   const haveDelta = loaded !== undefined && (loaded.head.base ?? '') === choice.ref.from;
-  const headsCost = remote.requestCost(headPath(solid), solid.size) + (haveDelta ? 0 : remote.requestCost(headPath(choice.ref), choice.ref.size));
+  const cost = (ref: typeof solid) => (hasCachedHead(work, ref) ? 0 : remote.requestCost(headPath(ref), ref.size));
+  const headsCost = cost(solid) + (haveDelta ? 0 : cost(choice.ref));
   if (headsCost > limit) return undefined;
   try {
-    const head = await fetchUpdateHead(remote, solid, choice.baseEntry, null, opts);
+    const head = await loadUpdateHead(work, remote, solid, choice.baseEntry, null, opts);
     if (keptPrefixes(work.tmpDir, head).size === 0) return undefined;
-    const delta = haveDelta ? loaded : { head: await fetchUpdateHead(remote, choice.ref, latest.entry, choice.base, opts), base: choice.base };
+    const delta = haveDelta ? loaded : { head: await loadUpdateHead(work, remote, choice.ref, latest.entry, choice.base, opts), base: choice.base };
     return { base: choice.base, stream: { head, base: null }, delta };
   } catch (e) {
     if (opts.signal?.aborted) throw e;

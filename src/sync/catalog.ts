@@ -1,5 +1,5 @@
 import { PaqueteError } from '../errors.js';
-import { Remote } from '../remote/remote.js';
+import { LinkFacts, Remote } from '../remote/remote.js';
 import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_MAX_BYTES, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey, publicKeyFromRaw } from '../snapshot/keys.js';
 import { rotationPath } from '../snapshot/rotation.js';
@@ -132,6 +132,44 @@ export function rememberManifestEtag(work: WorkDir, location: string, etag: stri
   if (etag === undefined || etag.startsWith('W/')) delete records[location];
   else records[location] = { etag, sha256: sha256Hex(bytes) };
   if (JSON.stringify(before) !== JSON.stringify(records[location])) work.writeMeta(ETAGS, JSON.stringify(records) + '\n');
+}
+
+/**
+ * What the next sync pays before it plans: its manifest check. A 304 where this remote's ETag for
+ * the trusted manifest is kept (a request and a head), else the trusted manifest again. The index
+ * and update heads are not counted: they are cached here and used without a request.
+ */
+export function manifestCheckCost(work: WorkDir, remote: Remote): number {
+  if (remote.free) return 0;
+  const unchanged = unchangedManifest(work, remote.location);
+  return remote.requestCost(MANIFEST_PATH, unchanged ? 0 : (work.readOptional(TRUSTED_MANIFEST)?.length ?? 0));
+}
+
+const LINKS = 'link.json';
+
+/** What an earlier session learned of `location`'s server that prices requests (.paquete/link.json). */
+export function linkFactsOf(work: WorkDir, location: string): LinkFacts | undefined {
+  try {
+    const all = JSON.parse(work.readOptional(LINKS)?.toString() ?? '{}') as Record<string, LinkFacts>;
+    return all && typeof all[location] === 'object' ? all[location] : undefined;
+  } catch {
+    return undefined; // a damaged file only costs a plan priced with the defaults once
+  }
+}
+
+/** Keeps what `remote` learned of its server, for the next plan made before any exchange. */
+export function rememberLinkFacts(work: WorkDir, remote: Remote): void {
+  const facts = remote.linkFacts?.();
+  if (!facts || work.readOnly) return;
+  let all: Record<string, LinkFacts> = {};
+  try {
+    all = JSON.parse(work.readOptional(LINKS)?.toString() ?? '{}') as Record<string, LinkFacts>;
+  } catch {
+    // rewritten whole below
+  }
+  if (JSON.stringify(all[remote.location]) === JSON.stringify(facts)) return;
+  all[remote.location] = facts;
+  work.writeMeta(LINKS, JSON.stringify(all) + '\n');
 }
 
 function readEtags(work: WorkDir): EtagRecords {

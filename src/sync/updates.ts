@@ -1,3 +1,5 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { decodeUpdateHead, resolveBaseRanges, UpdateHead } from '../delta/update.js';
 import { decompressExact } from '../delta/zstd.js';
@@ -44,15 +46,8 @@ export const solidUpdate = (entry: ManifestSnapshot): UpdateRef | undefined => (
 
 export const headPath = (ref: UpdateRef): string => `updates/${ref.name}.upd`;
 
-/** Fetches an update head and checks it against the signed manifest and the snapshot it builds. */
-export async function fetchUpdateHead(
-  remote: Remote,
-  ref: UpdateRef,
-  entry: ManifestSnapshot,
-  base: Snapshot | null,
-  opts: { signal?: AbortSignal } = {},
-): Promise<UpdateHead> {
-  const bytes = await remote.get(headPath(ref), { ...opts, size: ref.size });
+/** Checks an update head's bytes against the signed manifest and the snapshot it builds. */
+function checkUpdateHead(bytes: Uint8Array, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead {
   if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
     throw new PaqueteError('BAD_SIGNATURE', `update ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
   }
@@ -61,6 +56,59 @@ export async function fetchUpdateHead(
     throw new PaqueteError('BAD_FORMAT', `update ${ref.name.slice(0, 12)} is not the update the manifest says it is`);
   }
   return head;
+}
+
+/**
+ * Update heads this directory fetched, kept in `.paquete/updates/` under the remote's own name
+ * (`<sha256>.upd`): a dry run pays for the heads it plans with and the sync after it reuses them,
+ * as does status, which plans with no network. Each use checks the bytes against the signed
+ * manifest again, so a damaged copy is fetched afresh, never trusted.
+ */
+export function cachedUpdateHead(work: WorkDir, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead | undefined {
+  const bytes = work.readOptional(headPath(ref));
+  if (!bytes) return undefined;
+  try {
+    return checkUpdateHead(bytes, ref, entry, base);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the head of `ref` is kept here with its signed bytes (it costs nothing to use then). */
+export function hasCachedHead(work: WorkDir, ref: UpdateRef): boolean {
+  const bytes = work.readOptional(headPath(ref));
+  return bytes !== undefined && bytes.length === ref.size && sha256Hex(bytes) === ref.name;
+}
+
+/** An update head from the cache, else fetched, checked and cached (a read-only directory only reads). */
+export async function loadUpdateHead(
+  work: WorkDir,
+  remote: Remote,
+  ref: UpdateRef,
+  entry: ManifestSnapshot,
+  base: Snapshot | null,
+  opts: { signal?: AbortSignal } = {},
+): Promise<UpdateHead> {
+  const cached = cachedUpdateHead(work, ref, entry, base);
+  if (cached) return cached;
+  const bytes = await remote.get(headPath(ref), { ...opts, size: ref.size });
+  const head = checkUpdateHead(bytes, ref, entry, base);
+  if (!work.readOnly) work.writeMeta(headPath(ref), bytes);
+  return head;
+}
+
+/** Deletes cached heads that no update of `manifest` names any more (its snapshots were retired). */
+export function pruneUpdateHeads(work: WorkDir, manifest: ManifestBody): void {
+  if (work.readOnly) return;
+  const named = new Set(manifest.snapshots.flatMap((s) => (s.updates ?? []).map((u) => `${u.name}.upd`)));
+  const dir = join(work.meta, 'updates');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (!named.has(n)) rmSync(join(dir, n), { force: true });
 }
 
 /** Rebuilds the target's index from a delta head; returns the index file to cache (uncompressed form). */
@@ -87,7 +135,7 @@ export async function indexThroughDelta(
   const choice = deltaChoices(work, manifest, entry)[0];
   if (!choice) return undefined;
   try {
-    const head = await fetchUpdateHead(remote, choice.ref, entry, choice.base, opts);
+    const head = await loadUpdateHead(work, remote, choice.ref, entry, choice.base, opts);
     return { bytes: rebuildIndex(head, choice, entry), update: { head, base: choice.base } };
   } catch (e) {
     if (opts.signal?.aborted) throw e;
