@@ -3,18 +3,21 @@
  *
  *   node dist/bench/wheels.js                               the newest pair of numpy, scipy, transformers, botocore
  *   node dist/bench/wheels.js --projects numpy --all        every consecutive pair of numpy (same build kind)
- *   node dist/bench/wheels.js --json out.json               also every measurement as JSON
+ *   node dist/bench/wheels.js --projects scipy --all --last 3   the 3 newest pairs
+ *   node dist/bench/wheels.js --pairs numpy:2.4.0:2.4.1,scipy:1.17.0:1.17.1   these pairs
+ *   node dist/bench/wheels.js --json out.json               also every measurement as JSON (written after each pair)
  *
  * Per pair OLD → NEW (wheels found through `pip config list`, bench/corpus.ts wheelhouses):
  *   wheels       the two wheel sizes
  *   floors       `zstd -19 --long=27 --patch-from=OLD NEW` over the wheel files, and over tars of
  *                their unpacked contents (`python3 -m zipfile -e`, bench/corpus.ts tarOf); and
- *                `zstd -19 --long=27` of NEW's contents tar (a first download's floor)
+ *                `zstd -19 --long=27` of NEW's contents tar (a first download's floor); cached by
+ *                file name in bench/.cache/wheels-floors.json (minutes of zstd -19 per pair)
  *   paquete      publish a pypi source holding OLD, a client syncs it over nginx; publish NEW (the
  *                source now holds NEW), the client syncs (the update); a fresh client syncs NEW
  *                (the first download). Bytes from nginx's access log (request + response, every
  *                request); the placed wheel is checked against NEW's SHA-256
- *   members      deflated members of NEW, how many pako reproduced (publish --json)
+ *   members      deflated members of NEW, how many zlib reproduced (publish --json)
  *   rebuild      NEW rebuilt from its stream in this process (src/rebuild/recipe.ts Rebuilder):
  *                CPU seconds and MB/s of wheel output, one thread
  * Targets: update ≤ 1.5 × patch-from over contents + 16 KiB; first ≤ 1.05 × zstd of contents.
@@ -26,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { listWheels, tarOf, wheelhouses } from './corpus.js';
+import { CACHE_DIR, listWheels, tarOf, wheelhouses } from './corpus.js';
 import { compareVersions, parseVersion } from '../src/sources/pep440.js';
 import { parseDistFileName } from '../src/sources/pypi.js';
 import { buildStoredForm } from '../src/rebuild/form.js';
@@ -39,6 +42,8 @@ const args = process.argv.slice(2);
 const argValue = (flag: string) => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
 const projects = (argValue('--projects') ?? 'numpy,scipy,transformers,botocore').split(',');
 const allPairs = args.includes('--all');
+/** --last N: only the N newest pairs of each project (with --all). */
+const lastPairs = Number(argValue('--last') ?? 0);
 
 interface Row {
   pair: string;
@@ -61,6 +66,20 @@ const log = (m: string) => console.error(`[wheels ${new Date().toISOString().sli
 const fmt = (n: number | undefined) => (n === undefined ? '—' : n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : `${(n / 1e3).toFixed(1)} kB`);
 const sha = (p: string) => createHash('sha256').update(fs.readFileSync(p)).digest('hex');
 
+/** --pairs numpy:2.4.0:2.4.1,scipy:1.17.0:1.17.1: these pairs, in this order, instead of --projects. */
+const namedPairs = argValue('--pairs')?.split(',').map((p) => p.split(':'));
+
+function pairNamed(project: string, oldV: string, newV: string): [string, string] {
+  const find = (v: string) => {
+    const p = wheelhouses()
+      .flatMap((h) => listWheels(h))
+      .find((w) => parseDistFileName(path.basename(w))?.normalized === project && parseDistFileName(path.basename(w))?.version === v);
+    if (!p) throw new Error(`no ${project} ${v} wheel in the wheelhouse`);
+    return p;
+  };
+  return [find(oldV), find(newV)];
+}
+
 /** Consecutive versions of one project with the same build (pure, or the same Python tag). */
 function pairsOf(project: string): [string, string][] {
   const groups = new Map<string, { path: string; v: NonNullable<ReturnType<typeof parseVersion>> }[]>();
@@ -78,10 +97,25 @@ function pairsOf(project: string): [string, string][] {
     list.sort((a, b) => compareVersions(a.v, b.v));
     for (let i = 1; i < list.length; i++) out.push([list[i - 1].path, list[i].path]);
   }
-  return allPairs ? out : out.slice(-1);
+  out.sort((a, b) => compareVersions(parseVersion(parseDistFileName(path.basename(a[1]))!.version)!, parseVersion(parseDistFileName(path.basename(b[1]))!.version)!));
+  return allPairs ? out.slice(-lastPairs) : out.slice(-1);
 }
 
+/** zstd's sizes by command line (file names only: wheels never change under their name), in bench/.cache. */
+const FLOORS = path.join(CACHE_DIR, 'wheels-floors.json');
+const floors: Record<string, number> = fs.existsSync(FLOORS) ? JSON.parse(fs.readFileSync(FLOORS, 'utf8')) : {};
+
 async function zstdSize(zargs: string[]): Promise<number> {
+  const key = zargs.map((a) => a.replace(/^(--patch-from=)?.*\//, '$1')).join(' ');
+  if (floors[key] === undefined) {
+    floors[key] = await zstdRun(zargs);
+    fs.mkdirSync(CACHE_DIR, { recursive: true });
+    fs.writeFileSync(FLOORS, JSON.stringify(floors, null, 1));
+  }
+  return floors[key];
+}
+
+async function zstdRun(zargs: string[]): Promise<number> {
   const { stdout } = await run('bash', ['-c', `zstd -q -c ${zargs.map((a) => `'${a}'`).join(' ')} | wc -c`], { maxBuffer: 1 << 20 });
   return Number(stdout.trim());
 }
@@ -226,14 +260,20 @@ async function main(): Promise<void> {
   const key = path.join(work, 'k.key');
   await paquete(['keygen', '--out', key]);
   const rows: Row[] = [];
+  const json = argValue('--json');
   const started = Date.now();
   const load = () => os.loadavg().map((l) => l.toFixed(1)).join(', ');
   const loadAtStart = load();
   try {
-    for (const project of projects) {
-      const pairs = pairsOf(project);
+    for (const project of namedPairs ? [''] : projects) {
+      const pairs = namedPairs ? namedPairs.map(([p, a, b]) => pairNamed(p, a, b)) : pairsOf(project);
       if (!pairs.length) log(`${project}: no pair of wheels in the wheelhouse`);
-      for (const [a, b] of pairs) rows.push(await measure(a, b, work, ng, key));
+      for (const [a, b] of pairs) {
+        rows.push(await measure(a, b, work, ng, key));
+        // Each row as it is measured: a long run that is stopped keeps what it measured.
+        log(`row ${JSON.stringify(rows[rows.length - 1])}`);
+        if (json) fs.writeFileSync(json, JSON.stringify(rows, null, 1));
+      }
     }
   } finally {
     await ng.stop();
@@ -245,7 +285,6 @@ async function main(): Promise<void> {
       `contents + 16 KiB, first ≤ 1.05 × zstd -19 --long=27 of the contents (ratios ≤ 1.00 meet them). Rebuild: NEW rebuilt from ` +
       `its stream in one thread, CPU seconds and wheel MB per CPU second. ${((Date.now() - started) / 1000).toFixed(0)} s; load ${loadAtStart} → ${load()}.`,
   );
-  const json = argValue('--json');
   if (json) fs.writeFileSync(json, JSON.stringify(rows, null, 1));
 }
 

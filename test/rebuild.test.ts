@@ -10,12 +10,14 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
 import pako from 'pako';
 import { buildStoredForm, storedSize, streamCuts } from '../src/rebuild/form.js';
 import { decodeRecipe, encodeRecipe, Rebuilder, RECIPE_HEADER_SIZE } from '../src/rebuild/recipe.js';
-import { CANDIDATES, FaithfulDeflate, findParams } from '../src/rebuild/deflate.js';
+import { CANDIDATES, DeflateParams, FaithfulDeflate, findParams } from '../src/rebuild/deflate.js';
+import { DEFLATE_SOURCES_SHA256 } from '../src/rebuild/deflate-wasm-bytes.js';
 import { decodeSnapshot, encodeSnapshot, FileEntry, Snapshot } from '../src/snapshot/snapshot.js';
 import { decodeUpdateHead, encodeUpdateHead } from '../src/delta/update.js';
 import { ChunkStore } from '../src/store/store.js';
@@ -26,6 +28,9 @@ import { zip } from './helpers/wheels.js';
 import { pseudoRandom } from './helpers/trees.js';
 
 after(cleanupAll);
+
+/** The repository (this file runs from dist/test/). */
+const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -95,17 +100,50 @@ describe('rebuild streams of real files', async () => {
     assert.equal(sha(rebuild(streamOf(form.recipe, join(dir, 'sdist.contents')), 1000)), sha(readFileSync(path)));
   });
 
-  test('pako deflates the same bytes whatever the pieces its input comes in', () => {
+  test('zlib deflates the same bytes whatever the pieces its input comes in, and the same as pako', () => {
     const data = Buffer.concat([pseudoRandom(100_000, 3), Buffer.from('abc'.repeat(200_000)), pseudoRandom(300_000, 4)]);
-    const once = pako.deflateRaw(data, { level: 6 });
-    for (const piece of [1, 17, 65536, 1 << 20]) {
-      if (piece === 1) continue; // too slow byte by byte for 1 MB; 17 covers odd splits
-      const parts: Uint8Array[] = [];
-      const d = new FaithfulDeflate(CANDIDATES[0], (c) => parts.push(c));
+    const deflated = (p: DeflateParams, piece: number) => {
+      const parts: Buffer[] = [];
+      const d = new FaithfulDeflate(p, (c) => parts.push(Buffer.from(c)));
       for (let i = 0; i < data.length; i += piece) d.push(data.subarray(i, i + piece));
       d.finish();
-      assert.equal(sha(Buffer.concat(parts)), sha(once), `pieces of ${piece}`);
+      return Buffer.concat(parts);
+    };
+    const once = deflated(CANDIDATES[0], data.length);
+    // pako is an independent port of zlib: the same bytes from both is what "faithful" means.
+    assert.equal(sha(once), sha(pako.deflateRaw(data, { level: 6 })));
+    for (const piece of [17, 65535, 65536, 65537, 1 << 20]) assert.equal(sha(deflated(CANDIDATES[0], piece)), sha(once), `pieces of ${piece}`);
+  });
+
+  test('zlib and pako agree on every member of a real wheel, at every level and memLevel tried', () => {
+    const path = realWheel('markupsafe-3.0.3');
+    const form = buildStoredForm(path, join(dir, 'agree.contents'))!;
+    const contents = readFileSync(join(dir, 'agree.contents'));
+    const raws: Buffer[] = [];
+    let at = 0;
+    for (const op of decodeRecipe(form.recipe).ops) {
+      if (op.kind === 'deflate') raws.push(contents.subarray(at, at + op.rawLength));
+      if (op.kind !== 'literal') at += op.kind === 'copy' ? op.length : op.rawLength;
     }
+    assert.ok(raws.length >= 10);
+    for (const p of CANDIDATES) {
+      for (const raw of raws) {
+        const parts: Buffer[] = [];
+        const d = new FaithfulDeflate(p, (c) => parts.push(Buffer.from(c)));
+        d.push(raw);
+        d.finish();
+        const ours = Buffer.concat(parts);
+        const theirs = pako.deflateRaw(raw, { level: p.level as 6, memLevel: p.memLevel as 8, windowBits: p.windowBits, strategy: p.strategy as 0 });
+        assert.ok(ours.equals(theirs), `${JSON.stringify(p)}: a ${raw.length}-byte member`);
+      }
+    }
+  });
+
+  test('the compiled zlib is the one its sources make (regenerate with scripts/build-deflate-wasm.sh)', () => {
+    const files = ['src/rebuild/deflate-wasm.c', ...['deflate.c', 'trees.c', 'zutil.c', 'adler32.c', 'deflate.h', 'trees.h', 'zutil.h', 'zlib.h', 'zconf.h'].map((f) => `vendor/zlib-1.3.1/${f}`), 'scripts/build-deflate-wasm.sh'];
+    const h = createHash('sha256');
+    for (const f of files) h.update(readFileSync(join(REPO, f)));
+    assert.equal(h.digest('hex'), DEFLATE_SOURCES_SHA256, 'src/rebuild/deflate-wasm-bytes.ts is stale');
   });
 });
 
@@ -114,9 +152,9 @@ describe('members that cannot be reproduced, and odd zips', async () => {
   const text = Buffer.from(Array.from({ length: 3000 }, (_, i) => `line ${i}: the quick brown fox ${i % 17} jumps\n`).join(''));
 
   test("a member deflated by Node's zlib is kept compressed; stored members and the rest rebuild", () => {
-    // Node's zlib is a fork that finds other matches: no pako parameters give its bytes.
+    // Node's zlib is a fork that finds other matches: no zlib parameters give its bytes.
     const nodeDeflated = deflateRawSync(text, { level: 6 });
-    assert.equal(findParams(text, nodeDeflated), undefined, "pako must not reproduce Node's zlib here");
+    assert.equal(findParams(text, nodeDeflated), undefined, "zlib must not reproduce Node's zlib here");
     const big = Buffer.from(Array.from({ length: 9000 }, (_, i) => `value_${i} = ${i * 7} # reproduced by pako\n`).join(''));
     const bytes = zip(
       [['a/node.txt', text], ['a/pako.py', big], ['a/stored.bin', pseudoRandom(5000, 5)], ['a/empty', Buffer.alloc(0)]],

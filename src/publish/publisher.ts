@@ -106,7 +106,7 @@ export interface PublishResult {
 
 export interface RebuiltReport {
   files: number;
-  /** Deflated members (a gzip stream counts as one), how many pako reproduced, how many are kept compressed. */
+  /** Deflated members (a gzip stream counts as one), how many zlib reproduced, how many are kept compressed. */
   deflated: number;
   reproduced: number;
   opaque: number;

@@ -8,7 +8,7 @@ import { Container, contentLength, encodeRecipe, Recipe, RecipeOp } from './reci
 /**
  * The publisher's side of rebuild streams: a zip (wheel) or gzip (sdist) file turned into a
  * recipe and its contents (src/rebuild/recipe.ts). For every deflated member the parameters
- * that make pako reproduce it byte for byte are searched (level 6 first); a member none
+ * that make zlib (src/rebuild/deflate.ts) reproduce it byte for byte are searched (level 6 first); a member none
  * reproduces is kept as its compressed bytes. Pure but for reading the file and writing the
  * contents to `contentsPath`.
  */

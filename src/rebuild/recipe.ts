@@ -9,7 +9,7 @@ import { DeflateParams, FaithfulDeflate, validParams } from './deflate.js';
  * The recipe lists the file's bytes in order as operations: literal bytes (zip local headers,
  * data descriptors, the central directory, gzip headers and trailers), bytes copied from the
  * contents (stored members, and deflated members no parameters reproduce, kept compressed), and
- * members deflated again from the contents with the parameters that reproduce them (pako).
+ * members deflated again from the contents with the parameters that reproduce them (zlib).
  * Layout in docs/FORMATS.md §Rebuild streams. One encoder, one decoder, and the streaming
  * rebuilder, side by side.
  */
@@ -152,6 +152,12 @@ export class Rebuilder {
     }
   }
 
+  /** Frees the member being deflated, if any: for a rebuild given up before its end. */
+  close(): void {
+    this.deflate?.close();
+    this.deflate = undefined;
+  }
+
   /** Ends the stream: throws unless every operation was carried out and the size is right. */
   end(): void {
     if (!this.recipe) throw bad('the stream ends inside the recipe');
@@ -205,8 +211,8 @@ export class Rebuilder {
     const op = this.recipe!.ops[this.op];
     if (op.kind === 'deflate') {
       const d = this.deflate!;
-      d.finish();
       this.deflate = undefined;
+      d.finish();
       if (d.produced !== op.deflatedLength) throw bad(`member at operation ${this.op} deflated to ${d.produced} bytes, the recipe says ${op.deflatedLength}`);
     }
     this.op++;

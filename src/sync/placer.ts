@@ -12,7 +12,7 @@ import { BackgroundWorker } from '../util/background-worker.js';
  * whole process, started on first use and not keeping the process alive while idle; files that
  * are rebuilt (wheels, sdists: src/rebuild/) are spread over as many workers as the machine has
  * cores (at most REBUILD_THREADS), since their deflate is the client's heaviest CPU work
- * (pako: ~4 MB of wheel per CPU second here, so one thread takes 75 s for a 300 MB card).
+ * (zlib in WebAssembly: ~7 MB of numpy/scipy wheel per CPU second here, pako half that).
  *
  * Why a thread: writing a file into the tree takes the disk journal (open, write, mkdir and
  * rename wait while another file's fsync commits), and SHA-256 of every byte is the client's

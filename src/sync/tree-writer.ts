@@ -239,6 +239,7 @@ function moveIntoPlace(open: Open): PlaceOutcome {
 }
 
 function discard(open: Open): void {
+  open.rebuilder?.close();
   if (open.fd >= 0) closeSync(open.fd);
   open.fd = -1;
   rmSync(open.tmp, { force: true });
