@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, writeTree } from './helpers/trees.js';
@@ -192,7 +192,7 @@ describe('the dry run', () => {
 });
 
 describe('the lock', () => {
-  test('a copy of a folder made while serve runs is not locked; the original still is', async () => {
+  test('serve takes no lock, only a reader registration; a copy of the folder made while it runs is not held by it', async () => {
     await paquete(['init', 'remote', 'orig', '--trust', 'pub.key.pub'], dir);
     await paquete(['sync', '-C', 'orig'], dir);
     const serve = runPaquete(['serve', '-C', 'orig', '--port', '0', '--json'], { cwd: dir });
@@ -201,22 +201,28 @@ describe('the lock', () => {
       await serve.done;
     });
     await serve.waitForOutput(/"url"/, { stream: 'stdout' });
-    const holder = parseLock(readFileSync(join(dir, 'orig/.paquete/lock'), 'utf8'));
-    assert.equal(holder.pid, serve.pid);
-    assert.match(holder.dir ?? '', /^\d+:\d+$/);
-    assert.equal(holder.what, 'serve');
+    assert.equal(existsSync(join(dir, 'orig/.paquete/lock')), false, 'serve holds no lock');
+    const registration = join(dir, `orig/.paquete/readers/${serve.pid}`);
+    const reader = parseLock(readFileSync(registration, 'utf8'));
+    assert.equal(reader.pid, serve.pid);
+    assert.match(reader.dir ?? '', /^\d+:\d+$/);
+    assert.match(reader.what, /^serve \d+$/);
     cpSync(join(dir, 'orig'), join(dir, 'copy'), { recursive: true });
-    const locked = await paquete(['status', '-C', 'orig'], dir, 1);
-    assert.match(locked.stderr, /another paquete command is working here \(pid \d+: serve\)/);
-    const st = oneObject(await paquete(['status', '-C', 'copy', '--json'], dir));
-    assert.equal(st.total.complete, st.total.files, 'the copy works');
-    // A lock of the older form, with no directory in it, is judged by its pid alone: held.
-    writeFileSync(join(dir, 'copy/.paquete/lock'), `${serve.pid} serve\n`);
-    assert.match((await paquete(['status', '-C', 'copy'], dir, 1)).stderr, /another paquete command is working here/);
+    // Beside serve: status works; what rewrites the store under serve says who reads.
+    await paquete(['status', '-C', 'orig'], dir);
+    assert.match((await paquete(['verify', '--repair', '-C', 'orig'], dir, 1)).stderr, /serve \(pid \d+\) is reading this directory/);
+    // The copy carries the registration, which names another directory: stale there, removed.
+    await paquete(['verify', '--repair', '-C', 'copy'], dir);
+    assert.equal(existsSync(join(dir, `copy/.paquete/readers/${serve.pid}`)), false);
+    // A lock of the older form, with no directory in it, is judged by its pid alone: held, and
+    // status reads beside it.
+    writeFileSync(join(dir, 'copy/.paquete/lock'), `${serve.pid} sync\n`);
+    assert.match((await paquete(['gc', '-C', 'copy'], dir, 1)).stderr, /another paquete command is working here/);
+    await paquete(['status', '-C', 'copy'], dir);
     rmSync(join(dir, 'copy/.paquete/lock'));
-    // Stopping serve with Ctrl-C (or SIGTERM) is its normal end: exit 0, lock released.
+    // Stopping serve with Ctrl-C (or SIGTERM) is its normal end: exit 0, registration removed.
     serve.kill('SIGINT');
     assert.equal((await serve.done).code, 0);
-    await paquete(['status', '-C', 'orig'], dir);
+    assert.equal(existsSync(registration), false);
   });
 });

@@ -76,9 +76,9 @@ describe('serve on a partly synced mirror', () => {
   }
 
   /**
-   * Pastes the offered command. serve holds the working directory while it runs (sync beside a
-   * running serve is issue 15's, docs/DESIGN-REMOTE-V3.md decision 8), so, as the guide says,
-   * stop serve, sync, start it again.
+   * Pastes the offered command, with serve stopped meanwhile: a sync beside a running serve is
+   * test/serve-sync.test.ts's; here fetch's kept-alive connection would be answered from the
+   * generation it began with (src/serve/generations.ts) until it closes.
    */
   async function pasteBetweenServes(command: string): Promise<void> {
     proc.kill('SIGTERM');

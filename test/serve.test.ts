@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { wheelFileName, writeSdist, writeWheel } from './helpers/wheels.js';
+import { pipEnv } from './helpers/pip.js';
 
 after(cleanupAll);
 
@@ -35,12 +36,6 @@ async function serve(workDir: string): Promise<{ url: string; proc: Running; sto
   return { url, proc, stop };
 }
 
-/** pip with this machine's configuration (find-links, extra indexes) switched off: only our index. */
-function pipEnv(): Record<string, string | undefined> {
-  const env: Record<string, string | undefined> = {};
-  for (const k of Object.keys(process.env)) if (k.startsWith('PIP_')) env[k] = undefined;
-  return { ...env, PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_CACHE_DIR: '1', PIP_NO_INPUT: '1', PYTHONDONTWRITEBYTECODE: '1' };
-}
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

@@ -57,6 +57,8 @@ export const exportCommand = {
             };
           })(),
         }),
+        // Reads only: beside a sync, from a copy of the store's index.
+        { shared: true },
       );
       progress.stop();
       report(r);

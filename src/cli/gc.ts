@@ -1,6 +1,8 @@
 import type { Argv } from 'yargs';
 import { PaqueteError } from '../errors.js';
-import { cachedLatest } from '../sync/catalog.js';
+import { cachedLatest, cachedSnapshotBytes } from '../sync/catalog.js';
+import { decodeSnapshot } from '../snapshot/snapshot.js';
+import { readersSnapshots } from '../workdir/generation.js';
 import { formatSize } from '../util/size.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
@@ -13,9 +15,16 @@ export const gcCommand = {
     await withWorkDir(argv, 'gc', async (work) => {
       const latest = cachedLatest(work);
       if (!latest) throw new PaqueteError('NO_SNAPSHOT', 'nothing synced yet, so nothing to keep or drop', 'run paquete sync first');
-      // Everything the latest snapshot lists is kept, wanted or not: a later --want may need it.
+      // Everything the latest snapshot lists is kept, wanted or not: a later --want may need it;
+      // and every chunk of the snapshots a reader (serve) still answers from.
       const keep = new Set(latest.snapshot.chunks.map((c) => c.id));
+      for (const name of readersSnapshots(work.meta).snapshots) {
+        const bytes = cachedSnapshotBytes(work, name);
+        if (bytes) for (const c of decodeSnapshot(bytes).chunks) keep.add(c.id);
+      }
       const r = await work.store.gc(keep);
+      // Packs were rewritten: readers take a fresh copy of the index with the next generation.
+      await work.switchGeneration();
       out.result(`gc: removed ${r.removedChunks} chunks, freed ${formatSize(r.freedBytes)} (${r.packsRewritten} packs rewritten)`);
       out.emitJson(r);
     });

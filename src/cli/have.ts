@@ -31,6 +31,6 @@ export const haveCommand = {
           (summary.serial !== undefined ? `, manifest serial ${summary.serial}` : ', no snapshot yet'),
       );
       out.emitJson({ path, chunks: n, bytes: bytes.length, serial: summary.serial ?? null, snapshots: summary.snapshots });
-    });
+    }, { shared: true });
   },
 };

@@ -42,6 +42,7 @@ export const serveCommand = {
       await new Promise<void>((resolve) => (stop.aborted ? resolve() : stop.addEventListener('abort', () => resolve(), { once: true })));
       await server.close();
       process.exitCode = 0;
-    }, { readOnlyFallback: true });
+      // A reader: no lock, so a sync runs beside it (src/workdir/generation.ts).
+    }, { reader: true });
   },
 };

@@ -44,6 +44,6 @@ export const statusCommand = {
       );
       printNotPlaced(notPlaced, [], false);
       out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
-    }, { readOnlyFallback: true });
+    }, { readOnlyFallback: true, shared: true });
   },
 };

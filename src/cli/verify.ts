@@ -5,6 +5,7 @@ import { repairFromTree } from '../sync/repair.js';
 import { cachedLatest } from '../sync/catalog.js';
 import { Restorer } from '../sync/restorer.js';
 import type { WorkDir } from '../workdir/workdir.js';
+import { refuseWhileRead } from '../workdir/generation.js';
 import { formatSize } from '../util/size.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
@@ -49,6 +50,7 @@ export const verifyCommand = {
   handler: async (argv: Args) => {
     if (argv.repair) {
       await withWorkDir(argv, 'verify', async (work) => {
+        refuseWhileRead(work.meta, 'paquete verify --repair');
         const m = await work.store.mend();
         for (const line of m.packs) out.result(`mended: ${line}`);
         const repair = await repairFromTree(work, m.dropped);
@@ -58,6 +60,7 @@ export const verifyCommand = {
         if (repair.refetch.length > SHOWN) out.result(`  … and ${repair.refetch.length - SHOWN} more files (see --json)`);
         const tree = argv.tree ? auditTree(work, true) : undefined;
         out.result(repair.refetch.length || tree?.damaged.length ? 'run paquete sync to fetch them' : 'nothing needs fetching');
+        await work.switchGeneration();
         out.emitJson({ removed: m.dropped.length, recovered: m.recovered, packs: m.packs, repair, tree: tree ?? null });
       }, { store: { rebuildUnreadableIndex: true } });
       return;
@@ -72,7 +75,7 @@ export const verifyCommand = {
       if (tree?.damaged.length) out.result(`${tree.damaged.length} damaged files in the tree; run paquete verify --repair, then paquete sync`);
       const bad = r.problems.length > 0 || !!tree?.damaged.length;
       out.emitJson({ checked: r.checked, problems: r.problems, removed: 0, tree: tree ?? null }, bad ? EXIT.error : EXIT.ok);
-    }, { readOnlyFallback: true });
+    }, { readOnlyFallback: true, shared: true });
   },
 };
 

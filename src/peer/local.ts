@@ -90,6 +90,7 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   const { snapshot, entry, manifest } = latest;
   const state = work.treeState();
   const restorer = new Restorer(work, snapshot, state, entry.name);
+  let finished = false;
   const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
   const { complete, blocked, yours } = restorer.survey();
   restorer.report.kept.push(...yours);
@@ -133,8 +134,11 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
     }
     restorer.removeStale();
     restorer.finish();
+    finished = true;
   } finally {
     work.saveTreeState(state);
   }
+  // What was placed is what readers (serve) see, from now on.
+  if (finished) await work.switchGeneration();
   return result;
 }

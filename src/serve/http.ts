@@ -124,8 +124,9 @@ function writeRangeHead(req: IncomingMessage, res: ServerResponse, size: number,
 }
 
 /** Sends a file from disk in blocks (backpressure respected), with a single Range honoured. */
-export async function sendFile(req: IncomingMessage, res: ServerResponse, path: string, o: SendOptions): Promise<void> {
-  const fd = openSync(path, 'r');
+/** `path`: a file's path, or a descriptor open for reading (closed here). */
+export async function sendFile(req: IncomingMessage, res: ServerResponse, path: string | number, o: SendOptions): Promise<void> {
+  const fd = typeof path === 'number' ? path : openSync(path, 'r');
   try {
     const st = fstatSync(fd);
     const size = st.size;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { realPathInMirror } from './contained.js';
+import type { ChunkStore } from '../store/store.js';
+import type { Generation } from '../workdir/generation.js';
 import { cachedLatest } from '../sync/catalog.js';
 import { assessCompleteness, Completeness } from '../sync/completeness.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
@@ -11,10 +12,11 @@ import { DistFile, parseCoreMetadata, parseDistFileName, readDistMetadata } from
 import { WorkDir } from '../workdir/workdir.js';
 
 /**
- * What the server shows, read from the working directory with no network: the snapshot last
- * synced, which of its files are complete in the tree, and the PyPI projects those files make.
- * Rebuilt when older than `maxAgeMs` (the tree can change under a running server: the user
- * deletes or edits a file), so a page never lists a file that is not there whole.
+ * What the server shows of one generation (src/workdir/generation.ts), with no network: its
+ * snapshot, which of its files can be read whole, and the PyPI projects those files make.
+ * Rebuilt when older than `maxAgeMs` (the user may delete or edit a file under a running
+ * server), so a page never lists a file that is not there whole. A sync under way changes
+ * nothing here: it makes a new generation, which serve answers new connections from.
  */
 export interface DistInfo {
   file: FileEntry;
@@ -55,44 +57,55 @@ export class MirrorView {
 
   constructor(
     readonly work: WorkDir,
+    readonly generation: Generation,
+    /** The store as this generation knows it (a reader's copy of the index). */
+    readonly store: ChunkStore,
     private readonly maxAgeMs = 3000,
   ) {}
 
-  /** Sizes and mtimes of the files a sync rewrites when it changes what is here. */
-  private stamp(): string {
-    return ['manifest.json', 'tree.json']
-      .map((f) => {
-        try {
-          const st = statSync(join(this.work.meta, f));
-          return `${st.size}:${st.mtimeMs}`;
-        } catch {
-          return '-';
-        }
-      })
-      .join('/');
-  }
-
-  private builtStamp = '';
-
   async current(): Promise<MirrorState> {
-    // Kept for maxAgeMs, but not past a sync that changed the manifest or what is placed: a page
-    // the catalog just told the user to sync must be there once the sync is done.
-    const stamp = this.stamp();
-    if (this.state && Date.now() - this.state.builtAt < this.maxAgeMs && stamp === this.builtStamp) return this.state;
-    this.builtStamp = stamp;
+    if (this.state && Date.now() - this.state.builtAt < this.maxAgeMs) return this.state;
     this.building ??= this.build().finally(() => (this.building = undefined));
     this.state = await this.building;
     return this.state;
   }
 
+  /**
+   * Opens the bytes this generation has at `rel` (a snapshot path), from the tree while the file
+   * there is the one placed, else from what the sync kept (see Generation.open); undefined when
+   * gone. The descriptor keeps them whatever a sync does next.
+   */
+  open(rel: string): number | undefined {
+    return this.generation.open(rel, realPathInMirror(this.work.root, rel));
+  }
+
+  /** The whole of `rel` as this generation has it (small files: yanked markers, metadata, git refs). */
+  read(rel: string): Buffer | undefined {
+    const fd = this.open(rel);
+    if (fd === undefined) return undefined;
+    try {
+      const size = fstatSync(fd).size;
+      const buf = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const n = readSync(fd, buf, done, size - done, done);
+        if (n === 0) return undefined;
+        done += n;
+      }
+      return buf;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   private async build(): Promise<MirrorState> {
-    const latest = cachedLatest(this.work);
+    const latest = this.generation.manifest ? cachedLatest(this.work, this.generation.manifest) : undefined;
     const projects = new Map<string, DistInfo[]>();
     const allDists = new Map<string, DistInfo[]>();
     const byPath = new Map<string, DistInfo>();
     if (!latest) return { projects, allDists, byPath, builtAt: Date.now() };
     const { snapshot } = latest;
-    const completeness = await assessCompleteness(this.work, snapshot);
+    const completeness = await assessCompleteness(this.work, snapshot, { gen: this.generation, store: this.store });
     const pypiSources = new Set(snapshot.sources.filter((s) => s.kind === 'pypi').map((s) => s.name));
     for (const f of snapshot.files) {
       const source = f.path.split('/')[0];
@@ -116,22 +129,12 @@ export class MirrorView {
     return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, projects, allDists, byPath, builtAt: Date.now() };
   }
 
-  /** A file of the tree, read only where serve may read (src/serve/contained.ts); throws otherwise. */
-  private inMirror(rel: string): string {
-    const real = realPathInMirror(this.work.root, rel);
-    if (!real) throw new Error(`${rel} is not inside the mirror`);
-    return real;
-  }
-
   private yankOf(path: string, c: Completeness): false | true | string {
     const marker = `${path}.yanked`;
     if (!c.complete.has(marker)) return false;
-    try {
-      const reason = readFileSync(this.inMirror(marker), 'utf8').trim();
-      return reason || true;
-    } catch {
-      return false;
-    }
+    const bytes = this.read(marker);
+    if (!bytes) return false;
+    return bytes.toString('utf8').trim() || true;
   }
 
   /**
@@ -143,19 +146,14 @@ export class MirrorView {
     if (cached !== undefined) return cached ?? undefined;
     let bytes: Uint8Array | undefined;
     const sidecar = `${d.file.path}.metadata`;
-    if (state.completeness?.complete.has(sidecar)) {
-      try {
-        bytes = readFileSync(this.inMirror(sidecar));
-      } catch {
-        bytes = undefined;
-      }
-    }
+    if (state.completeness?.complete.has(sidecar)) bytes = this.read(sidecar);
     const cacheName = `pypi-metadata/${d.sha256}.metadata`;
     bytes ??= this.work.readOptional(cacheName);
     if (!bytes) {
+      const fd = this.open(d.file.path);
       try {
-        bytes = readDistMetadata(this.inMirror(d.file.path), d.fileName);
-        this.work.writeMeta(cacheName, bytes);
+        bytes = fd === undefined ? undefined : readDistMetadata(fd, d.fileName);
+        if (bytes) this.work.writeCache(cacheName, bytes);
       } catch {
         bytes = undefined;
       }

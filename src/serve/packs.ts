@@ -36,14 +36,14 @@ export class VirtualPacks {
   constructor(
     private readonly work: WorkDir,
     private readonly store: ChunkStore,
+    /** The trusted manifest whose cached snapshots describe the packs (a generation's). */
+    manifest: Uint8Array | undefined,
   ) {
-    this.reload();
+    this.load(manifest);
   }
 
-  /** Re-reads the cached snapshots (cheap; called when the mirror view is rebuilt). */
-  reload(): void {
+  private load(bytes: Uint8Array | undefined): void {
     const packs = new Map<string, Map<number, Placed>>();
-    const bytes = this.work.readOptional('manifest.json');
     if (bytes) {
       for (const entry of decodeManifest(bytes, 'the trusted manifest').body.snapshots) {
         const snap = this.work.readOptional(`snapshots/${entry.name}.snap`);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
 import { AddressInfo } from 'node:net';
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isInside, realPathInMirror } from './contained.js';
 import { isPaqueteError } from '../errors.js';
@@ -15,6 +15,7 @@ import { catalogPage } from './catalog-page.js';
 import { contentTypeFor, escapeHtml, negotiate, redirect, safeParts, sendBytes, sendFile, sendText, urlPath } from './http.js';
 import { MirrorState, MirrorView } from './mirror.js';
 import { VirtualPacks } from './packs.js';
+import { ServedGenerations } from './generations.js';
 import { notYetHere, notYetHereText, syncCommand } from './missing.js';
 import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES, simpleAccept } from './simple.js';
 
@@ -30,7 +31,8 @@ import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES
  *   /remote/…                  the remote layout, so a LAN peer can `paquete init URL/remote/`
  *
  * Read only: nothing a request does changes the tree or the store (the metadata cache and the
- * git repository kept under .paquete are derived data).
+ * git repository kept under .paquete are derived data). It takes no lock: a sync may run beside
+ * it, and each connection is answered from one generation (src/serve/generations.ts).
  */
 export interface ServeOptions {
   /** Default 8080; 0 picks a free port. */
@@ -49,12 +51,12 @@ export interface RunningServer {
 }
 
 export async function startServer(work: WorkDir, opts: ServeOptions = {}): Promise<RunningServer> {
-  const view = new MirrorView(work);
-  const packs = new VirtualPacks(work, work.store);
-  await view.current(); // fail early on a damaged snapshot cache, and warm the page
-  const handler = new Handler(work, view, packs, opts);
+  const generations = await ServedGenerations.open(work);
   const server = createServer((req, res) => {
-    handler.handle(req, res).catch((e) => {
+    generations
+      .forRequest(req)
+      .then((g) => new Handler(work, g.view, g.packs, opts).handle(req, res))
+      .catch((e) => {
       opts.onWarning?.(redactCredentials(`${req.method} ${req.url}: ${(e as Error).message}`));
       if (!res.headersSent) sendText(res, 500, `paquete serve: ${isPaqueteError(e) ? e.message : 'internal error'}`);
       else res.destroy();
@@ -76,7 +78,7 @@ export async function startServer(work: WorkDir, opts: ServeOptions = {}): Promi
   return {
     url: `http://${shown}:${port}`,
     port,
-    close: () => closeServer(server).finally(() => packs.close()),
+    close: () => closeServer(server).finally(() => generations.close()),
   };
 }
 
@@ -116,9 +118,9 @@ class Handler {
     const gitRefs = new Map<string, GitRefs>();
     for (const src of state.snapshot?.sources ?? []) {
       if (src.kind !== 'git' || !state.completeness?.complete.has(`${src.name}/refs`)) continue;
-      const file = realPathInMirror(this.work.root, `${src.name}/refs`);
+      const bytes = this.view.read(`${src.name}/refs`);
       try {
-        if (file) gitRefs.set(src.name, decodeGitRefs(readFileSync(file, 'utf8'), `${src.name}/refs`));
+        if (bytes) gitRefs.set(src.name, decodeGitRefs(bytes.toString('utf8'), `${src.name}/refs`));
       } catch {
         // a refs file changed under us or unreadable: the catalog just shows no refs for it
       }
@@ -181,9 +183,9 @@ class Handler {
       if (!meta) return sendText(res, 404, `no metadata could be read from ${dist.fileName}`);
       return sendBytes(req, res, meta.bytes, { type: 'text/plain; charset=utf-8', etag: `"${meta.sha256}"` });
     }
-    const real = realPathInMirror(this.work.root, path);
-    if (!real) return sendText(res, 404, `${path} is not a complete distribution in this mirror`);
-    return sendFile(req, res, real, { type: contentTypeFor(path), etag: `"${dist.sha256}"` });
+    const fd = this.view.open(path);
+    if (fd === undefined) return sendText(res, 404, `${path} is not a complete distribution in this mirror`);
+    return sendFile(req, res, fd, { type: contentTypeFor(path), etag: `"${dist.sha256}"` });
   }
 
   private findDist(state: MirrorState, path: string) {
@@ -222,7 +224,12 @@ class Handler {
     // The source's folder itself must be inside the mirror: its name came from a snapshot.
     const base = realPathInMirror(this.work.root, name);
     if (!base) return sendText(res, 404, 'no such file');
-    await serveStatic(req, res, base, parts, rest.endsWith('/'), mount === 'files' || src.kind !== 'docs' ? 'list' : 'index-or-list');
+    // A file this generation placed is read as it placed it (a sync may be replacing it).
+    const placed = (rel: string[]) => {
+      const path = [name, ...rel].join('/');
+      return this.view.generation.state.files[path] ? (this.view.open(path) ?? null) : undefined;
+    };
+    await serveStatic(req, res, base, parts, rest.endsWith('/'), mount === 'files' || src.kind !== 'docs' ? 'list' : 'index-or-list', undefined, placed);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -238,7 +245,8 @@ class Handler {
     if (parts.length === 0) return sendText(res, 404, `clone it: git clone ${originOf(req)}/git/${name}.git`);
     let dir: string;
     try {
-      dir = await gitServeDir(this.work.root, name, { onWarning: this.opts.onWarning });
+      const generation = this.view.generation;
+      dir = await gitServeDir(this.work.root, name, { onWarning: this.opts.onWarning, fileOf: (rel) => generation.pathOf(rel, realPathInMirror(this.work.root, rel)) });
     } catch (e) {
       if (isPaqueteError(e)) return sendText(res, 503, e.message);
       throw e;
@@ -251,7 +259,7 @@ class Handler {
 
   private async remote(req: IncomingMessage, res: ServerResponse, rest: string): Promise<void> {
     if (rest === 'manifest.json') {
-      const bytes = this.work.readOptional('manifest.json');
+      const bytes = this.view.generation.manifest;
       if (!bytes) return sendText(res, 404, 'nothing synced yet: no manifest');
       // The manifest is the one file that changes: no caching, and an ETag of its bytes.
       return sendBytes(req, res, bytes, { type: 'application/json', etag: `"${hashHex(bytes)}"`, headers: { 'Cache-Control': 'no-cache' } });
@@ -287,6 +295,11 @@ async function serveStatic(
   trailingSlash: boolean,
   folders: 'index-or-list' | 'list' | 'none',
   type?: string,
+  /**
+   * The bytes a generation placed at `parts` below `base`: a descriptor, null when they are gone,
+   * undefined when the generation placed nothing there (then the tree's file is served).
+   */
+  placed?: (parts: string[]) => number | null | undefined,
 ): Promise<void> {
   let real: string;
   let realBase: string;
@@ -294,6 +307,9 @@ async function serveStatic(
     realBase = realpathSync(base);
     real = realpathSync(join(base, ...parts));
   } catch {
+    // Gone from the tree (a sync removed it) but still this generation's: kept.
+    const fd = placed?.(parts);
+    if (typeof fd === 'number') return sendFile(req, res, fd, { type: type ?? contentTypeFor(parts.join('/')) });
     return sendText(res, 404, 'no such file');
   }
   if (!isInside(real, realBase)) return sendText(res, 404, 'no such file');
@@ -304,6 +320,9 @@ async function serveStatic(
     if (!trailingSlash) return redirect(res, `${here}/`);
     if (folders === 'index-or-list') {
       const index = join(real, 'index.html');
+      const fd = placed?.([...parts, 'index.html']);
+      if (fd === null) return sendText(res, 404, 'no such file');
+      if (fd !== undefined) return sendFile(req, res, fd, { type: contentTypeFor(index) });
       try {
         if (statSync(index).isFile()) return sendFile(req, res, index, { type: contentTypeFor(index) });
       } catch {
@@ -313,7 +332,9 @@ async function serveStatic(
     return sendBytes(req, res, Buffer.from(listing(real, here)), { type: 'text/html; charset=utf-8' });
   }
   if (!st.isFile()) return sendText(res, 404, 'not a file');
-  return sendFile(req, res, real, { type: type ?? contentTypeFor(real) });
+  const fd = placed?.(parts);
+  if (fd === null) return sendText(res, 404, 'no such file');
+  return sendFile(req, res, fd ?? real, { type: type ?? contentTypeFor(real) });
 }
 
 function listing(dir: string, urlDir: string): string {

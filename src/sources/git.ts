@@ -315,6 +315,12 @@ interface ServedState {
 export interface GitServeOptions {
   /** Told when the repository served is older than the refs file because bundles are still missing. */
   onWarning?: (message: string) => void;
+  /**
+   * Where the file at `rel` (a path of the working tree) is read from: serve reads the
+   * generation it answers from (src/workdir/generation.ts), not the tree a sync is changing.
+   * Default: the tree itself.
+   */
+  fileOf?: (rel: string) => string | undefined;
 }
 
 /** In-process queue per repository: serve may ask for one repository from many requests at once. */
@@ -344,7 +350,7 @@ export async function gitServeDir(workRoot: string, name: string, opts: GitServe
   }
   const root = resolve(workRoot);
   const repoDir = gitRepoDir(root, name);
-  const fast = currentIfUpToDate(root, name);
+  const fast = currentIfUpToDate(root, name, opts);
   if (fast) return repoDir;
   const prior = queues.get(repoDir) ?? Promise.resolve();
   const job = prior.catch(() => undefined).then(() => withGitLock(root, name, () => update(root, name, opts)));
@@ -358,9 +364,11 @@ export async function gitServeDir(workRoot: string, name: string, opts: GitServe
 
 const statePath = (root: string, name: string) => join(root, META_DIR, 'git', `${name}.json`);
 
-function readRefsFile(root: string, name: string): Buffer {
+const fileIn = (root: string, rel: string, opts: GitServeOptions) => (opts.fileOf ? opts.fileOf(rel) : undefined) ?? join(root, ...rel.split('/'));
+
+function readRefsFile(root: string, name: string, opts: GitServeOptions): Buffer {
   try {
-    return readFileSync(join(root, name, GIT_REFS_FILE));
+    return readFileSync(fileIn(root, `${name}/${GIT_REFS_FILE}`, opts));
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     throw new PaqueteError('BAD_SOURCE', `there is no git repository "${name}" in ${root}`, `sync it first (paquete sync --want "${name}/**"), or check the name with paquete status`);
@@ -376,8 +384,8 @@ function readState(root: string, name: string): ServedState | undefined {
   }
 }
 
-function currentIfUpToDate(root: string, name: string): boolean {
-  const refs = readRefsFile(root, name);
+function currentIfUpToDate(root: string, name: string, opts: GitServeOptions): boolean {
+  const refs = readRefsFile(root, name, opts);
   const state = readState(root, name);
   return !!state && state.refsSha256 === createHash('sha256').update(refs).digest('hex') && existsSync(join(gitRepoDir(root, name), 'HEAD'));
 }
@@ -396,7 +404,7 @@ async function withGitLock<T>(root: string, name: string, fn: () => Promise<T>):
 
 async function update(root: string, name: string, opts: GitServeOptions): Promise<string> {
   const repoDir = gitRepoDir(root, name);
-  const refsBytes = readRefsFile(root, name);
+  const refsBytes = readRefsFile(root, name, opts);
   const refsSha256 = createHash('sha256').update(refsBytes).digest('hex');
   const state = readState(root, name);
   const haveRepo = existsSync(join(repoDir, 'HEAD'));
@@ -409,7 +417,7 @@ async function update(root: string, name: string, opts: GitServeOptions): Promis
   const rebuild = !haveRepo || !state || !isPrefix;
   const todo = rebuild ? refs.bundles : refs.bundles.slice(applied.length);
 
-  const bundlePath = (b: GitBundleEntry) => join(root, name, GIT_BUNDLE_DIR, b.file);
+  const bundlePath = (b: GitBundleEntry) => fileIn(root, `${name}/${GIT_BUNDLE_DIR}/${b.file}`, opts);
   const missing = todo.filter((b) => {
     try {
       return statSync(bundlePath(b)).size !== b.size;

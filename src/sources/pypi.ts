@@ -94,7 +94,7 @@ export function parseCoreMetadata(bytes: Uint8Array): CoreMetadata {
 }
 
 /** The core metadata of a distribution file on disk (wheel METADATA or sdist PKG-INFO). */
-export function readDistMetadata(path: string, fileName: string): Uint8Array {
+export function readDistMetadata(path: string | number, fileName: string): Uint8Array {
   const dist = parseDistFileName(fileName);
   if (!dist) throw new PaqueteError('BAD_FORMAT', `${fileName} is not a wheel or sdist name`);
   if (dist.kind === 'wheel') return withZipFile(path, (zip) => wheelMetadata(zip, `${dist.project}-${dist.version}`));

@@ -30,8 +30,9 @@ export function zipFromBytes(bytes: Uint8Array): ZipInput {
 }
 
 /** Runs `fn` with the file at `path` opened as a ZipInput; the file is closed afterwards. */
-export function withZipFile<T>(path: string, fn: (zip: ZipInput) => T): T {
-  const fd = openSync(path, 'r');
+/** `path`: a file's path, or a descriptor open for reading (closed here). */
+export function withZipFile<T>(path: string | number, fn: (zip: ZipInput) => T): T {
+  const fd = typeof path === 'number' ? path : openSync(path, 'r');
   try {
     const size = fstatSync(fd).size;
     return fn({

@@ -235,9 +235,11 @@ export async function loadSnapshot(work: WorkDir, remote: Remote, entry: Manifes
   return decodeSnapshot(bytes);
 }
 
-/** The trusted manifest and latest snapshot as last synced, with no network. */
-export function cachedLatest(work: WorkDir): { manifest: Manifest; entry: ManifestSnapshot; snapshot: Snapshot } | undefined {
-  const bytes = work.readOptional(TRUSTED_MANIFEST);
+/**
+ * The trusted manifest and latest snapshot as last synced, with no network; or as a generation
+ * holds them (`bytes`: its manifest).
+ */
+export function cachedLatest(work: WorkDir, bytes = work.readOptional(TRUSTED_MANIFEST)): { manifest: Manifest; entry: ManifestSnapshot; snapshot: Snapshot } | undefined {
   if (!bytes) return undefined;
   const manifest = decodeManifest(bytes, 'the trusted manifest');
   const entry = latestSnapshot(manifest.body);

@@ -1,7 +1,9 @@
 import { isNameRefusal } from './tree-names.js';
-import { placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import type { ChunkStore } from '../store/store.js';
+import type { Generation } from '../workdir/generation.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { FailedFile, KeptFile, Restorer } from './restorer.js';
+import { FailedFile, KeptFile, Look, Restorer } from './restorer.js';
 
 /**
  * What of a snapshot is complete in the working tree and what is still missing, per source:
@@ -46,11 +48,17 @@ export interface Completeness {
   notPlaced: NotPlaced;
 }
 
-export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Promise<Completeness> {
-  const state = work.treeState();
+/**
+ * `generation`: a reader's (serve): a file is complete when the generation placed it and its
+ * bytes can still be read (src/workdir/generation.ts), whatever a running sync does to the tree;
+ * `store` then is the reader's.
+ */
+export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, generation?: { gen: Generation; store: ChunkStore }): Promise<Completeness> {
+  const state = generation?.gen.state ?? work.treeState();
   const before = JSON.stringify(state);
   const restorer = new Restorer(work, snapshot, state);
-  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
+  const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.map((c) => c.id));
   const rows = new Map<string, SourceCompleteness>();
   const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, notPlaced: 0 });
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
@@ -64,17 +72,17 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
     rows.set(name, r);
     r.files++;
     r.bytes += placedSize(f);
-    const look = restorer.look(f);
-    if (look.is === 'in-place') {
+    const l = look(f);
+    if (l.is === 'in-place') {
       complete.add(f.path);
       r.complete++;
       r.completeBytes += placedSize(f);
       continue;
     }
-    if (look.is !== 'free') {
+    if (l.is !== 'free') {
       // Nothing to fetch for it: a sync leaves it as it is.
       r.notPlaced++;
-      if (look.is === 'yours') notPlaced.kept.push({ path: f.path, why: look.why });
+      if (l.is === 'yours') notPlaced.kept.push({ path: f.path, why: l.why });
       else notPlaced.inconsistent.push(f.path);
       missing.set(f.path, 0);
       continue;
@@ -100,7 +108,7 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot): Pro
   }
   // isInPlace may have hashed files placed by hand or after a crash: remember them (serve
   // reassesses every few seconds, so only when something changed).
-  if (JSON.stringify(state) !== before) work.saveTreeState(state);
+  if (!generation && JSON.stringify(state) !== before) work.saveTreeState(state);
   const sources = [...rows.values()];
   const total = sources.reduce(
     (a, r) => ({ files: a.files + r.files, complete: a.complete + r.complete, bytes: a.bytes + r.bytes, missingBytes: a.missingBytes + r.missingBytes, notPlaced: a.notPlaced + r.notPlaced }),

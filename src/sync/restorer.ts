@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import { TreeState } from '../workdir/workdir.js';
+import { keepBeforeReplace } from '../workdir/generation.js';
 import { hashFile } from '../util/fsx.js';
 import { matcher } from '../util/glob.js';
 import { Placer } from './placer.js';
@@ -76,6 +77,11 @@ export interface TreeSite {
   readonly root: string;
   readonly tmpDir: string;
   readonly store: ChunkStore;
+  /**
+   * Where paquete's own files are linked just before they are replaced or removed, by SHA-256:
+   * a reader answering from an older generation (serve) still reads them (src/workdir/generation.ts).
+   */
+  readonly keepDir?: string;
 }
 
 /** How a second mismatch (bytes not fetched from the publisher's remote in one go) is judged. */
@@ -221,6 +227,12 @@ export class Restorer {
     return { complete, blocked, yours, inconsistent };
   }
 
+  /** Where paquete's own file at `path` is kept when the new one replaces it (not the user's: no generation names theirs). */
+  private keepOf(path: string, l: Look): PlaceJob['keep'] {
+    const rec = this.state.files[path];
+    return l.is === 'free' && l.replace && rec && this.site.keepDir ? { dir: this.site.keepDir, sha256: rec.sha256 } : undefined;
+  }
+
   private overwritable(path: string, l: Look): boolean {
     // A directory is never swept away, even when asked: it may hold anything.
     return l.is === 'yours' && !!l.replaceable && this.overwrite(path);
@@ -242,7 +254,7 @@ export class Restorer {
     const placer = Placer.get();
     const { store } = this.site;
     // sha256 copied: a view would take the whole buffer under it along to the worker.
-    const job: PlaceJob = { root: this.site.root, tmpDir: this.site.tmpDir, storeDir: store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256), replace, rebuiltSize: f.rebuiltSize };
+    const job: PlaceJob = { root: this.site.root, tmpDir: this.site.tmpDir, storeDir: store.dir, path: f.path, mode: f.mode & 0o777 || 0o644, sha256: Uint8Array.from(f.sha256), replace, rebuiltSize: f.rebuiltSize, keep: this.keepOf(f.path, l) };
     const id = placer.begin(job);
     try {
       // Located a few hundred at a time; the worker reads them from the packs.
@@ -337,6 +349,7 @@ export class Restorer {
         this.report.kept.push({ path, why: 'dropped from the snapshot, but changed since paquete placed it: kept, it is yours now' });
         continue;
       }
+      if (this.site.keepDir) keepBeforeReplace(this.site.keepDir, abs, rec.sha256);
       unlinkSync(abs);
       this.report.removed.push(path);
     }

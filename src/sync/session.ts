@@ -397,6 +397,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     restorer.removeStale();
     restorer.finish();
     work.saveTreeState(state);
+    // The one moment readers (serve) move to what this session placed: one rename.
+    await work.switchGeneration();
 
     result.spent = spent();
     result.read = read();

@@ -1,6 +1,7 @@
 import { createHash, Hash, randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fsync, lstatSync, mkdirSync, openSync, renameSync, rmSync, Stats, statSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
+import { keepBeforeReplace } from '../workdir/generation.js';
 import { promisify } from 'node:util';
 import { PaqueteError } from '../errors.js';
 import { Located, PackReader } from '../store/pack-reader.js';
@@ -37,6 +38,11 @@ export interface PlaceJob {
    * --overwrite). Checked just before the rename, so a file the user made meanwhile is kept.
    */
   replace?: { size: number; mtimeMs: number } | 'any';
+  /**
+   * Where the file being replaced is hard-linked just before the rename (paquete's own file, so a
+   * reader of an older generation still reads it: src/workdir/generation.ts).
+   */
+  keep?: { dir: string; sha256: string };
   /** Set when the chunks are a rebuild stream (src/rebuild/recipe.ts): the size of the file they rebuild. */
   rebuiltSize?: number;
 }
@@ -233,6 +239,7 @@ function moveIntoPlace(open: Open): PlaceOutcome {
       return { ok: false, why: 'yours', message: st.isDirectory() ? 'a directory of yours is where the snapshot has a file' : 'created or changed by you while paquete was placing it' };
     }
   }
+  if (st && job.keep) keepBeforeReplace(job.keep.dir, target, job.keep.sha256);
   renameSync(tmp, target);
   const placed = statSync(target);
   return { ok: true, size: placed.size, mtimeMs: placed.mtimeMs };

@@ -170,8 +170,11 @@ export function parseLock(text: string, withHost = false): LockHolder {
 }
 
 /** Device and inode of the directory holding `lockPath`, decimal: what a copy of it does not share. */
-function directoryIdentity(lockPath: string): string {
-  const st = statSync(dirname(lockPath), { bigint: true });
+const directoryIdentity = (lockPath: string): string => identityOf(dirname(lockPath));
+
+/** Device and inode of `dir`, decimal (`<dev>:<ino>`): what a copy of the directory does not share. */
+export function identityOf(dir: string): string {
+  const st = statSync(dir, { bigint: true });
   return `${st.dev}:${st.ino}`;
 }
 
@@ -194,7 +197,8 @@ export async function waitForLock(path: string, what: string, opts: LockOptions 
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` runs on this machine. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

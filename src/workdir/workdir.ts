@@ -1,9 +1,10 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore, OpenOptions } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { acquireLock, isReadOnlyError, refuseIfHeld } from './lock.js';
+import { currentGeneration, KEEP, switchGeneration } from './generation.js';
 import { STORE_DIR_NAME } from '../snapshot/paths.js';
 
 /** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
@@ -40,6 +41,17 @@ export interface WorkDirOptions {
    * file, still refusing while a command holds the lock, on a read-only store.
    */
   readOnlyFallback?: boolean;
+  /**
+   * The command only reads and must not lock out a writer (serve): no lock is taken, the store
+   * is read through a copy of its index (LevelDB admits one process), and nothing of the
+   * writer's is written (src/workdir/generation.ts says what it reads instead).
+   */
+  reader?: boolean;
+  /**
+   * The command only reads (status, verify): it takes the lock when it is free, as a writer
+   * does, and reads as a `reader` while a writer (sync) holds it.
+   */
+  shared?: boolean;
   /** How the store is opened otherwise. */
   store?: OpenOptions;
 }
@@ -81,6 +93,8 @@ export class WorkDir {
     private readonly unlock: () => void,
     /** Opened on a directory it cannot write: nothing is written, caches are not updated. */
     readonly readOnly = false,
+    /** Opened without the lock, beside a writer: the writer's files are not written (caches are). */
+    readonly reader = false,
   ) {}
 
   get meta(): string {
@@ -138,10 +152,12 @@ export class WorkDir {
     } catch (e) {
       throw new PaqueteError('DAMAGED_STORE', `${join(meta, 'config.json')} is unreadable: ${(e as Error).message}`);
     }
+    if (options.reader) return new WorkDir(root, config, await openReadOnlyStore(join(meta, 'store')), () => {}, !writable(meta), true);
     let unlock: () => void;
     try {
       unlock = acquireLock(join(meta, 'lock'), command, LOCK);
     } catch (e) {
+      if (options.shared && (e as PaqueteError).code === 'LOCKED') return WorkDir.open(from, command, { ...options, shared: false, reader: true });
       if (!isReadOnlyError(e)) throw e;
       const code = (e as NodeJS.ErrnoException).code;
       if (!options.readOnlyFallback) throw new PaqueteError('IO', `${root} cannot be written (${code}); ${command} needs to write there`, 'status, verify (without --repair) and serve work on a read-only directory');
@@ -150,6 +166,8 @@ export class WorkDir {
     }
     try {
       const store = await ChunkStore.open(join(meta, 'store'), options.store);
+      // A directory of an older paquete has no generation yet: readers get one from the first writer.
+      if (currentGeneration(meta) === undefined) await switchGeneration(meta, { pause: false });
       return new WorkDir(root, config, store, unlock);
     } catch (e) {
       unlock();
@@ -171,8 +189,27 @@ export class WorkDir {
   }
 
   writeMeta(name: string, data: Uint8Array | string): void {
+    if (this.reader) throw new PaqueteError('LOCKED', `another paquete command is working in ${this.root}; not saving ${name}`);
     if (this.readOnly) throw new PaqueteError('IO', `${this.root} cannot be written (read-only); not saving ${name}`);
     writeFileAtomic(this.file(name), data);
+  }
+
+  /** Derived data any command may save (extracted metadata): skipped on a read-only directory. */
+  writeCache(name: string, data: Uint8Array | string): void {
+    if (!this.readOnly) writeFileAtomic(this.file(name), data);
+  }
+
+  /** Where the bytes of files replaced or removed wait while a reader's generation names them. */
+  get keepDir(): string {
+    return this.file(KEEP);
+  }
+
+  /**
+   * What this command wrote becomes what readers see (serve), in one rename: call when the
+   * tree and its record are consistent again (a sync's end, an import's, a repair's).
+   */
+  async switchGeneration(): Promise<void> {
+    if (!this.readOnly && !this.reader) await switchGeneration(this.meta);
   }
 
   /** Where assembled files wait for their checksum before being renamed into place. */
@@ -198,8 +235,9 @@ export class WorkDir {
   }
 
   saveTreeState(s: TreeState): void {
-    // Only a cache of what we placed (see treeState): on a read-only directory, files are hashed again next time.
-    if (this.readOnly) return;
+    // Only a cache of what we placed (see treeState): on a read-only directory, files are hashed again
+    // next time; beside a writer, the tree state is the writer's.
+    if (this.readOnly || this.reader) return;
     this.writeMeta('tree.json', JSON.stringify(s));
   }
 
@@ -208,6 +246,29 @@ export class WorkDir {
       await this.store.close();
     } finally {
       this.unlock();
+    }
+  }
+}
+
+function writable(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The store read through a copy of its index, beside a writer that may be compacting it: a copy
+ * taken while LevelDB removed a file it had just merged fails to open, and is taken again.
+ */
+export async function openReadOnlyStore(dir: string): Promise<ChunkStore> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await ChunkStore.open(dir, { readOnly: true });
+    } catch (e) {
+      if (attempt >= 5) throw e;
     }
   }
 }
