@@ -219,7 +219,11 @@ describe('serve while sync brings the next snapshot', () => {
         if (r.started === 'synced') assert.equal(r.got, 'v2', `${kind} after the sync`);
       }
     }
-    // The held download, resumed after the file was replaced and the switch made: the old bytes, whole.
+    // gc beside serve, while the held connection still answers from the old generation: what
+    // that generation names stays (the replaced 8 MB file among what the sync kept).
+    await paquete(['gc', '-C', work], dir);
+    assert.ok(existsSync(join(work, '.paquete', 'keep', sha(big.v1))), 'the replaced file is kept while a connection reads it');
+    // The held download, resumed after the file was replaced, the switch made and gc run: the old bytes, whole.
     res.resume();
     await ended;
     assert.equal(sha(Buffer.concat(parts)), sha(big.v1));
