@@ -1,15 +1,17 @@
 /**
  * Wheels and sdists as contents + a recipe (src/rebuild/): real wheels of this machine's
- * wheelhouse and a real setuptools sdist rebuilt byte for byte, pushed in pieces of any size;
+ * wheelhouse, a real setuptools sdist and a gzip file shipped on PyPI rebuilt byte for byte,
+ * pushed in pieces of any size;
  * a member no deflate parameters reproduce (Node's zlib) kept compressed, stored members and a
  * data descriptor kept as they are; a damaged recipe refused by the rebuilder and by the place
  * worker (nothing placed, the reason reported); the snapshot and update versions an older client
- * refuses; and real pip installing with --require-hashes from `paquete serve`.
+ * refuses; and real pip installing wheels and downloading the sdist with --require-hashes from
+ * `paquete serve`.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deflateRawSync } from 'node:zlib';
@@ -53,6 +55,18 @@ function rebuild(stream: Uint8Array, piece: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** A real sdist, made by setuptools (`setup.py sdist`: tarfile through Python's gzip) in `src`; returns its path. */
+async function buildSdist(src: string): Promise<string> {
+  mkdirSync(join(src, 'pkg'), { recursive: true });
+  writeFileSync(join(src, 'setup.py'), 'from setuptools import setup\nsetup(name="demo_sd", version="1.0", packages=["pkg"])\n');
+  writeFileSync(join(src, 'pkg', '__init__.py'), Array.from({ length: 400 }, (_, i) => `def f${i}(x):\n    return x * ${i}\n`).join(''));
+  const r = await exec('python3', ['setup.py', '-q', 'sdist'], { cwd: src, timeoutMs: 60_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const path = join(src, 'dist', readdirSync(join(src, 'dist'))[0]);
+  assert.match(path, /demo_sd-1\.0\.tar\.gz$/);
+  return path;
+}
+
 /** The stream of a stored form: the recipe, then the contents file. */
 const streamOf = (recipe: Uint8Array, contentsPath: string) => Buffer.concat([recipe, readFileSync(contentsPath)]);
 
@@ -85,19 +99,24 @@ describe('rebuild streams of real files', async () => {
   }
 
   test('a real sdist (setuptools, gzip level 9) rebuilds byte for byte', async () => {
-    const src = join(dir, 'sdist-src');
-    mkdirSync(join(src, 'pkg'), { recursive: true });
-    writeFileSync(join(src, 'setup.py'), 'from setuptools import setup\nsetup(name="demo_sd", version="1.0", packages=["pkg"])\n');
-    writeFileSync(join(src, 'pkg', '__init__.py'), Array.from({ length: 400 }, (_, i) => `def f${i}(x):\n    return x * ${i}\n`).join(''));
-    const r = await exec('python3', ['setup.py', '-q', 'sdist'], { cwd: src, timeoutMs: 60_000 });
-    assert.equal(r.code, 0, r.stderr);
-    const path = join(src, 'dist', readdirSync(join(src, 'dist'))[0]);
-    assert.match(path, /\.tar\.gz$/);
+    const path = await buildSdist(join(dir, 'sdist-src'));
     const form = buildStoredForm(path, join(dir, 'sdist.contents'))!;
     assert.ok(form);
     assert.deepEqual([form.deflated, form.reproduced], [1, 1]);
     assert.equal(decodeRecipe(form.recipe).params[0].level, 9, "Python's gzip module deflates at level 9");
     assert.equal(sha(rebuild(streamOf(form.recipe, join(dir, 'sdist.contents')), 1000)), sha(readFileSync(path)));
+  });
+
+  test("a real gzip file from PyPI (python-dateutil's zoneinfo tarball, gzip level 9) rebuilds byte for byte", async () => {
+    const wheel = realWheel('python_dateutil-2.9.0.post0');
+    const path = join(dir, 'dateutil-zoneinfo.tar.gz');
+    const r = await exec('python3', ['-c', `import zipfile,sys; open(sys.argv[2],'wb').write(zipfile.ZipFile(sys.argv[1]).read('dateutil/zoneinfo/dateutil-zoneinfo.tar.gz'))`, wheel, path], { timeoutMs: 30_000 });
+    assert.equal(r.code, 0, r.stderr);
+    const form = buildStoredForm(path, join(dir, 'zoneinfo.contents'))!;
+    assert.ok(form, 'a rebuild stream was made');
+    assert.deepEqual([form.deflated, form.reproduced, form.opaque], [1, 1, 0]);
+    assert.ok(form.contentSize > 5 * form.placedSize, 'the contents are the tar, uncompressed');
+    assert.equal(sha(rebuild(streamOf(form.recipe, join(dir, 'zoneinfo.contents')), 65536)), sha(readFileSync(path)));
   });
 
   test('zlib deflates the same bytes whatever the pieces its input comes in, and the same as pako', () => {
@@ -258,6 +277,12 @@ describe('a damaged recipe', async () => {
     assert.equal(c.ok, false, 'a flipped content byte fails the SHA-256 of the original');
     assert.equal(c.why, undefined, 'it rebuilt, to other bytes: a plain checksum mismatch');
     assert.equal(existsSync(join(root, 'flip.whl')), false);
+    // A literal of the recipe flipped (in the central directory, the last operation): it rebuilds, to other bytes.
+    const literalFlip = Buffer.from(stream);
+    literalFlip[form.recipe.length - 30] ^= 0x01;
+    const l = await place('literal.whl', literalFlip);
+    assert.equal(l.ok, false, 'a flipped recipe byte fails the SHA-256 of the original');
+    assert.equal(existsSync(join(root, 'literal.whl')), false);
     const good = await place('good.whl', stream);
     assert.equal(good.ok, true);
     assert.equal(sha(readFileSync(join(root, 'good.whl'))), sha(readFileSync(path)));
@@ -296,7 +321,11 @@ describe('pip installs with --require-hashes from paquete serve', () => {
     const wheels = join(dir, 'wheels');
     mkdirSync(wheels);
     const picked = ['six-1.17.0', 'markupsafe-3.0.3'].map(realWheel);
-    for (const p of picked) writeFileSync(join(wheels, p.split('/').pop()!), readFileSync(p));
+    const sdist = await buildSdist(join(dir, 'sdist-src'));
+    // What pip's isolated build of the sdist installs (setuptools, wheel and its packaging), from the mirror too.
+    const buildDeps = ['setuptools-80.9.0', 'wheel-0.46.3', 'packaging-26.3'].map(realWheel);
+    const published = [...picked, ...buildDeps, sdist];
+    for (const p of published) writeFileSync(join(wheels, p.split('/').pop()!), readFileSync(p));
     const run = async (args: string[]) => {
       const r = await runPaquete(args, { cwd: dir, timeoutMs: 120_000 }).done;
       assert.equal(r.code, 0, `paquete ${args.join(' ')}: ${r.stdout}\n${r.stderr}`);
@@ -304,24 +333,27 @@ describe('pip installs with --require-hashes from paquete serve', () => {
     };
     await run(['keygen', '--out', 'k.key']);
     const pub = await run(['publish', 'pypi:wheels=wheels', '--to', 'remote', '--key', 'k.key']);
-    assert.match(pub.stdout, /rebuilt files: 2 zip\/gzip files as contents \+ recipe, (\d+) of \1 deflated members reproduced/);
+    assert.match(pub.stdout, /rebuilt files: 6 zip\/gzip files as contents \+ recipe, (\d+) of \1 deflated members reproduced/);
     const snapName = readdirSync(join(dir, 'remote', 'snapshots'))[0];
     assert.equal(readFileSync(join(dir, 'remote', 'snapshots', snapName))[4], 3, 'the index says version 3');
     await run(['init', './remote', 'work', '--trust', 'k.key.pub']);
     await run(['sync', '-C', 'work']);
-    for (const p of picked) assert.equal(sha(readFileSync(join(dir, 'work', 'wheels', p.split('/').pop()!))), sha(readFileSync(p)));
+    for (const p of published) assert.equal(sha(readFileSync(join(dir, 'work', 'wheels', p.split('/').pop()!))), sha(readFileSync(p)));
 
-    // A pip cache holding the same wheels: seed cuts them into the same stream chunks as the
+    // A pip cache holding the same wheels and sdist: seed cuts them into the same stream chunks as the
     // publisher (recipe and contents), so the seeded directory places them for nothing.
     const cache = join(dir, 'pip-cache');
     mkdirSync(cache);
-    for (const p of picked) writeFileSync(join(cache, p.split('/').pop()!), readFileSync(p));
+    for (const p of published) writeFileSync(join(cache, p.split('/').pop()!), readFileSync(p));
     await run(['init', './remote', 'seeded', '--trust', 'k.key.pub']);
     await run(['sync', '-C', 'seeded', '--dry-run']);
-    const seed = JSON.parse((await run(['seed', '-C', 'seeded', cache, '--json'])).stdout) as { missingAfter: number; placement: { placed: string[] } };
-    assert.equal(seed.missingAfter, 0, 'every chunk of the streams came from the cached wheels');
-    assert.deepEqual(seed.placement.placed.filter((p) => p.endsWith('.whl')).sort(), picked.map((p) => `wheels/${p.split('/').pop()}`).sort());
-    for (const p of picked) assert.equal(sha(readFileSync(join(dir, 'seeded', 'wheels', p.split('/').pop()!))), sha(readFileSync(p)));
+    const seed = JSON.parse((await run(['seed', '-C', 'seeded', cache, '--json'])).stdout) as { missingAfter: number; placement: { placed: string[]; incomplete: string[] } };
+    // Every chunk of the streams came from the cache; only the sdist's metadata file, which the
+    // publisher wrote from its PKG-INFO (inside the tar, never cut apart), is left to download.
+    assert.deepEqual(seed.placement.incomplete, ['wheels/demo_sd-1.0.tar.gz.metadata'], JSON.stringify(seed));
+    assert.ok(seed.missingAfter < statSync(join(dir, 'work', 'wheels', 'demo_sd-1.0.tar.gz.metadata')).size + 100, JSON.stringify(seed));
+    assert.deepEqual(seed.placement.placed.filter((p) => /\.(whl|tar\.gz)$/.test(p)).sort(), published.map((p) => `wheels/${p.split('/').pop()}`).sort());
+    for (const p of published) assert.equal(sha(readFileSync(join(dir, 'seeded', 'wheels', p.split('/').pop()!))), sha(readFileSync(p)));
 
     const proc = runPaquete(['serve', '--port', '0', '-C', 'work'], { cwd: dir, timeoutMs: 180_000 });
     onCleanup(() => void proc.kill('SIGKILL'));
@@ -339,6 +371,13 @@ describe('pip installs with --require-hashes from paquete serve', () => {
     assert.match(install.stdout, /Successfully installed markupsafe-3\.0\.3 six-1\.17\.0/);
     const ran = await exec(join(venv, 'bin/python'), ['-c', 'import six, markupsafe; print(six.__version__, markupsafe.escape("<a>"))'], { timeoutMs: 30_000 });
     assert.equal(ran.stdout.trim(), '1.17.0 &lt;a&gt;', ran.stderr);
+    // The sdist, rebuilt from its stream, through pip's own hash check; pip prepares its metadata
+    // in an isolated build environment, installing setuptools and wheel from the mirror.
+    writeFileSync(requirements, `demo_sd==1.0 --hash=sha256:${sha(readFileSync(sdist))}\n`);
+    const got = join(dir, 'downloaded');
+    const download = await exec('python3', ['-m', 'pip', 'download', '--require-hashes', '--no-deps', '--index-url', `${url}/simple/`, '-d', got, '-r', requirements], { env, timeoutMs: 120_000 });
+    assert.equal(download.code, 0, `pip download failed\n${download.stdout}\n${download.stderr}`);
+    assert.equal(sha(readFileSync(join(got, 'demo_sd-1.0.tar.gz'))), sha(readFileSync(sdist)));
     proc.kill('SIGTERM');
     await proc.done;
   });
