@@ -121,7 +121,9 @@ export function decodeRecipe(data: Uint8Array): Recipe {
  * long) throws BAD_FORMAT; the caller checks the result's SHA-256, which catches everything else.
  */
 export class Rebuilder {
-  private head = new Uint8Array(0);
+  private head = new Uint8Array(RECIPE_HEADER_SIZE);
+  /** Bytes of `head` received. */
+  private filled = 0;
   private recipe: Recipe | undefined;
   private op = 0;
   /** Content bytes still due to the current op. */
@@ -171,19 +173,26 @@ export class Rebuilder {
     this.out(bytes);
   }
 
-  /** Buffers the recipe; returns what follows it. */
+  /**
+   * Buffers the recipe; returns what follows it. The buffer is sized once the header gives the
+   * body's length (growing it per piece copied a large recipe once per chunk: quadratic).
+   */
   private takeRecipe(data: Uint8Array): Uint8Array {
-    const want = this.head.length < RECIPE_HEADER_SIZE ? RECIPE_HEADER_SIZE : RECIPE_HEADER_SIZE + recipeBodyLength(this.head);
-    const take = Math.min(want - this.head.length, data.length);
-    const head = new Uint8Array(this.head.length + take);
-    head.set(this.head);
-    head.set(data.subarray(0, take), this.head.length);
-    this.head = head;
-    data = data.subarray(take);
-    if (this.head.length < want) return data;
-    if (want === RECIPE_HEADER_SIZE) return this.takeRecipe(data);
-    this.recipe = decodeRecipe(this.head);
-    return data;
+    if (this.filled < RECIPE_HEADER_SIZE) {
+      const take = Math.min(RECIPE_HEADER_SIZE - this.filled, data.length);
+      this.head.set(data.subarray(0, take), this.filled);
+      this.filled += take;
+      data = data.subarray(take);
+      if (this.filled < RECIPE_HEADER_SIZE) return data;
+      const whole = new Uint8Array(RECIPE_HEADER_SIZE + recipeBodyLength(this.head));
+      whole.set(this.head);
+      this.head = whole;
+    }
+    const take = Math.min(this.head.length - this.filled, data.length);
+    this.head.set(data.subarray(0, take), this.filled);
+    this.filled += take;
+    if (this.filled === this.head.length) this.recipe = decodeRecipe(this.head);
+    return data.subarray(take);
   }
 
   /** Carries out literal ops up to the next one that reads contents (or the end). */
