@@ -54,6 +54,8 @@ async function predictThenRun(work: string, args: string[], realCode?: number) {
   await nginx.clearLog();
   const dry = await json(['sync', '-C', work, '--dry-run', ...args], 0);
   const dryLog = await nginx.accessLog();
+  // status plans as the dry run does, with no network: the same figure for everything wanted.
+  if (!args.includes('--want')) assert.deepEqual((await json(['status', '-C', work], 0)).toFetch, dry.toFetch, 'status and the dry run disagree');
   await nginx.clearLog();
   const real = await json(['sync', '-C', work, ...args], realCode);
   assert.ok([0, 3].includes(real.exit), `sync exited ${real.exit}`);
@@ -65,6 +67,12 @@ async function predictThenRun(work: string, args: string[], realCode?: number) {
   const planned = new Set(dryLog.filter((e) => /^\/(updates|snapshots)\//.test(e.uri)).map((e) => e.uri));
   const again = log.filter((e) => planned.has(e.uri)).map((e) => e.uri);
   assert.deepEqual(again, [], 'the sync fetched again what its dry run fetched');
+  // What the summary says is left is what status says, and what the next dry run's card costs.
+  if (!args.includes('--want')) {
+    assert.deepEqual((await json(['status', '-C', work], 0)).toFetch, real.toFetch, 'status and the sync summary disagree');
+    const next = await json(['sync', '-C', work, '--dry-run'], 0);
+    assert.equal(next.card.wire, real.toFetch.wire || next.card.wire, 'the summary\'s "still to fetch" is not the next card');
+  }
   diagnostics.push(`${args.join(' ') || '(no budget)'}: predicted ${dry.card.wire}, nginx ${wire}, headers ${slack}, ${log.length} requests`);
   return { dry, real, dryLog, log };
 }

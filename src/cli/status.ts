@@ -3,14 +3,16 @@ import { cachedLatest } from '../sync/catalog.js';
 import { expiryOf } from '../snapshot/manifest.js';
 import { assessCompleteness, SourceCompleteness } from '../sync/completeness.js';
 import { formatSize } from '../util/size.js';
+import { describeToFetch, toFetchOf } from '../sync/forecast.js';
+import { runSync } from '../sync/session.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { printNotPlaced } from './tree-report.js';
 
-/** A source's last column: complete only when every file is in place. */
+/** A source's last column: complete only when every file is in place. Sizes are the files' (the wire figure is the total's). */
 function state(r: SourceCompleteness): string {
   const parts = [];
-  if (r.missingBytes) parts.push(`${formatSize(r.missingBytes)} to fetch`);
+  if (r.missingSize) parts.push(`${formatSize(r.missingSize)} missing`);
   if (r.notPlaced) parts.push(`${r.notPlaced} not placed`);
   return parts.join(', ') || (r.complete === r.files ? 'complete' : 'incomplete');
 }
@@ -32,6 +34,8 @@ export const statusCommand = {
       }
       const { snapshot, entry, manifest } = latest;
       const { sources: all, total, notPlaced } = await assessCompleteness(work, snapshot);
+      // The sync's own plan, made here with no network: what it would spend now (src/sync/forecast.ts).
+      const toFetch = total.missingSize > 0 ? (await runSync(work, { offline: true })).toFetch : toFetchOf(undefined, 0, null);
       out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);
       if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);
@@ -39,11 +43,12 @@ export const statusCommand = {
         out.answer(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${state(r)}`);
       }
       out.answer(
-        `total: ${total.complete}/${total.files} files complete; ${total.missingBytes ? `${formatSize(total.missingBytes)} still to fetch` : 'nothing to fetch'}` +
+        `total: ${total.complete}/${total.files} files complete; to fetch: ${describeToFetch(toFetch)}` +
           `${total.notPlaced ? `; ${total.notPlaced} not placed (below)` : ''}; store holds ${storeSize.chunks} chunks, ${formatSize(storeSize.bytes)}`,
       );
+      if (toFetch.estimate) out.line(`  (an estimate: ${toFetch.estimate})`);
       printNotPlaced(notPlaced, [], false);
-      out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all, total, notPlaced, store: storeSize });
+      out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all, total, toFetch, notPlaced, store: storeSize });
     }, { readOnlyFallback: true, shared: true });
   },
 };

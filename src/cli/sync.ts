@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { EXIT, PaqueteError } from '../errors.js';
 import type { Plan, PlannedFile } from '../sync/planner.js';
-import { forecastOf } from '../sync/forecast.js';
+import { describeToFetch, forecastOf } from '../sync/forecast.js';
 import { runSync, SyncResult } from '../sync/session.js';
 import { placedSize } from '../snapshot/snapshot.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
@@ -162,10 +162,12 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
     const card = forecastOf(r.plan, r.checkCost);
     const left = [...count(r.plan.files, 'waiting'), ...count(r.plan.files, 'partial')];
     out.result(
-      `would fetch ${formatSize(card.wire)} on the wire (${card.requests} requests${framesNote(r)}, the manifest check included)${b}: ` +
+      `would fetch ${formatSize(card.wire)} on the wire in ${card.requests} requests${framesNote(r)}, the manifest check included${b}: ` +
         `completes ${card.files} files, ${formatSize(card.bytes)}; ${count(r.plan.files, 'present').length} already here; ` +
         `${left.length} left${left.length ? ` (${formatSize(left.reduce((n, f) => n + placedSize(f.file), 0))})` : ''}`,
     );
+    if (budget !== undefined && r.toFetch.wire > card.wire) out.result(`everything wanted, with no budget: ${describeToFetch(r.toFetch)}`);
+    if (r.toFetch.estimate) out.line(`(an estimate: ${r.toFetch.estimate})`);
     if (!list && r.plan.files.length) out.line('(--list shows every file)');
     printNotPlaced(r.tree, r.withheld, false);
   } else {
@@ -173,8 +175,9 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       `synced snapshot ${r.snapshot.slice(0, 12)}: spent ${formatSize(r.spent)}${b}; ` +
         `${r.completeFiles}/${r.wantedFiles + r.refused.length} files complete (${r.placed.length} new)` +
         (r.removed.length ? `, ${r.removed.length} removed` : '') +
-        (r.leftBytes ? `; ${formatSize(r.leftBytes)} still needed` : ''),
+        (r.toFetch.wire ? `; still to fetch: ${describeToFetch(r.toFetch)}` : ''),
     );
+    if (r.toFetch.estimate) out.line(`(an estimate: ${r.toFetch.estimate})`);
     if (r.stoppedByBudget && r.placed.length === 0) {
       // Nothing completed: say what the next file needs, so the user knows what budget would do.
       const cheapest = Math.min(...r.plan.files.filter((f) => f.outcome !== 'present').map((f) => f.missingBytes));
@@ -194,6 +197,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       budget: budget ?? null,
       plannedCost: r.plan.cost,
       card: forecastOf(r.plan, r.checkCost),
+      toFetch: r.toFetch,
       requests: requests(r),
       frameRequests: r.plan.frameRanges.length,
       completeFiles: r.completeFiles,

@@ -3,7 +3,7 @@ import { Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { Latest } from './catalog.js';
 import { keptPrefixes, LoadedUpdate } from './frames.js';
-import { deltaChoices, hasCachedHead, headPath, loadUpdateHead, solidUpdate } from './updates.js';
+import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, solidUpdate, uncachedHead } from './updates.js';
 
 /**
  * The stream of an older snapshot that a card was cut inside, when a newer snapshot came out
@@ -33,7 +33,7 @@ export async function keptBaseStream(
   latest: Latest,
   loaded: LoadedUpdate | undefined,
   limit: number,
-  opts: { signal?: AbortSignal; note?: (message: string) => void },
+  opts: { signal?: AbortSignal; note?: (message: string) => void } & HeadsOffline,
 ): Promise<BaseStream | undefined> {
   const choice = deltaChoices(work, latest.manifest.body, latest.entry)[0];
   const solid = choice && solidUpdate(choice.baseEntry);
@@ -42,6 +42,13 @@ export async function keptBaseStream(
   const cost = (ref: typeof solid) => (hasCachedHead(work, ref) ? 0 : remote.requestCost(headPath(ref), ref.size));
   const headsCost = cost(solid) + (haveDelta ? 0 : cost(choice.ref));
   if (headsCost > limit) return undefined;
+  if (opts.offline) {
+    const missing = [solid, ...(haveDelta ? [] : [choice.ref])].find((r) => !hasCachedHead(work, r));
+    if (missing) {
+      opts.uncached?.(uncachedHead(missing));
+      return undefined;
+    }
+  }
   try {
     const head = await loadUpdateHead(work, remote, solid, choice.baseEntry, null, opts);
     if (keptPrefixes(work.tmpDir, head).size === 0) return undefined;

@@ -24,7 +24,10 @@ export interface SourceCompleteness {
   complete: number;
   bytes: number;
   completeBytes: number;
+  /** Record bytes (compressed, as packed) the store lacks for them: not what fetching costs (a sync's forecast says that). */
   missingBytes: number;
+  /** Size in the tree of the files a sync would still bring (not complete, nothing in their way). */
+  missingSize: number;
   /** Files not complete that no fetch will bring: kept as the user's, inconsistent, failed. */
   notPlaced: number;
 }
@@ -44,7 +47,7 @@ export interface Completeness {
   /** Record bytes still to fetch for each incomplete file. */
   missing: Map<string, number>;
   sources: SourceCompleteness[];
-  total: { files: number; complete: number; bytes: number; missingBytes: number; notPlaced: number };
+  total: { files: number; complete: number; bytes: number; missingBytes: number; missingSize: number; notPlaced: number };
   notPlaced: NotPlaced;
 }
 
@@ -60,7 +63,7 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
   const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
   const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.map((c) => c.id));
   const rows = new Map<string, SourceCompleteness>();
-  const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, notPlaced: 0 });
+  const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 });
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
   const complete = new Set<string>();
   const missing = new Map<string, number>();
@@ -104,6 +107,7 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
       lacking += recordLength(snapshot.chunks[i]);
     }
     r.missingBytes += lacking;
+    r.missingSize += placedSize(f);
     missing.set(f.path, lacking);
   }
   // isInPlace may have hashed files placed by hand or after a crash: remember them (serve
@@ -111,8 +115,15 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
   if (!generation && JSON.stringify(state) !== before) work.saveTreeState(state);
   const sources = [...rows.values()];
   const total = sources.reduce(
-    (a, r) => ({ files: a.files + r.files, complete: a.complete + r.complete, bytes: a.bytes + r.bytes, missingBytes: a.missingBytes + r.missingBytes, notPlaced: a.notPlaced + r.notPlaced }),
-    { files: 0, complete: 0, bytes: 0, missingBytes: 0, notPlaced: 0 },
+    (a, r) => ({
+      files: a.files + r.files,
+      complete: a.complete + r.complete,
+      bytes: a.bytes + r.bytes,
+      missingBytes: a.missingBytes + r.missingBytes,
+      missingSize: a.missingSize + r.missingSize,
+      notPlaced: a.notPlaced + r.notPlaced,
+    }),
+    { files: 0, complete: 0, bytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 },
   );
   return { complete, missing, sources, total, notPlaced };
 }

@@ -1,4 +1,5 @@
 import { placedSize } from '../snapshot/snapshot.js';
+import { formatSize } from '../util/size.js';
 import type { Plan } from './planner.js';
 
 /**
@@ -27,4 +28,25 @@ export function forecastOf(plan: Plan, check = 0): Forecast {
     files: completing.length,
     bytes: completing.reduce((n, f) => n + placedSize(f.file), 0),
   };
+}
+
+/** The forecast of what is left, and why it is an estimate when it is one. */
+export interface ToFetch extends Forecast {
+  /** Null when exact (to within request headers); else why not: a head the route needs is not here yet. */
+  estimate: string | null;
+}
+
+/**
+ * What a sync with no budget would spend and complete, from its plan (undefined: nothing left).
+ * Nothing to fetch is 0 on the wire, though a sync would still check the manifest.
+ */
+export function toFetchOf(plan: Plan | undefined, check: number, estimate: string | null): ToFetch {
+  if (!plan || plan.cost === 0) return { wire: 0, requests: 0, files: 0, bytes: 0, estimate };
+  return { ...forecastOf(plan, check), estimate };
+}
+
+/** The words every command uses for it: "914 kB on the wire, completes 2 files (3.80 MB)". */
+export function describeToFetch(t: ToFetch): string {
+  if (t.wire === 0) return 'nothing';
+  return `${t.estimate ? 'about ' : ''}${formatSize(t.wire)} on the wire, completes ${t.files} ${t.files === 1 ? 'file' : 'files'} (${formatSize(t.bytes)})`;
 }

@@ -5,13 +5,14 @@ import { WireBudget } from '../remote/budget.js';
 import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, TreeReport } from './restorer.js';
-import { fetchLatest, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
+import { cachedLatest, fetchLatest, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
-import { deltaChoices, hasCachedHead, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate } from './updates.js';
+import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, planFrameStream, planSession } from './planner.js';
+import { ToFetch, toFetchOf } from './forecast.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 import { refusalMessage, refusedNames, withoutRefused } from './tree-names.js';
 import type { NameProblem } from '../snapshot/paths.js';
@@ -49,6 +50,12 @@ export interface SyncOptions {
   allowExpired?: boolean;
   /** Globs of paths where the user consents to the snapshot's file replacing theirs. */
   overwrite?: string[];
+  /**
+   * Plan only, with no network and no writes (status, the catalog): the snapshot last synced,
+   * update heads only from .paquete's cache. Implies dryRun. A head the sync would fetch to price
+   * a route and that is not here makes the forecast an estimate (toFetch.estimate says why).
+   */
+  offline?: boolean;
 }
 
 export interface SyncEvents {
@@ -90,6 +97,8 @@ export interface SyncResult {
   leftBytes: number;
   /** Dry run: what the real sync pays before it plans (its manifest check); the card is this plus plan.cost. 0 otherwise. */
   checkCost: number;
+  /** What a sync with no budget would spend from the state this command leaves, and complete (the one figure for what is left). */
+  toFetch: ToFetch;
   stoppedByBudget: boolean;
   dryRun: boolean;
 }
@@ -121,12 +130,14 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   // Only paid bytes count against the budget (a free remote's hops to a paid host are paid).
   const spent = () => wire.spent;
   const read = () => sources.reduce((n, s) => n + s.remote.meter.total, 0);
+  let nextSession: Remote | undefined;
   try {
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     work.store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const { latest, from } = await newestOf(work, sources, opts);
+    const offline = !!opts.offline;
+    const { latest, from } = offline ? lastSynced(work, sources) : await newestOf(work, sources, opts);
     const { snapshot } = latest;
-    pruneUpdateHeads(work, latest.manifest.body);
+    if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
     const refused = refusedNames(work, snapshot);
     const plannable = withoutRefused(snapshot, refused);
@@ -149,8 +160,13 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       update = u;
       baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set());
     };
+    // Once the card is over, what is left is priced as the next sync will price it: by a remote
+    // that knows only what link.json keeps, not this session's file sizes and ETags (their digits
+    // made the summary 30 bytes off what status and the next dry run said).
+    const pricing = (source: Source) => (source === main && nextSession) || source.remote;
     const planFor = (source: Source, limit: number, route: Route = { update, baseHeld }, held = present) => {
-      const rangesHonoured = source.remote.rangeSupport !== 'no';
+      const remote = pricing(source);
+      const rangesHonoured = remote.rangeSupport !== 'no';
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const withFrames = source === main && route.update && rangesHonoured ? route.update : undefined;
       return planSession({
@@ -160,10 +176,10 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         wants,
         // From a server that ignores Range, requestCost includes what it pushes past our hang-up.
         budget: limit,
-        requestCost: (n) => source.remote.requestCost(packPath, n),
+        requestCost: (n) => remote.requestCost(packPath, n),
         rangesHonoured,
         frames: withFrames ? usableFrames(withFrames, snapshot, held, route.baseHeld, keptPrefixes(work.tmpDir, withFrames.head)) : undefined,
-        frameRequestCost: withFrames ? (n) => source.remote.requestCost(framesPath(withFrames.head), n) : undefined,
+        frameRequestCost: withFrames ? (n) => remote.requestCost(framesPath(withFrames.head), n) : undefined,
       });
     };
     const mainLimit = () => (main.free ? Infinity : wire.left);
@@ -177,16 +193,23 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     let baseStream: BaseStream | undefined;
     const baseStreamPlan = (bs: BaseStream, limit: number) =>
       planFrameStream(usableFrames(bs.stream, bs.base, present, new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
-        main.remote.requestCost(framesPath(bs.stream.head), n),
+        pricing(main).requestCost(framesPath(bs.stream.head), n),
       );
-    if (main.remote.rangeSupport === 'no') await useUpdate(undefined);
-    else {
+    // Why the forecast is an estimate: a head it would price a route with is not here (offline).
+    let estimate: string | null = null;
+    /** The cheapest way to what is wanted from what the store holds now; `headsOffline`: only heads kept in .paquete. */
+    const chooseRoute = async (headsOffline: boolean) => {
+      baseStream = undefined;
+      estimate = null;
+      const remote = pricing(main);
+      if (remote.rangeSupport === 'no') return useUpdate(undefined);
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
-      const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + main.remote.requestCost(packPath, r.end - r.start), 0);
-      const best = await cheapestRoute(work, main.remote, latest, loaded, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, opts);
+      const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + remote.requestCost(packPath, r.end - r.start), 0);
+      const routeOpts = { ...opts, offline: headsOffline, uncached: (why: string) => (estimate ??= why) };
+      const best = await cheapestRoute(work, remote, latest, loaded, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, routeOpts);
       await useUpdate(best.route.update, best.route.baseHeld);
       if (!wants.length && foreignParts(work.tmpDir, [update?.head])) {
-        const bs = await keptBaseStream(work, main.remote, latest, loaded, mainLimit(), { signal: opts.signal, note: opts.events?.note });
+        const bs = await keptBaseStream(work, remote, latest, loaded, mainLimit(), { signal: opts.signal, note: opts.events?.note, offline: headsOffline, uncached: routeOpts.uncached });
         if (bs) {
           // Priced whole like the other routes: the rest of the old stream, then the delta with
           // every chunk of the old snapshot held.
@@ -198,21 +221,27 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
           }
         }
       }
-    }
-    let plan = planFor(main, cardLimit());
-    if (baseStream) {
-      // What the card would do: the old stream first, then the new snapshot with what is left.
-      const first = baseStreamPlan(baseStream, cardLimit());
+    };
+    /** What a card of `limit` wire bytes would do on the route chosen. */
+    const planCard = (limit: number): Plan => {
+      if (!baseStream) return planFor(main, limit);
+      // The old stream first, then the new snapshot with what is left.
+      const first = baseStreamPlan(baseStream, limit);
       const allOld = new Set(baseStream.base.chunks.map((c) => c.id));
       const finished = first.prefix === undefined && first.cost === baseStreamPlan(baseStream, Infinity).cost;
-      plan = finished ? planFor(main, cardLimit() - first.cost, { update, baseHeld: allOld }, new Set([...present, ...allOld])) : planFor(main, 0);
-      plan.cost += first.cost;
-    }
+      const p = finished ? planFor(main, limit - first.cost, { update, baseHeld: allOld }, new Set([...present, ...allOld])) : planFor(main, 0);
+      p.cost += first.cost;
+      return p;
+    };
+    /** The one figure for what is left: a sync with no budget, from the store as it is now. */
+    const forecast = (card: Plan, limit: number): ToFetch => toFetchOf(limit === Infinity ? card : planCard(Infinity), manifestCheckCost(work, pricing(main)), estimate);
+    await chooseRoute(offline);
+    let plan = planCard(cardLimit());
     const inUse = (): UpdateInUse[] => [
       ...(update ? [{ head: update.head, snapshot }] : []),
       ...(baseStream ? [{ head: baseStream.stream.head, snapshot: baseStream.base }] : []),
     ];
-    removeStaleParts(work.tmpDir, inUse(), present);
+    if (!offline) removeStaleParts(work.tmpDir, inUse(), present);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
     const wantedPaths = new Set(plan.files.map((f) => f.file.path));
@@ -234,10 +263,12 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       refused: wantedOf([...refused.values()], wants),
       leftBytes: plan.leftBytes,
       checkCost,
+      // A real sync's is made once the card is over (below).
+      toFetch: opts.dryRun || offline ? forecast(plan, cardLimit()) : toFetchOf(undefined, 0, null),
       stoppedByBudget: false,
-      dryRun: !!opts.dryRun,
+      dryRun: !!opts.dryRun || offline,
     };
-    if (opts.dryRun) {
+    if (opts.dryRun || offline) {
       result.spent = spent();
       result.read = read();
       return result;
@@ -409,11 +440,18 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const stillMissing = await missingBytes(work, snapshot, plan, notFetched);
     result.leftBytes = stillMissing;
     result.stoppedByBudget = budget !== Infinity && stillMissing > 0;
+    // Planned again from what the card left, heads from the cache only: what the next sync spends.
+    if (stillMissing > 0) {
+      nextSession = await openRemote(main.remote.location, { free: main.free, facts: main.remote.linkFacts?.() });
+      await chooseRoute(true);
+      result.toFetch = forecast(planCard(Infinity), Infinity);
+    } else result.toFetch = toFetchOf(undefined, 0, null);
     return result;
   } finally {
     await work.store.flush();
-    for (const s of sources) rememberLinkFacts(work, s.remote);
+    if (!opts.offline) for (const s of sources) rememberLinkFacts(work, s.remote);
     for (const s of sources) await s.remote.close();
+    await nextSession?.close();
   }
 }
 
@@ -422,6 +460,16 @@ function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
   if (!wants.length) return refused;
   const which = matcher(wants);
   return refused.filter((p) => which(p.path) >= 0);
+}
+
+/**
+ * The snapshot last synced, as status and serve plan with it: the paid remote (or the first)
+ * prices the plan, as it would in a sync.
+ */
+function lastSynced(work: WorkDir, sources: Source[]): { latest: Latest; from: Source } {
+  const latest = cachedLatest(work);
+  if (!latest) throw new PaqueteError('NO_SNAPSHOT', `${work.root}: nothing synced yet`, 'run paquete sync');
+  return { latest, from: sources.find((s) => !s.free) ?? sources[0] };
 }
 
 /** An update head is fetched only when the records it could replace cost several times what it does. */
@@ -452,7 +500,7 @@ async function cheapestRoute(
   fullPlan: (r: Route) => Plan,
   recordsCost: (p: Plan) => number,
   limit: () => number,
-  opts: SyncOptions,
+  opts: SyncOptions & HeadsOffline,
 ): Promise<{ route: Route; cost: number }> {
   let best: Route = { update: undefined, baseHeld: new Set() };
   let bestPlan = fullPlan(best);
@@ -477,8 +525,13 @@ async function cheapestRoute(
     // The update that came with the index is priced above already.
     if (loaded && (loaded.head.base ?? '') === c.ref.from) continue;
     // A head an earlier dry run or sync kept costs nothing: always priced.
-    const headCost = hasCachedHead(work, c.ref) ? 0 : remote.requestCost(headPath(c.ref), c.ref.size);
+    const cached = hasCachedHead(work, c.ref);
+    const headCost = cached ? 0 : remote.requestCost(headPath(c.ref), c.ref.size);
     if (headCost > 0 && (recordsCost(bestPlan) < HEAD_WORTH * headCost || headCost > limit())) continue;
+    if (!cached && opts.offline) {
+      opts.uncached?.(uncachedHead(c.ref));
+      continue;
+    }
     try {
       const head = await loadUpdateHead(work, remote, c.ref, latest.entry, c.base, opts);
       consider({ update: { head, base: c.base }, baseHeld: c.held });

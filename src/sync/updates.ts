@@ -97,6 +97,16 @@ export async function loadUpdateHead(
   return head;
 }
 
+/** Planning with no network (status, the forecast after a card): heads only from the cache, and told which one was missing. */
+export interface HeadsOffline {
+  offline?: boolean;
+  uncached?: (why: string) => void;
+}
+
+/** Why a forecast made without `ref`'s head is an estimate. */
+export const uncachedHead = (ref: UpdateRef): string =>
+  `the head of update ${ref.name.slice(0, 12)} (${ref.size} bytes) is not here yet: a dry run or sync fetches it to price that route, which may cost less`;
+
 /** Deletes cached heads that no update of `manifest` names any more (its snapshots were retired). */
 export function pruneUpdateHeads(work: WorkDir, manifest: ManifestBody): void {
   if (work.readOnly) return;
