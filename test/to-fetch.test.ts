@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { startNginx, type LogEntry, type NginxServer } from './helpers/nginx.js';
 import { startFaultProxy } from './helpers/faultproxy.js';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { formatSize } from '../src/util/size.js';
 import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
 
 after(cleanupAll);
@@ -98,6 +99,22 @@ describe('a dry run predicts the card', () => {
     await paquete(['init', nginx.url, 'card', '--trust', 'pub.key.pub'], 0);
     const { real } = await predictThenRun(join(root, 'card'), ['--budget', String(Math.round(first * 0.4))], 3);
     assert.ok(real.placed.length > 0);
+
+    // The catalog shows the same figure, and the files' own sizes beside it (not compressed records).
+    const status = await json(['status', '-C', 'card'], 0);
+    const serve = runPaquete(['serve', '-C', 'card', '--port', '0', '--json'], { cwd: root });
+    try {
+      await serve.waitForOutput(/"url"/, { stream: 'stdout' });
+      const url = (JSON.parse(serve.stdout()) as { url: string }).url;
+      const page = (await (await fetch(url)).text()).replace(/<[^>]*>/g, '');
+      const wire = formatSize(status.toFetch.wire);
+      assert.match(page, new RegExp(`To fetch: ${wire.replace('.', '\\.')} on the wire, completes ${status.toFetch.files} files \\(${formatSize(status.toFetch.bytes).replace('.', '\\.')}\\)`));
+      assert.match(page, new RegExp(`${formatSize(status.total.missingSize).replace('.', '\\.')} missing`));
+      assert.doesNotMatch(page, new RegExp(`${formatSize(status.total.missingBytes).replace('.', '\\.')} missing`), 'the catalog shows compressed record bytes as missing');
+    } finally {
+      serve.kill('SIGTERM');
+      await serve.done;
+    }
   });
 
   test('after a release between cards: the rest of the first stream and the delta', async () => {

@@ -3,7 +3,7 @@ import { cachedLatest } from '../sync/catalog.js';
 import { expiryOf } from '../snapshot/manifest.js';
 import { assessCompleteness, SourceCompleteness } from '../sync/completeness.js';
 import { formatSize } from '../util/size.js';
-import { describeToFetch, toFetchOf } from '../sync/forecast.js';
+import { describeToFetch, keepToFetch, toFetchOf } from '../sync/forecast.js';
 import { runSync } from '../sync/session.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
@@ -36,6 +36,7 @@ export const statusCommand = {
       const { sources: all, total, notPlaced } = await assessCompleteness(work, snapshot);
       // The sync's own plan, made here with no network: what it would spend now (src/sync/forecast.ts).
       const toFetch = total.missingSize > 0 ? (await runSync(work, { offline: true })).toFetch : toFetchOf(undefined, 0, null);
+      if (total.missingSize === 0) keepToFetch(work, entry.name, toFetch);
       out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);
       if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);

@@ -1,5 +1,6 @@
 import { placedSize } from '../snapshot/snapshot.js';
 import { formatSize } from '../util/size.js';
+import { describeToFetch } from '../sync/forecast.js';
 import { escapeHtml, urlPath } from './http.js';
 import { DistInfo, MirrorState } from './mirror.js';
 import { sourceWant, syncCommand } from './missing.js';
@@ -30,14 +31,24 @@ export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
   const t = completeness.total;
   parts.push(
     `<p class="summary">Snapshot <code>${e(entry!.name.slice(0, 12))}</code> (serial ${state.serial}, published ${e(entry!.created.slice(0, 10))}) from <code>${e(ctx.remote)}</code>:
-    <strong>${t.complete} of ${t.files} files complete</strong>, ${e(formatSize(t.bytes))} in all${t.missingBytes ? `, <span class="missing">${e(formatSize(t.missingBytes))} still to fetch</span>` : ', nothing missing'}.</p>`,
+    <strong>${t.complete} of ${t.files} files complete</strong>, ${e(formatSize(t.bytes))} in all${t.missingSize ? `, <span class="missing">${e(formatSize(t.missingSize))} missing</span>` : ', nothing missing'}.</p>`,
   );
+  // The one figure on the wire, as the last sync, dry run or status made it for this snapshot;
+  // the sizes in the table are the files' own.
+  if (t.missingSize) {
+    const f = state.toFetch;
+    parts.push(
+      f
+        ? `<p class="summary">To fetch: <strong>${e(describeToFetch(f))}</strong> (a sync with no budget, as last planned here${f.estimate ? `; an estimate: ${e(f.estimate)}` : ''}): <code>${e(syncCommand(ctx.root))}</code></p>`
+        : `<p class="summary">What fetching it costs on the wire: <code>${e(syncCommand(ctx.root).replace(' sync ', ' status '))}</code> or <code>${e(`${syncCommand(ctx.root)} --dry-run`)}</code> says.</p>`,
+    );
+  }
   parts.push('<table class="sources"><thead><tr><th>source</th><th>kind</th><th>files</th><th>size</th><th>state</th><th>use</th></tr></thead><tbody>');
   for (const s of completeness.sources) {
     const done = s.complete === s.files;
     parts.push(
       `<tr id="src-${e(s.name)}"><td><a href="#${e(s.kind)}-${e(s.name)}">${e(s.name)}</a></td><td>${e(s.kind || 'tree')}</td><td>${s.complete}/${s.files}</td>` +
-        `<td class="num">${e(formatSize(s.bytes))}</td><td class="${done ? 'ok' : 'missing'}">${done ? 'complete' : `${e(formatSize(s.missingBytes))} missing`}</td><td>${useLink(s.kind, s.name, ctx)}</td></tr>`,
+        `<td class="num">${e(formatSize(s.bytes))}</td><td class="${done ? 'ok' : 'missing'}">${done ? 'complete' : `${e(formatSize(s.missingSize))} missing`}</td><td>${useLink(s.kind, s.name, ctx)}</td></tr>`,
     );
   }
   parts.push('</tbody></table>');
@@ -48,7 +59,7 @@ export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
     else if (s.kind === 'docs') parts.push(`<p>Read it: <a href="/docs/${urlPath(s.name)}/">/docs/${e(s.name)}/</a></p>`);
     else if (s.kind === 'git') parts.push(`<p><code>git clone ${e(ctx.origin)}/git/${e(s.name)}.git</code></p>${gitRefsList(ctx.gitRefs?.get(s.name))}`);
     else parts.push(`<p>Browse: <a href="/files/${urlPath(s.name)}/">/files/${e(s.name)}/</a></p>`);
-    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingBytes ? `; ${e(formatSize(s.missingBytes))} still to fetch: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : ''}.</p></section>`);
+    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingSize ? `; ${e(formatSize(s.missingSize))} of files missing: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : ''}.</p></section>`);
   }
   return layout(parts.join('\n'), ctx);
 }

@@ -5,6 +5,7 @@ import type { ChunkStore } from '../store/store.js';
 import type { Generation } from '../workdir/generation.js';
 import { cachedLatest } from '../sync/catalog.js';
 import { assessCompleteness, Completeness } from '../sync/completeness.js';
+import { keptToFetch, ToFetch } from '../sync/forecast.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { ManifestSnapshot } from '../snapshot/manifest.js';
 import { compareVersions, parseVersion } from '../sources/pep440.js';
@@ -40,6 +41,8 @@ export interface MirrorState {
   serial?: number;
   snapshot?: Snapshot;
   completeness?: Completeness;
+  /** What a sync would spend now and complete, as the last sync, dry run or status kept it for this snapshot (src/sync/forecast.ts). */
+  toFetch?: ToFetch;
   /** Normalized project name → complete distributions (pypi sources only). */
   projects: Map<string, DistInfo[]>;
   /** Every distribution in the snapshot, complete or not (the catalog shows what is missing). */
@@ -126,7 +129,8 @@ export class MirrorView {
       return (va && vb ? compareVersions(va, vb) : 0) || (a.fileName < b.fileName ? -1 : 1);
     };
     for (const list of [...projects.values(), ...allDists.values()]) list.sort(byVersion);
-    return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, projects, allDists, byPath, builtAt: Date.now() };
+    const toFetch = keptToFetch(this.work, latest.entry.name);
+    return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, toFetch, projects, allDists, byPath, builtAt: Date.now() };
   }
 
   private yankOf(path: string, c: Completeness): false | true | string {

@@ -15,8 +15,8 @@ export function shellWord(s: string): string {
 }
 
 /** The command that brings the files matching `want` into the working directory at `root`. */
-export function syncCommand(root: string, want: string): string {
-  return `paquete sync -C ${shellWord(root)} --want ${shellWord(want)}`;
+export function syncCommand(root: string, want?: string): string {
+  return `paquete sync -C ${shellWord(root)}${want === undefined ? '' : ` --want ${shellWord(want)}`}`;
 }
 
 /** The `--want` that names a whole source: `KIND:NAME` (a PyPI source: every file under it). */

@@ -1,5 +1,6 @@
 import { placedSize } from '../snapshot/snapshot.js';
 import { formatSize } from '../util/size.js';
+import type { WorkDir } from '../workdir/workdir.js';
 import type { Plan } from './planner.js';
 
 /**
@@ -49,4 +50,26 @@ export function toFetchOf(plan: Plan | undefined, check: number, estimate: strin
 export function describeToFetch(t: ToFetch): string {
   if (t.wire === 0) return 'nothing';
   return `${t.estimate ? 'about ' : ''}${formatSize(t.wire)} on the wire, completes ${t.files} ${t.files === 1 ? 'file' : 'files'} (${formatSize(t.bytes)})`;
+}
+
+const KEPT = 'to-fetch.json';
+
+/**
+ * Keeps the last figure a sync, dry run or status made for `snapshot` (.paquete/to-fetch.json),
+ * for what cannot plan itself: serve reads one generation's state beside a running sync, and
+ * shows this figure on its catalog page while it is for the snapshot it serves. A cache: skipped
+ * where the directory cannot be written.
+ */
+export function keepToFetch(work: WorkDir, snapshot: string, t: ToFetch): void {
+  work.writeCache(KEPT, JSON.stringify({ snapshot, toFetch: t }) + '\n');
+}
+
+/** The figure kept for `snapshot`, if the last one made was for it. */
+export function keptToFetch(work: WorkDir, snapshot: string): ToFetch | undefined {
+  try {
+    const kept = JSON.parse(work.readOptional(KEPT)?.toString() ?? 'null') as { snapshot: string; toFetch: ToFetch } | null;
+    return kept && kept.snapshot === snapshot && typeof kept.toFetch?.wire === 'number' ? kept.toFetch : undefined;
+  } catch {
+    return undefined;
+  }
 }

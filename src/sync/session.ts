@@ -12,7 +12,7 @@ import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, remo
 import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, planFrameStream, planSession } from './planner.js';
-import { ToFetch, toFetchOf } from './forecast.js';
+import { keepToFetch, ToFetch, toFetchOf } from './forecast.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 import { refusalMessage, refusedNames, withoutRefused } from './tree-names.js';
 import type { NameProblem } from '../snapshot/paths.js';
@@ -269,6 +269,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       dryRun: !!opts.dryRun || offline,
     };
     if (opts.dryRun || offline) {
+      // With wants it is the figure of those only: not the one status and serve show.
+      if (!wants.length) keepToFetch(work, latest.entry.name, result.toFetch);
       result.spent = spent();
       result.read = read();
       return result;
@@ -446,6 +448,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       await chooseRoute(true);
       result.toFetch = forecast(planCard(Infinity), Infinity);
     } else result.toFetch = toFetchOf(undefined, 0, null);
+    if (!wants.length) keepToFetch(work, latest.entry.name, result.toFetch);
     return result;
   } finally {
     await work.store.flush();
