@@ -57,6 +57,8 @@ function getFresh(url: string): Promise<{ status: number; body: Buffer }> {
   });
 }
 
+type Version = 'v1' | 'v2' | 'v3';
+const VERSIONS: Version[] = ['v1', 'v2', 'v3'];
 type Phase = 'before' | 'paused' | 'released' | 'synced';
 interface Round {
   started: Phase;
@@ -72,10 +74,10 @@ describe('serve while sync brings the next snapshot', () => {
   let serve: Running;
   let url: string;
   /** Per snapshot: wheel file name → SHA-256. */
-  const wheels: Record<'v1' | 'v2', Record<string, string>> = { v1: {}, v2: {} };
-  const commits: Record<'v1' | 'v2', string> = { v1: '', v2: '' };
-  const big = { v1: pseudoRandom(8 << 20, 11), v2: pseudoRandom(8 << 20, 12) };
-  const page = { v1: '<p>page one</p>\n', v2: '<p>page two</p>\n' };
+  const wheels: Record<Version, Record<string, string>> = { v1: {}, v2: {}, v3: {} };
+  const commits: Record<Version, string> = { v1: '', v2: '', v3: '' };
+  const big = { v1: pseudoRandom(8 << 20, 11), v2: pseudoRandom(8 << 20, 12), v3: pseudoRandom(8 << 20, 13) };
+  const page = { v1: '<p>page one</p>\n', v2: '<p>page two</p>\n', v3: '<p>page three</p>\n' };
 
   async function commit(repo: string, text: string): Promise<string> {
     writeFileSync(join(repo, 'README'), text);
@@ -84,12 +86,12 @@ describe('serve while sync brings the next snapshot', () => {
     return (await run('git', ['rev-parse', 'HEAD'], repo)).stdout.trim();
   }
 
-  function writeVersion(v: 'v1' | 'v2'): void {
+  function writeVersion(v: Version): void {
     const w = join(dir, 'wheels');
     rmSync(w, { recursive: true, force: true });
-    const version = v === 'v1' ? '1.0' : '2.0';
+    const version = `${v.slice(1)}.0`;
     for (const path of [
-      writeWheel(w, { name: 'alpha', version, requires: [`beta==${version}`], modules: { 'alpha/__init__.py': `VERSION = "${version}"\n`, 'alpha/data.txt': pseudoRandom(30_000, v === 'v1' ? 1 : 2).toString('base64') } }),
+      writeWheel(w, { name: 'alpha', version, requires: [`beta==${version}`], modules: { 'alpha/__init__.py': `VERSION = "${version}"\n`, 'alpha/data.txt': pseudoRandom(30_000, Number(v.slice(1))).toString('base64') } }),
       writeWheel(w, { name: 'beta', version, modules: { 'beta/__init__.py': `VERSION = "${version}"\n` } }),
     ]) {
       wheels[v][path.slice(path.lastIndexOf('/') + 1)] = sha(readFileSync(path));
@@ -128,7 +130,7 @@ describe('serve while sync brings the next snapshot', () => {
     if (r.code !== 0) return `pip exited ${r.code}: ${r.stderr.trim().split('\n').pop()}`;
     const got = Object.fromEntries(readdirSync(out).map((f) => [f, sha(readFileSync(join(out, f)))]));
     rmSync(out, { recursive: true, force: true });
-    for (const v of ['v1', 'v2'] as const) if (JSON.stringify(got) === JSON.stringify(Object.fromEntries(Object.entries(wheels[v]).sort()))) return v;
+    for (const v of VERSIONS) if (JSON.stringify(got) === JSON.stringify(Object.fromEntries(Object.entries(wheels[v]).sort()))) return v;
     return `a mix: ${JSON.stringify(got)}`;
   }
 
@@ -141,7 +143,7 @@ describe('serve while sync brings the next snapshot', () => {
       const f = await exec('git', ['-C', out, 'fsck', '--full', '--strict'], { cwd: dir, timeoutMs: 300_000 });
       if (f.code !== 0) return `git fsck exited ${f.code}: ${f.stderr.trim()}`;
       const head = (await exec('git', ['-C', out, 'rev-parse', 'HEAD'], { cwd: dir })).stdout.trim();
-      return head === commits.v1 ? 'v1' : head === commits.v2 ? 'v2' : `an unknown commit ${head}`;
+      return VERSIONS.find((v) => commits[v] === head) ?? `an unknown commit ${head}`;
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
@@ -257,5 +259,38 @@ describe('serve while sync brings the next snapshot', () => {
     await paquete(['status', '-C', copy], dir);
     await paquete(['verify', '--repair', '-C', copy], dir);
     await paquete(['sync', '-C', copy], dir);
+  });
+
+  test('a sync killed (kill -9) with the new snapshot placed but not switched leaves serve on the one before; the next sync switches', async () => {
+    const repo = join(dir, 'repo');
+    commits.v3 = await commit(repo, 'three\n');
+    writeVersion('v3');
+    await paquete(['publish', 'pypi:wh=wheels', 'docs:manual=html', 'git:proj=repo', '--to', 'remote', '--key', 'pub.key'], dir);
+    const before = readFileSync(join(work, '.paquete', 'current'), 'utf8');
+    const was = (await pipRound(1999)) as Version;
+    assert.ok(was === 'v1' || was === 'v2', `served before: ${was}`);
+    const marker = join(dir, 'paused-v3');
+    const sync = runPaquete(['sync', '-C', work], { timeoutMs: 600_000, env: { PAQUETE_PAUSE_BEFORE_SWITCH: marker } });
+    onCleanup(() => void sync.kill('SIGKILL'));
+    await until('the sync to reach its switch', () => existsSync(marker));
+    sync.kill('SIGKILL');
+    await sync.done;
+    rmSync(marker);
+    // Everything of v3 is in the tree, and nothing of it is served.
+    assert.equal(readFileSync(join(work, 'manual', 'page.html'), 'utf8'), page.v3);
+    assert.equal(readFileSync(join(work, '.paquete', 'current'), 'utf8'), before, 'no switch');
+    assert.equal(await pipRound(2000), was);
+    assert.equal(await gitRound(2000), was);
+    assert.equal((await getFresh(`${url}/docs/manual/page.html`)).body.toString(), page[was]);
+    assert.equal(sha((await getFresh(`${url}/docs/manual/big.bin`)).body), sha(big[was]));
+    // The next sync finds the tree placed, fetches nothing more and switches.
+    await paquete(['sync', '-C', work], dir);
+    assert.equal(await pipRound(2001), 'v3');
+    assert.equal(await gitRound(2001), 'v3');
+    assert.equal((await getFresh(`${url}/docs/manual/page.html`)).body.toString(), page.v3);
+    // serve moved on (its first new connection after the switch) and lets go of the old one: the
+    // next writer removes what only that one named.
+    await paquete(['gc', '-C', work], dir);
+    assert.deepEqual(existsSync(join(work, '.paquete', 'keep')) ? readdirSync(join(work, '.paquete', 'keep')) : [], []);
   });
 });
