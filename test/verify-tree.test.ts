@@ -2,6 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { decodeTreeState, encodeTreeState } from '../src/workdir/tree-state.js';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 
@@ -30,10 +31,10 @@ test('verify reads the files in the folder: damage is found and mended by --repa
   bytes[50_000] ^= 0x40;
   writeFileSync(a, bytes);
   utimesSync(a, 1_700_000_000, 1_700_000_000);
-  const treeFile = join(dir, 'work/.paquete/tree.json');
-  const tree = JSON.parse(readFileSync(treeFile, 'utf8'));
-  tree.files['site/a.bin'].mtimeMs = statSync(a).mtimeMs;
-  writeFileSync(treeFile, JSON.stringify(tree));
+  const treeFile = join(dir, 'work/.paquete/tree.state');
+  const tree = decodeTreeState(readFileSync(treeFile))!.state;
+  tree.files['site/a.bin'] = { ...tree.files['site/a.bin'], mtimeMs: statSync(a).mtimeMs };
+  writeFileSync(treeFile, encodeTreeState(tree));
   // The user's own edit: a new mtime, so it is theirs.
   writeFileSync(join(dir, 'work/site/c.txt'), 'my notes\n');
 

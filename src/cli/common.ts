@@ -45,8 +45,13 @@ export const optionError = (message: string): PaqueteError | undefined => reject
  * opening the store mended on its own is said first, as warnings.
  */
 export async function withWorkDir<T>(argv: GlobalArgs, command: string, fn: (w: WorkDir) => Promise<T>, options?: WorkDirOptions): Promise<T> {
-  const work = await WorkDir.open(baseDir(argv), command, options);
-  for (const m of work.store.mended) out.warn(`store mended: ${m}`);
+  const work = await WorkDir.open(baseDir(argv), command, {
+    ...options,
+    onStoreOpen: (store) => {
+      for (const m of store.mended) out.warn(`store mended: ${m}`);
+      options?.onStoreOpen?.(store);
+    },
+  });
   try {
     return await fn(work);
   } finally {

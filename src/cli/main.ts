@@ -99,6 +99,18 @@ function knownOptions(parser: object): string[] {
   return Object.keys(get?.call(parser).key ?? {});
 }
 
+/**
+ * yargs renders the whole help text as each command starts, in case the command asks for it
+ * later (cliui and string-width: ~0.1 s here, as much as rsync -a takes over 10k unchanged
+ * files). None of ours does: help is rendered when it is shown, never otherwise.
+ */
+function skipHelpCache(parser: object): void {
+  // Not in yargs' typings; public at run time. Absent in another yargs: nothing changes.
+  const internal = (parser as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: () => void } } }).getInternalMethods?.();
+  const usage = internal?.getUsageInstance?.();
+  if (usage?.cacheHelpMessage) usage.cacheHelpMessage = () => {};
+}
+
 /** Parses the command line and runs one command; every failure becomes one line and an exit code. */
 export async function main(argv: string[]): Promise<number> {
   const args = prepareArgs(argv);
@@ -126,6 +138,7 @@ export async function main(argv: string[]): Promise<number> {
         if (err) throw optionError(err.message) ?? (err.name === 'YError' ? new PaqueteError('USAGE', err.message) : err);
         throw usageError(msg, args, knownOptions(parser), command);
       });
+    skipHelpCache(parser);
     await parser.parseAsync();
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;
   } catch (e) {

@@ -1,7 +1,8 @@
 import type { Argv } from 'yargs';
-import { cachedLatest } from '../sync/catalog.js';
-import { expiryOf } from '../snapshot/manifest.js';
-import { assessCompleteness, SourceCompleteness } from '../sync/completeness.js';
+import { cachedLatest, hasCachedIndex, trustedManifest } from '../sync/catalog.js';
+import { expiryOf, latestSnapshot, Manifest, ManifestSnapshot } from '../snapshot/manifest.js';
+import { assessCompleteness, Completeness, completeAsSynced, SourceCompleteness } from '../sync/completeness.js';
+import type { WorkDir } from '../workdir/workdir.js';
 import { formatSize } from '../util/size.js';
 import { describeToFetch, keepToFetch, toFetchOf } from '../sync/forecast.js';
 import { runSync } from '../sync/session.js';
@@ -17,13 +18,26 @@ function state(r: SourceCompleteness): string {
   return parts.join(', ') || (r.complete === r.files ? 'complete' : 'incomplete');
 }
 
+/**
+ * The latest snapshot as last synced, and what of it is here: without reading the index when
+ * the tree is still complete as the last sync of everything left it (src/sync/completeness.ts).
+ */
+async function reckon(work: WorkDir): Promise<{ manifest: Manifest; entry: ManifestSnapshot; completeness: Completeness } | undefined> {
+  const manifest = trustedManifest(work);
+  const entry = manifest && latestSnapshot(manifest.body);
+  const quick = manifest && entry && hasCachedIndex(work, entry.name) ? completeAsSynced(work, entry) : undefined;
+  if (manifest && entry && quick) return { manifest, entry, completeness: quick };
+  const latest = cachedLatest(work);
+  return latest && { manifest: latest.manifest, entry: latest.entry, completeness: await assessCompleteness(work, latest.snapshot) };
+}
+
 export const statusCommand = {
   command: 'status',
   describe: 'Show what the snapshot holds, what is complete and what is missing (no network)',
   builder: (y: Argv) => y.example('$0 status -C mirror', 'files complete and bytes still missing, per source'),
   handler: async (argv: GlobalArgs) => {
     await withWorkDir(argv, 'status', async (work) => {
-      const latest = cachedLatest(work);
+      const latest = await reckon(work);
       const storeSize = await work.store.count();
       const remote = work.config.remotes[0].location;
       const remotes = work.config.remotes.map((r) => r.location);
@@ -32,8 +46,8 @@ export const statusCommand = {
         out.emitJson({ root: work.root, remote, remotes, synced: false, store: storeSize });
         return;
       }
-      const { snapshot, entry, manifest } = latest;
-      const { sources: all, total, notPlaced } = await assessCompleteness(work, snapshot);
+      const { entry, manifest } = latest;
+      const { sources: all, total, notPlaced } = latest.completeness;
       // The sync's own plan, made here with no network: what it would spend now (src/sync/forecast.ts).
       const toFetch = total.missingSize > 0 ? (await runSync(work, { offline: true })).toFetch : toFetchOf(undefined, 0, null);
       if (total.missingSize === 0) keepToFetch(work, entry.name, toFetch);

@@ -88,6 +88,8 @@ export const syncCommand = {
             note: (m) => out.warn(m),
           },
         }),
+        // Opened only when there is something to do (src/sync/session.ts).
+        { deferStore: true },
       );
       progress.stop();
       report(result, budget, !!argv.list);

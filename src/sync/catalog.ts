@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { LinkFacts, Remote } from '../remote/remote.js';
 import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_MAX_BYTES, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
@@ -19,13 +21,20 @@ export interface Latest {
 const TRUSTED_MANIFEST = 'manifest.json';
 const snapshotCache = (name: string) => `snapshots/${name}.snap`;
 
+/** A remote's manifest, checked against what this directory trusts, not yet accepted. */
+export interface CheckedManifest {
+  manifest: Manifest;
+  entry: ManifestSnapshot;
+  /** The remote's ETag for it (a 304 next time). */
+  etag?: string;
+}
+
 /**
  * Fetches the remote's manifest and checks it before anything else is read: signed by the
  * pinned publisher, and not older than the one already trusted (a replayed manifest would roll
- * the user back to old files). Then the latest snapshot index, from the local cache when we have
- * it (it is immutable, named by its hash), else from the remote, checked against the manifest.
+ * the user back to old files). Nothing is written: `acceptLatest` does that for the one chosen.
  */
-export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } & FreshnessOptions = {}): Promise<Latest> {
+export async function fetchManifest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } & FreshnessOptions = {}): Promise<CheckedManifest> {
   let etag: string | undefined;
   // Asked up to its cap (and no more than the budget has left); a longer answer is hung up on.
   const bytes = await remote.get(MANIFEST_PATH, { signal: opts.signal, limit: MANIFEST_MAX_BYTES, ifNoneMatch: unchangedManifest(work, remote.location), onEtag: (e) => (etag = e) });
@@ -34,6 +43,29 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
   checkFreshness(manifest, `the remote ${remote.location}`, opts);
   const entry = latestSnapshot(manifest.body);
   if (!entry) throw new PaqueteError('NOT_A_REMOTE', `the remote ${remote.location} has no snapshot yet`, 'publish one first');
+  return { manifest, entry, etag };
+}
+
+/**
+ * Makes a checked manifest the trusted one (and its key the trusted key after a rotation, said
+ * through `note`), and remembers its ETag. Writes only what changed: a sync with nothing new
+ * writes nothing.
+ */
+export function acceptLatest(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { note?: (message: string) => void } = {}): void {
+  const from = fingerprint(publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64')));
+  if (acceptManifest(work, checked.manifest)) {
+    opts.note?.(`the publisher moved from key ${from} to ${fingerprint(checked.manifest.publisher)} (a rotation signed by the old key): this directory now trusts only the new one`);
+  }
+  rememberManifestEtag(work, remote.location, checked.etag, checked.manifest.bytes);
+}
+
+/**
+ * The latest snapshot index of a checked manifest, from the local cache when we have it (it is
+ * immutable, named by its hash), else through an index delta or from the remote, checked
+ * against the manifest; then the manifest is accepted.
+ */
+export async function fetchSnapshot(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { signal?: AbortSignal; note?: (message: string) => void } = {}): Promise<Latest> {
+  const { manifest, entry } = checked;
   let update: LoadedUpdate | undefined;
   if (!cachedIndex(work, entry)) {
     const viaDelta = await indexThroughDelta(work, remote, manifest.body, entry, opts);
@@ -43,12 +75,13 @@ export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?
     }
   }
   const snapshot = await loadSnapshot(work, remote, entry, opts);
-  const from = fingerprint(publicKeyFromRaw(Buffer.from(work.config.publisher, 'base64')));
-  if (acceptManifest(work, manifest)) {
-    opts.note?.(`the publisher moved from key ${from} to ${fingerprint(manifest.publisher)} (a rotation signed by the old key): this directory now trusts only the new one`);
-  }
-  rememberManifestEtag(work, remote.location, etag, manifest.bytes);
+  acceptLatest(work, remote, checked, opts);
   return { manifest, entry, snapshot, update };
+}
+
+/** fetchManifest then fetchSnapshot: the remote's latest snapshot, checked and accepted. */
+export async function fetchLatest(work: WorkDir, remote: Remote, opts: { signal?: AbortSignal } & FreshnessOptions = {}): Promise<Latest> {
+  return fetchSnapshot(work, remote, await fetchManifest(work, remote, opts), opts);
 }
 
 /**
@@ -192,13 +225,18 @@ export function trustedManifest(work: WorkDir): Manifest | undefined {
  * (after a rotation: from then on only the new key). Says whether the key changed.
  */
 export function acceptManifest(work: WorkDir, manifest: Manifest): boolean {
-  work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
+  // The same bytes are not written again (a sync with nothing new writes nothing).
+  const trusted = work.readOptional(TRUSTED_MANIFEST);
+  if (!trusted || !trusted.equals(manifest.bytes)) work.writeMeta(TRUSTED_MANIFEST, manifest.bytes);
   const key = Buffer.from(manifest.publisher.raw).toString('base64');
   if (work.config.publisher === key) return false;
   work.config.publisher = key;
   work.saveConfig();
   return true;
 }
+
+/** Whether the index of snapshot `name` is cached (unchecked: nothing is read). */
+export const hasCachedIndex = (work: WorkDir, name: string): boolean => existsSync(join(work.meta, snapshotCache(name)));
 
 /** A cached snapshot index's bytes (unchecked: check them against the manifest entry). */
 export function cachedSnapshotBytes(work: WorkDir, name: string): Buffer | undefined {

@@ -3,14 +3,15 @@ import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snaps
 import type { ChunkStore } from '../store/store.js';
 import type { Generation } from '../workdir/generation.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { FailedFile, KeptFile, Look, Restorer } from './restorer.js';
+import { FailedFile, KeptFile, Look, Restorer, stillComplete } from './restorer.js';
+import type { ManifestSnapshot } from '../snapshot/manifest.js';
 
 /**
  * What of a snapshot is complete in the working tree and what is still missing, per source:
  * the one reckoning `status` prints and `serve` shows on its catalog page. No network.
  *
  * A file is complete when it is in the tree as the snapshot has it (size, and SHA-256 checked
- * once then remembered by mtime in tree.json). Missing bytes are the records the store still
+ * once then remembered by mtime in the tree state). Missing bytes are the records the store still
  * lacks, each chunk counted once, at the first file (in snapshot order) that needs it. A file
  * that is not complete and lacks nothing is not placed for a reason, and is named with it: the
  * user's file is there (kept), the publisher's data for it is inconsistent, or placing it failed.
@@ -51,6 +52,45 @@ export interface Completeness {
   notPlaced: NotPlaced;
 }
 
+const row = (kind: string, name: string): SourceCompleteness => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 });
+
+const totalOf = (sources: SourceCompleteness[]) =>
+  sources.reduce(
+    (a, r) => ({
+      files: a.files + r.files,
+      complete: a.complete + r.complete,
+      bytes: a.bytes + r.bytes,
+      missingBytes: a.missingBytes + r.missingBytes,
+      missingSize: a.missingSize + r.missingSize,
+      notPlaced: a.notPlaced + r.notPlaced,
+    }),
+    { files: 0, complete: 0, bytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 },
+  );
+
+/**
+ * The same reckoning without the index, when the last sync of everything left the tree complete
+ * at `entry` and every file is still as placed (stillComplete): each file complete, nothing
+ * missing. Undefined otherwise (assessCompleteness then).
+ */
+export function completeAsSynced(work: WorkDir, entry: ManifestSnapshot): Completeness | undefined {
+  const here = stillComplete(work.root, work.treeState(), entry.name, []);
+  if (!here || here.length !== entry.files) return undefined;
+  const rows = new Map(entry.sources.map((s) => [s.name, row(s.kind, s.name)]));
+  const complete = new Set<string>();
+  const missing = new Map<string, number>();
+  for (const f of here) {
+    const r = rows.get(f.path.slice(0, f.path.indexOf('/')));
+    if (!r) return undefined;
+    r.files++;
+    r.complete++;
+    r.bytes += f.rec.size;
+    r.completeBytes += f.rec.size;
+    complete.add(f.path);
+  }
+  const sources = [...rows.values()];
+  return { complete, missing, sources, total: totalOf(sources), notPlaced: { kept: [], inconsistent: [], failed: [] } };
+}
+
 /**
  * `generation`: a reader's (serve): a file is complete when the generation placed it and its
  * bytes can still be read (src/workdir/generation.ts), whatever a running sync does to the tree;
@@ -58,12 +98,10 @@ export interface Completeness {
  */
 export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, generation?: { gen: Generation; store: ChunkStore }): Promise<Completeness> {
   const state = generation?.gen.state ?? work.treeState();
-  const before = JSON.stringify(state);
   const restorer = new Restorer(work, snapshot, state);
   const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
   const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.map((c) => c.id));
   const rows = new Map<string, SourceCompleteness>();
-  const row = (kind: string, name: string) => ({ kind, name, source: kind ? `${kind}:${name}` : name, files: 0, complete: 0, bytes: 0, completeBytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 });
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
   const complete = new Set<string>();
   const missing = new Map<string, number>();
@@ -110,20 +148,9 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
     r.missingSize += placedSize(f);
     missing.set(f.path, lacking);
   }
-  // isInPlace may have hashed files placed by hand or after a crash: remember them (serve
-  // reassesses every few seconds, so only when something changed).
-  if (!generation && JSON.stringify(state) !== before) work.saveTreeState(state);
+  // look() may have hashed files placed by hand or after a crash: remember them (serve
+  // reassesses every few seconds; saving writes only what changed, nothing when nothing did).
+  if (!generation) work.saveTreeState(state);
   const sources = [...rows.values()];
-  const total = sources.reduce(
-    (a, r) => ({
-      files: a.files + r.files,
-      complete: a.complete + r.complete,
-      bytes: a.bytes + r.bytes,
-      missingBytes: a.missingBytes + r.missingBytes,
-      missingSize: a.missingSize + r.missingSize,
-      notPlaced: a.notPlaced + r.notPlaced,
-    }),
-    { files: 0, complete: 0, bytes: 0, missingBytes: 0, missingSize: 0, notPlaced: 0 },
-  );
-  return { complete, missing, sources, total, notPlaced };
+  return { complete, missing, sources, total: totalOf(sources), notPlaced };
 }

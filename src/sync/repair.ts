@@ -19,7 +19,7 @@ export interface RepairReport {
  * After the store was mended (ChunkStore.mend dropped what no intact record holds): every chunk
  * of the latest snapshot the store lacks is rebuilt from a file in the tree that still matches
  * its SHA-256 (the chunk's bytes lie at a known offset of it); then the files that still lack
- * chunks are listed: those that used a dropped chunk, and those paquete had placed (tree.json)
+ * chunks are listed: those that used a dropped chunk, and those paquete had placed (the tree state)
  * that are gone from the tree. Files never wanted are not. The store's index is the mark: the
  * next sync fetches exactly what these files lack.
  */

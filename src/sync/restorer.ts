@@ -2,7 +2,7 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
-import { TreeState } from '../workdir/workdir.js';
+import { PlacedFile, TreeState } from '../workdir/workdir.js';
 import { keepBeforeReplace } from '../workdir/generation.js';
 import { hashFile } from '../util/fsx.js';
 import { matcher } from '../util/glob.js';
@@ -14,7 +14,7 @@ import { notADirectory, PlaceJob, safeLstat } from './tree-writer.js';
  * leaves it (sync, import, seed, wants' metadata) goes through a Restorer, and so does every
  * reckoning of what is in place (status, serve's catalog, verify --repair).
  *
- * paquete owns a path only while the file there is exactly as paquete placed it (tree.json: size,
+ * paquete owns a path only while the file there is exactly as paquete placed it (tree.state: size,
  * mtime and SHA-256 as placed). Anything else at a path the snapshot has, changes, adds or drops
  * is the user's: kept, and reported with what differs and how to resolve it, as `git checkout`
  * refuses to clobber local changes. The only ways past that are the user's own consent
@@ -123,12 +123,8 @@ export class Restorer {
     const inTheWay = this.parentInTheWay(f.path);
     if (inTheWay) return { is: 'yours', why: inTheWay };
     const abs = join(this.site.root, f.path);
-    let st;
-    try {
-      st = lstatSync(abs);
-    } catch {
-      return { is: 'free' };
-    }
+    const st = safeLstat(abs);
+    if (!st) return { is: 'free' };
     if (st.isDirectory()) return { is: 'yours', why: 'a directory of yours is where the snapshot has a file' };
     if (!st.isFile()) return { is: 'yours', why: `${st.isSymbolicLink() ? 'a symlink' : 'something'} of yours is where the snapshot has a file`, replaceable: st.isSymbolicLink() };
     const rec = this.state.files[f.path];
@@ -139,11 +135,11 @@ export class Restorer {
     // Not as recorded (placed by hand, a crash after the rename, or touched): its bytes decide.
     const got = hashFile(abs);
     if (got === want) {
-      this.state.files[f.path] = { size: st.size, mtimeMs: st.mtimeMs, sha256: want };
+      this.record(f.path, { size: st.size, mtimeMs: st.mtimeMs, sha256: want });
       return { is: 'in-place' };
     }
     if (rec && got === rec.sha256) {
-      this.state.files[f.path] = { ...rec, mtimeMs: st.mtimeMs };
+      this.record(f.path, { ...rec, mtimeMs: st.mtimeMs });
       return { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
     }
     return yours;
@@ -197,7 +193,7 @@ export class Restorer {
    */
   markDamaged(path: string): void {
     const rec = this.state.files[path];
-    if (rec) this.state.files[path] = { ...rec, sha256: hashFile(join(this.site.root, path)) };
+    if (rec) this.record(path, { ...rec, sha256: hashFile(join(this.site.root, path)) });
   }
 
   isInPlace(f: FileEntry): boolean {
@@ -270,7 +266,7 @@ export class Restorer {
     }
     const outcome = await placer.end(id);
     if (outcome.ok) {
-      this.state.files[f.path] = { size: outcome.size, mtimeMs: outcome.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') };
+      this.record(f.path, { size: outcome.size, mtimeMs: outcome.mtimeMs, sha256: Buffer.from(f.sha256).toString('hex') });
       if (this.state.failed) delete this.state.failed[f.path];
       this.report.placed.push(f.path);
       return 'placed';
@@ -334,7 +330,7 @@ export class Restorer {
     const inSnapshot = new Set(this.snapshot.files.map((f) => f.path));
     for (const [path, rec] of Object.entries(this.state.files)) {
       if (inSnapshot.has(path)) continue;
-      delete this.state.files[path];
+      this.record(path, undefined);
       const abs = join(this.site.root, path);
       const parents = parentsOf(this.site.root, path);
       if (parents === 'gone') continue;
@@ -355,10 +351,67 @@ export class Restorer {
     }
   }
 
-  /** The snapshot is now the tree's: what paquete placed is recorded against it. */
-  finish(): void {
-    if (this.snapshotName !== undefined) this.state.snapshot = this.snapshotName;
+  /**
+   * The one way the tree state's files change: any change but the sync's that then finds the tree
+   * complete (finish) means the tree is no longer known complete.
+   */
+  private record(path: string, rec: PlacedFile | undefined): void {
+    if (rec) this.state.files[path] = rec;
+    else delete this.state.files[path];
+    delete this.state.complete;
   }
+
+  /**
+   * The snapshot is now the tree's: what paquete placed is recorded against it. `sync` says
+   * what it wanted and which files those were: when every one of them is in place and nothing
+   * was kept, refused or failed, the tree is recorded complete at the snapshot (stillComplete).
+   */
+  finish(sync?: { asked: string[]; wants: string[]; wanted: Iterable<string>; inPlace: Set<string> }): void {
+    if (this.snapshotName === undefined) return;
+    this.state.snapshot = this.snapshotName;
+    delete this.state.complete;
+    if (!sync || sync.asked.some(isPypiWant)) return;
+    const r = this.report;
+    if (r.kept.length || r.failed.length || r.mismatched.length || r.inconsistent.length) return;
+    if (Object.keys(this.state.failed ?? {}).length || Object.keys(this.state.inconsistent ?? {}).length) return;
+    for (const p of sync.wanted) if (!sync.inPlace.has(p) || !Object.hasOwn(this.state.files, p)) return;
+    this.state.complete = { snapshot: this.snapshotName, asked: [...sync.asked], wants: [...sync.wants] };
+  }
+}
+
+/** A `pypi:` want resolves through metadata and this machine's Python: never taken as unchanged. */
+const isPypiWant = (w: string) => w.startsWith('pypi:');
+
+/**
+ * The files a sync given `asked` wants, when the tree is still as the last such sync left it
+ * complete at snapshot `snapshotName` (TreeState.complete): every file paquete placed still has
+ * the size and mtime it was placed with (the check rsync -a makes), and every folder above one
+ * is a real directory. Read from the tree state and the tree alone: the index is not needed. Else
+ * undefined, and the sync goes the whole way.
+ */
+export function stillComplete(root: string, state: TreeState, snapshotName: string, asked: string[]): { path: string; rec: PlacedFile; rank: number }[] | undefined {
+  const c = state.complete;
+  if (!c || c.snapshot !== snapshotName || c.asked.length !== asked.length || c.asked.some((w, i) => w !== asked[i])) return undefined;
+  const which = c.wants.length ? matcher(c.wants) : undefined;
+  const wanted: { path: string; rec: PlacedFile; rank: number }[] = [];
+  const dirs = new Set<string>();
+  let lastDir = '';
+  // Snapshot paths are checked relative paths (src/snapshot/paths.ts): joined as they are.
+  const base = root.endsWith('/') ? root : `${root}/`;
+  for (const path in state.files) {
+    const rec = state.files[path];
+    const st = lstatSync(base + path, { throwIfNoEntry: false });
+    if (!st || !st.isFile() || st.size !== rec.size || st.mtimeMs !== rec.mtimeMs) return undefined;
+    const dir = path.slice(0, path.lastIndexOf('/'));
+    if (dir !== lastDir) {
+      lastDir = dir;
+      for (let cut = dir.length; cut > 0 && !dirs.has(dir.slice(0, cut)); cut = dir.lastIndexOf('/', cut - 1)) dirs.add(dir.slice(0, cut));
+    }
+    const rank = which ? which(path) : 0;
+    if (rank >= 0) wanted.push({ path, rec, rank });
+  }
+  for (const d of dirs) if (!lstatSync(base + d, { throwIfNoEntry: false })?.isDirectory()) return undefined;
+  return which ? wanted.sort((a, b) => a.rank - b.rank || (a.path < b.path ? -1 : 1)) : wanted.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
 
 /** Whether every parent of `path` under `root` is a real directory (lstat: a symlink is not one). */

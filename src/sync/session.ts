@@ -1,17 +1,18 @@
 import { PaqueteError } from '../errors.js';
+import type { ChunkStore } from '../store/store.js';
 import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
 import { WireBudget } from '../remote/budget.js';
 import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
-import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
-import { Restorer, TreeReport } from './restorer.js';
-import { cachedLatest, fetchLatest, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
+import { isFreeRemote, PlacedFile, WorkDir } from '../workdir/workdir.js';
+import { Restorer, stillComplete, TreeReport } from './restorer.js';
+import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
 import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
-import { buildRanges, Plan, planFrameStream, planSession } from './planner.js';
+import { buildRanges, Plan, PlannedFile, planFrameStream, planSession } from './planner.js';
 import { keepToFetch, ToFetch, toFetchOf } from './forecast.js';
 import { expandWants, PypiTargetOptions } from './wants.js';
 import { refusalMessage, refusedNames, withoutRefused } from './tree-names.js';
@@ -26,7 +27,7 @@ import { matcher } from '../util/glob.js';
  */
 const PLACE_CONCURRENCY = 256;
 
-/** How often tree.json is saved while files are being placed. */
+/** How often the tree state is saved while files are being placed. */
 const STATE_SAVE_MS = 250;
 
 /** A remote and whether reading it costs nothing (a LAN peer, a stick, a local directory). */
@@ -131,11 +132,24 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   const spent = () => wire.spent;
   const read = () => sources.reduce((n, s) => n + s.remote.meter.total, 0);
   let nextSession: Remote | undefined;
+  let store: ChunkStore | undefined;
   try {
-    // Soft commits already cover a killed process; this bounds what a power cut can take.
-    work.store.flushEvery = { bytes: 4 << 20, ms: 1000 };
+    // Offline (status): the last synced snapshot, no remote asked.
     const offline = !!opts.offline;
-    const { latest, from } = offline ? lastSynced(work, sources) : await newestOf(work, sources, opts);
+    const newest = offline ? undefined : await newestOf(work, sources, opts);
+    if (newest && !opts.overwrite?.length) {
+      // Nothing new: the tree is complete at the manifest's snapshot and nobody touched it.
+      const here = stillComplete(work.root, work.treeState(), newest.checked.entry.name, opts.wants ?? []);
+      if (here) {
+        acceptLatest(work, newest.from.remote, newest.checked, { note: opts.events?.note });
+        const main = sources.find((s) => !s.free) ?? sources[0];
+        return nothingNew(newest.checked, here, opts, spent(), read(), opts.dryRun ? manifestCheckCost(work, main.remote) : 0);
+      }
+    }
+    store = await work.openStore();
+    // Soft commits already cover a killed process; this bounds what a power cut can take.
+    store.flushEvery = { bytes: 4 << 20, ms: 1000 };
+    const { latest, from } = newest ? { latest: await fetchSnapshot(work, newest.from.remote, newest.checked, { signal: opts.signal, note: opts.events?.note }), from: newest.from } : lastSynced(work, sources);
     const { snapshot } = latest;
     if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
@@ -143,6 +157,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const plannable = withoutRefused(snapshot, refused);
     // `pypi:NAME` and `docs:NAME` wants become path globs (pypi metadata may be fetched first).
     const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget: wire.left, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
+    // Read after the wants: placing pypi metadata saves the tree state.
     const state = work.treeState();
     const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite });
     // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
@@ -317,7 +332,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         while (ready.length && placeError === undefined) await placeOne(ready.shift()!);
       };
       await Promise.all(Array.from({ length: PLACE_CONCURRENCY }, worker));
-      // tree.json says which files are paquete's: a file placed but not in it when a kill comes
+      // The tree state says which files are paquete's: a file placed but not in it when a kill comes
       // is the user's to the next sync, which then never updates it (a kill -9 between two cards
       // and a release did that). Saved at most every 250 ms, and once more after the last round.
       clearTimeout(stateTimer);
@@ -428,7 +443,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
 
     // Files of older snapshots that this one no longer has go, if the user left them untouched.
     restorer.removeStale();
-    restorer.finish();
+    restorer.finish({ asked: opts.wants ?? [], wants, wanted: wantedPaths, inPlace: complete });
     work.saveTreeState(state);
     // The one moment readers (serve) move to what this session placed: one rename.
     await work.switchGeneration();
@@ -451,7 +466,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     if (!wants.length) keepToFetch(work, latest.entry.name, result.toFetch);
     return result;
   } finally {
-    await work.store.flush();
+    await store?.flush();
     if (!opts.offline) for (const s of sources) rememberLinkFacts(work, s.remote);
     for (const s of sources) await s.remote.close();
     await nextSession?.close();
@@ -552,13 +567,13 @@ async function cheapestRoute(
  * error stands. A bad signature or another publisher's key stops the sync when it is the paid
  * remote's; a free one (a friend's box, a stick) is only skipped, with a warning.
  */
-async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Promise<{ latest: Latest; from: Source }> {
-  let best: { latest: Latest; from: Source } | undefined;
+async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Promise<{ checked: CheckedManifest; from: Source }> {
+  let best: { checked: CheckedManifest; from: Source } | undefined;
   let firstError: unknown;
   for (const source of sources) {
     try {
-      const latest = await fetchLatest(work, source.remote, { signal: opts.signal, allowExpired: opts.allowExpired, note: opts.events?.note });
-      if (!best || latest.manifest.body.serial > best.latest.manifest.body.serial) best = { latest, from: source };
+      const checked = await fetchManifest(work, source.remote, { signal: opts.signal, allowExpired: opts.allowExpired, note: opts.events?.note });
+      if (!best || checked.manifest.body.serial > best.checked.manifest.body.serial) best = { checked, from: source };
     } catch (e) {
       const code = (e as PaqueteError).code;
       const untrusted = code === 'BAD_SIGNATURE' || code === 'UNTRUSTED_KEY';
@@ -569,6 +584,58 @@ async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Pr
   }
   if (!best) throw firstError;
   return best;
+}
+
+/**
+ * A file in place, as the tree state records it, standing for its snapshot entry in a plan with
+ * nothing to do: its size as placed, its SHA-256 when asked, and no chunk, as it needs none.
+ */
+class PlacedEntry implements FileEntry {
+  readonly mode = 0;
+  readonly chunks: number[] = [];
+  readonly size: number;
+  constructor(
+    readonly path: string,
+    private readonly rec: PlacedFile,
+  ) {
+    this.size = rec.size;
+  }
+
+  get sha256(): Uint8Array {
+    return Buffer.from(this.rec.sha256, 'hex');
+  }
+}
+
+/**
+ * The result of a sync that found the tree complete at the manifest's snapshot (stillComplete):
+ * every wanted file present, nothing planned, nothing written. The plan's files are the tree
+ * state's records: a file already in place needs no chunk, so none is named.
+ */
+function nothingNew(checked: CheckedManifest, here: { path: string; rec: PlacedFile }[], opts: SyncOptions, spent: number, read: number, checkCost: number): SyncResult {
+  const files: PlannedFile[] = here.map((f) => ({ file: new PlacedEntry(f.path, f.rec), outcome: 'present', missingBytes: 0 }));
+  const plan: Plan = { files, ranges: [], frameRanges: [], cost: 0, neededBytes: 0, leftBytes: 0 };
+  opts.events?.planned?.(plan, spent);
+  const tree: TreeReport = { placed: [], removed: [], kept: [], failed: [], mismatched: [], inconsistent: [] };
+  return {
+    snapshot: checked.entry.name,
+    serial: checked.manifest.body.serial,
+    plan,
+    spent,
+    read,
+    completeFiles: files.length,
+    wantedFiles: files.length,
+    placed: tree.placed,
+    failed: tree.mismatched,
+    removed: tree.removed,
+    tree,
+    withheld: [],
+    refused: [],
+    leftBytes: 0,
+    checkCost,
+    toFetch: toFetchOf(undefined, 0, null),
+    stoppedByBudget: false,
+    dryRun: !!opts.dryRun,
+  };
 }
 
 /**

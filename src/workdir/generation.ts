@@ -1,9 +1,10 @@
-import { closeSync, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { alive, identityOf, parseLock } from './lock.js';
 import type { PlacedFile, TreeState } from './workdir.js';
+import { LEGACY_TREE_JSON, readTreeStateIn, TREE_STATE, TREE_STATE_LENGTH } from './tree-state.js';
 
 /**
  * Generations: what readers (serve) answer from while a writer (sync) changes the working
@@ -12,10 +13,11 @@ import type { PlacedFile, TreeState } from './workdir.js';
  * reader the bytes its generation names.
  *
  *   .paquete/current                "<n>\n": the generation a reader takes now
- *   .paquete/generations/<n>/       tree.json and manifest.json as they were when n was made:
+ *   .paquete/generations/<n>/       tree.state and manifest.json as they were when n was made:
  *                                   hard links to the writer's files, which are only ever
- *                                   replaced by a rename, never changed in place (copies on a
- *                                   disk without hard links)
+ *                                   replaced by a rename, or appended to (tree.state: read up
+ *                                   to tree.state.length, its length at the switch), never
+ *                                   changed in place (copies on a disk without hard links)
  *   .paquete/keep/<sha256>          a file paquete placed, replaced or removed since: linked here
  *                                   just before the rename or unlink, while a generation names it
  *   .paquete/readers/<pid>          "<pid> #<dev>:<ino> <what> <n>[ <n>…]\n": a reader and the
@@ -31,8 +33,8 @@ export const CURRENT = 'current';
 const GENERATIONS = 'generations';
 export const KEEP = 'keep';
 const READERS = 'readers';
-/** The files a generation holds, each as the working directory has it at the switch. */
-const GENERATION_FILES = ['tree.json', 'manifest.json'];
+/** The files a generation holds, each as the working directory has it at the switch (tree.json: an older paquete's). */
+const GENERATION_FILES = [TREE_STATE, LEGACY_TREE_JSON, 'manifest.json'];
 
 /** The generation `current` names, or undefined when none was made yet (an older paquete's directory). */
 export function currentGeneration(meta: string): number | undefined {
@@ -45,7 +47,7 @@ export function currentGeneration(meta: string): number | undefined {
 }
 
 /**
- * Makes the working directory's tree.json and manifest.json the next generation and switches
+ * Makes the working directory's tree state and manifest.json the next generation and switches
  * `current` to it (writer only, under the lock). Then removes what no generation still in use
  * names. `PAQUETE_PAUSE_BEFORE_SWITCH` (tests): the path of a file written just before the
  * switch; the switch waits until it is removed, so a test can read while the tree is placed and
@@ -59,6 +61,8 @@ export async function switchGeneration(meta: string, opts: { pause?: boolean } =
   rmSync(dir, { recursive: true, force: true }); // a leftover of a switch cut before `current`
   mkdirSync(tmp, { recursive: true });
   for (const f of GENERATION_FILES) if (existsSync(join(meta, f))) linkOrCopy(join(meta, f), join(tmp, f));
+  // The log grows after the switch (appends, under the same inode): the generation is its prefix.
+  if (existsSync(join(tmp, TREE_STATE))) writeFileSync(join(tmp, TREE_STATE_LENGTH), `${statSync(join(tmp, TREE_STATE)).size}\n`);
   renameSync(tmp, dir);
   const pause = process.env.PAQUETE_PAUSE_BEFORE_SWITCH;
   if (pause && opts.pause !== false) {
@@ -173,11 +177,7 @@ export function readersSnapshots(meta: string): { snapshots: Set<string>; reader
 }
 
 function generationState(meta: string, n: number): TreeState {
-  try {
-    return JSON.parse(readFileSync(join(meta, GENERATIONS, String(n), 'tree.json'), 'utf8')) as TreeState;
-  } catch {
-    return { files: {} };
-  }
+  return readTreeStateIn(join(meta, GENERATIONS, String(n)));
 }
 
 /**
@@ -204,14 +204,7 @@ export class Generation {
         return undefined;
       }
     };
-    let state: TreeState = { files: {} };
-    try {
-      const b = read('tree.json');
-      if (b) state = JSON.parse(b.toString('utf8')) as TreeState;
-    } catch {
-      /* a damaged tree state names nothing */
-    }
-    return new Generation(n ?? 0, state, read('manifest.json'), root, meta);
+    return new Generation(n ?? 0, readTreeStateIn(dir), read('manifest.json'), root, meta);
   }
 
   /** Whether the bytes this generation placed at `path` (with this SHA-256) can still be read. */

@@ -1,14 +1,16 @@
-import { accessSync, constants, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore, OpenOptions } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { decodeTreeState, encodeTreeState, LEGACY_TREE_JSON, restOf, samePlaced, TREE_STATE, TreeStateWriter } from './tree-state.js';
 import { acquireLock, isReadOnlyError, refuseIfHeld } from './lock.js';
 import { currentGeneration, KEEP, switchGeneration } from './generation.js';
 import { STORE_DIR_NAME } from '../snapshot/paths.js';
 
 /** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
 export const META_DIR = STORE_DIR_NAME;
+
 
 /** A working directory's lock names the directory too: a copy of the folder is not locked by it. */
 const LOCK = { identifyDirectory: true };
@@ -54,6 +56,13 @@ export interface WorkDirOptions {
   shared?: boolean;
   /** How the store is opened otherwise. */
   store?: OpenOptions;
+  /**
+   * The store is opened by the first openStore(), not here: a sync with nothing new never opens
+   * it (LevelDB writes a new log and manifest at every open, and reads its tables).
+   */
+  deferStore?: boolean;
+  /** Told of the store once it is open (what it mended as it opened). */
+  onStoreOpen?: (store: ChunkStore) => void;
 }
 
 /** A file as paquete placed it: any other size or mtime (and other bytes) means the user's. */
@@ -79,6 +88,21 @@ export interface TreeState {
   inconsistent?: Record<string, { snapshot: string; sha256: string; mismatches: number; publisher: boolean }>;
   /** Files that could not be placed in snapshot `snapshot`, and why (status shows them). */
   failed?: Record<string, { snapshot: string; code: string; message: string }>;
+  /**
+   * Set by a sync that left every file it wanted in place in snapshot `snapshot`, with nothing
+   * kept as the user's, refused, failed or inconsistent, and every file of `files` wanted or
+   * placed by paquete: while the manifest names that snapshot, the same sync (same `asked`
+   * wants) has nothing to do if every file of `files` still has its size and mtime (what rsync
+   * -a trusts), and the index is not read at all. Any other change to `files` drops it.
+   */
+  complete?: CompleteAt;
+}
+
+/** A tree complete at a snapshot, for a sync given `asked` as its wants (`wants` once expanded). */
+export interface CompleteAt {
+  snapshot: string;
+  asked: string[];
+  wants: string[];
 }
 
 /**
@@ -86,16 +110,38 @@ export interface TreeState {
  * snapshot indexes, the record of placed files, and the chunk store.
  */
 export class WorkDir {
+  private opened?: ChunkStore;
+  private opening?: Promise<ChunkStore>;
+
   private constructor(
     readonly root: string,
     readonly config: WorkConfig,
-    readonly store: ChunkStore,
+    private readonly storeOptions: WorkDirOptions,
     private readonly unlock: () => void,
     /** Opened on a directory it cannot write: nothing is written, caches are not updated. */
     readonly readOnly = false,
     /** Opened without the lock, beside a writer: the writer's files are not written (caches are). */
     readonly reader = false,
   ) {}
+
+  /** The chunk store; opened by WorkDir.open unless it was told to defer it (then: openStore()). */
+  get store(): ChunkStore {
+    if (!this.opened) throw new Error('the store is not open yet (WorkDir.openStore)');
+    return this.opened;
+  }
+
+  /** Opens the store if it is not open yet. */
+  async openStore(): Promise<ChunkStore> {
+    if (this.opened) return this.opened;
+    const dir = join(this.meta, 'store');
+    // Beside a writer, through a copy of its index; on a read-only directory, read-only.
+    this.opening ??= (this.reader ? openReadOnlyStore(dir) : ChunkStore.open(dir, this.readOnly ? { readOnly: true } : this.storeOptions.store)).then((store) => {
+      this.opened = store;
+      this.storeOptions.onStoreOpen?.(store);
+      return store;
+    });
+    return this.opening;
+  }
 
   get meta(): string {
     return join(this.root, META_DIR);
@@ -152,7 +198,11 @@ export class WorkDir {
     } catch (e) {
       throw new PaqueteError('DAMAGED_STORE', `${join(meta, 'config.json')} is unreadable: ${(e as Error).message}`);
     }
-    if (options.reader) return new WorkDir(root, config, await openReadOnlyStore(join(meta, 'store')), () => {}, !writable(meta), true);
+    if (options.reader) {
+      const work = new WorkDir(root, config, options, () => {}, !writable(meta), true);
+      if (!options.deferStore) await work.openStore();
+      return work;
+    }
     let unlock: () => void;
     try {
       unlock = acquireLock(join(meta, 'lock'), command, LOCK);
@@ -162,13 +212,16 @@ export class WorkDir {
       const code = (e as NodeJS.ErrnoException).code;
       if (!options.readOnlyFallback) throw new PaqueteError('IO', `${root} cannot be written (${code}); ${command} needs to write there`, 'status, verify (without --repair) and serve work on a read-only directory');
       refuseIfHeld(join(meta, 'lock'), LOCK);
-      return new WorkDir(root, config, await ChunkStore.open(join(meta, 'store'), { readOnly: true }), () => {}, true);
+      const work = new WorkDir(root, config, options, () => {}, true);
+      if (!options.deferStore) await work.openStore();
+      return work;
     }
+    const work = new WorkDir(root, config, options, unlock);
     try {
-      const store = await ChunkStore.open(join(meta, 'store'), options.store);
+      if (!options.deferStore) await work.openStore();
       // A directory of an older paquete has no generation yet: readers get one from the first writer.
       if (currentGeneration(meta) === undefined) await switchGeneration(meta, { pause: false });
-      return new WorkDir(root, config, store, unlock);
+      return work;
     } catch (e) {
       unlock();
       throw e;
@@ -215,35 +268,114 @@ export class WorkDir {
   /** Where assembled files wait for their checksum before being renamed into place. */
   get tmpDir(): string {
     const t = this.file('tmp');
-    if (!this.readOnly) mkdirSync(t, { recursive: true });
+    // Once per process: asked for every file placed (a mkdir each was 0.5 s of a 10k-file sync).
+    if (!this.readOnly && !this.tmpMade) {
+      mkdirSync(t, { recursive: true });
+      this.tmpMade = true;
+    }
     return t;
   }
+
+  private tmpMade = false;
 
   saveConfig(): void {
     this.writeMeta('config.json', JSON.stringify(this.config, null, 2) + '\n');
   }
 
+  /**
+   * What tree.state holds now: its files as last read or written (`files`; or, until the first
+   * save after a read, the bytes read: a sync with nothing new reads and never saves, and
+   * indexing 100k records it will not compare cost as much as reading them), and where its log ends.
+   */
+  private saved?: { files: Map<string, PlacedFile> | Buffer | undefined; rest: string; length: number; records: number };
+
+  /**
+   * What paquete placed (src/workdir/tree-state.ts). Each call reads the file afresh; the files'
+   * records are frozen, so a change is always a new record (what saveTreeState compares).
+   */
   treeState(): TreeState {
-    const b = this.readOptional('tree.json');
-    if (!b) return { files: {} };
+    const b = this.readOptional(TREE_STATE);
+    const decoded = b ? decodeTreeState(b) : undefined;
+    let state: TreeState;
+    if (decoded) state = decoded.state;
+    else {
+      // Only a cache of what we placed: losing it costs re-hashing files, never data. Until
+      // its first save, a directory of an older paquete has tree.json instead.
+      state = (!b && this.legacyTreeJson()) || { files: {} };
+      for (const k of Object.keys(state.files)) Object.freeze(state.files[k]);
+    }
+    this.saved = decoded
+      ? { files: b, rest: restOf(state), length: decoded.validLength, records: decoded.records }
+      : // No log to append to: the next save writes it whole.
+        { files: undefined, rest: '', length: 0, records: 0 };
+    return state;
+  }
+
+  /** The files tree.state holds now, by path. */
+  private savedFiles(): Map<string, PlacedFile> {
+    const saved = this.saved;
+    if (!saved || !saved.files) return new Map();
+    if (saved.files instanceof Map) return saved.files;
+    return (saved.files = new Map(Object.entries(decodeTreeState(saved.files)?.state.files ?? {})));
+  }
+
+  private legacyTreeJson(): TreeState | undefined {
     try {
-      return JSON.parse(b.toString('utf8')) as TreeState;
+      const b = this.readOptional(LEGACY_TREE_JSON);
+      return b ? (JSON.parse(b.toString('utf8')) as TreeState) : undefined;
     } catch {
-      // Only a cache of what we placed: losing it costs re-hashing files, never data.
-      return { files: {} };
+      return undefined;
     }
   }
 
+  /**
+   * Saves the tree state, writing what changed since it was read or last saved: nothing when
+   * nothing did, else records appended to the log (fsynced). The log is written whole again
+   * (atomically) when it holds more than twice the records of the state it replays to.
+   */
   saveTreeState(s: TreeState): void {
     // Only a cache of what we placed (see treeState): on a read-only directory, files are hashed again
     // next time; beside a writer, the tree state is the writer's.
     if (this.readOnly || this.reader) return;
-    this.writeMeta('tree.json', JSON.stringify(s));
+    const saved = this.saved ?? { files: undefined, rest: '', length: 0, records: 0 };
+    const savedFiles = this.savedFiles();
+    const w = new TreeStateWriter();
+    for (const path in s.files) {
+      const rec = s.files[path];
+      const before = savedFiles.get(path);
+      if (before === undefined || !samePlaced(before, rec)) w.placed(path, rec);
+    }
+    for (const path of savedFiles.keys()) if (!Object.hasOwn(s.files, path)) w.dropped(path);
+    const rest = restOf(s);
+    if (rest !== saved.rest) w.rest(rest);
+    if (w.records === 0) return;
+    const files = new Map<string, PlacedFile>();
+    for (const path in s.files) files.set(path, Object.freeze(s.files[path]));
+    const live = files.size + 1;
+    if (saved.length === 0 || saved.records + w.records > 2 * live + 64) {
+      const whole = encodeTreeState(s);
+      this.writeMeta(TREE_STATE, whole);
+      rmSync(this.file(LEGACY_TREE_JSON), { force: true });
+      this.saved = { files, rest, length: whole.length, records: live };
+      return;
+    }
+    const fd = openSync(this.file(TREE_STATE), 'r+');
+    try {
+      // Past a record a kill cut short, nothing would be read: the log goes on where it was whole.
+      ftruncateSync(fd, saved.length);
+      const bytes = w.finish();
+      for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at, saved.length + at);
+      fsyncSync(fd);
+      this.saved = { files, rest, length: saved.length + bytes.length, records: saved.records + w.records };
+    } finally {
+      closeSync(fd);
+    }
   }
 
   async close(): Promise<void> {
     try {
-      await this.store.close();
+      // One being opened is waited for, so that it is closed too.
+      if (this.opening) await (await this.opening.catch(() => undefined))?.close();
     } finally {
       this.unlock();
     }
