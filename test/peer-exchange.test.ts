@@ -1,3 +1,4 @@
+import { describeToFetch } from '../src/sync/forecast.js';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -134,6 +135,10 @@ describe('two and three stores exchange through bundles with no network', () => 
     assert.match(r.stdout, /volume 2 of 3 is missing \(\d+ chunks, [\d.]+ [kM]B\)/);
     assert.match(r.stdout, /volume 3 of 3 is missing/);
     assert.match(r.stdout, /still to fetch/);
+    // The figure is status's: what a sync would spend on the wire, not the records' bytes.
+    const st = await json(['status', '-C', 'D'], dir);
+    assert.ok(st.toFetch.wire > 0);
+    assert.ok(r.stdout.includes(`still to fetch: ${describeToFetch(st.toFetch)}`), r.stdout);
     const placed = readdirSync(join(dir, 'D/site'), { recursive: true });
     assert.ok(placed.length > 0, 'the files whole in volume 1 are placed');
     const want = treeDigest(join(dir, 'site'));

@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { EXIT } from '../errors.js';
 import { importBundles, ImportResult } from '../peer/import.js';
 import { formatSize } from '../util/size.js';
+import { describeToFetch, ToFetch } from '../sync/forecast.js';
+import { toFetchNow } from '../sync/session.js';
 import { baseDir, GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { printNotPlaced } from './tree-report.js';
@@ -25,9 +27,9 @@ export const importCommand = {
     const base = baseDir(argv);
     const progress = new Progress('import', !argv.quiet && !argv.json);
     try {
-      const r = await withWorkDir(argv, 'import', (work) => {
+      const r = await withWorkDir(argv, 'import', async (work) => {
         let volumes = -1;
-        return importBundles(
+        const done = await importBundles(
           work,
           argv.bundles.map((b) => resolve(base, b)),
           {
@@ -39,6 +41,8 @@ export const importCommand = {
             },
           },
         );
+        // What a sync would still spend, as status says it (not the records' compressed bytes).
+        return { ...done, toFetch: done.placement?.missingBytes ? await toFetchNow(work) : null };
       });
       progress.stop();
       report(r);
@@ -48,7 +52,7 @@ export const importCommand = {
   },
 };
 
-function report(r: ImportResult): void {
+function report(r: ImportResult & { toFetch: ToFetch | null }): void {
   for (const b of r.bundles) {
     out.result(
       `bundle ${b.id.slice(0, 8)} (serial ${b.serial}): volumes ${b.found.join(', ') || 'none'} of ${b.volumes}` +
@@ -70,7 +74,7 @@ function report(r: ImportResult): void {
     out.result(
       `snapshot ${p.snapshot.slice(0, 12)} (serial ${p.serial}): ${p.completeFiles}/${p.totalFiles} files in place (${p.placed.length} new)` +
         (p.removed.length ? `, ${p.removed.length} old removed` : '') +
-        (p.missingBytes ? `; ${formatSize(p.missingBytes)} still to fetch (paquete sync, or another bundle)` : p.completeFiles === p.totalFiles ? '; complete' : ''),
+        (r.toFetch?.wire ? `; still to fetch: ${describeToFetch(r.toFetch)} (paquete sync, or another bundle)` : p.completeFiles === p.totalFiles ? '; complete' : ''),
     );
     if (p.failed.length) out.warn(`${p.failed.length} files did not match their checksum; their chunks were dropped: ${p.failed.slice(0, 3).join(', ')}`);
     printNotPlaced(p.tree);

@@ -5,7 +5,7 @@ import { assessCompleteness, Completeness, completeAsSynced, SourceCompleteness 
 import type { WorkDir } from '../workdir/workdir.js';
 import { formatSize } from '../util/size.js';
 import { describeToFetch, keepToFetch, toFetchOf } from '../sync/forecast.js';
-import { runSync } from '../sync/session.js';
+import { toFetchNow } from '../sync/session.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { printNotPlaced } from './tree-report.js';
@@ -49,7 +49,7 @@ export const statusCommand = {
       const { entry, manifest } = latest;
       const { sources: all, total, notPlaced } = latest.completeness;
       // The sync's own plan, made here with no network: what it would spend now (src/sync/forecast.ts).
-      const toFetch = total.missingSize > 0 ? (await runSync(work, { offline: true })).toFetch : toFetchOf(undefined, 0, null);
+      const toFetch = (total.missingSize > 0 ? await toFetchNow(work) : null) ?? toFetchOf(undefined, 0, null);
       if (total.missingSize === 0) keepToFetch(work, entry.name, toFetch);
       out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);

@@ -473,6 +473,20 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   }
 }
 
+/**
+ * What a sync with no budget would spend now and complete, planned here with no network (status,
+ * and import or seed after they filled the store): runSync's own plan, offline.
+ */
+export async function toFetchNow(work: WorkDir): Promise<ToFetch | null> {
+  try {
+    return (await runSync(work, { offline: true })).toFetch;
+  } catch (e) {
+    // No index cached for the trusted manifest (a bundle's manifest without its index): no figure.
+    if ((e as PaqueteError).code === 'NO_SNAPSHOT') return null;
+    throw e;
+  }
+}
+
 /** The refused names the user wants (all of them with no --want). */
 function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
   if (!wants.length) return refused;
