@@ -6,6 +6,9 @@
  * - one single-range request at a time per call (S3 and some CDNs refuse multi-range);
  * - resume-aware retries: after a cut, a range continues from the first byte the sink has not
  *   had; nothing is delivered twice and nothing that arrived is fetched again;
+ * - bodies are read at the link's pace: each piece goes to the sink in the turn its socket read
+ *   brought it, and a sink that lands it in a file is not waited for (so a kill -9 takes at most
+ *   the read under way, not stream buffers that filled while a slow sink held the reading up);
  * - a stall timer (no bytes for N ms) and a connect timeout;
  * - captive portals (a 200 with a login page, a redirect to a login host, a 511) are reported as
  *   CAPTIVE_PORTAL and none of their bytes reach a sink;
@@ -786,6 +789,11 @@ class HttpRemoteImpl implements HttpRemote {
    * `deliver`, then stop (reading a small rest to keep the connection, when its reservation
    * covers it, else hanging up). `sniff` sees the first bytes before anything is delivered and
    * may throw. `max`: a body longer than this is hung up on as soon as it shows (`tooLong`).
+   *
+   * `deliver` is called in the same turn as the socket read that brought its bytes (readEach):
+   * a sink that lands them on disk there and returns nothing has the connection read on at the
+   * link's pace, so a kill -9 finds nothing of the body in this process but the one socket read
+   * it was in the middle of. Only a sink that returns a promise holds the reading up meanwhile.
    */
   private async pump(
     op: Opened,
@@ -806,64 +814,81 @@ class HttpRemoteImpl implements HttpRemote {
     let heldLen = 0;
     let done = take === 0;
     let seen = 0; // body bytes read off the stream
+    let over = false; // stop reading: the wanted bytes are all in and the rest is not worth it
 
-    const handle = async (chunk: Buffer): Promise<void> => {
+    /** Hands the wanted part of `chunk` on; a promise when the sink holds the reading up. */
+    const handle = (chunk: Buffer): Promise<void> | undefined => {
       const from = p;
       p += chunk.length;
-      if (done) return;
+      if (done) return undefined;
       const a = Math.max(0, skip - from);
       const b = Math.min(chunk.length, stop - from);
-      if (b > a) {
-        att.disarm(); // a slow sink is not a stalled link
-        att.sinkBusy(true);
-        try {
-          await deliver(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
-        } catch (e) {
-          throw new SinkFailure(e);
-        } finally {
-          att.sinkBusy(false);
-        }
-        if (att.reason !== undefined) throw att.reason;
-        att.arm(this.stallMs);
-      }
       if (p >= stop) done = true;
+      if (b <= a) return undefined;
+      let r: void | Promise<void>;
+      try {
+        r = deliver(a === 0 && b === chunk.length ? chunk : chunk.subarray(a, b));
+      } catch (e) {
+        throw new SinkFailure(e);
+      }
+      if (!r) return undefined;
+      att.disarm(); // a slow sink is not a stalled link
+      att.sinkBusy(true);
+      return r.then(
+        () => {
+          att.sinkBusy(false);
+          if (att.reason !== undefined) throw att.reason;
+          att.arm(this.stallMs);
+        },
+        (e) => {
+          att.sinkBusy(false);
+          throw new SinkFailure(e);
+        },
+      );
     };
 
-    const flushHeld = async (): Promise<void> => {
-      if (!held) return;
+    const flushHeld = (): Promise<void> | undefined => {
+      if (!held) return undefined;
       const head = Buffer.concat(held);
       held = undefined;
       spec.sniff!(head);
-      if (head.length) await handle(head);
+      return head.length ? handle(head) : undefined;
+    };
+
+    const each = (chunk: Buffer): Promise<void> | undefined => {
+      att.arm(this.stallMs);
+      att.received(chunk.length);
+      seen += chunk.length;
+      if (spec.max !== undefined && seen > spec.max) throw spec.tooLong!();
+      let r: Promise<void> | undefined;
+      if (held) {
+        held.push(chunk);
+        heldLen += chunk.length;
+        if (heldLen >= SNIFF_BYTES) r = flushHeld();
+      } else {
+        r = handle(chunk);
+      }
+      const check = (): void => {
+        if (!done) return;
+        // Hang up unless the rest is small and its reservation covers it (reading it keeps
+        // the connection for the next request).
+        const rest = op.length === undefined ? Infinity : op.length - p;
+        if (rest > DRAIN_LIMIT || (op.hold && rest > op.hold.room)) {
+          if (rest > 0) hungUp.add(op.stream);
+          over = true;
+        }
+      };
+      // A body longer than asked ends at `take` (getRange) or `max` (get); a response head far
+      // bigger than any this server sent before only shows in the budget's count.
+      if (r) return r.then(check);
+      check();
+      return undefined;
     };
 
     try {
-      for await (const c of op.stream) {
-        const chunk = c as Buffer;
-        att.arm(this.stallMs);
-        att.received(chunk.length);
-        seen += chunk.length;
-        if (spec.max !== undefined && seen > spec.max) throw spec.tooLong!();
-        if (held) {
-          held.push(chunk);
-          heldLen += chunk.length;
-          if (heldLen >= SNIFF_BYTES) await flushHeld();
-        } else {
-          await handle(chunk);
-        }
-        if (done) {
-          // Hang up unless the rest is small and its reservation covers it (reading it keeps
-          // the connection for the next request).
-          const rest = op.length === undefined ? Infinity : op.length - p;
-          if (rest > DRAIN_LIMIT || (op.hold && rest > op.hold.room)) {
-            if (rest > 0) hungUp.add(op.stream); // breaking out destroys the stream
-            break;
-          }
-        }
-        // A body longer than asked ends at `take` (getRange) or `max` (get); a response head far
-        // bigger than any this server sent before only shows in the budget's count.
-      }
-      if (held) await flushHeld();
+      await readEach(op.stream, each, () => over);
+      const r = flushHeld();
+      if (r) await r;
     } catch (e) {
       if (e instanceof SinkFailure || e instanceof PaqueteError) {
         hungUp.add(op.stream);
@@ -954,14 +979,24 @@ class HttpRemoteImpl implements HttpRemote {
     let notModified = false;
     const limit = opts?.size ?? opts?.limit ?? MAX_GET_BYTES;
     const strict = path === MANIFEST || path.endsWith('.json');
+    const keep = opts?.size !== undefined && path !== MANIFEST ? opts.resume : undefined;
+    if (keep && keep.prefix.length <= limit) {
+      parts.push(Buffer.from(keep.prefix.buffer, keep.prefix.byteOffset, keep.prefix.byteLength));
+      have = keep.prefix.length;
+      // Landed whole by a session killed before it used them: nothing to ask.
+      if (have === limit) return keep.prefix;
+    } else keep?.restart();
     const deliver = (b: Buffer): void => {
+      keep?.land(b);
       parts.push(b);
       have += b.length;
     };
     const reset = (): void => {
       parts.length = 0;
       have = 0;
+      keep?.restart();
     };
+    let first = true; // no answer seen yet in this call (a landed prefix may come before it)
     // Hung up on before its body: longer than its signed size (a hotspot rewrote it), or than
     // the cap of what it is (the manifest's: a remote serving that is broken or hostile).
     const tooBig = (url: URL, size: number | string) =>
@@ -1069,7 +1104,8 @@ class HttpRemoteImpl implements HttpRemote {
       // A 200 may be a login page: judge that by its first bytes before calling the file changed.
       const why = this.validatorProblem(path, res, size);
       if (why && status === 206) throw this.changed(path, why);
-      if (have === 0) {
+      if (have === 0 || first) {
+        first = false;
         firstSize = size;
         etagOfBody = res.headers.etag;
         validator = etagOfBody && !etagOfBody.startsWith('W/') ? etagOfBody : res.headers['last-modified'];
@@ -1109,9 +1145,10 @@ class HttpRemoteImpl implements HttpRemote {
     if (end === start) return;
     let pos = start; // first byte the sink has not had
     let stopAt = end; // where this call stops: `end`, or the prefix the budget pays for
-    const deliver = async (b: Buffer): Promise<void> => {
+    // Called in the turn its bytes were read (see pump): a sink that lands them returns nothing.
+    const deliver = (b: Buffer): void | Promise<void> => {
       pos += b.length;
-      await sink(b);
+      return sink(b);
     };
 
     await this.withRetries(path, opts, () => pos - start, async (att) => {
@@ -1244,6 +1281,86 @@ class HttpRemoteImpl implements HttpRemote {
 
 /** A kept-alive connection that turned out dead before any answer (retried at once). */
 class StaleSocket extends Transient {}
+
+/**
+ * Calls `each` with every chunk of `stream` in flowing mode: in the same turn as the socket read
+ * that brought it, with nothing buffered between the two while `each` returns nothing. When it
+ * returns a promise the stream is paused until that settles (chunks that still come meanwhile
+ * wait their turn). Resolves when the stream ends or `stopped()` turns true after a chunk;
+ * rejects on a stream error, a cut, or a throw from `each`.
+ */
+function readEach(stream: GotRequest, each: (chunk: Buffer) => Promise<void> | undefined, stopped: () => boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let finished = false;
+    /** A promise of `each` is being waited for; chunks that come meanwhile queue up. */
+    let draining = false;
+    const queue: Buffer[] = [];
+    let ended = false;
+    /** A failure that came while draining: reported once the sink is done (never two at once). */
+    let failure: { e: unknown } | undefined;
+    const finish = (e?: unknown): void => {
+      if (finished) return;
+      finished = true;
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+      if (e === undefined) resolve();
+      else reject(e);
+    };
+    const fail = (e: unknown): void => {
+      if (draining) failure ??= { e };
+      else finish(e);
+    };
+    const drain = async (first: Promise<void>): Promise<void> => {
+      draining = true;
+      stream.pause();
+      try {
+        await first;
+        while (!failure && !stopped() && queue.length) {
+          const r = each(queue.shift()!);
+          if (r) await r;
+        }
+      } catch (e) {
+        failure ??= { e };
+      }
+      draining = false;
+      if (failure) return finish(failure.e);
+      if (stopped() || ended) return finish();
+      stream.resume();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (finished || failure) return;
+      if (draining) {
+        queue.push(chunk);
+        return;
+      }
+      let r: Promise<void> | undefined;
+      try {
+        r = each(chunk);
+      } catch (e) {
+        return finish(e);
+      }
+      if (r) void drain(r);
+      else if (stopped()) finish();
+    };
+    const onEnd = (): void => {
+      ended = true;
+      if (!draining) finish();
+    };
+    const onError = (e: Error): void => fail(e);
+    const onClose = (): void => {
+      if (!ended && !stream.readableEnded) fail(Object.assign(new Error('the answer was cut short'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    };
+    if (stream.errored) return finish(stream.errored);
+    if (stream.readableEnded) return finish();
+    if (stream.destroyed) return onClose();
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}
 
 /** Status line + headers as received (nginx writes them canonically: "Name: value\r\n"). */
 function headSize(res: http.IncomingMessage): number {

@@ -30,6 +30,7 @@ export function createLocalRemote(dir: string, budget?: WireBudget): Remote {
   return {
     location: root,
     free: budget === undefined,
+    local: true,
     meter: { get total() { return read; } },
     async get(path: string, opts?: FetchOptions) {
       try {

@@ -44,6 +44,19 @@ export interface FetchOptions {
   ifNoneMatch?: { etag: string; cached: Uint8Array };
   /** get() only: told the ETag of the bytes it returns (undefined when the server gave none). */
   onEtag?: (etag: string | undefined) => void;
+  /**
+   * get() only, for an immutable file of a signed `size` (an index): the bytes an earlier try
+   * landed (`prefix`), which are not asked for again, and where each new piece goes as it is
+   * read (`land`, synchronously: see getRange) or is dropped when the file starts over
+   * (`restart`). The caller checks the whole against its signed hash.
+   */
+  resume?: GetLanding;
+}
+
+export interface GetLanding {
+  readonly prefix: Uint8Array;
+  land(bytes: Uint8Array): void;
+  restart(): void;
 }
 
 export interface Remote {
@@ -51,13 +64,22 @@ export interface Remote {
   readonly location: string;
   /** True when reading it costs nothing (local path, LAN peer marked free). */
   readonly free: boolean;
+  /**
+   * A directory on this machine (a USB stick, a share): a read cannot be cut half way, so a sink
+   * gains nothing by landing bytes ahead of using them and holds the reading up instead.
+   */
+  readonly local?: boolean;
   readonly meter: WireMeter;
   /** A whole small file. Fails with NOT_A_REMOTE / NETWORK / CAPTIVE_PORTAL as fits. */
   get(path: string, opts?: FetchOptions): Promise<Uint8Array>;
   /**
    * Bytes [range.start, range.end) of an immutable file, handed to `sink` in order as they
    * arrive, so a cut connection still leaves what came usable. Resolves when the whole range
-   * arrived; rejects (after calling sink with whatever did arrive) otherwise.
+   * arrived; rejects (after calling sink with whatever did arrive) otherwise. An HTTP remote calls
+   * `sink` in the same turn as the socket read that brought the bytes: a sink that puts them on
+   * disk there and returns nothing is never waited for (the connection is read on at the link's
+   * pace, so a kill -9 can only take the read under way); one that returns a promise holds the
+   * reading up until it settles.
    */
   getRange(path: string, range: ByteRange, sink: (bytes: Uint8Array) => void | Promise<void>, opts?: FetchOptions): Promise<void>;
   /**

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { LinkFacts, Remote } from '../remote/remote.js';
@@ -8,6 +8,7 @@ import { rotationPath } from '../snapshot/rotation.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
+import { LandedFile } from './landing.js';
 import { indexThroughDelta } from './updates.js';
 
 export interface Latest {
@@ -75,6 +76,8 @@ export async function fetchSnapshot(work: WorkDir, remote: Remote, checked: Chec
     }
   }
   const snapshot = await loadSnapshot(work, remote, entry, opts);
+  // The latest index is in the cache now: a prefix of any other (an older latest a kill cut) is of no use.
+  for (const name of readdirSync(work.tmpDir)) if (name.endsWith('.snap.part')) rmSync(join(work.tmpDir, name), { force: true });
   acceptLatest(work, remote, checked, opts);
   return { manifest, entry, snapshot, update };
 }
@@ -264,11 +267,23 @@ export function cachedIndex(work: WorkDir, entry: ManifestSnapshot): Uint8Array 
 export async function loadSnapshot(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<Snapshot> {
   let bytes = cachedIndex(work, entry);
   if (!bytes) {
-    // Its signed size: nothing is asked unless the budget covers all of it.
-    const fetched = await remote.get(snapshotCache(entry.name), { ...opts, size: entry.size });
-    checkSnapshotBytes(entry, fetched);
-    bytes = Buffer.from(fetched);
-    work.writeMeta(snapshotCache(entry.name), bytes);
+    // Its signed size: nothing is asked unless the budget covers all of it. Landed as it comes,
+    // so a session killed half way through a big index leaves the next one only the rest to pay.
+    const landed = new LandedFile(join(work.tmpDir, `${entry.name}.snap.part`), entry.size);
+    try {
+      const fetched = await remote.get(snapshotCache(entry.name), { ...opts, size: entry.size, resume: landed });
+      try {
+        checkSnapshotBytes(entry, fetched);
+      } catch (e) {
+        landed.remove(); // not the signed index (damaged on the way): none of it is kept
+        throw e;
+      }
+      bytes = Buffer.from(fetched);
+      work.writeMeta(snapshotCache(entry.name), bytes);
+      landed.remove();
+    } finally {
+      landed.close();
+    }
   }
   return decodeSnapshot(bytes);
 }

@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex } from '../chunk/index.js';
@@ -11,6 +11,7 @@ import { Snapshot } from '../snapshot/snapshot.js';
 import { FetchEvents } from './fetcher.js';
 import { FrameOption, FrameRange } from './planner.js';
 import { TEMP_FILE } from './tree-writer.js';
+import { Landing, readBack } from './landing.js';
 
 const PART = /^frame-([0-9a-f]{16})-(\d+)\.part$/;
 
@@ -49,16 +50,18 @@ export function foreignParts(partDir: string, heads: (UpdateHead | undefined)[])
 const partPath = (partDir: string, head: UpdateHead, f: number) => join(partDir, `frame-${head.framesFile.slice(0, 16)}-${head.frames[f].offset}.part`);
 
 /**
- * Compressed bytes an earlier session kept of each frame of `head` it was cut inside (frame index
- * → bytes of its `.part`): what the planner no longer pays for. A `.part` as long as its frame or
- * longer is no resumable prefix (a kill after the last byte): it counts for nothing.
+ * Compressed bytes an earlier session kept of each frame of `head` it was cut or killed inside
+ * (frame index → bytes of its `.part`): what the planner no longer pays for. A `.part` as long as
+ * its frame is the whole frame (a kill after its last byte landed, before its decoding ended): it
+ * costs nothing more and is decoded from disk. One longer than its frame is no frame's: ignored
+ * (and overwritten if the frame is fetched).
  */
 export function keptPrefixes(partDir: string, head: UpdateHead): Map<number, number> {
   const kept = new Map<number, number>();
   for (let f = 0; f < head.frames.length; f++) {
     const p = partPath(partDir, head, f);
     const size = existsSync(p) ? statSync(p).size : 0;
-    if (size > 0 && size < head.frames[f].length) kept.set(f, size);
+    if (size > 0 && size <= head.frames[f].length) kept.set(f, size);
   }
   return kept;
 }
@@ -134,11 +137,12 @@ export interface FrameFetchOptions extends FetchEvents {
 }
 
 /**
- * Fetches frames of an update into the store. Bytes are decoded as they arrive, each chunk
- * checked against its id and stored as the record the remote's pack holds for it (so this store
- * can serve it to LAN peers as virtual packs), and committed in batches like fetchRanges. The
- * compressed bytes of the frame under way are kept in a `.part` file beside, so a session cut
- * mid-frame resumes at the next byte instead of fetching the frame again.
+ * Fetches frames of an update into the store. The compressed bytes of each frame are landed in
+ * its `.part` file as they are read off the connection, and decoded behind (src/sync/landing.ts):
+ * each chunk checked against its id and stored as the record the remote's pack holds for it (so
+ * this store can serve it to LAN peers as virtual packs), and committed as it comes. A session
+ * cut or killed mid-frame resumes at the next byte the `.part` lacks, and one killed after a
+ * frame's last byte decodes it from the `.part` without fetching anything.
  */
 export async function fetchFrames(
   remote: Remote,
@@ -153,56 +157,76 @@ export async function fetchFrames(
   // The planner priced each range from its `resume`, the kept bytes it read (keptPrefixes).
   for (const request of ranges) {
     opts.signal?.throwIfAborted();
-    let current: FrameReader | undefined;
+    const landing = new Landing(opts.signal);
+    const readers: FrameReader[] = [];
+    let landingInto: FrameReader | undefined; // the frame the next bytes belong to
     let next = 0;
     let pos = request.start;
-    const open = async (resumeFrom: number) => {
+    const open = (resumeFrom: number): FrameReader => {
       const f = request.frames[next++];
-      current = new FrameReader(u, f, snapshot, store, partOf(f), opts);
-      await current.start(await dictionaryOf(u, u.head.frames[f], store), resumeFrom);
+      const reader = new FrameReader(u, f, snapshot, store, partOf(f), opts, resumeFrom);
+      readers.push(reader);
+      landing.after(async () => reader.start(await dictionaryOf(u, u.head.frames[f], store)));
+      return reader;
     };
-    if (request.resume) await open(request.resume);
-    const sink = async (bytes: Uint8Array) => {
-      while (bytes.length) {
-        if (!current) await open(0);
-        const take = Math.min(bytes.length, current!.remaining);
-        await current!.push(bytes.subarray(0, take));
-        bytes = bytes.subarray(take);
-        pos += take;
-        if (current!.remaining === 0) {
-          await current!.finish();
-          current = undefined;
-        }
-      }
-      await store.flush(false);
-      await current?.report();
+    /** All of the frame's bytes are landed: decode its end behind the rest. */
+    const landed = (reader: FrameReader) => {
+      landing.after(() => reader.finish());
+      landingInto = undefined;
     };
     try {
+      if (request.resume) {
+        landingInto = open(request.resume);
+        if (landingInto.remaining === 0) landed(landingInto);
+      }
+      const sink = (bytes: Uint8Array): Promise<void> | undefined => {
+        if (landing.failed) throw landing.failed.e;
+        while (bytes.length) {
+          const reader = (landingInto ??= open(0));
+          const piece = bytes.subarray(0, Math.min(bytes.length, reader.remaining));
+          const at = reader.land(piece);
+          landing.use(piece, reader.fd, at, (b) => reader.decode(b));
+          bytes = bytes.subarray(piece.length);
+          pos += piece.length;
+          if (reader.remaining === 0) landed(reader);
+        }
+        return remote.local ? landing.caughtUp() : undefined;
+      };
       // A prefix that fits the budget is kept in the frame's .part file for the next session.
-      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: opts.signal, prefixOk: true });
+      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: landing.signal, prefixOk: true });
+      await landing.drained();
       if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
-      await current?.settle();
-    } catch (e) {
+      await landingInto?.settle();
+    } catch (e0) {
+      // Everything landed is used first (up to a use that fails).
+      await landing.drained().catch(() => {});
+      // A frame that did not decode stopped the fetch: that is the error, not the abort.
+      const e = landing.failed ? landing.failed.e : e0;
       // The link went away mid-frame: what arrived is kept in the .part, and what it decodes to
       // is stored now, not left to the next session (a drop after 1 MB of a stream stored no
-      // chunk while the decoder lagged). A frame that does not decode is the first error.
-      const cut = (e as PaqueteError).code !== 'DAMAGED_PACK' && current !== undefined;
-      if (cut) await current!.settle().catch(() => {});
+      // chunk while the decoder lagged).
+      const cut = (e as PaqueteError).code !== 'DAMAGED_PACK' && landingInto !== undefined && !landing.failed;
+      if (cut) await landingInto!.settle().catch(() => {});
       throw e;
     } finally {
-      current?.close();
+      for (const r of readers) r.close();
       await store.flush();
     }
   }
 }
 
-/** One frame being received: decoder, chunk splitter, and the .part file of what came so far. */
+/**
+ * One frame being received: its `.part` file (the compressed bytes landed so far), and behind it
+ * the decoder and the splitting into checked chunks.
+ */
 class FrameReader {
-  private decoding!: StreamingFrame;
-  private fd: number | undefined;
+  private decoding: StreamingFrame | undefined;
+  /** The `.part` file, open for appending and reading back. */
+  fd: number;
+  /** Bytes of the frame in the `.part` file. */
+  private landedBytes: number;
   private nextYield = 0;
   private arrived: number[] = [];
-  remaining: number;
   private readonly entry: FrameEntry;
 
   constructor(
@@ -212,38 +236,46 @@ class FrameReader {
     private readonly store: ChunkStore,
     private readonly partPath: string,
     private readonly opts: FrameFetchOptions,
+    private readonly resumeFrom: number,
   ) {
     this.entry = u.head.frames[frame];
-    this.remaining = this.entry.length;
+    this.fd = openSync(partPath, resumeFrom > 0 ? 'a+' : 'w+');
+    this.landedBytes = resumeFrom;
+    // Planned from this file's size under the same lock: another size means someone else touched it.
+    const size = fstatSync(this.fd).size;
+    if (size !== resumeFrom) this.fail(new PaqueteError('DAMAGED_PACK', `its kept prefix is ${size} bytes, not ${resumeFrom}`));
   }
 
-  async start(dictionary: Uint8Array | undefined, resumeFrom: number): Promise<void> {
+  /** Compressed bytes of the frame not landed yet. */
+  get remaining(): number {
+    return this.entry.length - this.landedBytes;
+  }
+
+  /** Writes bytes of the frame to its `.part` (synchronously: see Landing); returns where they went. */
+  land(bytes: Uint8Array): number {
+    const at = this.landedBytes;
+    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, bytes.length - done);
+    this.landedBytes += bytes.length;
+    return at;
+  }
+
+  /** Starts the decoder (its dictionary read from the store) on what an earlier session kept. */
+  async start(dictionary: Uint8Array | undefined): Promise<void> {
     const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks[i].rawLength, 0);
     this.decoding = decodeFrame(expected, dictionary);
-    if (resumeFrom > 0) {
-      const kept = readFileSync(this.partPath).subarray(0, resumeFrom);
-      // Planned from this file's size under the same lock: shorter means someone else touched it.
-      if (kept.length !== resumeFrom) this.fail(new PaqueteError('DAMAGED_PACK', `its kept prefix is ${kept.length} bytes, not ${resumeFrom}`));
-      this.remaining -= kept.length;
-      await this.decode(kept);
-    }
-    this.fd = openSync(this.partPath, resumeFrom > 0 ? 'a' : 'w');
+    if (this.resumeFrom > 0) await this.decode(readBack(this.fd, 0, this.resumeFrom));
   }
 
-  async push(bytes: Uint8Array): Promise<void> {
-    // Kept before decoding: a kill between the two re-decodes these bytes, never refetches them.
-    writeSync(this.fd!, bytes);
-    this.remaining -= bytes.length;
-    await this.decode(bytes);
-  }
-
-  private async decode(bytes: Uint8Array): Promise<void> {
+  /** Decodes landed bytes; stores, commits and reports the chunks they complete. */
+  async decode(bytes: Uint8Array): Promise<void> {
     try {
-      this.decoding.push(bytes);
+      this.decoding!.push(bytes);
       await this.split();
     } catch (e) {
       this.fail(e);
     }
+    await this.store.flush(false);
+    await this.report();
   }
 
   /** Drops the frame's kept bytes and rethrows, saying which frame is corrupt if that is it. */
@@ -263,7 +295,7 @@ class FrameReader {
       const i = yields[this.nextYield];
       const c = this.snapshot.chunks[i];
       // Mostly a view of decoded output, which the store copies.
-      const raw = this.decoding.take(c.rawLength);
+      const raw = this.decoding!.take(c.rawLength);
       if (!raw) return;
       this.nextYield++;
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
@@ -288,10 +320,11 @@ class FrameReader {
   }
 
   /**
-   * Stores every chunk the bytes pushed so far decode to: for a frame a request ends inside (a
-   * prefix the budget allowed), whose decoding may still be under way on the decode worker.
+   * Stores every chunk the bytes decoded so far yield: for a frame a request ends inside (a
+   * prefix the budget allowed, a cut), whose decoding may still be under way on the decode worker.
    */
   async settle(): Promise<void> {
+    if (!this.decoding) return;
     try {
       await this.decoding.settle(() => this.splitAndReport());
     } catch (e) {
@@ -303,7 +336,7 @@ class FrameReader {
 
   async finish(): Promise<void> {
     try {
-      await this.decoding.end(() => this.splitAndReport());
+      await this.decoding!.end(() => this.splitAndReport());
       await this.split();
       if (this.nextYield !== this.entry.yields.length) throw new PaqueteError('DAMAGED_PACK', 'ended before its last chunk');
     } catch (e) {
@@ -317,7 +350,7 @@ class FrameReader {
 
   close(): void {
     this.decoding?.close();
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
   }
 }

@@ -7,7 +7,7 @@ import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snaps
 import { isFreeRemote, PlacedFile, WorkDir } from '../workdir/workdir.js';
 import { Restorer, stillComplete, TreeReport } from './restorer.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
-import { fetchRanges } from './fetcher.js';
+import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
 import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
@@ -163,6 +163,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
     const { complete, blocked, yours, inconsistent } = restorer.survey();
     for (const p of wantedOf([...refused.values()], wants)) restorer.refuse(p.path, p.code, refusalMessage(p));
+    // What a killed session landed but had not stored yet is stored first, so it is not planned again.
+    // (Not offline: status only reads; it prices those chunks as missing until the next sync.)
+    if (!offline) await absorbLandedRanges(work.tmpDir, work.store);
     const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
     const paid = sources.filter((s) => !s.free);
     // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
@@ -369,7 +372,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       opts.events?.progress?.(spent());
       if (ready.length) schedule();
     };
-    const fetchOpts = { signal: opts.signal, onChunks };
+    const fetchOpts = { signal: opts.signal, onChunks, partDir: work.tmpDir };
     const mainOpts = {
       ...fetchOpts,
       onChunks: (indices: number[]) => {

@@ -113,6 +113,13 @@ export interface FaultProxy {
   reset(): void;
   /** Zero the stats counters. */
   resetStats(): void;
+  /**
+   * Bytes counted in `bytesToClient` that are still in this process's write buffers, not yet
+   * handed to the kernel (a client that dies now never gets them, though they were counted).
+   */
+  unsentBytes(): number;
+  /** Resolves once no client connection is open (a killed client's sockets are all closed). */
+  whenIdle(): Promise<void>;
   /** Stop listening and destroy every socket. */
   close(): Promise<void>;
 }
@@ -500,6 +507,14 @@ export async function startFaultProxy(
     },
     resetStats() {
       for (const k of Object.keys(stats) as Array<keyof ProxyStats>) stats[k] = 0;
+    },
+    unsentBytes() {
+      let n = 0;
+      for (const c of conns) if (!c.client.destroyed) n += c.client.writableLength;
+      return n;
+    },
+    async whenIdle() {
+      while (conns.size > 0) await new Promise((r) => setTimeout(r, 10));
     },
     async close() {
       if (closed) return;
