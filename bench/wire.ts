@@ -41,7 +41,6 @@
  * (the zstd -19 estimates for the tar mode and the main row only: they cost as much as the floors).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,6 +52,7 @@ import { decodeSnapshot, type Snapshot } from '../src/snapshot/snapshot.js';
 import { decodePayload, decodeRecordHeader, RECORD_HEADER_SIZE } from '../src/store/pack.js';
 import { freePort, startNginx, type LogEntry, type NginxServer } from '../test/helpers/nginx.js';
 import { CACHE_DIR, fetchNpmPackage, have, tarOf } from './corpus.js';
+import { counted, fmtBytes, ratio, sameTree, sha256File, sleep, sumRan, timedRun, treeBytes, wireOf } from './measure.js';
 
 const run = promisify(execFile);
 /**
@@ -193,82 +193,7 @@ function errorText(e: unknown): string {
   return (named ?? useful[useful.length - 1] ?? String(e)).slice(0, 240);
 }
 
-interface Ran {
-  stdout: string;
-  stderr: string;
-  wall: number;
-  cpu: number;
-}
-
-/**
- * Runs a command and measures its CPU time (user + system, its own and that of the children it
- * waited for) with bash's `times`, printed to stderr after the command's own output.
- */
-async function timedRun(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Ran> {
-  const t0 = process.hrtime.bigint();
-  const { stdout, stderr } = await run('bash', ['-c', '"$@"; rc=$?; times 1>&2; exit $rc', 'bash', cmd, ...args], {
-    cwd: opts.cwd,
-    maxBuffer: 256 << 20,
-    env: { ...process.env, LC_ALL: 'C' },
-  });
-  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-  const lines = stderr.trimEnd().split('\n');
-  const children = lines[lines.length - 1] ?? '';
-  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$/.exec(children.trim());
-  const cpu = m ? Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]) : NaN;
-  return { stdout, stderr: lines.slice(0, -2).join('\n'), wall, cpu };
-}
-
 const paquete = (args: string[], cwd?: string) => timedRun(process.execPath, [PAQUETE, ...args], { cwd });
-
-function sumRan(rs: Ran[]): { cpu: number; wall: number } {
-  return { cpu: rs.reduce((s, r) => s + r.cpu, 0), wall: rs.reduce((s, r) => s + r.wall, 0) };
-}
-
-function sha256File(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
-/** Regular files under dir: relative path → size:sha256. */
-function treeDigest(dir: string, skipTop: string[] = []): Map<string, string> {
-  const out = new Map<string, string>();
-  const walk = (d: string, rel: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      if (rel === '' && skipTop.includes(e.name)) continue;
-      const p = path.join(d, e.name);
-      const r = rel + e.name;
-      if (e.isDirectory()) walk(p, r + '/');
-      else if (e.isFile()) out.set(r, sha256File(p));
-    }
-  };
-  walk(dir, '');
-  return out;
-}
-
-function sameTree(a: string, b: string, skipTop: string[] = []): boolean {
-  const x = treeDigest(a);
-  const y = treeDigest(b, skipTop);
-  if (x.size !== y.size) return false;
-  for (const [k, v] of x) if (y.get(k) !== v) return false;
-  return true;
-}
-
-function treeBytes(dir: string): { bytes: number; files: number } {
-  let bytes = 0;
-  let files = 0;
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
-      const p = path.join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) {
-        bytes += fs.statSync(p).size;
-        files++;
-      }
-    }
-  };
-  walk(dir);
-  return { bytes, files };
-}
 
 function mkdirp(p: string): string {
   fs.mkdirSync(p, { recursive: true });
@@ -278,32 +203,6 @@ function mkdirp(p: string): string {
 function fresh(p: string): string {
   fs.rmSync(p, { recursive: true, force: true });
   return mkdirp(p);
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** The access log once nginx has written every line (a line is written when a request ends). */
-async function settledLog(ng: NginxServer): Promise<LogEntry[]> {
-  let prev = -1;
-  for (;;) {
-    await sleep(120);
-    const entries = await ng.accessLog();
-    if (entries.length === prev) return entries;
-    prev = entries.length;
-  }
-}
-
-function wireOf(entries: LogEntry[]): { bytes: number; requests: number } {
-  return { bytes: entries.reduce((s, e) => s + e.bytesSent + e.requestLength, 0), requests: entries.length };
-}
-
-/** Runs `fn` with an empty access log; returns its result and the requests it made. */
-async function counted<T>(ng: NginxServer, fn: () => Promise<T>): Promise<{ value: T; entries: LogEntry[] }> {
-  await settledLog(ng);
-  await ng.clearLog();
-  const value = await fn();
-  const entries = await settledLog(ng);
-  return { value, entries };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -904,18 +803,6 @@ async function measurePair(
 // ---------------------------------------------------------------------------------------------
 // Tables
 // ---------------------------------------------------------------------------------------------
-
-export function fmtBytes(n: number | undefined): string {
-  if (n === undefined || Number.isNaN(n)) return 'n/a';
-  if (n < 1e6) return `${(n / 1e3).toFixed(1)} KB`;
-  return `${(n / 1e6).toFixed(2)} MB`;
-}
-
-function ratio(n: number | undefined, floor: number | undefined): string {
-  if (n === undefined || !floor) return 'n/a';
-  const r = n / floor;
-  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
-}
 
 function speed(bytes: number, cpu: number | undefined): string {
   if (cpu === undefined || Number.isNaN(cpu)) return 'n/a';

@@ -22,6 +22,8 @@ interface Args extends GlobalArgs {
   'updates-from': number;
   solid: boolean;
   expires: string;
+  'prune-after': string;
+  'offer-share': number;
   wait?: boolean;
   'rotate-from'?: string;
 }
@@ -36,7 +38,9 @@ export const publishCommand = {
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
       .option('avg-chunk', { type: 'string', coerce: sizeOption('--avg-chunk', 1), describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
-      .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (0: none)' })
+      .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (frames from the newest, index deltas from the others; 0: no deltas and no offer)' })
+      .option('offer-share', { type: 'number', default: 1, describe: 'disk the offer (deltas keyed by content) may take, as a share of one compressed copy of the snapshot' })
+      .option('prune-after', { type: 'string', default: '7d', describe: 'delete old update files this long after no manifest entry names them (12h, 7d; 0: at once)' })
       .option('expires', { type: 'string', default: '30d', describe: 'how long clients may sync to this manifest (12h, 30d, 2w); publish again, with or without sources, before then' })
       .option('rotate-from', { type: 'string', describe: 'the secret key the remote is published with now: move it to --key, with a statement signed by this old key that clients verify' })
       .option('wait', { type: 'boolean', describe: 'if another publish is writing to the same remote, wait for it to finish (default: fail at once, naming it)' })
@@ -51,6 +55,7 @@ export const publishCommand = {
     const rotateFrom = argv['rotate-from'] ? readSecretKey(resolve(base, argv['rotate-from'])) : undefined;
     const rotated = rotateFrom ? { secret: rotateFrom.key, publicKey: rotateFrom.publicKey } : undefined;
     const expiresInMs = parseDuration(argv.expires);
+    const pruneAfterMs = argv['prune-after'].trim() === '0' ? 0 : parseDuration(argv['prune-after']);
     const sources = (argv.sources ?? []).map((s) => {
       const spec = parseSourceSpec(s);
       return { ...spec, path: resolve(base, spec.path) };
@@ -72,11 +77,11 @@ export const publishCommand = {
     let r;
     try {
       r = await publish({
-        sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs,
+        sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs, pruneAfterMs, offerShare: argv['offer-share'],
         rotateFrom: rotated, waitForLock: argv.wait, onLockWait: (holder) => out.warn(`waiting: ${holder}`),
         onProgress: (p) => {
           // Each phase is a bar of its own: chunking the sources, then each update's compression.
-          const name = p.phase === 'chunking' ? 'chunking' : p.from ? `update from ${p.from.slice(0, 8)}…` : 'update from nothing';
+          const name = p.phase === 'chunking' ? 'chunking' : p.from === 'offer' ? 'offer' : p.from ? `update from ${p.from.slice(0, 8)}…` : 'update from nothing';
           if (name !== phase) {
             phase = name;
             progress.restart(p.bytesTotal, p.phase === 'chunking' ? 'files' : undefined, p.phase === 'chunking' ? p.filesTotal : undefined);
@@ -117,8 +122,10 @@ export const publishCommand = {
     }
     if (r.updates.length) {
       const each = r.updates.map((u) => `from ${u.from ? `${u.from.slice(0, 8)}…` : 'nothing'} ${formatSize(u.size + u.framesBytes)}`);
+      if (r.offer) each.push(`offer ${formatSize(r.offer.size + r.offer.framesBytes)} (${r.offer.frames} frames from ${r.offer.contents} old contents, ${r.offer.reused} reused)`);
       out.line(`updates: ${each.join(', ')} (${(r.updatesMs / 1000).toFixed(r.updatesMs < 10_000 ? 1 : 0)} s)`);
     }
+    if (r.pruned) out.line(`pruned ${r.pruned} update file${r.pruned === 1 ? '' : 's'} no manifest names any more`);
     out.line(`signed by ${fingerprint(publicKey)}; clients sync to it until ${r.expires}`);
     if (rotateFrom) out.line(`rotated from ${fingerprint(rotateFrom.publicKey)}: clients trusting it move to ${fingerprint(publicKey)} at their next sync`);
     out.emitJson(r);

@@ -56,7 +56,7 @@ export interface Place {
  * in order, grouped by that file. The one order both kinds of update lay content in: related bytes
  * (one file, neighbouring files) end up near each other, where zstd finds them.
  */
-function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => false, files: FileEntry[] = s.files): { file: FileEntry; places: Place[] }[] {
+export function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => false, files: FileEntry[] = s.files): { file: FileEntry; places: Place[] }[] {
   const seen = new Set<bigint>();
   const out: { file: FileEntry; places: Place[] }[] = [];
   for (const file of files) {
@@ -76,7 +76,7 @@ function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => false, f
 }
 
 /** Cuts places into frames of at most `maxRaw` bytes (a larger chunk alone), and where `fits` says so. */
-function cut(places: Place[], maxRaw: number, fits: (first: Place, next: Place) => boolean = () => true): Place[][] {
+export function cut(places: Place[], maxRaw: number, fits: (first: Place, next: Place) => boolean = () => true): Place[][] {
   const frames: Place[][] = [];
   let frame: Place[] = [];
   let raw = 0;
@@ -114,7 +114,7 @@ export function planSolidFrames(target: Snapshot): PlannedFrame[] {
  */
 export function planDeltaFrames(target: Snapshot, base: Snapshot): PlannedFrame[] {
   const { perFile, alone } = planFileFrames(target, base);
-  const pooled = pool(perFile, (i) => target.chunks[i].rawLength);
+  const pooled: PlannedFrame[] = pool(perFile, (i) => target.chunks[i].rawLength).map(({ yields, bases }) => ({ yields, bases }));
   for (const piece of cut(alone, DELTA_FRAME_RAW)) pooled.push({ yields: piece.map((p) => p.index), bases: [] });
   return pooled;
 }
@@ -156,9 +156,12 @@ export const POOL_DICTIONARY = 8 << 20;
  * 841 ~2 KB files) took 23.8 KB of frames as a tree against 9.9 KB as one tar. The price: a
  * client lacking one file's base cannot use the pooled frame (it then takes records).
  */
-function pool(frames: PlannedFrame[], rawLength: (i: number) => number): PlannedFrame[] {
-  const out: PlannedFrame[] = [];
-  let cur: PlannedFrame | undefined;
+export function pool<B extends { length: number }, T = never>(
+  frames: { yields: number[]; bases: B[]; tags?: T[] }[],
+  rawLength: (i: number) => number,
+): { yields: number[]; bases: B[]; tags: T[] }[] {
+  const out: { yields: number[]; bases: B[]; tags: T[] }[] = [];
+  let cur: { yields: number[]; bases: B[]; tags: T[] } | undefined;
   let raw = 0;
   let dict = 0;
   for (const f of frames) {
@@ -167,11 +170,12 @@ function pool(frames: PlannedFrame[], rawLength: (i: number) => number): Planned
     if (cur && raw + fRaw <= POOL_RAW && dict + fDict <= POOL_DICTIONARY) {
       cur.yields.push(...f.yields);
       cur.bases.push(...f.bases);
+      cur.tags.push(...(f.tags ?? []));
       raw += fRaw;
       dict += fDict;
       continue;
     }
-    cur = { yields: [...f.yields], bases: [...f.bases] };
+    cur = { yields: [...f.yields], bases: [...f.bases], tags: [...(f.tags ?? [])] };
     raw = fRaw;
     dict = fDict;
     out.push(cur);
@@ -185,7 +189,7 @@ function pool(frames: PlannedFrame[], rawLength: (i: number) => number): Planned
  * (versions in directory names: pkg-1.2/setup.py → pkg-1.3/setup.py); else none. Empty base
  * files are never chosen: they hold nothing to match.
  */
-function baseFileChooser(target: Snapshot, base: Snapshot): (f: FileEntry) => number | undefined {
+export function baseFileChooser(target: Snapshot, base: Snapshot): (f: FileEntry) => number | undefined {
   const byPath = new Map<string, number>();
   const byName = new Map<string, number>();
   const filesWith = new Map<bigint, number[]>();
@@ -228,7 +232,7 @@ const lastPart = (path: string) => path.slice(path.lastIndexOf('/') + 1);
  * nearest anchor before it (or, with none before, the nearest after); with no anchor at all, to
  * the same proportion of G. The window is that place ± WINDOW_MARGIN.
  */
-function windowMapper(target: Snapshot, F: FileEntry, base: Snapshot, gi: number): (start: number, span: number) => BaseRange {
+export function windowMapper(target: Snapshot, F: FileEntry, base: Snapshot, gi: number): (start: number, span: number) => BaseRange {
   const G = base.files[gi];
   if (G.size <= WHOLE_BASE_FILE) return () => ({ file: gi, start: 0, length: G.size });
   const inG = new Map<bigint, number>();
@@ -345,6 +349,17 @@ function lastAtOrBefore(sorted: number[], x: number): number {
 /** zstd reads a dictionary that starts with these bytes as a trained dictionary, not as raw content. */
 const ZSTD_DICT_MAGIC = Buffer.from([0x37, 0xa4, 0x30, 0xec]);
 
+/**
+ * zstd-napi loads dictionaries in "auto" mode: a dictionary starting with zstd's dictionary magic
+ * would make compressor and decoder parse the base bytes as a trained dictionary (and fail).
+ * Starting one byte later costs nothing, and the client, which rebuilds the dictionary from the
+ * ranges, agrees. Returns the dictionary and its ranges, the first one shortened when it must be.
+ */
+export function withoutDictMagic<R extends { start: number; length: number }>(dictionary: Uint8Array, bases: R[]): { dictionary: Uint8Array; bases: R[] } {
+  if (!ZSTD_DICT_MAGIC.equals(dictionary.subarray(0, 4))) return { dictionary, bases };
+  return { dictionary: dictionary.subarray(1), bases: [{ ...bases[0], start: bases[0].start + 1, length: bases[0].length - 1 }, ...bases.slice(1)] };
+}
+
 export interface EncodeFramesOptions {
   target: Snapshot;
   /** The base snapshot of a delta; undefined for an update from nothing. */
@@ -372,14 +387,7 @@ export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): F
     let dictionary: Uint8Array | undefined;
     if (bases.length) {
       if (!base || !readBase) throw new Error('a frame with base ranges needs a base snapshot');
-      dictionary = baseBytes(base, bases, readBase);
-      if (ZSTD_DICT_MAGIC.equals(dictionary.subarray(0, 4))) {
-        // zstd-napi loads dictionaries in "auto" mode: these first bytes would make compressor and
-        // decoder parse the base file as a trained dictionary (and fail). Starting one byte later
-        // costs nothing, and the client, which rebuilds the dictionary from the ranges, agrees.
-        bases = [{ ...bases[0], start: bases[0].start + 1, length: bases[0].length - 1 }, ...bases.slice(1)];
-        dictionary = dictionary.subarray(1);
-      }
+      ({ dictionary, bases } = withoutDictMagic(baseBytes(base, bases, readBase), bases));
     }
     const frame = compressor.compress(content, { level: opts.level, dictionary });
     opts.write(frame);

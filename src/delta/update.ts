@@ -86,6 +86,47 @@ export function framesHeader(): Uint8Array {
   return h;
 }
 
+/** A frame's chunk indices: nYields, then each as a zigzag gap from the previous (−1 first). */
+export function writeYields(w: ByteWriter, yields: number[]): void {
+  w.varint(yields.length);
+  let prev = -1;
+  for (const i of yields) {
+    w.zigzag(i - prev - 1);
+    prev = i;
+  }
+}
+
+export function readYields(r: ByteReader): number[] {
+  const yields: number[] = new Array(r.count(1, 'frame chunk'));
+  let prev = -1;
+  for (let j = 0; j < yields.length; j++) {
+    prev = prev + 1 + r.zigzag();
+    if (prev < 0) r.fail('a frame names a negative chunk');
+    yields[j] = prev;
+  }
+  return yields;
+}
+
+/** The 8-byte head header (magic, version, brotli, reserved) and the brotli body. */
+export function packHead(version: number, body: Uint8Array): Uint8Array {
+  const packed = brotliCompressSync(body, {
+    params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
+  });
+  return Buffer.concat([UPDATE_MAGIC, Buffer.from([version, BROTLI, 0, 0]), packed]);
+}
+
+/** The body of a head of one of `versions`; a head of another version is refused with "upgrade paquete". */
+export function unpackHead(data: Uint8Array, what: string, versions: number[]): Uint8Array {
+  if (data.length < 8 || !UPDATE_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
+  if (!versions.includes(data[4])) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
+  if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
+  try {
+    return brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 30 });
+  } catch (e) {
+    throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
+  }
+}
+
 export function encodeUpdateHead(u: UpdateHead): Uint8Array {
   const w = new ByteWriter(1 << 16);
   w.bytes(Buffer.from(u.target, 'hex'));
@@ -97,12 +138,7 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
   for (const f of u.frames) {
     if (f.offset !== expected) throw new Error('frames must lie back to back in table order');
     w.varint(f.length);
-    w.varint(f.yields.length);
-    let prev = -1;
-    for (const i of f.yields) {
-      w.zigzag(i - prev - 1);
-      prev = i;
-    }
+    writeYields(w, f.yields);
     w.varint(f.bases.length);
     // Ranges mostly run through consecutive whole base files: file as a gap, and a length of 0
     // for "to the end of the file" (resolveBaseRanges fills it in), so such a range costs 3 zero bytes.
@@ -113,27 +149,13 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
     }
     expected += f.length;
   }
-  const body = w.finish();
-  const packed = brotliCompressSync(body, {
-    params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
-  });
-  const version = u.indexVersion === 3 ? UPDATE_VERSION_REBUILT : UPDATE_VERSION;
-  return Buffer.concat([UPDATE_MAGIC, Buffer.from([version, BROTLI, 0, 0]), packed]);
+  return packHead(u.indexVersion === 3 ? UPDATE_VERSION_REBUILT : UPDATE_VERSION, w.finish());
 }
 
 /** Decodes an update head; structural checks only (the caller checks indices against N and the base). */
 export function decodeUpdateHead(data: Uint8Array): UpdateHead {
   const what = 'update head';
-  if (data.length < 8 || !UPDATE_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
-  if (data[4] !== UPDATE_VERSION && data[4] !== UPDATE_VERSION_REBUILT) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
-  if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
-  let body: Uint8Array;
-  try {
-    body = brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 30 });
-  } catch (e) {
-    throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
-  }
-  const r = new ByteReader(body, what);
+  const r = new ByteReader(unpackHead(data, what, [UPDATE_VERSION, UPDATE_VERSION_REBUILT]), what);
   const target = Buffer.from(r.bytes(32)).toString('hex');
   const baseBytes = Buffer.from(r.bytes(32));
   const base = baseBytes.equals(NO_BASE) ? null : baseBytes.toString('hex');
@@ -145,13 +167,7 @@ export function decodeUpdateHead(data: Uint8Array): UpdateHead {
   let offset = FRAMES_HEADER_SIZE;
   for (let n = r.count(3, 'frame'); n > 0; n--) {
     const length = r.varint();
-    const yields: number[] = new Array(r.count(1, 'frame chunk'));
-    let prev = -1;
-    for (let j = 0; j < yields.length; j++) {
-      prev = prev + 1 + r.zigzag();
-      if (prev < 0) r.fail('a frame names a negative chunk');
-      yields[j] = prev;
-    }
+    const yields = readYields(r);
     const bases: BaseRange[] = new Array(r.count(3, 'base range'));
     let prevFile = -1;
     for (let j = 0; j < bases.length; j++) {

@@ -21,7 +21,8 @@ import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { stageSources, StagedSources } from '../sources/stage.js';
 import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
-import { UpdateProgress, UpdatesOptions, UpdateWritten, writeUpdates } from './updates.js';
+import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
+import { pruneUpdates, retainedEntries } from './prune.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -39,8 +40,16 @@ export interface PublishOptions {
   now?: Date;
   /** zstd level (1–22) of the update frames; default 19, the level the measurements were taken at. */
   level?: number;
-  /** Write delta updates from this many of the newest earlier snapshots (default 3; 0: none). */
+  /**
+   * Write delta updates from this many of the newest earlier snapshots (default 3): frames from the
+   * newest, the index delta alone from the others; the offer reaches over OFFER_REACH (0: no
+   * delta, no offer).
+   */
   updatesFrom?: number;
+  /** Update files no manifest entry names any more are deleted this long after (ms; default 7 days). */
+  pruneAfterMs?: number;
+  /** Disk the offer may take beside the updates, as a share of one compressed copy of the snapshot (default 1). */
+  offerShare?: number;
   /** Write the update from nothing (a first download as a few large zstd frames); default true. */
   solid?: boolean;
   /** How long clients may sync to the manifest written, in ms from now; default DEFAULT_EXPIRY_MS. */
@@ -98,6 +107,10 @@ export interface PublishResult {
   followed: string[];
   /** The updates written for this snapshot: from nothing (`from` ""), then from earlier snapshots, newest first. */
   updates: UpdateWritten[];
+  /** The offer written for this snapshot (deltas keyed by content), if anything changed. */
+  offer?: OfferWritten;
+  /** Update and frames files deleted, no manifest entry having named them for the grace period. */
+  pruned: number;
   /** Wall time spent building them. */
   updatesMs: number;
   /** Zip and gzip files published as rebuild streams (contents + recipe), and their deflated members. */
@@ -121,6 +134,9 @@ function updatesOptions(opts: PublishOptions): UpdatesOptions {
   const updatesFrom = opts.updatesFrom ?? 3;
   if (!Number.isInteger(updatesFrom) || updatesFrom < 0) {
     throw new PaqueteError('USAGE', `the number of earlier snapshots to write updates from must be 0 or more, got ${updatesFrom}`);
+  }
+  if (opts.offerShare !== undefined && !(Number.isFinite(opts.offerShare) && opts.offerShare >= 0)) {
+    throw new PaqueteError('USAGE', `the offer's share of a compressed copy must be 0 or more, got ${opts.offerShare}`);
   }
   return { level, updatesFrom, solid: opts.solid ?? true };
 }
@@ -340,10 +356,15 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   const updatesStarted = performance.now();
   const earlier = previous.manifest?.snapshots ?? [];
   const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress });
+  // The offer and the updates together stay within one compressed copy of N (the stream from
+  // nothing, or N's records without it): the remote holds at most twice that for updates.
+  const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.reduce((n, c) => n + c.storedLength, 0);
+  const deltaBytes = updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes), 0);
+  const offer = writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, budget: Math.max(0, (opts.offerShare ?? 1) * solidBytes - deltaBytes) });
   const updatesMs = performance.now() - updatesStarted;
 
   const body = nextManifest(opts, previous, [
-    ...earlier,
+    ...retainedEntries(earlier),
     {
       name: snapName,
       size: snapBytes.length,
@@ -353,9 +374,11 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       sources,
       body: sha256Hex(encodeSnapshotBody(snapshot)),
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
+      ...(offer ? { offer: { name: offer.name, size: offer.size } } : {}),
     },
   ]);
   commitManifest(remoteDir, previous, encodeManifest(body, opts.secret));
+  const pruned = pruneUpdates(remoteDir, body, { afterMs: opts.pruneAfterMs, now: opts.now });
   return {
     snapshot: snapName,
     serial: body.serial,
@@ -369,6 +392,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     nameWarnings,
     followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
     updates,
+    offer,
+    pruned,
     updatesMs,
     rebuilt,
   };
@@ -432,7 +457,7 @@ function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
   const latest = latestSnapshot(body);
   return {
     snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
-    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], nameWarnings: [], updates: [], updatesMs: 0,
+    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], nameWarnings: [], updates: [], pruned: 0, updatesMs: 0,
     rebuilt: { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 },
   };
 }

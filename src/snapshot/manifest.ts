@@ -30,6 +30,17 @@ export interface ManifestSnapshot {
   body?: string;
   /** Updates that build this snapshot from an older one (or from nothing); see src/delta/update.ts. */
   updates?: UpdateRef[];
+  /**
+   * The offer: deltas to this snapshot keyed by old file contents (src/delta/offer.ts), a head of
+   * version 3 at updates/<name>.upd. Clients before it ignore the field (unknown fields are).
+   */
+  offer?: OfferRef;
+}
+
+export interface OfferRef {
+  /** Hex SHA-256 of the offer head, found at updates/<name>.upd. */
+  name: string;
+  size: number;
 }
 
 export interface UpdateRef {
@@ -201,6 +212,9 @@ function checkBody(b: ManifestBody, where: string): void {
         if (typeof u.name !== 'string' || !HEX64.test(u.name)) bad('bad update name');
         if (!isCount(u.size)) bad('bad update size');
       }
+    }
+    if (s.offer !== undefined) {
+      if (!isObject(s.offer) || typeof s.offer.name !== 'string' || !HEX64.test(s.offer.name) || !isCount(s.offer.size)) bad('bad offer');
     }
   }
 }

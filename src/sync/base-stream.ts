@@ -20,6 +20,10 @@ export interface BaseStream {
   stream: LoadedUpdate;
   /** The delta update from `base` to the newest snapshot. */
   delta: LoadedUpdate;
+  /** Chunks the stream's dictionaries need that the store holds (none for a stream from nothing). */
+  streamHeld?: Set<bigint>;
+  /** Chunks held once the stream is in, as the delta is priced (default: every chunk of `base`). */
+  afterHeld?: Set<bigint>;
 }
 
 /**

@@ -11,6 +11,7 @@ import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
 import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
+import { describedContents, loadOfferHead, offerContents, offerPath, OfferSeen, resolveOffer, waypointStream } from './offer.js';
 import type { UpdateRef } from '../snapshot/manifest.js';
 import { buildRanges, Plan, PlannedFile, planFrameStream, planSession } from './planner.js';
 import { keepToFetch, ToFetch, toFetchOf } from './forecast.js';
@@ -210,9 +211,11 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // An older snapshot's stream a card was cut inside, finished before the delta from it.
     let baseStream: BaseStream | undefined;
     const baseStreamPlan = (bs: BaseStream, limit: number) =>
-      planFrameStream(usableFrames(bs.stream, bs.base, present, new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
+      planFrameStream(usableFrames(bs.stream, bs.base, present, bs.streamHeld ?? new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
         pricing(main).requestCost(framesPath(bs.stream.head), n),
       );
+    // What the delta after a base stream is priced with: every chunk of the old snapshot held.
+    const heldAfter = (bs: BaseStream) => bs.afterHeld ?? new Set(bs.base.chunks.map((c) => c.id));
     // Why the forecast is an estimate: a head it would price a route with is not here (offline).
     let estimate: string | null = null;
     /** The cheapest way to what is wanted from what the store holds now; `headsOffline`: only heads kept in .paquete. */
@@ -224,19 +227,35 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + remote.requestCost(packPath, r.end - r.start), 0);
       const routeOpts = { ...opts, offline: headsOffline, uncached: (why: string) => (estimate ??= why) };
-      const best = await cheapestRoute(work, remote, latest, loaded, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, routeOpts);
+      const best = await cheapestRoute(work, remote, latest, loaded, present, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, routeOpts);
       await useUpdate(best.route.update, best.route.baseHeld);
+      // Priced whole like the other routes: the old stream (or waypoint frames), then the delta
+      // with what they bring held.
+      const cheaper = (bs: BaseStream, extra = 0) => {
+        const allOld = heldAfter(bs);
+        const after = planFor(main, Infinity, { update: bs.delta, baseHeld: allOld }, new Set([...present, ...allOld]));
+        return baseStreamPlan(bs, Infinity).cost + after.cost + extra < best.cost;
+      };
       if (!wants.length && foreignParts(work.tmpDir, [update?.head])) {
         const bs = await keptBaseStream(work, remote, latest, loaded, mainLimit(), { signal: opts.signal, note: opts.events?.note, offline: headsOffline, uncached: routeOpts.uncached });
-        if (bs) {
-          // Priced whole like the other routes: the rest of the old stream, then the delta with
-          // every chunk of the old snapshot held.
-          const allOld = new Set(bs.base.chunks.map((c) => c.id));
-          const after = planFor(main, Infinity, { update: bs.delta, baseHeld: allOld }, new Set([...present, ...allOld]));
-          if (baseStreamPlan(bs, Infinity).cost + after.cost < best.cost) {
-            baseStream = bs;
-            await useUpdate(bs.delta);
-          }
+        if (bs && cheaper(bs)) {
+          baseStream = bs;
+          await useUpdate(bs.delta);
+        }
+      }
+      if (!wants.length && !baseStream && best.offer) {
+        // Two hops for old contents the offer has no direct delta from (src/delta/offer-plan.ts);
+        // offline, only with the waypoint's index here already.
+        const worth = (path: string, size: number) =>
+          !headsOffline && remote.requestCost(path, size) * HEAD_WORTH <= best.cost && remote.requestCost(path, size) <= mainLimit();
+        const bs = await waypointStream(work, remote, latest.manifest.body, latest.snapshot, best.offer, present, worth, { signal: opts.signal }).catch((e) => {
+          if (opts.signal?.aborted) throw e;
+          opts.events?.note?.(`the offer's waypoint: ${(e as Error).message}; not used`);
+          return undefined;
+        });
+        if (bs && cheaper(bs)) {
+          baseStream = bs;
+          await useUpdate(bs.delta, bs.afterHeld);
         }
       }
     };
@@ -245,7 +264,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       if (!baseStream) return planFor(main, limit);
       // The old stream first, then the new snapshot with what is left.
       const first = baseStreamPlan(baseStream, limit);
-      const allOld = new Set(baseStream.base.chunks.map((c) => c.id));
+      const allOld = heldAfter(baseStream);
       const finished = first.prefix === undefined && first.cost === baseStreamPlan(baseStream, Infinity).cost;
       const p = finished ? planFor(main, limit - first.cost, { update, baseHeld: allOld }, new Set([...present, ...allOld])) : planFor(main, 0);
       p.cost += first.cost;
@@ -410,7 +429,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
           if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
           opts.events?.note?.(`${(e as Error).message}; the new snapshot comes without it`);
         }
-        baseHeld = await work.store.hasMany(bs.base.chunks.map((c) => c.id));
+        baseHeld = await work.store.hasMany([...bs.base.chunks, ...(update?.base?.chunks ?? [])].map((c) => c.id));
         plan = planFor(main, mainLimit());
         result.plan = plan;
       }
@@ -519,7 +538,8 @@ interface Route {
 /**
  * The way to the snapshot that costs least in total from what the store holds now: records only,
  * the update whose head came with the index (a delta), a delta from the newest base most of whose
- * chunks are here, or the update from nothing (one long stream). Each is priced by planning the
+ * chunks are here, the offer (deltas keyed by the old contents this client holds, whatever
+ * snapshot they came from: src/sync/offer.ts), or the update from nothing (one long stream). Each is priced by planning the
  * whole of what is wanted with its frames (kept frame prefixes at what remains), not this card
  * alone: what a card buys must be worth its price in the cards after it. A head not yet here is
  * fetched only when the records of the cheapest route so far cost several times the head and
@@ -532,12 +552,14 @@ async function cheapestRoute(
   remote: Remote,
   latest: Latest,
   loaded: LoadedUpdate | undefined,
+  present: Set<bigint>,
   fullPlan: (r: Route) => Plan,
   recordsCost: (p: Plan) => number,
   limit: () => number,
   opts: SyncOptions & HeadsOffline,
-): Promise<{ route: Route; cost: number }> {
+): Promise<{ route: Route; cost: number; offer?: OfferSeen }> {
   let best: Route = { update: undefined, baseHeld: new Set() };
+  let seen: OfferSeen | undefined;
   let bestPlan = fullPlan(best);
   const consider = (route: Route) => {
     const p = fullPlan(route);
@@ -555,27 +577,45 @@ async function cheapestRoute(
     }
   }
   const solid = solidUpdate(latest.entry);
-  if (solid) candidates.push({ ref: solid, base: null, held: new Set() });
+  const offer = latest.entry.offer;
+  // A head is worth fetching when the records of the cheapest route so far cost several times
+  // it; one an earlier dry run or sync kept costs nothing and is always priced.
+  const worth = (path: string, ref: { name: string; size: number }) => {
+    if (hasCachedHead(work, ref)) return true;
+    const headCost = remote.requestCost(path, ref.size);
+    if (recordsCost(bestPlan) < HEAD_WORTH * headCost || headCost > limit()) return false;
+    // Planning with no network: a head not kept here makes the forecast an estimate.
+    if (opts.offline) opts.uncached?.(uncachedHead(ref));
+    return !opts.offline;
+  };
+  const tryHead = async (name: string, route: () => Promise<Route>) => {
+    try {
+      consider(await route());
+    } catch (e) {
+      if (opts.signal?.aborted) throw e;
+      opts.events?.note?.(`update ${name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
+    }
+  };
   for (const c of candidates) {
     // The update that came with the index is priced above already.
     if (loaded && (loaded.head.base ?? '') === c.ref.from) continue;
-    // A head an earlier dry run or sync kept costs nothing: always priced.
-    const cached = hasCachedHead(work, c.ref);
-    const headCost = cached ? 0 : remote.requestCost(headPath(c.ref), c.ref.size);
-    if (headCost > 0 && (recordsCost(bestPlan) < HEAD_WORTH * headCost || headCost > limit())) continue;
-    if (!cached && opts.offline) {
-      opts.uncached?.(uncachedHead(c.ref));
-      continue;
-    }
-    try {
-      const head = await loadUpdateHead(work, remote, c.ref, latest.entry, c.base, opts);
-      consider({ update: { head, base: c.base }, baseHeld: c.held });
-    } catch (e) {
-      if (opts.signal?.aborted) throw e;
-      opts.events?.note?.(`update ${c.ref.name.slice(0, 12)}: ${(e as Error).message}; fetching chunks one by one`);
-    }
+    if (!worth(headPath(c.ref), c.ref)) continue;
+    await tryHead(c.ref.name, async () => ({ update: { head: await loadUpdateHead(work, remote, c.ref, latest.entry, c.base, opts), base: c.base }, baseHeld: c.held }));
   }
-  return { route: best, cost: bestPlan.cost };
+  // Before the stream from nothing: a client holding old contents seldom needs that head then.
+  if (offer && worth(offerPath(offer), offer)) {
+    await tryHead(offer.name, async () => {
+      const head = await loadOfferHead(work, remote, offer, latest.entry, opts);
+      const described = describedContents(work, latest.manifest.body, offerContents(head));
+      const held = await work.store.hasMany([...described.values()].flatMap((d) => d.file.chunks.map((i) => d.snapshot.chunks[i].id)));
+      seen = { head, described, held };
+      return resolveOffer(head, latest.snapshot, described, held, present);
+    });
+  }
+  if (solid && !(loaded && loaded.head.base === null) && worth(headPath(solid), solid)) {
+    await tryHead(solid.name, async () => ({ update: { head: await loadUpdateHead(work, remote, solid, latest.entry, null, opts), base: null }, baseHeld: new Set<bigint>() }));
+  }
+  return { route: best, cost: bestPlan.cost, offer: seen };
 }
 
 /**

@@ -44,7 +44,7 @@ export function deltaChoices(work: WorkDir, manifest: ManifestBody, entry: Manif
 /** The update from nothing, if the publisher wrote one. */
 export const solidUpdate = (entry: ManifestSnapshot): UpdateRef | undefined => (entry.updates ?? []).find((u) => u.from === '');
 
-export const headPath = (ref: UpdateRef): string => `updates/${ref.name}.upd`;
+export const headPath = (ref: { name: string }): string => `updates/${ref.name}.upd`;
 
 /** Checks an update head's bytes against the signed manifest and the snapshot it builds. */
 function checkUpdateHead(bytes: Uint8Array, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead {
@@ -75,7 +75,7 @@ export function cachedUpdateHead(work: WorkDir, ref: UpdateRef, entry: ManifestS
 }
 
 /** Whether the head of `ref` is kept here with its signed bytes (it costs nothing to use then). */
-export function hasCachedHead(work: WorkDir, ref: UpdateRef): boolean {
+export function hasCachedHead(work: WorkDir, ref: { name: string; size: number }): boolean {
   const bytes = work.readOptional(headPath(ref));
   return bytes !== undefined && bytes.length === ref.size && sha256Hex(bytes) === ref.name;
 }
@@ -104,13 +104,13 @@ export interface HeadsOffline {
 }
 
 /** Why a forecast made without `ref`'s head is an estimate. */
-export const uncachedHead = (ref: UpdateRef): string =>
+export const uncachedHead = (ref: { name: string; size: number }): string =>
   `the head of update ${ref.name.slice(0, 12)} (${ref.size} bytes) is not here yet: a dry run or sync fetches it to price that route, which may cost less`;
 
-/** Deletes cached heads that no update of `manifest` names any more (its snapshots were retired). */
+/** Deletes cached heads that no update or offer of `manifest` names any more (its snapshots were retired). */
 export function pruneUpdateHeads(work: WorkDir, manifest: ManifestBody): void {
   if (work.readOnly) return;
-  const named = new Set(manifest.snapshots.flatMap((s) => (s.updates ?? []).map((u) => `${u.name}.upd`)));
+  const named = new Set(manifest.snapshots.flatMap((s) => [...(s.updates ?? []), ...(s.offer ? [s.offer] : [])].map((u) => `${u.name}.upd`)));
   const dir = join(work.meta, 'updates');
   let names: string[];
   try {

@@ -1,0 +1,93 @@
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeOfferHead, OFFER_VERSION } from '../delta/offer.js';
+import { decodeUpdateHead } from '../delta/update.js';
+import { ManifestBody, ManifestSnapshot } from '../snapshot/manifest.js';
+import { writeFileAtomic } from '../util/fsx.js';
+
+/**
+ * What a remote keeps of old updates (docs/DESIGN-REMOTE-V3.md decision 5). Clients use the
+ * newest snapshot's updates and offer, and the previous snapshot's stream from nothing (a card
+ * cut inside it resumes it, src/sync/base-stream.ts); every other update is dead weight: each
+ * publish used to keep a whole compressed copy (vite, eight releases: 6.3 MB of remote for 3.7 MB
+ * of trees). Files no entry names any more are deleted once they have gone unnamed for a grace
+ * period, so a client that read an older manifest and is mid-download still finds them.
+ */
+
+/** Clients mid-download of a superseded manifest's updates: a week to finish. */
+export const DEFAULT_PRUNE_AFTER_MS = 7 * 24 * 3600 * 1000;
+
+/** When each unnamed update or frames file was first seen unnamed (remote root, publisher's own). */
+export const PRUNE_RECORD = '.paquete-prune.json';
+
+/**
+ * The entries before the new one as the next manifest lists them: the previous newest keeps its
+ * update from nothing only, older ones no updates (their indexes stay: the offer reads them).
+ */
+export function retainedEntries(earlier: ManifestSnapshot[]): ManifestSnapshot[] {
+  return earlier.map((e, k) => {
+    const { updates, offer: _offer, ...rest } = e;
+    const solid = k === earlier.length - 1 ? updates?.filter((u) => u.from === '') : undefined;
+    return solid?.length ? { ...rest, updates: solid } : rest;
+  });
+}
+
+/** Heads and frames files the manifest names (a head names its frames file). */
+function namedFiles(remoteDir: string, body: ManifestBody): Set<string> {
+  const named = new Set<string>();
+  for (const s of body.snapshots) {
+    const heads = [...(s.updates ?? []).map((u) => u.name), ...(s.offer ? [s.offer.name] : [])];
+    for (const name of heads) {
+      const path = `updates/${name}.upd`;
+      named.add(path);
+      try {
+        const bytes = readFileSync(join(remoteDir, path));
+        const frames = bytes[4] === OFFER_VERSION ? decodeOfferHead(bytes).framesFile : decodeUpdateHead(bytes).framesFile;
+        named.add(`frames/${frames}.frames`);
+      } catch {
+        // A head that cannot be read names nothing more; it is kept, being named.
+      }
+    }
+  }
+  return named;
+}
+
+/**
+ * Deletes update heads and frames files that `body` (the manifest just written) does not name
+ * and that have gone unnamed for `afterMs`; returns how many. Runs under the publish lock.
+ */
+export function pruneUpdates(remoteDir: string, body: ManifestBody, opts: { afterMs?: number; now?: Date } = {}): number {
+  const afterMs = opts.afterMs ?? DEFAULT_PRUNE_AFTER_MS;
+  const now = (opts.now ?? new Date()).getTime();
+  const named = namedFiles(remoteDir, body);
+  const recordPath = join(remoteDir, PRUNE_RECORD);
+  let since: Record<string, string> = {};
+  try {
+    if (existsSync(recordPath)) since = (JSON.parse(readFileSync(recordPath, 'utf8')) as { unnamed: Record<string, string> }).unnamed ?? {};
+  } catch {
+    since = {};
+  }
+  const next: Record<string, string> = {};
+  let pruned = 0;
+  for (const [dir, ext] of [['updates', '.upd'], ['frames', '.frames']]) {
+    let names: string[];
+    try {
+      names = readdirSync(join(remoteDir, dir));
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      // .tmp- files are a crashed publisher's: nothing names them, and they are not ours to judge here.
+      if (!n.endsWith(ext) || n.startsWith('.tmp-')) continue;
+      const path = `${dir}/${n}`;
+      if (named.has(path)) continue;
+      const first = since[path] ?? new Date(now).toISOString();
+      if (now - Date.parse(first) >= afterMs) {
+        rmSync(join(remoteDir, path), { force: true });
+        pruned++;
+      } else next[path] = first;
+    }
+  }
+  if (Object.keys(next).length || existsSync(recordPath)) writeFileAtomic(recordPath, Buffer.from(JSON.stringify({ version: 1, unnamed: next }) + '\n'));
+  return pruned;
+}
