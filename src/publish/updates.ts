@@ -179,9 +179,12 @@ export interface OfferWritten {
 /**
  * Direct frames take at most this share of the budget when not all fit; waypoints have the rest.
  * vite 8.2.4 … 8.4.0: direct deltas from every old content took 1.42x one compressed copy of N;
- * cut at the budget, clients 11 releases behind paid 5.1x their floor through the stream.
+ * cut at the budget, clients 11 releases behind paid 5.1x their floor through the stream. With
+ * 75% for direct frames, 8 behind lost its direct deltas and the waypoints of vite's 1.4 MB bundle
+ * (rewritten every release) did not fit the rest: 8 and 11 behind both paid 5.2-5.6x. So direct
+ * frames keep the whole budget, and waypoints take what it leaves.
  */
-const DIRECT_SHARE = 0.75;
+const DIRECT_SHARE = 1;
 
 /** A frame compressed, before it is placed in the frames file. */
 interface Compressed {
@@ -235,8 +238,12 @@ export function writeOffer(
   const contentOf = (f: PlannedOfferFrame) => f.yields.reduce((n, i) => n + (f.waypoint ?? target.snapshot).chunks[i].rawLength, 0);
   const bytesTotal = direct.reduce((n, f) => n + contentOf(f), 0);
   let bytesDone = 0;
-  /** Compresses planned frames in order while their total stays within `limit`; returns those that fit. */
-  const compressWithin = (plan: PlannedOfferFrame[], limit: number): Compressed[] => {
+  /**
+   * Compresses planned frames in order while their total stays within `limit`; returns those that
+   * fit. `skip`: a frame past the limit is passed over and smaller ones after it still tried
+   * (waypoints); else it ends the list (direct frames: what is left out comes last in priority).
+   */
+  const compressWithin = (plan: PlannedOfferFrame[], limit: number, skip = false): Compressed[] => {
     const out: Compressed[] = [];
     let total = 0;
     for (const f of plan) {
@@ -251,8 +258,10 @@ export function writeOffer(
       const key = frameKey(opts.level, f.yields.map((i) => from.chunks[i].id), ranges);
       const old = reuse.read(key);
       const frame = old ?? compressor.compress(content, { level: opts.level, dictionary });
-      // In order: a frame past the limit ends the list, so what is left out comes last in priority.
-      if (total + frame.length > limit) break;
+      if (total + frame.length > limit) {
+        if (skip) continue;
+        break;
+      }
       total += frame.length;
       let done = 0;
       while (done < frame.length) done += writeSync(scratch, frame, done, frame.length - done, scratchSize + done);
@@ -274,11 +283,11 @@ export function writeOffer(
     if (kept.length < direct.length) {
       // Not every old content fits a direct delta: the newest take DIRECT_SHARE, waypoints the rest.
       let total = 0;
-      kept = kept.filter((c) => (total += c.length) <= DIRECT_SHARE * opts.budget);
+      kept = kept.filter((c) => total + c.length <= DIRECT_SHARE * opts.budget && (total += c.length) > 0);
       const keptUnits = kept.flatMap((c) => c.planned.units);
       const keptSet = new Set(kept.map((c) => c.planned));
       const dropped = direct.filter((f) => !keptSet.has(f)).flatMap((f) => f.units);
-      kept.push(...compressWithin(planWaypoints(keptUnits, dropped), opts.budget - total));
+      kept.push(...compressWithin(planWaypoints(keptUnits, dropped), opts.budget - total, true));
     }
     file.write(framesHeader());
     for (const c of kept) {
