@@ -168,7 +168,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
     const card = forecastOf(r.plan, r.checkCost);
     const left = [...count(r.plan.files, 'waiting'), ...count(r.plan.files, 'partial')];
     out.result(
-      `would fetch ${formatSize(card.wire)} on the wire in ${card.requests} requests${framesNote(r)}, the manifest check included${b}: ` +
+      `would fetch ${formatSize(card.wire)} on the wire${b} in ${card.requests} requests, the manifest check included${framesNote(r)}: ` +
         `completes ${card.files} files, ${formatSize(card.bytes)}; ${count(r.plan.files, 'present').length} already here; ` +
         `${left.length} left${left.length ? ` (${formatSize(left.reduce((n, f) => n + placedSize(f.file), 0))})` : ''}`,
     );
