@@ -53,7 +53,8 @@ function keptBytes(work: string): number {
   const walk = (dir: string) => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       if (e.isDirectory()) walk(join(dir, e.name));
-      else n += statSync(join(dir, e.name)).size;
+      // A running sync renames its temp files (tree.json.tmp-…) between the listing and the stat.
+      else n += statSync(join(dir, e.name), { throwIfNoEntry: false })?.size ?? 0;
     }
   };
   walk(join(work, '.paquete'));
