@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { cleanupAll, exec, onCleanup, paqueteBin, runPaquete, tmpDir, type Running } from './helpers/tmp.js';
 import { writeTree } from './helpers/trees.js';
 import { writeWheel } from './helpers/wheels.js';
+import { chromiumPath, NO_CHROMIUM, renderedDom, screenshot } from './helpers/chromium.js';
 
 after(cleanupAll);
 
@@ -101,6 +102,24 @@ describe('serve on a partly synced mirror', () => {
     const none = await fetch(`${url}/docs/py/library/nope.html`);
     assert.equal(none.status, 404);
     assert.doesNotMatch(await none.text(), /not synced yet/);
+  });
+
+  test('in a browser, a page not synced yet shows what is missing and the command that brings it', async (t) => {
+    const chromium = chromiumPath();
+    if (!chromium) {
+      process.stderr.write(`\n${NO_CHROMIUM}\n\n`);
+      t.skip(NO_CHROMIUM);
+      return;
+    }
+    const page = `${url}/docs/py/tutorial/index.html`;
+    const dom = await renderedDom(chromium, page, dir);
+    assert.match(dom, /not synced yet: py\/tutorial\/index\.html/);
+    // The command as the browser shows it (entities decoded) is the one serve offers over HTTP.
+    assert.equal(offered(dom), offered(await (await fetch(page)).text()));
+    const png = await screenshot(chromium, page, dir, join(dir, 'not-synced.png'), 1000, 600);
+    // A page with its text drawn is well over a blank page's few hundred bytes.
+    assert.ok(png.length > 5_000, `screenshot is only ${png.length} bytes: blank page?`);
+    if (process.env.PAQUETE_KEEP_SCREENSHOT) writeFileSync(process.env.PAQUETE_KEEP_SCREENSHOT.replace(/(\.png)?$/, '-not-synced.png'), png);
   });
 
   test('a name with a quote is offered as one shell word, and the command works', async () => {

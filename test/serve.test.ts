@@ -13,6 +13,7 @@ import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running } from '.
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { wheelFileName, writeSdist, writeWheel } from './helpers/wheels.js';
 import { pipEnv } from './helpers/pip.js';
+import { chromiumPath, NO_CHROMIUM, screenshot } from './helpers/chromium.js';
 
 after(cleanupAll);
 
@@ -247,25 +248,13 @@ describe('paquete serve', () => {
   });
 
   test('headless chromium renders the catalog (screenshot)', async (t) => {
-    const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
+    const chromium = chromiumPath();
     if (!chromium) {
-      const msg = '!!! SKIPPED: no chromium on this machine (bash scripts/ensure-system-deps.sh installs it) !!!';
-      process.stderr.write(`\n${msg}\n\n`);
-      t.skip(msg);
+      process.stderr.write(`\n${NO_CHROMIUM}\n\n`);
+      t.skip(NO_CHROMIUM);
       return;
     }
-    const profile = join(dir, 'chromium-profile');
-    mkdirSync(profile);
-    const png = join(dir, 'catalog.png');
-    const r = await exec(chromium, [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `--screenshot=${png}`, '--window-size=1200,900', `${server.url}/`,
-    ], { timeoutMs: 60_000 });
-    assert.ok(existsSync(png), `no screenshot: ${r.stderr.slice(-2000)}`);
-    const bytes = readFileSync(png);
-    assert.equal(bytes.subarray(0, 8).toString('hex'), '89504e470d0a1a0a', 'a PNG');
-    assert.equal(bytes.readUInt32BE(16), 1200);
-    assert.equal(bytes.readUInt32BE(20), 900);
+    const bytes = await screenshot(chromium, `${server.url}/`, dir, join(dir, 'catalog.png'));
     // A blank page compresses to a few kB; text, tables and colours do not.
     assert.ok(bytes.length > 20_000, `screenshot is only ${bytes.length} bytes: blank page?`);
     if (process.env.PAQUETE_KEEP_SCREENSHOT) writeFileSync(process.env.PAQUETE_KEEP_SCREENSHOT, bytes);
