@@ -80,7 +80,7 @@ describe('the rate follows the link', () => {
 });
 
 describe('publish reports its progress', () => {
-  test('chunking then each update, bytes rising to each phase total, every file counted', async () => {
+  test('chunking then each update and the offer, bytes rising to each phase total, every file counted', async () => {
     const { join } = await import('node:path');
     const { cleanupAll, tmpDir } = await import('./helpers/tmp.js');
     const { pseudoRandom, textFile, writeTree } = await import('./helpers/trees.js');
@@ -103,7 +103,9 @@ describe('publish reports its progress', () => {
       assert.equal(last.bytesDone, last.bytesTotal);
       assert.equal(last.files, 31);
       const phases = [...new Set(events.filter((e) => e.phase === 'updates').map((e) => e.from))];
-      assert.equal(phases.length, 2, 'the update from nothing and the delta from v1');
+      // The update from nothing, the delta from v1, and the offer (t/0.txt changed: a delta from its old content).
+      assert.equal(phases.length, 3, `the update from nothing, the delta from v1 and the offer: ${phases.join(', ')}`);
+      assert.ok(phases.includes('offer') && phases.includes(''), phases.join(', '));
       for (const from of phases) {
         const es = events.filter((e) => e.phase === 'updates' && e.from === from);
         for (let i = 1; i < es.length; i++) assert.ok(es[i].bytesDone >= es[i - 1].bytesDone);
