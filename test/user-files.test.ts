@@ -63,7 +63,7 @@ describe("the user's files are theirs (local remote, real CLI)", () => {
 
     const st = await paquete(['status', '-C', 'w'], dir);
     assert.doesNotMatch(st.stdout, /\bcomplete$/m, st.stdout);
-    assert.match(st.stdout, /2\/3 files complete; nothing to fetch; 1 not placed/);
+    assert.match(st.stdout, /2\/3 files complete; to fetch: nothing; 1 not placed/);
     assert.match(st.stderr, /site\/b\.txt: not placed by paquete/);
 
     await paquete(['sync', '-C', 'w', '--overwrite', 'site/b.txt'], dir);
@@ -174,7 +174,7 @@ describe("the user's files are theirs (local remote, real CLI)", () => {
     assert.match(text.stderr, /site\/clash\/file\.txt: a directory of yours/);
 
     const st = await paquete(['status', '-C', deepRoot], dir);
-    assert.match(st.stdout, /3\/5 files complete; nothing to fetch; 2 not placed/);
+    assert.match(st.stdout, /3\/5 files complete; to fetch: nothing; 2 not placed/);
     assert.doesNotMatch(st.stdout, /\bcomplete$/m);
     assert.match(st.stderr, /leaf\.txt: its name is too long for this disk/);
     const sj = JSON.parse((await paquete(['status', '-C', deepRoot, '--json'], dir)).stdout);
@@ -224,7 +224,7 @@ describe('a publisher whose data never matches its signature (nginx remote)', ()
       assert.deepEqual(log.map((e) => e.uri), ['/manifest.json'], `only the manifest is asked for: ${log.map((e) => `${e.uri} ${e.range}`).join(', ')}`);
 
       const st = await paquete(['status', '-C', 'w'], dir);
-      assert.match(st.stdout, /1\/2 files complete; nothing to fetch; 1 not placed/);
+      assert.match(st.stdout, /1\/2 files complete; to fetch: nothing; 1 not placed/);
       assert.match(st.stderr, /site\/bad\.bin/);
 
       // A new snapshot is a new chance: the fixed publish is fetched and placed.

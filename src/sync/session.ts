@@ -143,6 +143,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const here = stillComplete(work.root, work.treeState(), newest.checked.entry.name, opts.wants ?? []);
       if (here) {
         acceptLatest(work, newest.from.remote, newest.checked, { note: opts.events?.note });
+        // A sync killed between its last save and its switch left readers on the snapshot before.
+        if (!opts.dryRun) await work.switchIfBehind();
         const main = sources.find((s) => !s.free) ?? sources[0];
         return nothingNew(newest.checked, here, opts, spent(), read(), opts.dryRun ? manifestCheckCost(work, main.remote) : 0);
       }

@@ -74,6 +74,40 @@ export async function switchGeneration(meta: string, opts: { pause?: boolean } =
   return n;
 }
 
+/**
+ * Whether `current` names a generation older than the working directory's state: a writer saved
+ * its state and stopped before its switch (a kill -9 there). A sync that then finds nothing new
+ * must still switch, or readers stay on the snapshot before for as long as nothing new comes.
+ * Reads only metadata (and, on a disk without hard links, the small manifest); writes nothing.
+ */
+export function generationBehind(meta: string): boolean {
+  const n = currentGeneration(meta);
+  if (n === undefined) return true;
+  const dir = join(meta, GENERATIONS, String(n));
+  const stat = (p: string) => statSync(p, { throwIfNoEntry: false });
+  for (const f of GENERATION_FILES) {
+    const here = stat(join(meta, f));
+    const there = stat(join(dir, f));
+    if (!here && !there) continue;
+    if (!here || !there) return true;
+    if (here.ino === there.ino && here.dev === there.dev) continue; // the link made at the switch
+    // A copy (no hard links here): the log is its prefix, the manifest its bytes.
+    if (f === TREE_STATE) continue;
+    if (!readFileSync(join(meta, f)).equals(readFileSync(join(dir, f)))) return true;
+  }
+  const log = stat(join(meta, TREE_STATE));
+  if (log) {
+    let length = NaN;
+    try {
+      length = Number(readFileSync(join(dir, TREE_STATE_LENGTH), 'latin1').trim());
+    } catch {
+      /* no length: a generation older than the log */
+    }
+    if (length !== log.size) return true;
+  }
+  return false;
+}
+
 /** A hard link (no bytes written); a copy where the disk has none (FAT). */
 function linkOrCopy(from: string, to: string): void {
   try {

@@ -5,7 +5,7 @@ import { ChunkStore, OpenOptions } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { decodeTreeState, encodeTreeState, LEGACY_TREE_JSON, restOf, samePlaced, TREE_STATE, TreeStateWriter } from './tree-state.js';
 import { acquireLock, isReadOnlyError, refuseIfHeld } from './lock.js';
-import { currentGeneration, KEEP, switchGeneration } from './generation.js';
+import { currentGeneration, generationBehind, KEEP, switchGeneration } from './generation.js';
 import { STORE_DIR_NAME } from '../snapshot/paths.js';
 
 /** The store's directory inside DIR; no name from outside may ever reach it (src/snapshot/paths.ts). */
@@ -263,6 +263,11 @@ export class WorkDir {
    */
   async switchGeneration(): Promise<void> {
     if (!this.readOnly && !this.reader) await switchGeneration(this.meta);
+  }
+
+  /** Switches when `current` is behind this directory's state (a writer killed before its switch). */
+  async switchIfBehind(): Promise<void> {
+    if (!this.readOnly && !this.reader && generationBehind(this.meta)) await switchGeneration(this.meta);
   }
 
   /** Where assembled files wait for their checksum before being renamed into place. */
