@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { startNginx } from './helpers/nginx.js';
 import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { setRemotes, carried, checkNoWrongFiles } from './helpers/workdirs.js';
 
@@ -20,11 +20,7 @@ after(cleanupAll);
 /** Fast failure settings, so a dead link ends a sync in seconds. */
 const FAST_LINK = { PAQUETE_RETRIES: '3', PAQUETE_BACKOFF: '0.01', PAQUETE_STALL_TIMEOUT: '1', PAQUETE_CONNECT_TIMEOUT: '2' };
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = FAST_LINK) {
-  const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting(FAST_LINK);
 
 describe('the budget holds under random faults (property)', () => {
   let dir: string;

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
-import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { startFaultProxy, whenBytesFlow } from './helpers/faultproxy.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { setRemotes, carried, checkNoWrongFiles } from './helpers/workdirs.js';
 
@@ -21,18 +21,7 @@ after(cleanupAll);
 /** Fast failure settings, so a dead link ends a sync in seconds. */
 const FAST_LINK = { PAQUETE_RETRIES: '3', PAQUETE_BACKOFF: '0.01', PAQUETE_STALL_TIMEOUT: '1', PAQUETE_CONNECT_TIMEOUT: '2' };
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = FAST_LINK) {
-  const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-async function whenBytesFlow(proxy: FaultProxy, bytes: number, exit: Promise<unknown>): Promise<void> {
-  let exited = false;
-  void exit.then(() => (exited = true));
-  const target = proxy.stats.bytesToClient + bytes;
-  while (!exited && proxy.stats.bytesToClient < target) await new Promise((r) => setTimeout(r, 10));
-}
+const paquete = paqueteExpecting(FAST_LINK);
 
 describe('the budget is a hard limit on the wire', () => {
   let dir: string;

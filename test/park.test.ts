@@ -9,8 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
-import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { startFaultProxy, whenBytesFlow } from './helpers/faultproxy.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { checkNoWrongFiles } from './helpers/workdirs.js';
 
@@ -19,22 +19,7 @@ after(cleanupAll);
 /** Fast failure settings so the network-gone cases finish in seconds. */
 const FAST_LINK = { PAQUETE_RETRIES: '2', PAQUETE_BACKOFF: '0.05', PAQUETE_STALL_TIMEOUT: '1', PAQUETE_CONNECT_TIMEOUT: '2' };
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = FAST_LINK) {
-  const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-/**
- * Resolves once `bytes` more have gone through the proxy to the client (or the process ended):
- * faults land mid-transfer whatever the machine's load does to start-up time.
- */
-async function whenBytesFlow(proxy: FaultProxy, bytes: number, exit: Promise<unknown>): Promise<void> {
-  let exited = false;
-  void exit.then(() => (exited = true));
-  const target = proxy.stats.bytesToClient + bytes;
-  while (!exited && proxy.stats.bytesToClient < target) await new Promise((r) => setTimeout(r, 10));
-}
+const paquete = paqueteExpecting(FAST_LINK);
 
 /**
  * Bytes in the network stack between the proxy and its clients right now, from the kernel's own

@@ -529,3 +529,14 @@ export async function startFaultProxy(
   };
   return proxy;
 }
+
+/**
+ * Resolves once `bytes` more have gone through the proxy to the client (or the process ended):
+ * faults land mid-transfer whatever the machine's load does to start-up time.
+ */
+export async function whenBytesFlow(proxy: FaultProxy, bytes: number, exit: Promise<unknown>): Promise<void> {
+  let exited = false;
+  void exit.then(() => (exited = true));
+  const target = proxy.stats.bytesToClient + bytes;
+  while (!exited && proxy.stats.bytesToClient < target) await new Promise((r) => setTimeout(r, 10));
+}

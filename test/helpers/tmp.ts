@@ -20,6 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
 
 const keepTmp = process.env.PAQUETE_KEEP_TMP === '1';
 const dirs = new Set<string>();
@@ -244,4 +245,16 @@ export const paqueteBin: string = path.join(repoRoot, 'bin', 'paquete.js');
 /** Run the paquete CLI as `node bin/paquete.js ARGS…` (with this test's node binary). */
 export function runPaquete(args: readonly string[], opts: RunOptions = {}): Running {
   return run(process.execPath, [paqueteBin, ...args], opts);
+}
+
+/**
+ * A `paquete(args, cwd, expectCode = 0, env = defaultEnv)` that runs the CLI and asserts its exit
+ * code (null: any), printing both streams when it differs.
+ */
+export function paqueteExpecting(defaultEnv: Record<string, string>) {
+  return async (args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = defaultEnv): Promise<RunResult> => {
+    const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
+    if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r;
+  };
 }
