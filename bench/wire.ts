@@ -377,8 +377,8 @@ function breakdown(
   entries: LogEntry[],
   estimates: boolean,
 ): Breakdown {
-  const held = new Set<bigint>(phase === 'update' ? snaps.old.chunks.map((c) => c.id) : []);
-  const inNew = new Set<bigint>(snaps.new.chunks.map((c) => c.id));
+  const held = new Set<bigint>(phase === 'update' ? snaps.old.chunks.ids() : []);
+  const inNew = new Set<bigint>(snaps.new.chunks.ids());
   const b: Breakdown = {
     phase, tool, mode, chunksInNew: snaps.new.chunks.length, chunksFetched: 0, chunksByFrames: 0, requests: entries.length,
     manifestBody: 0, indexBody: 0, updateHeads: 0, headIndexDelta: 0, frames: 0, recordHeaders: 0, payloads: 0, gapRecords: 0,
@@ -490,7 +490,7 @@ function breakdown(
         if (!covered(fr.offset, fr.offset + fr.length)) continue;
         inWholeFrames += fr.length;
         for (const i of fr.yields) {
-          const c = target.chunks[i];
+          const c = target.chunks.entry(i);
           if (!inNew.has(c.id) || held.has(c.id)) continue;
           if (seen.has(c.id)) {
             twice++;

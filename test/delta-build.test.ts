@@ -7,7 +7,7 @@ import { seededRandom, writeTree } from './helpers/trees.js';
 import { publish, PublishResult } from '../src/publish/publisher.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeManifest, ManifestBody, ManifestSnapshot, sha256Hex } from '../src/snapshot/manifest.js';
-import { decodeSnapshot, encodeSnapshotBody, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
+import { ChunkTable, decodeSnapshot, encodeSnapshotBody, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
 import { decodeUpdateHead, FRAMES_HEADER_SIZE, resolveBaseRanges, UpdateHead } from '../src/delta/update.js';
 import { decompressExact } from '../src/delta/zstd.js';
 import { baseBytes, planDeltaFrames, planFileFrames, ReadFileRange } from '../src/delta/build.js';
@@ -61,7 +61,7 @@ function chunkBytesFromTree(p: Published): Map<number, Buffer> {
     const bytes = readFileSync(join(p.dir, f.path.slice('site/'.length)));
     let offset = 0;
     for (const i of f.chunks) {
-      const n = p.snapshot.chunks[i].rawLength;
+      const n = p.snapshot.chunks.rawLength[i];
       out.set(i, bytes.subarray(offset, offset + n));
       offset += n;
     }
@@ -163,8 +163,8 @@ describe('updates written by publish', () => {
     assert.equal(head.target, v2.entry.name);
     assert.equal(head.base, v1.entry.name);
     const yielded = checkFrames(v2, v1, head, frames);
-    const inBase = new Set(v1.snapshot.chunks.map((c) => c.id));
-    const missing = v2.snapshot.chunks.flatMap((c, i) => (inBase.has(c.id) ? [] : [i]));
+    const inBase = new Set(v1.snapshot.chunks.ids());
+    const missing = v2.snapshot.chunks.ids().flatMap((id, i) => (inBase.has(id) ? [] : [i]));
     assert.ok(missing.length > 0);
     assert.deepEqual([...yielded.keys()].sort((a, b) => a - b), missing);
     assert.ok([...yielded.values()].every((n) => n === 1));
@@ -247,7 +247,7 @@ test('small changed files are pooled into one frame, their base files laid end t
     created: 0,
     sources: [{ kind: 'tree', name: 's' }],
     packs: ['00'.repeat(32)],
-    chunks: Array.from({ length: 100 }, (_, i) => ({ id: BigInt(v * 1000 + i), pack: 0, offset: 8 + i * 2017, repr: 0, rawLength: 2000, storedLength: 2000 })),
+    chunks: ChunkTable.of(Array.from({ length: 100 }, (_, i) => ({ id: BigInt(v * 1000 + i), pack: 0, offset: 8 + i * 2017, repr: 0, rawLength: 2000, storedLength: 2000 }))),
     files: Array.from({ length: 100 }, (_, i) => ({ path: `s/f${String(i).padStart(3, '0')}`, mode: 0o644, size: 2000, sha256: new Uint8Array(32), chunks: [i] })),
   });
   const [oldS, newS] = [snap(1), snap(2)];

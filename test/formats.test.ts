@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
 import { ByteReader, ByteWriter } from '../src/util/bytes.js';
-import { decodeSnapshot, encodeSnapshot, Snapshot } from '../src/snapshot/snapshot.js';
+import { ChunkTable, decodeSnapshot, encodeSnapshot, Snapshot } from '../src/snapshot/snapshot.js';
 import { decodeManifest, encodeManifest } from '../src/snapshot/manifest.js';
 import { generateKeys, parsePublicKey, parseSecretKey, fingerprint } from '../src/snapshot/keys.js';
 import { decodePayload, decodeRecordHeader, encodeRecord, RecordStream, Repr, RECORD_HEADER_SIZE } from '../src/store/pack.js';
@@ -53,7 +53,7 @@ function sampleSnapshot(): Snapshot {
     created: 1_790_000_000,
     sources: [{ kind: 'tree', name: 'src' }, { kind: 'docs', name: 'py' }],
     packs,
-    chunks,
+    chunks: ChunkTable.of(chunks),
     files: [
       { path: 'src/empty', mode: 0o644, size: 0, sha256: randomBytes(32), chunks: [] },
       { path: 'src/a b/ñandú.txt', mode: 0o755, size: 160, sha256: randomBytes(32), chunks: [0, 1, 3] },
@@ -78,7 +78,7 @@ test('snapshot index stays compact: about 11-14 bytes per chunk when chunk lists
     off += RECORD_HEADER_SIZE + stored;
   }
   const size = chunks.reduce((a, c) => a + c.rawLength, 0);
-  const s: Snapshot = { params: { minSize: 2048, avgSize: 8192, maxSize: 65536 }, created: 1, sources: [{ kind: 'tree', name: 't' }], packs: [randomBytes(32).toString('hex')], chunks, files: [{ path: 't/big', mode: 0o644, size, sha256: randomBytes(32), chunks: chunks.map((_, i) => i) }] };
+  const s: Snapshot = { params: { minSize: 2048, avgSize: 8192, maxSize: 65536 }, created: 1, sources: [{ kind: 'tree', name: 't' }], packs: [randomBytes(32).toString('hex')], chunks: ChunkTable.of(chunks), files: [{ path: 't/big', mode: 0o644, size, sha256: randomBytes(32), chunks: chunks.map((_, i) => i) }] };
   const bytes = encodeSnapshot(s).length;
   assert.ok(bytes / n < 14, `${(bytes / n).toFixed(2)} bytes per chunk`);
 });

@@ -26,7 +26,7 @@ import { decodeGitRefs } from '../src/sources/git-refs.js';
 import { isProjectName, parseDistFileName } from '../src/sources/pypi.js';
 import { PaqueteError } from '../src/errors.js';
 import { checkSnapshotPath, checkSourceName, isStoreDirName } from '../src/snapshot/paths.js';
-import { decodeSnapshot, encodeSnapshot, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
+import { ChunkTable, decodeSnapshot, encodeSnapshot, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
 import { decodeManifest, encodeManifest } from '../src/snapshot/manifest.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { sampleManifestBody } from './helpers/fixtures.js';
@@ -96,7 +96,7 @@ describe('names that are never safe', () => {
     assert.equal(codeOf(() => checkSourceName(7)), 'UNSAFE_PATH');
   });
 
-  const snapshot = (sources: Snapshot['sources']): Snapshot => ({ params: { minSize: 16384, avgSize: 65536, maxSize: 262144 }, created: 1, sources, packs: [], chunks: [], files: [] });
+  const snapshot = (sources: Snapshot['sources']): Snapshot => ({ params: { minSize: 16384, avgSize: 65536, maxSize: 262144 }, created: 1, sources, packs: [], chunks: new ChunkTable(0), files: [] });
 
   test('a snapshot index or a signed manifest naming a hostile source is refused when decoded', () => {
     const { key, publicKey } = parseSecretKey(generateKeys().secretPem, 'k');
@@ -270,7 +270,7 @@ describe('fuzz: hostile names in every name-bearing field are refused or stay in
     created: 1,
     sources,
     packs: [],
-    chunks: [],
+    chunks: new ChunkTable(0),
     files: paths.map((path) => ({ path, mode: 0o644, size: 0, sha256: new Uint8Array(32), chunks: [] })),
   });
 

@@ -41,7 +41,7 @@ const newKey = (): Key => parseSecretKey(generateKeys().secretPem, 'k');
 const snapshotIds = (remote: string): Set<bigint> => {
   const m = decodeManifest(readFileSync(join(remote, 'manifest.json')), 'm').body;
   const name = m.snapshots[m.snapshots.length - 1].name;
-  return new Set(decodeSnapshot(readFileSync(join(remote, 'snapshots', `${name}.snap`))).chunks.map((c) => c.id));
+  return new Set(decodeSnapshot(readFileSync(join(remote, 'snapshots', `${name}.snap`))).chunks.ids());
 };
 
 async function withWork<T>(dir: string, fn: (w: WorkDir) => Promise<T>): Promise<T> {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { buildRanges, FrameOption, planSession } from '../src/sync/planner.js';
-import { ChunkEntry, recordLength, Snapshot } from '../src/snapshot/snapshot.js';
+import { ChunkTable, ChunkEntry, recordLength, Snapshot } from '../src/snapshot/snapshot.js';
 import { Repr, PACK_HEADER_SIZE } from '../src/store/pack.js';
 
 const HEADERS = 400;
@@ -26,7 +26,7 @@ function snapshotOf(files: Record<string, number[]>, shared: Record<string, numb
     const source = list.find((f) => f.path === path)!;
     list.push({ path: `${path}.copy`, mode: 0o644, size: from.reduce((a, i) => a + chunks[source.chunks[i]].rawLength, 0), sha256: new Uint8Array(32), chunks: from.map((i) => source.chunks[i]) });
   }
-  return { params: { minSize: 64, avgSize: 256, maxSize: 2048 }, created: 0, sources: [{ kind: 'tree', name: 's' }], packs: ['00'.repeat(32)], chunks, files: list };
+  return { params: { minSize: 64, avgSize: 256, maxSize: 2048 }, created: 0, sources: [{ kind: 'tree', name: 's' }], packs: ['00'.repeat(32)], chunks: ChunkTable.of(chunks), files: list };
 }
 
 const base = { present: new Set<bigint>(), complete: new Set<string>(), wants: [] as string[], requestCost };
@@ -72,10 +72,10 @@ test('the plan never costs more than the budget (property)', () => {
       fc.array(fc.nat(), { maxLength: 10 }),
       (files, budget, presentPicks) => {
         const s = snapshotOf(Object.fromEntries(files.map((f, i) => [`s/f${i}`, f])));
-        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks[p % s.chunks.length].id));
+        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks.id(p % s.chunks.length)));
         const plan = planSession({ ...base, snapshot: s, present, budget });
         assert.ok(plan.cost <= budget, `cost ${plan.cost} > budget ${budget}`);
-        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks[i].id));
+        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks.id(i)));
       },
     ),
     { numRuns: 400 },
@@ -96,7 +96,7 @@ test('ranges join neighbours and small gaps, but not large gaps', () => {
 function framesOf(s: Snapshot, runs: number[][], ratio: number): FrameOption[] {
   let at = 8;
   return runs.map((yields, frame) => {
-    const size = Math.ceil(yields.reduce((n, i) => n + recordLength(s.chunks[i]), 0) * ratio);
+    const size = Math.ceil(yields.reduce((n, i) => n + s.chunks.recordLength(i), 0) * ratio);
     const f = { frame, start: at, end: at + size, yields };
     at += size;
     return f;
@@ -139,16 +139,16 @@ test('with frames, the plan never costs more than the budget and brings only mis
       fc.double({ min: 0.1, max: 1.5, noNaN: true }),
       (files, budget, presentPicks, runLength, ratio) => {
         const s = snapshotOf(Object.fromEntries(files.map((f, i) => [`s/f${i}`, f])));
-        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks[p % s.chunks.length].id));
+        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks.id(p % s.chunks.length)));
         const runs: number[][] = [];
-        for (let i = 0; i < s.chunks.length; i += runLength) runs.push(s.chunks.slice(i, i + runLength).map((_, j) => i + j));
+        for (let i = 0; i < s.chunks.length; i += runLength) runs.push(Array.from({ length: Math.min(runLength, s.chunks.length - i) }, (_, j) => i + j));
         const plan = planSession({ ...base, snapshot: s, present, budget, frames: framesOf(s, runs, ratio) });
         assert.ok(plan.cost <= budget, `cost ${plan.cost} > budget ${budget}`);
-        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks[i].id));
+        for (const r of plan.ranges) for (const i of r.chunks) assert.ok(!present.has(s.chunks.id(i)));
         // A file planned complete gets every missing chunk from a record or a frame.
         const brought = new Set([...plan.ranges.flatMap((r) => r.chunks), ...plan.frameRanges.flatMap((r) => r.frames.flatMap((f) => runs[f]))]);
         for (const f of plan.files) {
-          if (f.outcome === 'complete') for (const i of f.file.chunks) assert.ok(present.has(s.chunks[i].id) || brought.has(i), `${f.file.path} misses chunk ${i}`);
+          if (f.outcome === 'complete') for (const i of f.file.chunks) assert.ok(present.has(s.chunks.id(i)) || brought.has(i), `${f.file.path} misses chunk ${i}`);
         }
       },
     ),
@@ -160,7 +160,7 @@ test('a budget too small for the stream it wants takes a prefix of it, never rec
   const sizes: Record<string, number[]> = {};
   for (let i = 0; i < 100; i++) sizes[`s/f${String(i).padStart(3, '0')}`] = [2000];
   const s = snapshotOf(sizes);
-  const frames = framesOf(s, [s.chunks.map((_, i) => i)], 0.3);
+  const frames = framesOf(s, [Array.from({ length: s.chunks.length }, (_, i) => i)], 0.3);
   const budget = 30_000;
   const plan = planSession({ ...base, snapshot: s, budget, frames });
   assert.equal(plan.ranges.length, 0, 'no records');
@@ -181,7 +181,7 @@ test('a frame prefix kept by an earlier card costs only what remains; the next c
   const sizes: Record<string, number[]> = {};
   for (let i = 0; i < 100; i++) sizes[`s/f${String(i).padStart(3, '0')}`] = [2000];
   const s = snapshotOf(sizes);
-  const [frame] = framesOf(s, [s.chunks.map((_, i) => i)], 0.3);
+  const [frame] = framesOf(s, [Array.from({ length: s.chunks.length }, (_, i) => i)], 0.3);
   const length = frame.end - frame.start;
   const card = 20_000;
   let kept = 0;
@@ -200,7 +200,7 @@ test('a frame prefix kept by an earlier card costs only what remains; the next c
     kept = r.end - frame.start;
     if (kept === length) break;
     // What the prefix decoded to (the planner's own estimate is a lower bound) is in the store.
-    for (const f of plan.files) if (f.outcome === 'complete') for (const i of f.file.chunks) present.add(s.chunks[i].id);
+    for (const f of plan.files) if (f.outcome === 'complete') for (const i of f.file.chunks) present.add(s.chunks.id(i));
   }
   assert.equal(kept, length, `the stream completes (${cards + 1} cards)`);
   // Every byte of the frame once, plus one request per card.

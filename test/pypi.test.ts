@@ -12,7 +12,7 @@ import { dataOffset, readZipDirectory, readZipMember, wheelCutPoints, wheelMetad
 import { distMetadataFromBytes, normalizeName, parseCoreMetadata, parseDistFileName } from '../src/sources/pypi.js';
 import { compareVersions, evaluateMarker, parseMarker, parseRequirement, parseSpecifiers, parseVersion, satisfies } from '../src/sources/pep440.js';
 import { markerEnvFor, platformCompatible, PythonTarget, resolvePypi } from '../src/sources/pypi-wants.js';
-import { FileEntry, Snapshot } from '../src/snapshot/snapshot.js';
+import { ChunkTable, FileEntry, Snapshot } from '../src/snapshot/snapshot.js';
 import { negotiate, parseRange, safeParts } from '../src/serve/http.js';
 import { projectHtml, projectJson } from '../src/serve/simple.js';
 import { pseudoRandom } from './helpers/trees.js';
@@ -157,7 +157,7 @@ describe('resolving pypi: wants on a snapshot', () => {
   add('py/winonly-1.0-py3-none-any.whl', m('winonly', '1.0'));
   add('other/app-9.0-py3-none-any.whl', m('app', '9.0'));
   files.sort((a, b) => (a.path < b.path ? -1 : 1));
-  const snapshot: Snapshot = { params: DEFAULT_PARAMS, created: 0, sources: [{ kind: 'pypi', name: 'py' }, { kind: 'tree', name: 'other' }], packs: [], chunks: [], files };
+  const snapshot: Snapshot = { params: DEFAULT_PARAMS, created: 0, sources: [{ kind: 'pypi', name: 'py' }, { kind: 'tree', name: 'other' }], packs: [], chunks: new ChunkTable(0), files };
   const target: PythonTarget = { version: '3.11.7', platform: 'manylinux_2_28_x86_64', env: markerEnvFor('3.11.7', 'manylinux_2_28_x86_64') };
   const rounds: string[][] = [];
   const read = async (paths: string[]) => {

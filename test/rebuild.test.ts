@@ -20,7 +20,7 @@ import { buildStoredForm, storedSize, streamCuts } from '../src/rebuild/form.js'
 import { decodeRecipe, encodeRecipe, Rebuilder, RECIPE_HEADER_SIZE } from '../src/rebuild/recipe.js';
 import { CANDIDATES, DeflateParams, FaithfulDeflate, findParams } from '../src/rebuild/deflate.js';
 import { DEFLATE_SOURCES_SHA256 } from '../src/rebuild/deflate-wasm-bytes.js';
-import { decodeSnapshot, encodeSnapshot, FileEntry, Snapshot } from '../src/snapshot/snapshot.js';
+import { ChunkTable, decodeSnapshot, encodeSnapshot, FileEntry, Snapshot } from '../src/snapshot/snapshot.js';
 import { decodeUpdateHead, encodeUpdateHead } from '../src/delta/update.js';
 import { ChunkStore } from '../src/store/store.js';
 import { Restorer } from '../src/sync/restorer.js';
@@ -256,7 +256,7 @@ describe('a damaged recipe', async () => {
       for (let i = 0; i < pieces.length; i++) await store.add(chunks[i].id, pieces[i]);
       await store.flush();
       const f: FileEntry = { path: name, mode: 0o644, size: bytes.length, sha256: form.sha256, chunks: [0, 1], rebuiltSize: form.placedSize };
-      const snapshot = { params: DEFAULT_PARAMS, created: 0, sources: [], packs: [''], chunks, files: [f] } as Snapshot;
+      const snapshot = { params: DEFAULT_PARAMS, created: 0, sources: [], packs: [''], chunks: ChunkTable.of(chunks), files: [f] } as Snapshot;
       const r = new Restorer({ root, tmpDir: tmp, store }, snapshot, { version: 1, snapshot: '', files: {} } as never);
       const placed = await r.place(f, true);
       return { ok: placed === 'placed', placed, why: r.details.get(name) };
@@ -291,7 +291,7 @@ describe('a damaged recipe', async () => {
 
 describe('older clients are told to upgrade', () => {
   const file = (rebuiltSize?: number): FileEntry => ({ path: 'p/x.whl', mode: 0o644, size: 5, sha256: new Uint8Array(32), chunks: [0], ...(rebuiltSize ? { rebuiltSize } : {}) });
-  const snap = (f: FileEntry): Snapshot => ({ params: DEFAULT_PARAMS, created: 1, sources: [{ kind: 'pypi', name: 'p' }], packs: ['00'.repeat(32)], chunks: [{ id: 1n, pack: 0, offset: 8, repr: 0, rawLength: 5, storedLength: 5 }], files: [f] });
+  const snap = (f: FileEntry): Snapshot => ({ params: DEFAULT_PARAMS, created: 1, sources: [{ kind: 'pypi', name: 'p' }], packs: ['00'.repeat(32)], chunks: ChunkTable.of([{ id: 1n, pack: 0, offset: 8, repr: 0, rawLength: 5, storedLength: 5 }]), files: [f] });
 
   test('an index with a rebuilt file is version 3 and round-trips; without one it stays version 2', () => {
     const v3 = encodeSnapshot(snap(file(1234)));

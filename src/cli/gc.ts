@@ -17,7 +17,7 @@ export const gcCommand = {
       if (!latest) throw new PaqueteError('NO_SNAPSHOT', 'nothing synced yet, so nothing to keep or drop', 'run paquete sync first');
       // Everything the latest snapshot lists is kept, wanted or not: a later --want may need it;
       // and every chunk of the snapshots a reader (serve) still answers from.
-      const keep = new Set(latest.snapshot.chunks.map((c) => c.id));
+      const keep = new Set(latest.snapshot.chunks.ids());
       for (const name of readersSnapshots(work.meta).snapshots) {
         const bytes = cachedSnapshotBytes(work, name);
         if (bytes) for (const c of decodeSnapshot(bytes).chunks) keep.add(c.id);

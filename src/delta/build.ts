@@ -63,7 +63,7 @@ export function firstPlaces(s: Snapshot, skip: (id: bigint) => boolean = () => f
     const places: Place[] = [];
     let offset = 0;
     for (const index of file.chunks) {
-      const c = s.chunks[index];
+      const c = s.chunks.entry(index);
       if (!seen.has(c.id) && !skip(c.id)) {
         seen.add(c.id);
         places.push({ index, offset, length: c.rawLength });
@@ -114,7 +114,7 @@ export function planSolidFrames(target: Snapshot): PlannedFrame[] {
  */
 export function planDeltaFrames(target: Snapshot, base: Snapshot): PlannedFrame[] {
   const { perFile, alone } = planFileFrames(target, base);
-  const pooled: PlannedFrame[] = pool(perFile, (i) => target.chunks[i].rawLength).map(({ yields, bases }) => ({ yields, bases }));
+  const pooled: PlannedFrame[] = pool(perFile, (i) => target.chunks.rawLength[i]).map(({ yields, bases }) => ({ yields, bases }));
   for (const piece of cut(alone, DELTA_FRAME_RAW)) pooled.push({ yields: piece.map((p) => p.index), bases: [] });
   return pooled;
 }
@@ -124,7 +124,7 @@ export function planDeltaFrames(target: Snapshot, base: Snapshot): PlannedFrame[
  * file's base. `alone`: new chunks of files that have no base.
  */
 export function planFileFrames(target: Snapshot, base: Snapshot): { perFile: PlannedFrame[]; alone: Place[] } {
-  const inBase = new Set(base.chunks.map((c) => c.id));
+  const inBase = new Set(base.chunks.ids());
   const chooseBase = baseFileChooser(target, base);
   const frames: PlannedFrame[] = [];
   const alone: Place[] = [];
@@ -199,7 +199,7 @@ export function baseFileChooser(target: Snapshot, base: Snapshot): (f: FileEntry
     const name = lastPart(g.path);
     if (!byName.has(name)) byName.set(name, gi);
     for (const i of new Set(g.chunks)) {
-      const id = base.chunks[i].id;
+      const id = base.chunks.id(i);
       const list = filesWith.get(id);
       if (list) list.push(gi);
       else filesWith.set(id, [gi]);
@@ -209,7 +209,7 @@ export function baseFileChooser(target: Snapshot, base: Snapshot): (f: FileEntry
     const same = byPath.get(f.path);
     if (same !== undefined) return same;
     const shared = new Map<number, number>();
-    for (const id of new Set(f.chunks.map((i) => target.chunks[i].id))) {
+    for (const id of new Set(f.chunks.map((i) => target.chunks.id(i)))) {
       const gs = filesWith.get(id);
       if (!gs || gs.length >= COMMON_CHUNK_FILES) continue;
       for (const gi of gs) shared.set(gi, (shared.get(gi) ?? 0) + 1);
@@ -238,7 +238,7 @@ export function windowMapper(target: Snapshot, F: FileEntry, base: Snapshot, gi:
   const inG = new Map<bigint, number>();
   let offset = 0;
   for (const i of G.chunks) {
-    const c = base.chunks[i];
+    const c = base.chunks.entry(i);
     if (!inG.has(c.id)) inG.set(c.id, offset);
     offset += c.rawLength;
   }
@@ -246,7 +246,7 @@ export function windowMapper(target: Snapshot, F: FileEntry, base: Snapshot, gi:
   const anchors: [number, number][] = [];
   offset = 0;
   for (const i of F.chunks) {
-    const c = target.chunks[i];
+    const c = target.chunks.entry(i);
     const at = inG.get(c.id);
     if (at !== undefined) anchors.push([offset, at]);
     offset += c.rawLength;
@@ -318,7 +318,7 @@ export function fileRangeFromChunks(s: Snapshot, readChunk: (index: number) => U
       let offset = 0;
       for (const i of file.chunks) {
         at.push(offset);
-        offset += s.chunks[i].rawLength;
+        offset += s.chunks.rawLength[i];
       }
       starts.set(file, at);
     }

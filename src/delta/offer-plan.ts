@@ -54,7 +54,7 @@ function placesOf(target: Snapshot, F: FileEntry, skip: Set<bigint>): Place[] {
   const out: Place[] = [];
   let offset = 0;
   for (const index of F.chunks) {
-    const c = target.chunks[index];
+    const c = target.chunks.entry(index);
     if (!seen.has(c.id) && !skip.has(c.id)) {
       seen.add(c.id);
       out.push({ index, offset, length: c.rawLength });
@@ -105,7 +105,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[]): PlannedOfferFr
     return x[0] - y[0] || x[x.length - 1] - y[y.length - 1] || x.length - y.length;
   });
 
-  const rawLength = (i: number) => target.chunks[i].rawLength;
+  const rawLength = (i: number) => target.chunks.rawLength[i];
   const out: PlannedOfferFrame[] = [];
   for (const group of ordered) {
     group.sort((a, b) => a.file - b.file);
@@ -119,7 +119,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[]): PlannedOfferFr
       if (!u.base) {
         aloneUnits.push(u);
         for (const p of placesOf(target, F, aloneSeen)) {
-          aloneSeen.add(target.chunks[p.index].id);
+          aloneSeen.add(target.chunks.id(p.index));
           alone.push(p);
         }
         continue;
@@ -138,7 +138,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[]): PlannedOfferFr
  */
 function deltaPieces(T: Snapshot, F: FileEntry, S: Snapshot, gi: number): { yields: number[]; bases: OfferBase[] }[] {
   const G = S.files[gi];
-  const places = placesOf(T, F, new Set(G.chunks.map((i) => S.chunks[i].id)));
+  const places = placesOf(T, F, new Set(G.chunks.map((i) => S.chunks.id(i))));
   if (!places.length) return [];
   const window = windowMapper(T, F, S, gi);
   return cut(places, DELTA_FRAME_RAW, (first, next) => next.offset + next.length - first.offset <= DELTA_FRAME_SPAN).map((piece) => {
@@ -179,7 +179,7 @@ export function planWaypoints(kept: OfferUnit[], dropped: OfferUnit[]): PlannedO
   }
   const out: PlannedOfferFrame[] = [];
   for (const g of groups.values()) {
-    for (const f of pool(g.pieces, (i) => g.waypoint.chunks[i].rawLength)) out.push({ yields: f.yields, bases: f.bases, origins: g.origins, units: f.tags, waypoint: g.waypoint });
+    for (const f of pool(g.pieces, (i) => g.waypoint.chunks.rawLength[i])) out.push({ yields: f.yields, bases: f.bases, origins: g.origins, units: f.tags, waypoint: g.waypoint });
   }
   return out;
 }

@@ -79,7 +79,7 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
   const wanted = snapshot.files
     .map((file) => {
       let lacking = 0;
-      for (const i of file.chunks) if (!friendHas(snapshot.chunks[i].id)) lacking += snapshot.chunks[i].rawLength;
+      for (const i of file.chunks) if (!friendHas(snapshot.chunks.id(i))) lacking += snapshot.chunks.rawLength[i];
       return { file, rank: which(file.path), lacking };
     })
     .filter((f) => f.rank >= 0)
@@ -93,7 +93,7 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
   const missingHere = new Set<bigint>();
   for (const { file } of wanted) {
     for (const i of file.chunks) {
-      const c = snapshot.chunks[i];
+      const c = snapshot.chunks.entry(i);
       if (queued.has(c.id) || missingHere.has(c.id)) continue;
       if (friendHas(c.id)) {
         queued.add(c.id);
@@ -112,7 +112,7 @@ export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<
       lengths.set(c.id, loc.length);
     }
   }
-  const completeFiles = wanted.filter(({ file }) => file.chunks.every((i) => !missingHere.has(snapshot.chunks[i].id))).length;
+  const completeFiles = wanted.filter(({ file }) => file.chunks.every((i) => !missingHere.has(snapshot.chunks.id(i)))).length;
 
   // The signed manifest and the snapshot index travel in every volume (the index only if the
   // friend lacks it), so each volume can be checked and used alone.

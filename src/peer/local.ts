@@ -1,5 +1,4 @@
 import { PaqueteError } from '../errors.js';
-import { recordLength } from '../snapshot/snapshot.js';
 import { Restorer, TreeReport } from '../sync/restorer.js';
 import { cachedIndex, cachedLatest, trustedManifest } from '../sync/catalog.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -39,7 +38,7 @@ export function cachedSnapshotNames(work: WorkDir): string[] {
  */
 export function latestChunkIds(work: WorkDir): Set<bigint> {
   const latest = cachedLatest(work);
-  return new Set(latest ? latest.snapshot.chunks.map((c) => c.id) : []);
+  return new Set(latest ? latest.snapshot.chunks.ids() : []);
 }
 
 /** The have-summary of this working directory: every chunk id in its store, and what it trusts. */
@@ -91,7 +90,7 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   const state = work.treeState();
   const restorer = new Restorer(work, snapshot, state, entry.name);
   let finished = false;
-  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const present = await work.store.hasMany(snapshot.chunks.ids());
   const { complete, blocked, yours } = restorer.survey();
   restorer.report.kept.push(...yours);
   const refused = refusedNames(work, snapshot);
@@ -113,7 +112,7 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   try {
     for (const f of withoutRefused(snapshot, refused).files) {
       if (complete.has(f.path) || blocked.has(f.path)) continue;
-      const lacking = f.chunks.filter((i) => !present.has(snapshot.chunks[i].id));
+      const lacking = f.chunks.filter((i) => !present.has(snapshot.chunks.id(i)));
       if (lacking.length === 0) {
         const placed = await restorer.place(f);
         if (placed === 'placed') {
@@ -122,14 +121,14 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
         }
         if (placed !== 'mismatched') continue;
         // place() dropped the file's chunks: they are missing again.
-        for (const i of f.chunks) present.delete(snapshot.chunks[i].id);
+        for (const i of f.chunks) present.delete(snapshot.chunks.id(i));
         lacking.push(...f.chunks);
       }
       result.incomplete.push(f.path);
       for (const i of lacking) {
         if (counted.has(i)) continue;
         counted.add(i);
-        result.missingBytes += recordLength(snapshot.chunks[i]);
+        result.missingBytes += snapshot.chunks.recordLength(i);
       }
     }
     restorer.removeStale();

@@ -27,7 +27,7 @@ export class RemoteChunkReader {
 
   /** The raw bytes of chunk `index` of `snapshot`, checked to be the chunk the index names. */
   read(snapshot: Snapshot, index: number): Uint8Array {
-    const c = snapshot.chunks[index];
+    const c = snapshot.chunks.entry(index);
     const pack = snapshot.packs[c.pack];
     let fd = this.fds.get(pack);
     if (fd === undefined) {

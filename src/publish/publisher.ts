@@ -7,7 +7,7 @@ import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
-import { ChunkEntry, encodeSnapshot, encodeSnapshotBody, FileEntry, placedSize, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { ChunkEntry, ChunkTable, encodeSnapshot, encodeSnapshotBody, FileEntry, placedSize, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
 import { rebuildContainer, StoredForm } from '../rebuild/form.js';
 import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestSnapshot, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
@@ -358,7 +358,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress });
   // The offer and the updates together stay within one compressed copy of N (the stream from
   // nothing, or N's records without it): the remote holds at most twice that for updates.
-  const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.reduce((n, c) => n + c.storedLength, 0);
+  const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.storedLength.reduce((n, l) => n + l, 0);
   const deltaBytes = updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes), 0);
   const offer = writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, budget: Math.max(0, (opts.offerShare ?? 1) * solidBytes - deltaBytes) });
   const updatesMs = performance.now() - updatesStarted;
@@ -410,7 +410,7 @@ interface PublishedFile {
 
 /** A file of the previous snapshot published again as it was. */
 function carried(prev: Snapshot, f: FileEntry): PublishedFile {
-  const ids = f.chunks.map((i) => prev.chunks[i].id);
+  const ids = f.chunks.map((i) => prev.chunks.id(i));
   return { mode: f.mode, size: f.size, sha256: f.sha256, ids, ...(f.rebuiltSize !== undefined ? { rebuiltSize: f.rebuiltSize } : {}) };
 }
 
@@ -503,7 +503,7 @@ function buildSnapshot(
     const chunks = f.ids.map((id) => chunkIndex.get(id)!);
     return { path, mode: f.mode, size: f.size, sha256: f.sha256, chunks, ...(f.rebuiltSize !== undefined ? { rebuiltSize: f.rebuiltSize } : {}) };
   });
-  return { params, created: Math.floor(now.getTime() / 1000), sources, packs, chunks, files };
+  return { params, created: Math.floor(now.getTime() / 1000), sources, packs, chunks: ChunkTable.of(chunks), files };
 }
 
 /** The directories of a remote (a first publish killed midway leaves some of them and nothing else). */

@@ -114,7 +114,7 @@ interface UpdateIO {
 function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: UpdateIO, target: Named, base: Named | undefined, withFrames = true): UpdateWritten {
   const started = performance.now();
   const plan = !base ? planSolidFrames(target.snapshot) : withFrames ? planDeltaFrames(target.snapshot, base.snapshot) : [];
-  const contentOf = (f: (typeof plan)[number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks[i].rawLength, 0);
+  const contentOf = (f: (typeof plan)[number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
   const bytesTotal = plan.reduce((n, f) => n + contentOf(f), 0);
   let bytesDone = 0;
   let frameNo = 0;
@@ -235,7 +235,7 @@ export function writeOffer(
   const scratchPath = join(framesDir, `.tmp-scratch-${process.pid}.frames`);
   const scratch = openSync(scratchPath, 'w+');
   let scratchSize = 0;
-  const contentOf = (f: PlannedOfferFrame) => f.yields.reduce((n, i) => n + (f.waypoint ?? target.snapshot).chunks[i].rawLength, 0);
+  const contentOf = (f: PlannedOfferFrame) => f.yields.reduce((n, i) => n + (f.waypoint ?? target.snapshot).chunks.rawLength[i], 0);
   const bytesTotal = direct.reduce((n, f) => n + contentOf(f), 0);
   let bytesDone = 0;
   /**
@@ -255,7 +255,7 @@ export function writeOffer(
         const parts = f.bases.map((b) => rangeOf(b.snapshot)(b.snapshot.files[b.file], b.start, b.length));
         ({ dictionary, bases: ranges } = withoutDictMagic(parts.length === 1 ? parts[0] : Buffer.concat(parts), ranges));
       }
-      const key = frameKey(opts.level, f.yields.map((i) => from.chunks[i].id), ranges);
+      const key = frameKey(opts.level, f.yields.map((i) => from.chunks.id(i)), ranges);
       const old = reuse.read(key);
       const frame = old ?? compressor.compress(content, { level: opts.level, dictionary });
       if (total + frame.length > limit) {
@@ -366,7 +366,7 @@ function previousFrames(remoteDir: string, entry: ManifestSnapshot | undefined, 
       const head = decodeOfferHead(readFileSync(join(remoteDir, 'updates', `${entry.offer.name}.upd`)));
       // Waypoint frames index other snapshots' chunks: compressed again (they are few).
       for (const f of head.frames.filter((x) => x.target === 0)) {
-        const ids = f.yields.map((i) => snapshot.chunks[i].id);
+        const ids = f.yields.map((i) => snapshot.chunks.id(i));
         const ranges = f.bases.map((r) => ({ sha256: head.contents[r.content].sha256, start: r.start, length: r.length }));
         at.set(frameKey(level, ids, ranges), f);
       }

@@ -4,22 +4,15 @@ import { PaqueteError } from '../errors.js';
 import { ChunkParams, validateParams } from '../chunk/params.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
 import { checkSnapshotPath, checkSources } from './paths.js';
+import { ChunkEntry, ChunkTable } from './chunk-table.js';
 
 /**
  * The snapshot index: every file of a snapshot with its chunk list, and where each chunk lies in
  * the remote's packs. Binary and compact because it crosses the paid link (8-byte ids, varints,
  * offsets as gaps from the previous record). Layout in docs/FORMATS.md §Snapshot index.
  */
-export interface ChunkEntry {
-  id: bigint;
-  /** Index into Snapshot.packs. */
-  pack: number;
-  /** Byte offset of the record (its header) in the pack. */
-  offset: number;
-  repr: Repr;
-  rawLength: number;
-  storedLength: number;
-}
+export type { ChunkEntry } from './chunk-table.js';
+export { ChunkTable } from './chunk-table.js';
 
 export interface FileEntry {
   /** '/'-separated, relative; the first part is the source name. */
@@ -51,7 +44,8 @@ export interface Snapshot {
   sources: SourceEntry[];
   /** Pack names: hex SHA-256 of each pack file, found at packs/<name>.pack. */
   packs: string[];
-  chunks: ChunkEntry[];
+  /** Every chunk's id and record, as columns (src/snapshot/chunk-table.ts). */
+  chunks: ChunkTable;
   files: FileEntry[];
 }
 
@@ -109,14 +103,13 @@ export function encodeSnapshotBody(s: Snapshot): Uint8Array {
   for (const src of s.sources) w.string(src.kind).string(src.name);
   w.varint(s.packs.length);
   for (const p of s.packs) w.bytes(Buffer.from(p, 'hex'));
-  w.varint(s.chunks.length);
-  const nextOffset = new Map<number, number>();
-  const id = Buffer.alloc(8);
-  for (const c of s.chunks) {
-    const expected = nextOffset.get(c.pack) ?? PACK_HEADER_SIZE;
-    id.writeBigUInt64BE(c.id);
-    w.bytes(id).varint(c.pack).zigzag(c.offset - expected).u8(c.repr).varint(c.rawLength).varint(c.storedLength);
-    nextOffset.set(c.pack, c.offset + recordLength(c));
+  const t = s.chunks;
+  w.varint(t.length);
+  const nextOffset = new Float64Array(s.packs.length).fill(PACK_HEADER_SIZE);
+  for (let i = 0; i < t.length; i++) {
+    const pack = t.pack[i];
+    w.u32be(t.idWords[2 * i]).u32be(t.idWords[2 * i + 1]).varint(pack).zigzag(t.offset[i] - nextOffset[pack]).u8(t.repr[i]).varint(t.rawLength[i]).varint(t.storedLength[i]);
+    nextOffset[pack] = t.offset[i] + t.recordLength(i);
   }
   w.varint(s.files.length);
   // Chunk indices are gaps from the previous index, across file boundaries too: files laid out
@@ -186,22 +179,26 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
   const packs: string[] = [];
   for (let n = r.count(32, 'pack'); n > 0; n--) packs.push(Buffer.from(r.bytes(32)).toString('hex'));
   const chunkCount = r.count(13, 'chunk');
-  const chunks: ChunkEntry[] = new Array(chunkCount);
-  const nextOffset = new Map<number, number>();
+  const chunks = new ChunkTable(chunkCount);
+  const nextOffset = new Float64Array(packs.length).fill(PACK_HEADER_SIZE);
   for (let i = 0; i < chunkCount; i++) {
-    const id = Buffer.from(r.bytes(8)).readBigUInt64BE(0);
+    chunks.idWords[2 * i] = r.u32be();
+    chunks.idWords[2 * i + 1] = r.u32be();
     const pack = r.varint();
     if (pack >= packs.length) r.fail(`chunk ${i} names pack ${pack} of ${packs.length}`);
-    const offset = (nextOffset.get(pack) ?? PACK_HEADER_SIZE) + r.zigzag();
-    const repr = r.u8() as Repr;
+    const offset = nextOffset[pack] + r.zigzag();
+    const repr = r.u8();
     const rawLength = r.varint();
     const storedLength = r.varint();
     if (!KNOWN_REPRS.has(repr)) r.fail(`chunk ${i} has unknown representation ${repr}`);
     if (offset < PACK_HEADER_SIZE) r.fail(`chunk ${i} lies inside the pack header`);
     if (rawLength > MAX_CHUNK || storedLength > MAX_CHUNK + 1024) r.fail(`chunk ${i} claims ${rawLength} bytes`);
-    const c = { id, pack, offset, repr, rawLength, storedLength };
-    chunks[i] = c;
-    nextOffset.set(pack, offset + recordLength(c));
+    chunks.pack[i] = pack;
+    chunks.offset[i] = offset;
+    chunks.repr[i] = repr;
+    chunks.rawLength[i] = rawLength;
+    chunks.storedLength[i] = storedLength;
+    nextOffset[pack] = offset + RECORD_HEADER_SIZE + storedLength;
   }
   const fileCount = r.count(36, 'file');
   const files: FileEntry[] = new Array(fileCount);
@@ -228,7 +225,7 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
       const idx = prev + 1 + r.zigzag();
       if (idx < 0 || idx >= chunkCount) r.fail(`file ${JSON.stringify(path)} names chunk ${idx} of ${chunkCount}`);
       list[j] = idx;
-      total += chunks[idx].rawLength;
+      total += chunks.rawLength[idx];
       prev = idx;
     }
     if (total !== size) r.fail(`file ${JSON.stringify(path)} is ${size} bytes but its chunks add up to ${total}`);

@@ -1,5 +1,5 @@
 import { isNameRefusal } from './tree-names.js';
-import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import type { ChunkStore } from '../store/store.js';
 import type { Generation } from '../workdir/generation.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -100,7 +100,7 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
   const state = generation?.gen.state ?? work.treeState();
   const restorer = new Restorer(work, snapshot, state);
   const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
-  const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.map((c) => c.id));
+  const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.ids());
   const rows = new Map<string, SourceCompleteness>();
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
   const complete = new Set<string>();
@@ -140,9 +140,9 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
     }
     let lacking = 0;
     for (const i of f.chunks) {
-      if (counted.has(i) || present.has(snapshot.chunks[i].id)) continue;
+      if (counted.has(i) || present.has(snapshot.chunks.id(i))) continue;
       counted.add(i);
-      lacking += recordLength(snapshot.chunks[i]);
+      lacking += snapshot.chunks.recordLength(i);
     }
     r.missingBytes += lacking;
     r.missingSize += placedSize(f);

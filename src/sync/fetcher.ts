@@ -36,7 +36,7 @@ export async function fetchRanges(
 ): Promise<void> {
   for (const range of ranges) {
     opts.signal?.throwIfAborted();
-    const expected = new Map(range.chunks.map((i) => [snapshot.chunks[i].offset, i]));
+    const expected = new Map(range.chunks.map((i) => [snapshot.chunks.offset[i], i]));
     const stream = new RecordStream();
     let offset = Math.max(range.start, PACK_HEADER_SIZE);
     // A range from byte 0 (servers that ignore Range) begins with the pack header: skip it.
@@ -53,7 +53,7 @@ export async function fetchRanges(
         offset += rec.record.length;
         const i = expected.get(at);
         if (i === undefined) continue; // a gap record fetched to save a request
-        const c = snapshot.chunks[i];
+        const c = snapshot.chunks.entry(i);
         if (rec.header.id !== c.id || rec.record.length !== recordLength(c) || rec.header.repr !== c.repr || rec.header.rawLength !== c.rawLength) {
           throw new PaqueteError('REMOTE_CHANGED', `pack ${range.pack.slice(0, 12)} at ${at} does not hold chunk ${hex(c.id)} as the snapshot says`);
         }

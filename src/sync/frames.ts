@@ -33,7 +33,7 @@ export function removeStaleParts(partDir: string, keep: UpdateInUse[], present: 
   for (const name of readdirSync(partDir)) {
     const m = PART.exec(name);
     const kept = m ? frameAt.get(`${m[1]}-${m[2]}`) : undefined;
-    const useless = m && (!kept || kept.frame.yields.every((i) => present.has(kept.snapshot.chunks[i]?.id)));
+    const useless = m && (!kept || kept.frame.yields.every((i) => i < kept.snapshot.chunks.length && present.has(kept.snapshot.chunks.id(i))));
     if (useless || TEMP_FILE.test(name)) rmSync(join(partDir, name), { force: true });
   }
 }
@@ -82,7 +82,7 @@ export function baseChunks(base: Snapshot, r: BaseRange): number[] | undefined {
   const chunks: number[] = [];
   let at = 0;
   for (const i of file.chunks) {
-    const len = base.chunks[i].rawLength;
+    const len = base.chunks.rawLength[i];
     if (at + len > r.start && at < r.start + r.length) chunks.push(i);
     at += len;
   }
@@ -105,13 +105,13 @@ export function usableFrames(
   for (let f = 0; f < u.head.frames.length; f++) {
     const fr = u.head.frames[f];
     if (fr.yields.some((i) => i >= snapshot.chunks.length)) return [];
-    if (fr.yields.every((i) => present.has(snapshot.chunks[i].id))) continue;
+    if (fr.yields.every((i) => present.has(snapshot.chunks.id(i)))) continue;
     let decodable = true;
     if (fr.bases.reduce((n, r) => n + r.length, 0) > MAX_DICTIONARY) return [];
     for (const r of fr.bases) {
       const touched = u.base ? baseChunks(u.base, r) : undefined;
       if (!touched) return [];
-      if (touched.some((i) => !baseHeld.has(u.base!.chunks[i].id))) decodable = false;
+      if (touched.some((i) => !baseHeld.has(u.base!.chunks.id(i)))) decodable = false;
     }
     if (decodable) out.push({ frame: f, start: fr.offset, end: fr.offset + fr.length, yields: fr.yields, kept: kept.get(f) });
   }
@@ -123,7 +123,7 @@ async function dictionaryOf(u: LoadedUpdate, fr: FrameEntry, store: ChunkStore):
   if (fr.bases.length === 0) return undefined;
   const base = u.base!;
   const needed = [...new Set(fr.bases.flatMap((r) => baseChunks(base, r) ?? []))];
-  const raw = await store.getMany(needed.map((i) => base.chunks[i].id));
+  const raw = await store.getMany(needed.map((i) => base.chunks.id(i)));
   const byIndex = new Map(needed.map((i, k) => [i, raw[k]]));
   return baseBytes(base, fr.bases, fileRangeFromChunks(base, (i) => byIndex.get(i)!));
 }
@@ -261,7 +261,7 @@ class FrameReader {
 
   /** Starts the decoder (its dictionary read from the store) on what an earlier session kept. */
   async start(dictionary: Uint8Array | undefined): Promise<void> {
-    const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks[i].rawLength, 0);
+    const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks.rawLength[i], 0);
     this.decoding = decodeFrame(expected, dictionary);
     if (this.resumeFrom > 0) await this.decode(readBack(this.fd, 0, this.resumeFrom));
   }
@@ -293,7 +293,7 @@ class FrameReader {
     const yields = this.entry.yields;
     while (this.nextYield < yields.length) {
       const i = yields[this.nextYield];
-      const c = this.snapshot.chunks[i];
+      const c = this.snapshot.chunks.entry(i);
       // Mostly a view of decoded output, which the store copies.
       const raw = this.decoding!.take(c.rawLength);
       if (!raw) return;

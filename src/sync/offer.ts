@@ -3,7 +3,7 @@ import { decodeOfferHead, OfferFrame, OfferHead } from '../delta/offer.js';
 import { FrameEntry, UpdateHead } from '../delta/update.js';
 import { Remote } from '../remote/remote.js';
 import { ManifestBody, ManifestSnapshot, OfferRef, sha256Hex } from '../snapshot/manifest.js';
-import { ChunkEntry, decodeSnapshot, FileEntry, Snapshot } from '../snapshot/snapshot.js';
+import { ChunkEntry, ChunkTable, decodeSnapshot, FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { cachedIndex, loadSnapshot } from './catalog.js';
 import type { BaseStream } from './base-stream.js';
@@ -102,16 +102,16 @@ export function resolveOffer(
   head.contents.forEach((c, k) => {
     const d = described.get(c.sha256);
     if (!d || d.file.size !== c.size) return;
-    if (!d.file.chunks.every((i) => held.has(d.snapshot.chunks[i].id))) return;
+    if (!d.file.chunks.every((i) => held.has(d.snapshot.chunks.id(i)))) return;
     const first = chunks.length;
-    for (const i of d.file.chunks) chunks.push(d.snapshot.chunks[i]);
+    for (const i of d.file.chunks) chunks.push(d.snapshot.chunks.entry(i));
     fileOf.set(k, files.length);
     files.push({ ...d.file, chunks: d.file.chunks.map((_, j) => first + j) });
   });
-  const base: Snapshot = { ...target, packs: [], chunks, files };
+  const base: Snapshot = { ...target, packs: [], chunks: ChunkTable.of(chunks), files };
 
   const missingRaw = (f: { yields: number[] }) =>
-    f.yields.reduce((n, i) => n + (i < target.chunks.length && !present.has(target.chunks[i].id) ? target.chunks[i].rawLength : 0), 0);
+    f.yields.reduce((n, i) => n + (i < target.chunks.length && !present.has(target.chunks.id(i)) ? target.chunks.rawLength[i] : 0), 0);
   const usable = head.frames.filter(
     (f) => f.target === into && f.bases.every((b) => fileOf.has(b.content)) && f.yields.every((i) => i < target.chunks.length) && missingRaw(f) > 0,
   );
@@ -119,7 +119,7 @@ export function resolveOffer(
   const covered = new Set<number>();
   const taken: FrameEntry[] = [];
   for (const f of usable) {
-    const brings = f.yields.filter((i) => !covered.has(i) && !present.has(target.chunks[i].id));
+    const brings = f.yields.filter((i) => !covered.has(i) && !present.has(target.chunks.id(i)));
     if (!brings.length) continue;
     brings.forEach((i) => covered.add(i));
     taken.push({ offset: f.offset, length: f.length, yields: f.yields, bases: f.bases.map((b) => ({ file: fileOf.get(b.content)!, start: b.start, length: b.length })) });
@@ -173,7 +173,7 @@ export async function waypointStream(
   const entry = manifest.snapshots.find((s) => s.name === head.waypoints[into - 1]);
   if (!entry || (!cachedIndex(work, entry) && !worth(`snapshots/${entry.name}.snap`, entry.size))) return undefined;
   const waypoint = await loadSnapshot(work, remote, entry, opts);
-  const presentW = await work.store.hasMany(waypoint.chunks.map((c) => c.id));
+  const presentW = await work.store.hasMany(waypoint.chunks.ids());
   const stream = resolveOffer(head, waypoint, described, held, presentW, into);
   if (!stream.update.head.frames.length) return undefined;
   // After the first hop: W's versions of the files the waypoint frames rebuild are held too.
@@ -182,9 +182,9 @@ export async function waypointStream(
   const afterHeld = new Set([...held, ...presentW]);
   waypoint.files.forEach((file) => {
     const sha = Buffer.from(file.sha256).toString('hex');
-    if (after.has(sha) || !file.chunks.every((i) => presentW.has(waypoint.chunks[i].id) || rebuilt.has(i))) return;
+    if (after.has(sha) || !file.chunks.every((i) => presentW.has(waypoint.chunks.id(i)) || rebuilt.has(i))) return;
     after.set(sha, { snapshot: waypoint, file });
-    for (const i of file.chunks) afterHeld.add(waypoint.chunks[i].id);
+    for (const i of file.chunks) afterHeld.add(waypoint.chunks.id(i));
   });
   const delta = resolveOffer(head, target, after, afterHeld, present);
   return { base: waypoint, stream: stream.update, delta: delta.update, streamHeld: stream.baseHeld, afterHeld: new Set([...delta.baseHeld, ...afterHeld]) };

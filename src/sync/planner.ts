@@ -1,4 +1,4 @@
-import { ChunkEntry, FileEntry, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { ChunkTable, FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { matcher } from '../util/glob.js';
 
 /**
@@ -16,6 +16,11 @@ export interface PlanInput {
   snapshot: Snapshot;
   /** Chunk ids already in the store. */
   present: Set<bigint>;
+  /**
+   * The same as a bitmap by chunk index (1: held), when the caller has it (a store's answer for
+   * a whole index): then `present` is not read, and no BigInt is made per chunk.
+   */
+  held?: Uint8Array;
   /** Paths already in place and verified. */
   complete: Set<string>;
   /** `--want` patterns; empty means everything. */
@@ -125,12 +130,33 @@ type Held = Uint8Array;
 
 function heldOf(snapshot: Snapshot, present: Set<bigint>): Held {
   const held = new Uint8Array(snapshot.chunks.length);
-  if (present.size) for (let i = 0; i < held.length; i++) if (present.has(snapshot.chunks[i].id)) held[i] = 1;
+  if (present.size) for (let i = 0; i < held.length; i++) if (present.has(snapshot.chunks.id(i))) held[i] = 1;
   return held;
 }
 
+/**
+ * Chunk indices marked as a set: one byte per chunk of the snapshot, and the marked ones in the
+ * order they were added. Sets of numbers took most of a 10M-chunk plan's time and memory.
+ */
+class Marks {
+  readonly has: Uint8Array;
+  readonly list: number[] = [];
+  constructor(size: number) {
+    this.has = new Uint8Array(size);
+  }
+  add(i: number): boolean {
+    if (this.has[i]) return false;
+    this.has[i] = 1;
+    this.list.push(i);
+    return true;
+  }
+  get size(): number {
+    return this.list.length;
+  }
+}
+
 export function planSession(input: PlanInput): Plan {
-  const held = heldOf(input.snapshot, input.present);
+  const held = input.held ?? heldOf(input.snapshot, input.present);
   const planWith = (input: PlanInput, preferFrames: boolean) => planWithHeld(input, held, preferFrames);
   const planStream = (input: PlanInput) => planStreamHeld(input, held);
   if (!input.frames?.length) return planWith(input, false);
@@ -165,17 +191,17 @@ const PREFIX_CONFIDENCE = 0.9;
 function planStreamHeld(input: PlanInput, held: Held): Plan | undefined {
   const { snapshot, complete, budget } = input;
   if (input.wants.length || input.rangesHonoured === false || !input.frames?.length) return undefined;
-  const missing = new Set<number>();
+  const missing = new Marks(snapshot.chunks.length);
   for (const f of snapshot.files) {
     if (complete.has(f.path)) continue;
     for (const i of f.chunks) if (!held[i]) missing.add(i);
   }
   const frameOf = new Map<number, FrameOption>();
-  for (const fr of input.frames) for (const i of fr.yields) if (missing.has(i) && !frameOf.has(i)) frameOf.set(i, fr);
-  if (missing.size === 0 || [...missing].some((i) => !frameOf.has(i))) return undefined;
+  for (const fr of input.frames) for (const i of fr.yields) if (missing.has[i] && !frameOf.has(i)) frameOf.set(i, fr);
+  if (missing.size === 0 || missing.list.some((i) => !frameOf.has(i))) return undefined;
   const frames = [...new Set(frameOf.values())].sort((a, b) => a.start - b.start);
   let recordBytes = 0;
-  for (const i of missing) recordBytes += recordLength(snapshot.chunks[i]);
+  for (const i of missing.list) recordBytes += snapshot.chunks.recordLength(i);
   // The stream's order is the publisher's (smallest files first, src/delta/build.ts), not this
   // client's cheapest-to-finish: only for a real saving, not for the few header bytes frames
   // save on packed data.
@@ -189,10 +215,10 @@ function planStreamHeld(input: PlanInput, held: Held): Plan | undefined {
   for (const fr of frames) {
     if (fr === prefix?.frame) {
       const share = ((prefix.end - fr.start) / (fr.end - fr.start)) * PREFIX_CONFIDENCE;
-      const content = fr.yields.reduce((n, i) => n + snapshot.chunks[i].rawLength, 0);
+      const content = fr.yields.reduce((n, i) => n + snapshot.chunks.rawLength[i], 0);
       let at = 0;
       for (const i of fr.yields) {
-        at += snapshot.chunks[i].rawLength;
+        at += snapshot.chunks.rawLength[i];
         if (at > share * content) break;
         arrived.add(i);
       }
@@ -204,10 +230,10 @@ function planStreamHeld(input: PlanInput, held: Held): Plan | undefined {
 
   const files: PlannedFile[] = [];
   let arrivedBytes = 0;
-  for (const i of arrived) if (missing.has(i)) arrivedBytes += recordLength(snapshot.chunks[i]);
+  for (const i of arrived) if (missing.has[i]) arrivedBytes += snapshot.chunks.recordLength(i);
   for (const file of snapshot.files) {
-    const own = [...new Set(file.chunks)].filter((i) => missing.has(i));
-    const missingBytes = own.reduce((n, i) => n + recordLength(snapshot.chunks[i]), 0);
+    const own = [...new Set(file.chunks)].filter((i) => missing.has[i]);
+    const missingBytes = own.reduce((n, i) => n + snapshot.chunks.recordLength(i), 0);
     const got = own.filter((i) => arrived.has(i)).length;
     const outcome: FileOutcome = complete.has(file.path) ? 'present' : got === own.length ? 'complete' : got > 0 ? 'partial' : 'waiting';
     files.push({ file, outcome, missingBytes });
@@ -246,37 +272,39 @@ export function planFrameStream(
 
 function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan {
   const { snapshot, complete, budget, requestCost } = input;
+  const table = snapshot.chunks;
   const which = input.wants.length ? matcher(input.wants) : () => 0;
   // Header bytes of the largest request: Content-Length and Content-Range grow with the range.
   const perRequest = requestCost(2 ** 32) - 2 ** 32;
 
-  const wanted = snapshot.files
-    .map((file) => ({ file, rank: which(file.path) }))
-    .filter((f) => f.rank >= 0);
-
-  const missingOf = (f: FileEntry, counted: Set<number>) => {
+  // What each file alone still lacks (a chunk it holds twice counted once): the ordering key.
+  const stamp = new Int32Array(table.length).fill(-1);
+  const ownMissing = (f: FileEntry, k: number) => {
     let bytes = 0;
     for (const i of f.chunks) {
-      if (held[i] || counted.has(i)) continue;
-      counted.add(i);
-      bytes += recordLength(snapshot.chunks[i]);
+      if (held[i] || stamp[i] === k) continue;
+      stamp[i] = k;
+      bytes += table.recordLength(i);
     }
     return bytes;
   };
-
-  // What each file alone still lacks: the ordering key.
-  const scored = wanted.map(({ file, rank }) => ({ file, rank, bytes: missingOf(file, new Set()) }));
+  const scored: { file: FileEntry; rank: number; bytes: number }[] = [];
+  for (const file of snapshot.files) {
+    const rank = which(file.path);
+    if (rank >= 0) scored.push({ file, rank, bytes: ownMissing(file, scored.length) });
+  }
   scored.sort((a, b) => a.rank - b.rank || a.bytes - b.bytes || (a.file.path < b.file.path ? -1 : 1));
 
-  const chosen = new Set<number>();
-  const costs = input.rangesHonoured === false ? prefixCosts(snapshot, requestCost) : rangeCosts(snapshot.chunks, perRequest);
+  const chosen = new Marks(table.length);
+  const costs = input.rangesHonoured === false ? prefixCosts(snapshot, requestCost) : rangeCosts(table, perRequest);
   const frames = frameCosts(input, held, scored.map((s) => s.file), perRequest);
   // Chunks that chosen frames bring: free for every file after the one that paid for the frame.
-  const framed = new Set<number>();
+  const framed = new Marks(table.length);
   const take = (add: number[]): number | undefined => {
+    const rest = framed.size ? add.filter((i) => !framed.has[i]) : add;
     // With frames where they are worth it, else record by record, whichever fits.
-    const viaFrames = frames.split(add.filter((i) => !framed.has(i)));
-    const recordsOnly = costs.price(add.filter((i) => !framed.has(i)));
+    const viaFrames = frames.split(rest);
+    const recordsOnly = costs.price(rest);
     const withFrames = viaFrames.frames.length ? frames.price(viaFrames.frames) + costs.price(viaFrames.rest) : undefined;
     if (withFrames !== undefined && withFrames <= left && (preferFrames || withFrames <= recordsOnly)) {
       frames.commit(viaFrames.frames, framed);
@@ -285,41 +313,47 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
       return withFrames;
     }
     if (recordsOnly <= left) {
-      const rest = add.filter((i) => !framed.has(i));
       rest.forEach((i) => chosen.add(i));
       costs.commit(rest);
       return recordsOnly;
     }
     return undefined;
   };
-  const outcome = new Map<string, FileOutcome>();
-  const files: PlannedFile[] = [];
+  const outcome: FileOutcome[] = new Array(scored.length);
   let neededBytes = 0;
   let left = budget;
-  const deferred: typeof scored = [];
-  const seenForNeed = new Set<number>();
-  for (const s of scored) {
+  const deferred: number[] = [];
+  // Chunks counted in neededBytes, each once.
+  const needed = new Uint8Array(table.length);
+  scored.forEach((s, k) => {
     if (complete.has(s.file.path)) {
-      outcome.set(s.file.path, 'present');
-      continue;
+      outcome[k] = 'present';
+      return;
     }
-    neededBytes += missingOf(s.file, seenForNeed);
-    const add = s.file.chunks.filter((i) => !held[i] && !chosen.has(i));
+    const add: number[] = [];
+    for (const i of s.file.chunks) {
+      if (held[i]) continue;
+      if (!needed[i]) {
+        needed[i] = 1;
+        neededBytes += table.recordLength(i);
+      }
+      if (!chosen.has[i]) add.push(i);
+    }
     const price = take(add);
     if (price !== undefined) {
       left -= price;
-      outcome.set(s.file.path, 'complete');
+      outcome[k] = 'complete';
     } else {
-      deferred.push(s);
-      outcome.set(s.file.path, 'waiting');
+      deferred.push(k);
+      outcome[k] = 'waiting';
     }
-  }
+  });
   // Advance files that did not fit, chunk by chunk in file order, while budget remains.
-  for (const s of deferred) {
+  for (const k of deferred) {
     if (left <= perRequest) break;
     let advanced = false;
-    for (const i of s.file.chunks) {
-      if (held[i] || chosen.has(i) || framed.has(i)) continue;
+    for (const i of scored[k].file.chunks) {
+      if (held[i] || chosen.has[i] || framed.has[i]) continue;
       const price = costs.price([i]);
       if (price > left) break;
       chosen.add(i);
@@ -327,15 +361,16 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
       left -= price;
       advanced = true;
     }
-    if (advanced) outcome.set(s.file.path, 'partial');
+    if (advanced) outcome[k] = 'partial';
   }
 
-  const ranges = input.rangesHonoured === false ? prefixRanges(snapshot, [...chosen]) : buildRanges(snapshot, [...chosen], perRequest);
+  const ranges = input.rangesHonoured === false ? prefixRanges(snapshot, chosen.list) : buildRanges(snapshot, chosen.list, perRequest);
   const frameRanges = frames.ranges();
   const total = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0) + frames.cost(frameRanges);
   let fetched = 0;
-  for (const i of new Set([...chosen, ...framed])) if (!held[i]) fetched += recordLength(snapshot.chunks[i]);
-  for (const s of scored) files.push({ file: s.file, outcome: outcome.get(s.file.path)!, missingBytes: s.bytes });
+  for (const i of chosen.list) if (!held[i]) fetched += table.recordLength(i);
+  for (const i of framed.list) if (!held[i] && !chosen.has[i]) fetched += table.recordLength(i);
+  const files: PlannedFile[] = scored.map((s, k) => ({ file: s.file, outcome: outcome[k], missingBytes: s.bytes }));
   return { files, ranges, frameRanges, cost: total, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
 }
 
@@ -348,11 +383,11 @@ function frameCosts(input: PlanInput, held: Held, wantedFiles: FileEntry[], perR
   const { snapshot } = input;
   const byChunk = new Map<number, FrameOption>();
   if (input.frames?.length && input.rangesHonoured !== false) {
-    const wanted = new Set<number>();
-    for (const f of wantedFiles) for (const i of f.chunks) if (!held[i]) wanted.add(i);
+    const wanted = new Uint8Array(snapshot.chunks.length);
+    for (const f of wantedFiles) for (const i of f.chunks) if (!held[i]) wanted[i] = 1;
     for (const fr of input.frames) {
       let records = 0;
-      for (const i of fr.yields) if (wanted.has(i)) records += recordLength(snapshot.chunks[i]);
+      for (const i of fr.yields) if (wanted[i]) records += snapshot.chunks.recordLength(i);
       if (records > 0 && remainingOf(fr) <= records) for (const i of fr.yields) if (!byChunk.has(i)) byChunk.set(i, fr);
     }
   }
@@ -386,7 +421,7 @@ function frameCosts(input: PlanInput, held: Held, wantedFiles: FileEntry[], perR
       }
       return cost;
     },
-    commit(frames: FrameOption[], framed: Set<number>): void {
+    commit(frames: FrameOption[], framed: Marks): void {
       for (const f of frames) {
         chosen.set(f.frame, f);
         for (const i of f.yields) framed.add(i);
@@ -405,16 +440,15 @@ function frameCosts(input: PlanInput, held: Held, wantedFiles: FileEntry[], perR
 }
 
 /** Upper bound of the wire cost of fetching `chunks`: bytes plus one request per run of neighbours. */
-function estimate(chunks: number[], table: ChunkEntry[], perRequest: number): number {
+function estimate(chunks: number[], table: ChunkTable, perRequest: number): number {
   if (chunks.length === 0) return 0;
-  const sorted = [...chunks].sort((a, b) => a - b);
+  const sorted = chunks.length === 1 ? chunks : [...chunks].sort((a, b) => a - b);
   let cost = 0;
-  let prev: ChunkEntry | undefined;
+  let prev = -1;
   for (const i of sorted) {
-    const c = table[i];
-    const adjacent = prev && prev.pack === c.pack && prev.offset + recordLength(prev) === c.offset;
-    cost += recordLength(c) + (adjacent ? 0 : perRequest);
-    prev = c;
+    const adjacent = prev >= 0 && table.pack[prev] === table.pack[i] && table.offset[prev] + table.recordLength(prev) === table.offset[i];
+    cost += table.recordLength(i) + (adjacent ? 0 : perRequest);
+    prev = i;
   }
   return cost;
 }
@@ -426,7 +460,7 @@ interface CostModel {
 }
 
 /** Range requests: bytes plus one request per run of neighbouring records (an upper bound). */
-function rangeCosts(table: ChunkEntry[], perRequest: number): CostModel {
+function rangeCosts(table: ChunkTable, perRequest: number): CostModel {
   return { price: (add) => estimate(add, table, perRequest), commit: () => {} };
 }
 
@@ -435,13 +469,13 @@ function rangeCosts(table: ChunkEntry[], perRequest: number): CostModel {
  * record, so adding a chunk costs whatever it moves that end, plus one request for a new pack.
  */
 function prefixCosts(snapshot: Snapshot, requestCost: (n: number) => number): CostModel {
+  const t = snapshot.chunks;
   const packEnd = new Map<number, number>();
   const grownEnds = (add: number[]) => {
     const grown = new Map<number, number>();
     for (const i of add) {
-      const c = snapshot.chunks[i];
-      const end = c.offset + recordLength(c);
-      if (end > (grown.get(c.pack) ?? packEnd.get(c.pack) ?? 0)) grown.set(c.pack, end);
+      const end = t.offset[i] + t.recordLength(i);
+      if (end > (grown.get(t.pack[i]) ?? packEnd.get(t.pack[i]) ?? 0)) grown.set(t.pack[i], end);
     }
     return grown;
   };
@@ -462,16 +496,17 @@ function prefixCosts(snapshot: Snapshot, requestCost: (n: number) => number): Co
 
 /** One range per pack, from its first byte to the end of the last chosen record. */
 function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
+  const t = snapshot.chunks;
   const byPack = new Map<number, number[]>();
   for (const i of chosen) {
-    const list = byPack.get(snapshot.chunks[i].pack) ?? [];
+    const list = byPack.get(t.pack[i]) ?? [];
     list.push(i);
-    byPack.set(snapshot.chunks[i].pack, list);
+    byPack.set(t.pack[i], list);
   }
   return [...byPack].map(([pack, list]) => {
-    list.sort((a, b) => snapshot.chunks[a].offset - snapshot.chunks[b].offset);
-    const last = snapshot.chunks[list[list.length - 1]];
-    return { pack: snapshot.packs[pack], start: 0, end: last.offset + recordLength(last), chunks: list };
+    list.sort((a, b) => t.offset[a] - t.offset[b]);
+    const last = list[list.length - 1];
+    return { pack: snapshot.packs[pack], start: 0, end: t.offset[last] + t.recordLength(last), chunks: list };
   });
 }
 
@@ -481,22 +516,19 @@ function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
  * gap records are not in this snapshot's table and are discarded on arrival.
  */
 export function buildRanges(snapshot: Snapshot, chunkIndices: number[], maxGap: number): FetchRange[] {
-  const sorted = [...chunkIndices].sort((a, b) => {
-    const x = snapshot.chunks[a];
-    const y = snapshot.chunks[b];
-    return x.pack - y.pack || x.offset - y.offset;
-  });
+  const t = snapshot.chunks;
+  const sorted = [...chunkIndices].sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
   const ranges: FetchRange[] = [];
   let cur: (FetchRange & { packIndex: number }) | undefined;
   for (const i of sorted) {
-    const c = snapshot.chunks[i];
-    const end = c.offset + recordLength(c);
-    if (cur && cur.packIndex === c.pack && c.offset >= cur.end && c.offset - cur.end <= maxGap) {
+    const offset = t.offset[i];
+    const end = offset + t.recordLength(i);
+    if (cur && cur.packIndex === t.pack[i] && offset >= cur.end && offset - cur.end <= maxGap) {
       cur.end = end;
       cur.chunks.push(i);
       continue;
     }
-    cur = { pack: snapshot.packs[c.pack], packIndex: c.pack, start: c.offset, end, chunks: [i] };
+    cur = { pack: snapshot.packs[t.pack[i]], packIndex: t.pack[i], start: offset, end, chunks: [i] };
     ranges.push(cur);
   }
   return ranges.map(({ pack, start, end, chunks }) => ({ pack, start, end, chunks }));

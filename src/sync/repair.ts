@@ -1,7 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { chunkId } from '../chunk/index.js';
-import { recordLength } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { Restorer } from './restorer.js';
 import { cachedLatest } from './catalog.js';
@@ -27,11 +26,11 @@ export async function repairFromTree(work: WorkDir, dropped: bigint[]): Promise<
   const latest = cachedLatest(work);
   if (!latest) return { repaired: 0, refetch: [], unused: dropped.length };
   const { snapshot } = latest;
-  const id = (i: number) => snapshot.chunks[i].id;
+  const id = (i: number) => snapshot.chunks.id(i);
   const state = work.treeState();
   const placedBefore = new Set(Object.keys(state.files));
   const restorer = new Restorer(work, snapshot, state);
-  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const present = await work.store.hasMany(snapshot.chunks.ids());
   const lost = new Set(dropped);
   const used = new Set<bigint>();
   let repaired = 0;
@@ -42,7 +41,7 @@ export async function repairFromTree(work: WorkDir, dropped: bigint[]): Promise<
     try {
       let offset = 0;
       for (const i of f.chunks) {
-        const c = snapshot.chunks[i];
+        const c = snapshot.chunks.entry(i);
         if (!present.has(c.id)) {
           const bytes = Buffer.allocUnsafe(c.rawLength);
           if (readSync(fd, bytes, 0, c.rawLength, offset) === c.rawLength && chunkId(bytes) === c.id) {
@@ -62,7 +61,7 @@ export async function repairFromTree(work: WorkDir, dropped: bigint[]): Promise<
   for (const f of snapshot.files) {
     const lacking = new Set(f.chunks.filter((i) => !present.has(id(i))));
     if (!lacking.size || !(placedBefore.has(f.path) || [...lacking].some((i) => lost.has(id(i))))) continue;
-    refetch.push({ path: f.path, bytes: [...lacking].reduce((n, i) => n + recordLength(snapshot.chunks[i]), 0) });
+    refetch.push({ path: f.path, bytes: [...lacking].reduce((n, i) => n + snapshot.chunks.recordLength(i), 0) });
   }
   work.saveTreeState(state);
   return { repaired, refetch, unused: dropped.length - used.size };

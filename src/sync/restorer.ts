@@ -256,7 +256,7 @@ export class Restorer {
       // Located a few hundred at a time; the worker reads them from the packs.
       const BATCH = 256;
       for (let at = 0; at < f.chunks.length; at += BATCH) {
-        const ids = f.chunks.slice(at, at + BATCH).map((i) => this.snapshot.chunks[i].id);
+        const ids = f.chunks.slice(at, at + BATCH).map((i) => this.snapshot.chunks.id(i));
         placer.write(id, await store.locateMany(ids), at + BATCH >= f.chunks.length);
       }
     } catch (e) {
@@ -278,7 +278,7 @@ export class Restorer {
       // would count against the publisher.
       let message = outcome.message;
       if (outcome.code === 'DAMAGED_PACK' || outcome.code === 'DAMAGED_STORE') {
-        await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
+        await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks.id(i)));
         message = `the store's copy is damaged (${message}): its chunks will be fetched again by the next sync`;
       }
       (this.state.failed ??= {})[f.path] = { snapshot: this.snapshotName ?? '', code: outcome.code, message };
@@ -306,7 +306,7 @@ export class Restorer {
   private async mismatch(f: FileEntry, fromPublisher: boolean): Promise<Placement> {
     // Dropped either way: a peer's forged chunk must not stay, and the publisher's are refetched
     // only if another file needs them.
-    await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks[i].id));
+    await this.site.store.forget(f.chunks.map((i) => this.snapshot.chunks.id(i)));
     const sha256 = Buffer.from(f.sha256).toString('hex');
     const rec = this.state.inconsistent?.[f.path];
     const times = (rec && rec.sha256 === sha256 ? rec.mismatches : 0) + 1;

@@ -3,7 +3,7 @@ import type { ChunkStore } from '../store/store.js';
 import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
 import { WireBudget } from '../remote/budget.js';
-import { FileEntry, placedSize, recordLength, Snapshot } from '../snapshot/snapshot.js';
+import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, PlacedFile, WorkDir } from '../workdir/workdir.js';
 import { Restorer, stillComplete, TreeReport } from './restorer.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
@@ -169,7 +169,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // What a killed session landed but had not stored yet is stored first, so it is not planned again.
     // (Not offline: status only reads; it prices those chunks as missing until the next sync.)
     if (!offline) await absorbLandedRanges(work.tmpDir, work.store);
-    const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+    const present = await work.store.hasMany(snapshot.chunks.ids());
     const paid = sources.filter((s) => !s.free);
     // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
     // counting nothing on what free remotes may still give.
@@ -179,7 +179,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     let baseHeld = new Set<bigint>();
     const useUpdate = async (u: LoadedUpdate | undefined, held?: Set<bigint>) => {
       update = u;
-      baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.map((c) => c.id)) : new Set());
+      baseHeld = held ?? (u?.base ? await work.store.hasMany(u.base.chunks.ids()) : new Set());
     };
     // Once the card is over, what is left is priced as the next sync will price it: by a remote
     // that knows only what link.json keeps, not this session's file sizes and ETags (their digits
@@ -217,7 +217,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         pricing(main).requestCost(framesPath(bs.stream.head), n),
       );
     // What the delta after a base stream is priced with: every chunk of the old snapshot held.
-    const heldAfter = (bs: BaseStream) => bs.afterHeld ?? new Set(bs.base.chunks.map((c) => c.id));
+    const heldAfter = (bs: BaseStream) => bs.afterHeld ?? new Set(bs.base.chunks.ids());
     // Why the forecast is an estimate: a head it would price a route with is not here (offline).
     let estimate: string | null = null;
     /** The cheapest way to what is wanted from what the store holds now; `headsOffline`: only heads kept in .paquete. */
@@ -321,7 +321,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const ready: FileEntry[] = [];
     for (const pf of plan.files) {
       if (pf.outcome === 'present') continue;
-      const distinct = new Set(pf.file.chunks.filter((i) => !present.has(snapshot.chunks[i].id)));
+      const distinct = new Set(pf.file.chunks.filter((i) => !present.has(snapshot.chunks.id(i))));
       missingCount.set(pf.file, distinct.size);
       if (distinct.size === 0) ready.push(pf.file);
       for (const i of distinct) {
@@ -382,7 +382,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const onChunks = (indices: number[]) => {
       if (placeError !== undefined) throw placeError;
       for (const i of indices) {
-        present.add(snapshot.chunks[i].id);
+        present.add(snapshot.chunks.id(i));
         for (const f of waitingOn.get(i) ?? []) {
           const n = missingCount.get(f)! - 1;
           missingCount.set(f, n);
@@ -412,12 +412,12 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       }
       if (baseStream) {
         const bs = baseStream;
-        const indexOf = new Map(snapshot.chunks.map((c, i) => [c.id, i]));
+        const indexOf = new Map(snapshot.chunks.ids().map((id, i) => [id, i]));
         // The old snapshot's chunks, and those of them the new one has too, as they arrive.
         const viaIds = (old: number[]) => {
           const mine: number[] = [];
           for (const k of old) {
-            const id = bs.base.chunks[k].id;
+            const id = bs.base.chunks.id(k);
             present.add(id);
             const i = indexOf.get(id);
             if (i !== undefined) mine.push(i);
@@ -567,12 +567,12 @@ async function cheapestRoute(
     const p = fullPlan(route);
     if (p.cost < bestPlan.cost) [best, bestPlan] = [route, p];
   };
-  const heldOf = async (base: Snapshot | null) => (base ? await work.store.hasMany(base.chunks.map((c) => c.id)) : new Set<bigint>());
+  const heldOf = async (base: Snapshot | null) => (base ? await work.store.hasMany(base.chunks.ids()) : new Set<bigint>());
   if (loaded) consider({ update: loaded, baseHeld: await heldOf(loaded.base) });
 
   const candidates: { ref: UpdateRef; base: Snapshot | null; held: Set<bigint> }[] = [];
   for (const d of deltaChoices(work, latest.manifest.body, latest.entry)) {
-    const held = await work.store.hasMany(d.base.chunks.map((c) => c.id));
+    const held = await work.store.hasMany(d.base.chunks.ids());
     if (held.size * 2 >= d.base.chunks.length) {
       candidates.push({ ref: d.ref, base: d.base, held });
       break;
@@ -609,7 +609,7 @@ async function cheapestRoute(
     await tryHead(offer.name, async () => {
       const head = await loadOfferHead(work, remote, offer, latest.entry, opts);
       const described = describedContents(work, latest.manifest.body, offerContents(head));
-      const held = await work.store.hasMany([...described.values()].flatMap((d) => d.file.chunks.map((i) => d.snapshot.chunks[i].id)));
+      const held = await work.store.hasMany([...described.values()].flatMap((d) => d.file.chunks.map((i) => d.snapshot.chunks.id(i))));
       seen = { head, described, held };
       return resolveOffer(head, latest.snapshot, described, held, present);
     });
@@ -739,9 +739,9 @@ async function takeWhatIsThere(
 /** Record bytes the wanted files still lack, from the store as it is now. */
 async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>): Promise<number> {
   const ids = new Map<bigint, number>();
-  for (const pf of plan.files) if (!skip.has(pf.file.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks[i].id, i);
+  for (const pf of plan.files) if (!skip.has(pf.file.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks.id(i), i);
   const have = await work.store.hasMany([...ids.keys()]);
   let n = 0;
-  for (const [id, i] of ids) if (!have.has(id)) n += recordLength(snapshot.chunks[i]);
+  for (const [id, i] of ids) if (!have.has(id)) n += snapshot.chunks.recordLength(i);
   return n;
 }

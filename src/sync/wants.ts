@@ -108,7 +108,7 @@ async function readMetadata(paths: string[], ctx: ExpandContext): Promise<Map<st
 /** Fetches and places `files` (small ones: metadata), spending from the session's budget. */
 async function bring(files: FileEntry[], restorer: Restorer, ctx: ExpandContext): Promise<void> {
   const { work, remote, snapshot } = ctx;
-  const present = await work.store.hasMany(snapshot.chunks.map((c) => c.id));
+  const present = await work.store.hasMany(snapshot.chunks.ids());
   const rangesHonoured = remote.rangeSupport !== 'no';
   const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
   const plan = planSession({
@@ -122,8 +122,8 @@ async function bring(files: FileEntry[], restorer: Restorer, ctx: ExpandContext)
   });
   await fetchRanges(remote, snapshot, plan.ranges, work.store, { signal: ctx.signal });
   for (const f of files) {
-    const have = await work.store.hasMany(f.chunks.map((i) => snapshot.chunks[i].id));
-    if (f.chunks.every((i) => have.has(snapshot.chunks[i].id))) await restorer.place(f);
+    const have = await work.store.hasMany(f.chunks.map((i) => snapshot.chunks.id(i)));
+    if (f.chunks.every((i) => have.has(snapshot.chunks.id(i)))) await restorer.place(f);
   }
 }
 

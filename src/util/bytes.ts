@@ -39,6 +39,14 @@ export class ByteWriter {
     return this;
   }
 
+  /** A big-endian 32-bit value (half of a chunk id, as ids are written). */
+  u32be(v: number): this {
+    this.reserve(4);
+    this.view.setUint32(this.length, v, false);
+    this.length += 4;
+    return this;
+  }
+
   varint(v: number): this {
     if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`varint out of range: ${v}`);
     this.reserve(8);
@@ -106,6 +114,13 @@ export class ByteReader {
   u32(): number {
     this.need(4);
     const v = this.view.getUint32(this.pos, true);
+    this.pos += 4;
+    return v;
+  }
+
+  u32be(): number {
+    this.need(4);
+    const v = this.view.getUint32(this.pos, false);
     this.pos += 4;
     return v;
   }
