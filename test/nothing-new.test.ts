@@ -2,7 +2,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { decodeTreeState, encodeTreeState, TreeStateWriter } from '../src/workdir/tree-state.js';
+import { decodeTreeState, encodeTreeState, scanTreeState, TreeStateWriter } from '../src/workdir/tree-state.js';
 import type { TreeState } from '../src/workdir/workdir.js';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
@@ -58,6 +58,17 @@ test('tree.state: a round trip, appends that later records win, and a record cut
     assert.deepEqual(decodeTreeState(log.subarray(0, d.validLength))!.state, d.state);
   }
   assert.equal(decodeTreeState(Buffer.from('{"files":{}}')), undefined, 'tree.json is not a tree state log');
+
+  // The columns a sync with nothing new reads say what the replay says, a file dropped and
+  // placed again included (its slot is reused, its latest record wins).
+  const again = Buffer.concat([log, new TreeStateWriter().dropped('src/d').placed('src/a/é.txt', { size: 7, mtimeMs: 3, sha256: sha(5) }).dropped('src/b.txt').placed('src/b.txt', { size: 8, mtimeMs: 4, sha256: sha(6) }).finish()]);
+  const scanned = scanTreeState(again)!;
+  const replayed = decodeTreeState(again)!.state;
+  const columns = Object.fromEntries(scanned.files.paths.map((p, i) => [p, scanned.files.placed(i)]));
+  assert.deepEqual(columns, replayed.files);
+  assert.deepEqual(columns, { 'src/a/é.txt': { size: 7, mtimeMs: 3, sha256: sha(5) }, 'src/b.txt': { size: 8, mtimeMs: 4, sha256: sha(6) } });
+  assert.equal(scanned.rest.snapshot, s.snapshot);
+  assert.equal(scanTreeState(Buffer.from('{"files":{}}')), undefined);
 });
 
 test('a sync with nothing new reads no index and writes nothing; a change to the tree takes the whole way again', async () => {

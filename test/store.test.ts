@@ -57,10 +57,19 @@ async function filledStore(n = 60, packLimit = 48 << 10, seed = 1): Promise<Fill
   return { dir, chunks, where };
 }
 
-/** Every chunk the store names reads back exactly; verify finds nothing; returns the ids present. */
+/** count() (kept beside the entries: m:count, docs/FORMATS.md) says what a walk of the index finds. */
+async function checkCount(store: ChunkStore, why = ''): Promise<void> {
+  const ids: bigint[] = [];
+  for await (const id of store.ids()) ids.push(id);
+  const bytes = (await store.locateMany(ids)).reduce((n, l) => n + l.length, 0);
+  assert.deepEqual(await store.count(), { chunks: ids.length, bytes }, `the kept count is the index's ${why}`);
+}
+
+/** Every chunk the store names reads back exactly; verify finds nothing; the count is right; returns the ids present. */
 async function checkSound(store: ChunkStore, chunks: Map<bigint, Buffer>): Promise<Set<bigint>> {
   const v = await store.verify();
   assert.deepEqual(v.problems, [], 'verify after mending finds nothing');
+  await checkCount(store, 'after mending');
   const present = await store.hasMany([...chunks.keys()]);
   for (const id of present) assert.ok(Buffer.from(await store.get(id)).equals(chunks.get(id)!), `chunk ${id.toString(16)} reads back its bytes`);
   return present;
@@ -122,6 +131,38 @@ describe('ChunkStore mends its files', () => {
     await store.add(chunkId(extra), extra);
     await store.close();
     assert.equal(Math.max(...packsIn(f.dir)), Math.max(...packs), 'appended to the last pack');
+  });
+
+  test('the count status shows is kept with the entries: a chunk stored twice, forgotten, absent, gc, an index without it', async () => {
+    const f = await filledStore(40, 32 << 10, 5);
+    const store = await ChunkStore.open(f.dir);
+    await checkCount(store, 'as filled');
+    const ids = [...f.chunks.keys()];
+    // Stored again (a record as it came from a pack): a new location over the old entry, not a second chunk.
+    for (const id of ids.slice(0, 5)) await store.addRecord(id, Uint8Array.from(await store.getRecord(id)));
+    await store.flush();
+    await checkCount(store, 'after storing 5 chunks again');
+    assert.equal((await store.count()).chunks, 40);
+    await store.forget([...ids.slice(5, 10), ids[5], 0x1234n]);
+    await checkCount(store, 'after forgetting 5 (one twice, one never there)');
+    assert.equal((await store.count()).chunks, 35);
+    await store.gc(new Set(ids.slice(10, 30)));
+    await checkCount(store, 'after gc');
+    assert.equal((await store.count()).chunks, 20);
+    await store.close();
+    // An index an older paquete made has no count: counted once when asked, then kept.
+    const { Level } = await import('level');
+    const db = new Level<Uint8Array, Uint8Array>(join(f.dir, 'index'), { keyEncoding: 'view', valueEncoding: 'view' });
+    await db.del(Buffer.from('m:count'));
+    await db.close();
+    const older = await ChunkStore.open(f.dir);
+    await checkCount(older, 'of an index without m:count');
+    for (const id of ids.slice(0, 10)) await older.add(id, f.chunks.get(id)!);
+    await older.close();
+    const reopened = await ChunkStore.open(f.dir);
+    await checkCount(reopened, 'once counted and added to');
+    assert.equal((await reopened.count()).chunks, 30);
+    await reopened.close();
   });
 
   test('a missing pack (not the one appended to): open drops exactly its chunks, the rest read back', async () => {

@@ -1,4 +1,8 @@
-import cliProgress from 'cli-progress';
+import type cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
+
+/** cli-progress (and string-width under it) is loaded only when a bar is drawn: never with -q, --json or no terminal. */
+const loadCliProgress = () => createRequire(import.meta.url)('cli-progress') as typeof cliProgress;
 import { formatSize } from '../util/size.js';
 
 /**
@@ -111,7 +115,7 @@ export class Progress {
   ) {
     this.view = { label, done: 0 };
     if (!enabled || !process.stderr.isTTY) return;
-    this.bar = new cliProgress.SingleBar({
+    this.bar = new (loadCliProgress().SingleBar)({
       stream: process.stderr,
       hideCursor: true,
       clearOnComplete: false,

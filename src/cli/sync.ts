@@ -194,7 +194,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
     printNotPlaced(r.tree, r.withheld);
   }
   out.emitJson(
-    {
+    () => ({
       snapshot: r.snapshot,
       serial: r.serial,
       dryRun: r.dryRun,
@@ -219,7 +219,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       leftBytes: r.leftBytes,
       stoppedByBudget: r.stoppedByBudget,
       plan: r.plan.files.map((f) => ({ path: f.file.path, size: placedSize(f.file), outcome: f.outcome, missingBytes: f.missingBytes })),
-    },
+    }),
     exitOf(r),
   );
 }

@@ -73,19 +73,21 @@ const totalOf = (sources: SourceCompleteness[]) =>
  * missing. Undefined otherwise (assessCompleteness then).
  */
 export function completeAsSynced(work: WorkDir, entry: ManifestSnapshot): Completeness | undefined {
-  const here = stillComplete(work.root, work.treeState(), entry.name, []);
-  if (!here || here.length !== entry.files) return undefined;
+  const here = stillComplete(work.root, work.scanTreeState(), entry.name, []);
+  if (!here || here.wanted.length !== entry.files) return undefined;
   const rows = new Map(entry.sources.map((s) => [s.name, row(s.kind, s.name)]));
   const complete = new Set<string>();
   const missing = new Map<string, number>();
-  for (const f of here) {
-    const r = rows.get(f.path.slice(0, f.path.indexOf('/')));
+  const { paths, size } = here.files;
+  for (const i of here.wanted) {
+    const path = paths[i];
+    const r = rows.get(path.slice(0, path.indexOf('/')));
     if (!r) return undefined;
     r.files++;
     r.complete++;
-    r.bytes += f.rec.size;
-    r.completeBytes += f.rec.size;
-    complete.add(f.path);
+    r.bytes += size[i];
+    r.completeBytes += size[i];
+    complete.add(path);
   }
   const sources = [...rows.values()];
   return { complete, missing, sources, total: totalOf(sources), notPlaced: { kept: [], inconsistent: [], failed: [] } };

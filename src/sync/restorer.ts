@@ -1,8 +1,10 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { isMainThread } from 'node:worker_threads';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import { PlacedFile, TreeState } from '../workdir/workdir.js';
+import type { PlacedFiles, ScannedTreeState } from '../workdir/tree-state.js';
 import { keepBeforeReplace } from '../workdir/generation.js';
 import { hashFile } from '../util/fsx.js';
 import { matcher } from '../util/glob.js';
@@ -382,36 +384,83 @@ export class Restorer {
 /** A `pypi:` want resolves through metadata and this machine's Python: never taken as unchanged. */
 const isPypiWant = (w: string) => w.startsWith('pypi:');
 
+/** The files of a tree found still complete: indices into `files`, in the order a plan lists them. */
+export interface StillComplete {
+  files: PlacedFiles;
+  wanted: number[];
+}
+
 /**
  * The files a sync given `asked` wants, when the tree is still as the last such sync left it
  * complete at snapshot `snapshotName` (TreeState.complete): every file paquete placed still has
  * the size and mtime it was placed with (the check rsync -a makes), and every folder above one
- * is a real directory. Read from the tree state and the tree alone: the index is not needed. Else
- * undefined, and the sync goes the whole way.
+ * is a real directory. Read from the tree state's columns (scanTreeState) and the tree alone: the
+ * index is not needed, and no object is built per file. Else undefined, and the sync goes the
+ * whole way.
  */
-export function stillComplete(root: string, state: TreeState, snapshotName: string, asked: string[]): { path: string; rec: PlacedFile; rank: number }[] | undefined {
-  const c = state.complete;
-  if (!c || c.snapshot !== snapshotName || c.asked.length !== asked.length || c.asked.some((w, i) => w !== asked[i])) return undefined;
+export function stillComplete(root: string, state: ScannedTreeState | undefined, snapshotName: string, asked: string[]): StillComplete | undefined {
+  const c = state?.rest.complete;
+  if (!state || !c || c.snapshot !== snapshotName || c.asked.length !== asked.length || c.asked.some((w, i) => w !== asked[i])) return undefined;
   const which = c.wants.length ? matcher(c.wants) : undefined;
-  const wanted: { path: string; rec: PlacedFile; rank: number }[] = [];
+  const files = state.files;
+  const { paths, size, mtimeMs } = files;
   const dirs = new Set<string>();
   let lastDir = '';
-  // Snapshot paths are checked relative paths (src/snapshot/paths.ts): joined as they are.
-  const base = root.endsWith('/') ? root : `${root}/`;
-  for (const path in state.files) {
-    const rec = state.files[path];
-    const st = lstatSync(base + path, { throwIfNoEntry: false });
-    if (!st || !st.isFile() || st.size !== rec.size || st.mtimeMs !== rec.mtimeMs) return undefined;
-    const dir = path.slice(0, path.lastIndexOf('/'));
-    if (dir !== lastDir) {
-      lastDir = dir;
-      for (let cut = dir.length; cut > 0 && !dirs.has(dir.slice(0, cut)); cut = dir.lastIndexOf('/', cut - 1)) dirs.add(dir.slice(0, cut));
+  const unchanged = inDirectory(root, (base) => {
+    for (let i = 0; i < paths.length; i++) {
+      const path = paths[i];
+      // Snapshot paths are checked relative paths (src/snapshot/paths.ts): joined as they are.
+      const st = lstatSync(base + path, { throwIfNoEntry: false });
+      if (!st || !st.isFile() || st.size !== size[i] || st.mtimeMs !== mtimeMs[i]) return false;
+      const dir = path.slice(0, path.lastIndexOf('/'));
+      if (dir !== lastDir) {
+        lastDir = dir;
+        for (let cut = dir.length; cut > 0 && !dirs.has(dir.slice(0, cut)); cut = dir.lastIndexOf('/', cut - 1)) dirs.add(dir.slice(0, cut));
+      }
     }
-    const rank = which ? which(path) : 0;
-    if (rank >= 0) wanted.push({ path, rec, rank });
+    for (const d of dirs) if (!lstatSync(base + d, { throwIfNoEntry: false })?.isDirectory()) return false;
+    return true;
+  });
+  if (!unchanged) return undefined;
+  const byPath = (a: number, b: number) => (paths[a] < paths[b] ? -1 : paths[a] > paths[b] ? 1 : 0);
+  if (!which) {
+    const wanted = Array.from({ length: paths.length }, (_, i) => i);
+    // A log written whole lists its files in path order: sorting 100k strings again cost ~0.1 s.
+    return { files, wanted: inOrder(paths) ? wanted : wanted.sort(byPath) };
   }
-  for (const d of dirs) if (!lstatSync(base + d, { throwIfNoEntry: false })?.isDirectory()) return undefined;
-  return which ? wanted.sort((a, b) => a.rank - b.rank || (a.path < b.path ? -1 : 1)) : wanted.sort((a, b) => (a.path < b.path ? -1 : 1));
+  const rank = new Int32Array(paths.length);
+  const wanted: number[] = [];
+  for (let i = 0; i < paths.length; i++) if ((rank[i] = which(paths[i])) >= 0) wanted.push(i);
+  return { files, wanted: wanted.sort((a, b) => rank[a] - rank[b] || byPath(a, b)) };
+}
+
+function inOrder(paths: string[]): boolean {
+  for (let i = 1; i < paths.length; i++) if (!(paths[i - 1] < paths[i])) return false;
+  return true;
+}
+
+/**
+ * Runs `walk` with the tree's root as the current directory, so each lstat names a path relative
+ * to it: the kernel then resolves a file's own few components, not the root's as well (100k
+ * files at 7 components deep: 0.47 s instead of 0.57-0.75 s of lstat). Synchronous, so no other
+ * code of this thread runs while the directory is changed; everything else paquete opens is
+ * named by an absolute path. A worker thread cannot change directory: it passes root/ instead.
+ */
+function inDirectory<T>(root: string, walk: (base: string) => T): T {
+  const withRoot = root.endsWith('/') ? root : `${root}/`;
+  if (!isMainThread) return walk(withRoot);
+  let before: string;
+  try {
+    before = process.cwd();
+    process.chdir(root);
+  } catch {
+    return walk(withRoot);
+  }
+  try {
+    return walk('');
+  } finally {
+    process.chdir(before);
+  }
 }
 
 /** Whether every parent of `path` under `root` is a real directory (lstat: a symlink is not one). */

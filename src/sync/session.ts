@@ -4,8 +4,9 @@ import { openRemote } from '../remote/open.js';
 import { Remote } from '../remote/remote.js';
 import { WireBudget } from '../remote/budget.js';
 import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
-import { isFreeRemote, PlacedFile, WorkDir } from '../workdir/workdir.js';
-import { Restorer, stillComplete, TreeReport } from './restorer.js';
+import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
+import { Restorer, StillComplete, stillComplete, TreeReport } from './restorer.js';
+import type { PlacedFiles } from '../workdir/tree-state.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
@@ -140,7 +141,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const newest = offline ? undefined : await newestOf(work, sources, opts);
     if (newest && !opts.overwrite?.length) {
       // Nothing new: the tree is complete at the manifest's snapshot and nobody touched it.
-      const here = stillComplete(work.root, work.treeState(), newest.checked.entry.name, opts.wants ?? []);
+      const here = stillComplete(work.root, work.scanTreeState(), newest.checked.entry.name, opts.wants ?? []);
       if (here) {
         acceptLatest(work, newest.from.remote, newest.checked, { note: opts.events?.note });
         // A sync killed between its last save and its switch left readers on the snapshot before.
@@ -649,19 +650,24 @@ async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Pr
  * A file in place, as the tree state records it, standing for its snapshot entry in a plan with
  * nothing to do: its size as placed, its SHA-256 when asked, and no chunk, as it needs none.
  */
+/** A file in place needs no chunk: one empty list for all of them. */
+const NO_CHUNKS: number[] = Object.freeze([]) as unknown as number[];
+
 class PlacedEntry implements FileEntry {
   readonly mode = 0;
-  readonly chunks: number[] = [];
+  readonly chunks = NO_CHUNKS;
+  readonly path: string;
   readonly size: number;
   constructor(
-    readonly path: string,
-    private readonly rec: PlacedFile,
+    private readonly files: PlacedFiles,
+    private readonly i: number,
   ) {
-    this.size = rec.size;
+    this.path = files.paths[i];
+    this.size = files.size[i];
   }
 
   get sha256(): Uint8Array {
-    return Buffer.from(this.rec.sha256, 'hex');
+    return Buffer.from(this.files.sha256(this.i), 'hex');
   }
 }
 
@@ -670,8 +676,8 @@ class PlacedEntry implements FileEntry {
  * every wanted file present, nothing planned, nothing written. The plan's files are the tree
  * state's records: a file already in place needs no chunk, so none is named.
  */
-function nothingNew(checked: CheckedManifest, here: { path: string; rec: PlacedFile }[], opts: SyncOptions, spent: number, read: number, checkCost: number): SyncResult {
-  const files: PlannedFile[] = here.map((f) => ({ file: new PlacedEntry(f.path, f.rec), outcome: 'present', missingBytes: 0 }));
+function nothingNew(checked: CheckedManifest, here: StillComplete, opts: SyncOptions, spent: number, read: number, checkCost: number): SyncResult {
+  const files: PlannedFile[] = here.wanted.map((i) => ({ file: new PlacedEntry(here.files, i), outcome: 'present', missingBytes: 0 }));
   const plan: Plan = { files, ranges: [], frameRanges: [], cost: 0, neededBytes: 0, leftBytes: 0 };
   opts.events?.planned?.(plan, spent);
   const tree: TreeReport = { placed: [], removed: [], kept: [], failed: [], mismatched: [], inconsistent: [] };

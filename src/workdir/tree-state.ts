@@ -40,11 +40,58 @@ export function restOf(s: TreeState): string {
   return JSON.stringify({ snapshot: s.snapshot, inconsistent: s.inconsistent, failed: s.failed, complete: s.complete });
 }
 
-/** Replays a tree state log. Undefined when it is not one (bad magic or version): treat as lost. */
-export function decodeTreeState(buf: Buffer): DecodedTreeState | undefined {
+/**
+ * A tree state log read as columns: one path string per file and its size and mtime in typed
+ * arrays, the SHA-256 left in the buffer until asked for. A sync with nothing new reads only
+ * these (100k files: building an object and a hex string per file, then freezing it, was most
+ * of decodeTreeState's 0.75 s and much of the collector's 0.8 s).
+ */
+export class PlacedFiles {
+  constructor(
+    /** Paths in the order of their first record (a log written whole: sorted). */
+    readonly paths: string[],
+    readonly size: Float64Array,
+    readonly mtimeMs: Float64Array,
+    /** Where each file's SHA-256 starts in `buf`. */
+    private readonly shaAt: Uint32Array,
+    private readonly buf: Buffer,
+  ) {}
+
+  get length(): number {
+    return this.paths.length;
+  }
+
+  sha256(i: number): string {
+    return this.buf.toString('hex', this.shaAt[i], this.shaAt[i] + 32);
+  }
+
+  placed(i: number): PlacedFile {
+    return { size: this.size[i], mtimeMs: this.mtimeMs[i], sha256: this.sha256(i) };
+  }
+}
+
+/** What a log holds as columns (scanTreeState), before any object per file is built. */
+export interface ScannedTreeState {
+  files: PlacedFiles;
+  /** The last record of the rest: snapshot, inconsistent, failed, complete. */
+  rest: Partial<TreeState>;
+  /** Bytes up to the end of the last whole record: where the next append goes. */
+  validLength: number;
+  records: number;
+}
+
+/** Reads a tree state log into columns. Undefined when it is not one (bad magic or version). */
+export function scanTreeState(buf: Buffer): ScannedTreeState | undefined {
   if (buf.length < HEADER.length || !HEADER.subarray(0, 5).equals(buf.subarray(0, 5))) return undefined;
-  // Paths always have a source name and a '/': never a key like __proto__.
-  const files: Record<string, PlacedFile> = {};
+  // A log written whole has one record per file and ~60 bytes each: sized for that, grown if not.
+  let cap = Math.max(16, Math.ceil(buf.length / 48));
+  let size = new Float64Array(cap);
+  let mtime = new Float64Array(cap);
+  let shaAt = new Uint32Array(cap);
+  const paths: string[] = [];
+  // Later records of a path overwrite its slot; a dropped file's slot is marked and cut at the end.
+  const slot = new Map<string, number>();
+  let dropped = 0;
   let rest: Partial<TreeState> = {};
   let at = HEADER.length;
   let valid = at;
@@ -72,14 +119,31 @@ export function decodeTreeState(buf: Buffer): DecodedTreeState | undefined {
     const text = buf.toString('utf8', at, at + n);
     at += n;
     if (type === Rec.Placed) {
-      const size = varint();
-      if (size < 0 || at + 40 > end) break;
-      const mtimeMs = buf.readDoubleLE(at);
-      const sha256 = buf.toString('hex', at + 8, at + 40);
+      const bytes = varint();
+      if (bytes < 0 || at + 40 > end) break;
+      let i = slot.get(text);
+      if (i === undefined) {
+        i = paths.length;
+        if (i === cap) {
+          cap *= 2;
+          size = grown(size, cap);
+          mtime = grown(mtime, cap);
+          shaAt = grown(shaAt, cap);
+        }
+        paths.push(text);
+        slot.set(text, i);
+      } else if (size[i] < 0) dropped--;
+      size[i] = bytes;
+      mtime[i] = buf.readDoubleLE(at);
+      shaAt[i] = at + 8;
       at += 40;
-      files[text] = Object.freeze({ size, mtimeMs, sha256 });
-    } else if (type === Rec.Dropped) delete files[text];
-    else {
+    } else if (type === Rec.Dropped) {
+      const i = slot.get(text);
+      if (i !== undefined && size[i] >= 0) {
+        size[i] = -1;
+        dropped++;
+      }
+    } else {
       try {
         rest = JSON.parse(text) as Partial<TreeState>;
       } catch {
@@ -89,8 +153,39 @@ export function decodeTreeState(buf: Buffer): DecodedTreeState | undefined {
     valid = at;
     records++;
   }
-  const state: TreeState = { ...dropUndefined(rest), files };
-  return { state, validLength: valid, records };
+  let count = paths.length;
+  if (dropped) {
+    // Squeezed out in place, order kept.
+    let k = 0;
+    for (let i = 0; i < count; i++) {
+      if (size[i] < 0) continue;
+      paths[k] = paths[i];
+      size[k] = size[i];
+      mtime[k] = mtime[i];
+      shaAt[k] = shaAt[i];
+      k++;
+    }
+    paths.length = count = k;
+  }
+  const files = new PlacedFiles(paths, size.subarray(0, count), mtime.subarray(0, count), shaAt.subarray(0, count), buf);
+  return { files, rest: dropUndefined(rest), validLength: valid, records };
+}
+
+function grown<T extends Float64Array | Uint32Array>(a: T, cap: number): T {
+  const b = new (a.constructor as new (n: number) => T)(cap);
+  b.set(a);
+  return b;
+}
+
+/** Replays a tree state log. Undefined when it is not one (bad magic or version): treat as lost. */
+export function decodeTreeState(buf: Buffer): DecodedTreeState | undefined {
+  const scanned = scanTreeState(buf);
+  if (!scanned) return undefined;
+  // Paths always have a source name and a '/': never a key like __proto__.
+  const files: Record<string, PlacedFile> = {};
+  const f = scanned.files;
+  for (let i = 0; i < f.length; i++) files[f.paths[i]] = Object.freeze(f.placed(i));
+  return { state: { ...scanned.rest, files }, validLength: scanned.validLength, records: scanned.records };
 }
 
 function dropUndefined(rest: Partial<TreeState>): Partial<TreeState> {

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { ChunkStore, OpenOptions } from '../store/store.js';
 import { writeFileAtomic } from '../util/fsx.js';
-import { decodeTreeState, encodeTreeState, LEGACY_TREE_JSON, restOf, samePlaced, TREE_STATE, TreeStateWriter } from './tree-state.js';
+import { decodeTreeState, encodeTreeState, LEGACY_TREE_JSON, restOf, samePlaced, scanTreeState, ScannedTreeState, TREE_STATE, TreeStateWriter } from './tree-state.js';
 import { acquireLock, isReadOnlyError, refuseIfHeld } from './lock.js';
 import { currentGeneration, generationBehind, KEEP, switchGeneration } from './generation.js';
 import { STORE_DIR_NAME } from '../snapshot/paths.js';
@@ -314,6 +314,17 @@ export class WorkDir {
       : // No log to append to: the next save writes it whole.
         { files: undefined, rest: '', length: 0, records: 0 };
     return state;
+  }
+
+  /**
+   * The tree state log as columns (src/workdir/tree-state.ts), for a reader that only checks
+   * the tree against it (a sync with nothing new, status): nothing per file is built, and the
+   * state a save appends to is left as it was. Undefined when there is no log to read (a
+   * directory of an older paquete, a damaged log): the caller goes the whole way.
+   */
+  scanTreeState(): ScannedTreeState | undefined {
+    const b = this.readOptional(TREE_STATE);
+    return b ? scanTreeState(b) : undefined;
   }
 
   /** The files tree.state holds now, by path. */
