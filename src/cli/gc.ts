@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import { PaqueteError } from '../errors.js';
 import { cachedLatest, cachedSnapshotBytes } from '../sync/catalog.js';
+import { cachedPartial } from '../sync/shard-cache.js';
 import { decodeSnapshot } from '../snapshot/snapshot.js';
 import { readersSnapshots } from '../workdir/generation.js';
 import { formatSize } from '../util/size.js';
@@ -21,6 +22,9 @@ export const gcCommand = {
       for (const name of readersSnapshots(work.meta).snapshots) {
         const bytes = cachedSnapshotBytes(work, name);
         if (bytes) for (const c of decodeSnapshot(bytes).chunks) keep.add(c.id);
+        // A reader on a partial index (sync --want): the shards of it held here.
+        const entry = latest.manifest.body.snapshots.find((e) => e.name === name);
+        if (!bytes && entry) for (const c of cachedPartial(work, entry)?.snapshot.chunks ?? []) keep.add(c.id);
       }
       const r = await work.store.gc(keep);
       // Packs were rewritten: readers take a fresh copy of the index with the next generation.

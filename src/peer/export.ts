@@ -62,6 +62,14 @@ export interface ExportResult {
 export async function exportBundle(work: WorkDir, opts: ExportOptions): Promise<ExportResult> {
   const latest = requireLatest(work, 'there is nothing to export');
   const { snapshot, entry, manifest } = latest;
+  if (latest.partial && !opts.have?.snapshots.includes(entry.name)) {
+    // A bundle carries the whole signed index: the friend checks every record against it.
+    throw new PaqueteError(
+      'NO_SNAPSHOT',
+      `${work.root} holds only the index of what it wanted (a partial index: sync --want): a bundle carries the whole index of the snapshot`,
+      'run paquete sync --dry-run without --want once (it fetches the whole index), then export again',
+    );
+  }
   const have = opts.have;
   // The friend's key, or one that rotated to ours (their import follows the statement).
   if (have && Buffer.compare(have.publisher, manifest.publisher.raw) !== 0 && !rotatedTo(manifest, have.publisher)) {

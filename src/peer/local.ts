@@ -1,6 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { Restorer, TreeReport } from '../sync/restorer.js';
 import { cachedIndex, cachedLatest, trustedManifest } from '../sync/catalog.js';
+import { coverageOf } from '../sync/shard-cache.js';
 import { WorkDir } from '../workdir/workdir.js';
 import type { NameProblem } from '../snapshot/paths.js';
 import { refusalMessage, refusedNames, withoutRefused } from '../sync/tree-names.js';
@@ -88,7 +89,7 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   if (!latest) return undefined;
   const { snapshot, entry, manifest } = latest;
   const state = work.treeState();
-  const restorer = new Restorer(work, snapshot, state, entry.name);
+  const restorer = new Restorer(work, snapshot, state, entry.name, { covers: coverageOf(latest.partial) });
   let finished = false;
   const present = await work.store.hasMany(snapshot.chunks.ids());
   const { complete, blocked, yours } = restorer.survey();

@@ -23,6 +23,7 @@ import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
 import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
 import { pruneUpdates, retainedEntries } from './prune.js';
+import { readPreviousRoot, writeShards } from './shards.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -352,6 +353,10 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   const snapBytes = encodeSnapshot(snapshot);
   const snapName = sha256Hex(snapBytes);
   writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
+  // The same index as a root naming shards (per PyPI project, per path range): a client with
+  // --want pays for the shards of what it wants; unchanged shards keep their names.
+  const earlierEntries = previous.manifest?.snapshots ?? [];
+  const shards = writeShards(remoteDir, snapshot, readPreviousRoot(remoteDir, earlierEntries[earlierEntries.length - 1]?.root), { level: opts.level });
 
   const updatesStarted = performance.now();
   const earlier = previous.manifest?.snapshots ?? [];
@@ -373,6 +378,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       bytes: snapshot.files.reduce((n, f) => n + placedSize(f), 0),
       sources,
       body: sha256Hex(encodeSnapshotBody(snapshot)),
+      root: { name: shards.name, size: shards.size },
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
       ...(offer ? { offer: { name: offer.name, size: offer.size } } : {}),
     },
@@ -507,7 +513,7 @@ function buildSnapshot(
 }
 
 /** The directories of a remote (a first publish killed midway leaves some of them and nothing else). */
-const REMOTE_DIRS = ['packs', 'snapshots', 'updates', 'frames'];
+const REMOTE_DIRS = ['packs', 'snapshots', 'updates', 'frames', 'shards', 'roots'];
 
 /** What a remote directory already holds: its manifest, latest snapshot, and every chunk's place. */
 function readRemoteState(remoteDir: string, key: PublicKey, rotateFrom?: PublicKey) {

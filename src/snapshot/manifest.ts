@@ -35,6 +35,17 @@ export interface ManifestSnapshot {
    * version 3 at updates/<name>.upd. Clients before it ignore the field (unknown fields are).
    */
   offer?: OfferRef;
+  /**
+   * The same index as a root naming shards (src/snapshot/shards.ts), at roots/<name>.root: what a
+   * client with --want reads instead of the whole index. Clients before it ignore the field.
+   */
+  root?: RootRef;
+}
+
+export interface RootRef {
+  /** Hex SHA-256 of the root file, found at roots/<name>.root. */
+  name: string;
+  size: number;
 }
 
 export interface OfferRef {
@@ -215,6 +226,9 @@ function checkBody(b: ManifestBody, where: string): void {
     }
     if (s.offer !== undefined) {
       if (!isObject(s.offer) || typeof s.offer.name !== 'string' || !HEX64.test(s.offer.name) || !isCount(s.offer.size)) bad('bad offer');
+    }
+    if (s.root !== undefined) {
+      if (!isObject(s.root) || typeof s.root.name !== 'string' || !HEX64.test(s.root.name) || !isCount(s.root.size)) bad('bad index root');
     }
   }
 }

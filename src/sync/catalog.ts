@@ -9,7 +9,8 @@ import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import { LandedFile } from './landing.js';
-import { indexThroughDelta } from './updates.js';
+import { deltaChoices, indexThroughDelta } from './updates.js';
+import { cachedPartial, fetchPartial, loadRoot, PartialIndex, shardsForWants } from './shard-cache.js';
 
 export interface Latest {
   manifest: Manifest;
@@ -17,6 +18,13 @@ export interface Latest {
   snapshot: Snapshot;
   /** The delta update whose head brought the index, when one did. */
   update?: LoadedUpdate;
+  /**
+   * Set when the snapshot is a partial index: the shards of the root that `--want` needed (and
+   * any others held here), merged. Files of other shards are not in it: they are neither placed
+   * nor removed, and update frames (which name chunks by their place in the whole index) are not
+   * used with it.
+   */
+  partial?: PartialIndex;
 }
 
 const TRUSTED_MANIFEST = 'manifest.json';
@@ -65,8 +73,15 @@ export function acceptLatest(work: WorkDir, remote: Remote, checked: CheckedMani
  * immutable, named by its hash), else through an index delta or from the remote, checked
  * against the manifest; then the manifest is accepted.
  */
-export async function fetchSnapshot(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { signal?: AbortSignal; note?: (message: string) => void } = {}): Promise<Latest> {
+export async function fetchSnapshot(
+  work: WorkDir,
+  remote: Remote,
+  checked: CheckedManifest,
+  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[] } = {},
+): Promise<Latest> {
   const { manifest, entry } = checked;
+  const partial = await partialLatest(work, remote, checked, opts);
+  if (partial) return partial;
   let update: LoadedUpdate | undefined;
   if (!cachedIndex(work, entry)) {
     const viaDelta = await indexThroughDelta(work, remote, manifest.body, entry, opts);
@@ -80,6 +95,22 @@ export async function fetchSnapshot(work: WorkDir, remote: Remote, checked: Chec
   for (const name of readdirSync(work.tmpDir)) if (name.endsWith('.snap.part')) rmSync(join(work.tmpDir, name), { force: true });
   acceptLatest(work, remote, checked, opts);
   return { manifest, entry, snapshot, update };
+}
+
+/**
+ * The partial index `opts.wants` need, when the entry has a root and those shards cost less than
+ * the whole index; undefined when the whole index is the way (it is cached, an index delta from
+ * one held here applies, or the wants need most of it).
+ */
+async function partialLatest(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[] }): Promise<Latest | undefined> {
+  const { manifest, entry } = checked;
+  if (!opts.wants?.length || !entry.root || cachedIndex(work, entry) || deltaChoices(work, manifest.body, entry).length) return undefined;
+  const root = await loadRoot(work, remote, entry.root, opts);
+  const selected = shardsForWants(root, opts.wants);
+  if (!selected || [...selected].reduce((n, i) => n + root.shards[i].size, 0) >= entry.size) return undefined;
+  const { snapshot, partial } = await fetchPartial(work, remote, manifest.body, root, selected, opts);
+  acceptLatest(work, remote, checked, opts);
+  return { manifest, entry, snapshot, partial };
 }
 
 /** fetchManifest then fetchSnapshot: the remote's latest snapshot, checked and accepted. */
@@ -292,13 +323,17 @@ export async function loadSnapshot(work: WorkDir, remote: Remote, entry: Manifes
  * The trusted manifest and latest snapshot as last synced, with no network; or as a generation
  * holds them (`bytes`: its manifest).
  */
-export function cachedLatest(work: WorkDir, bytes = work.readOptional(TRUSTED_MANIFEST)): { manifest: Manifest; entry: ManifestSnapshot; snapshot: Snapshot } | undefined {
+export function cachedLatest(work: WorkDir, bytes = work.readOptional(TRUSTED_MANIFEST)): Latest | undefined {
   if (!bytes) return undefined;
   const manifest = decodeManifest(bytes, 'the trusted manifest');
   const entry = latestSnapshot(manifest.body);
   if (!entry) return undefined;
   const snap = work.readOptional(snapshotCache(entry.name));
-  if (!snap) return undefined;
+  if (!snap) {
+    // A partial index: the shards a --want needed (src/sync/shard-cache.ts).
+    const partial = cachedPartial(work, entry);
+    return partial && { manifest, entry, ...partial };
+  }
   checkSnapshotBytes(entry, snap);
   return { manifest, entry, snapshot: decodeSnapshot(snap) };
 }

@@ -96,6 +96,11 @@ export class Restorer {
   /** How files failed beyond "not their SHA-256" (a rebuild stream that did not rebuild), by path. */
   readonly details = new Map<string, string>();
   private readonly overwrite: (path: string) => boolean;
+  /**
+   * Whether the snapshot describes `path` at all: a partial index (src/sync/shard-cache.ts) does
+   * not describe the sources a --want left out, and their placed files are not stale for it.
+   */
+  private readonly covers: (path: string) => boolean;
 
   /**
    * `snapshotName` names the snapshot being brought in: what the publisher got wrong, and what
@@ -106,9 +111,10 @@ export class Restorer {
     private readonly snapshot: Snapshot,
     readonly state: TreeState,
     private readonly snapshotName?: string,
-    opts: { overwrite?: string[] } = {},
+    opts: { overwrite?: string[]; covers?: (path: string) => boolean } = {},
   ) {
     const m = opts.overwrite?.length ? matcher(opts.overwrite) : undefined;
+    this.covers = opts.covers ?? (() => true);
     this.overwrite = m ? (p) => m(p) >= 0 : () => false;
     if (snapshotName !== undefined) {
       for (const table of [state.inconsistent, state.failed]) {
@@ -331,7 +337,7 @@ export class Restorer {
   removeStale(): void {
     const inSnapshot = new Set(this.snapshot.files.map((f) => f.path));
     for (const [path, rec] of Object.entries(this.state.files)) {
-      if (inSnapshot.has(path)) continue;
+      if (inSnapshot.has(path) || !this.covers(path)) continue;
       this.record(path, undefined);
       const abs = join(this.site.root, path);
       const parents = parentsOf(this.site.root, path);

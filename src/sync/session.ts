@@ -7,6 +7,7 @@ import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
 import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, StillComplete, stillComplete, TreeReport } from './restorer.js';
 import type { PlacedFiles } from '../workdir/tree-state.js';
+import { coverageOf } from './shard-cache.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
@@ -153,7 +154,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     store = await work.openStore();
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const { latest, from } = newest ? { latest: await fetchSnapshot(work, newest.from.remote, newest.checked, { signal: opts.signal, note: opts.events?.note }), from: newest.from } : lastSynced(work, sources);
+    const { latest, from } = newest ? { latest: await fetchSnapshot(work, newest.from.remote, newest.checked, { signal: opts.signal, note: opts.events?.note, wants: opts.wants }), from: newest.from } : lastSynced(work, sources);
     const { snapshot } = latest;
     if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
@@ -163,7 +164,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const wants = await expandWants(opts.wants ?? [], { work, remote: from.remote, snapshot, budget: wire.left, signal: opts.signal, pypi: opts.pypi, onNote: opts.events?.note });
     // Read after the wants: placing pypi metadata saves the tree state.
     const state = work.treeState();
-    const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite });
+    const restorer = new Restorer(work, snapshot, state, latest.entry.name, { overwrite: opts.overwrite, covers: coverageOf(latest.partial) });
     // The user's files at the snapshot's paths are kept, so their chunks are not fetched either.
     const { complete, blocked, yours, inconsistent } = restorer.survey();
     for (const p of wantedOf([...refused.values()], wants)) restorer.refuse(p.path, p.code, refusalMessage(p));
@@ -226,7 +227,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       baseStream = undefined;
       estimate = null;
       const remote = pricing(main);
-      if (remote.rangeSupport === 'no') return useUpdate(undefined);
+      // A partial index numbers chunks its own way; update frames name them by the whole index's.
+      if (remote.rangeSupport === 'no' || latest.partial) return useUpdate(undefined);
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + remote.requestCost(packPath, r.end - r.start), 0);
       const routeOpts = { ...opts, offline: headsOffline, uncached: (why: string) => (estimate ??= why) };

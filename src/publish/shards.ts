@@ -1,0 +1,148 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sha256Hex } from '../snapshot/manifest.js';
+import { encodeSnapshotBody, Snapshot, snapshotBody, snapshotFileOfCompressedBody, snapshotVersion } from '../snapshot/snapshot.js';
+import { decodeRoot, encodeRoot, Root, ShardDelta, ShardRef, splitSnapshot } from '../snapshot/shards.js';
+import { compressFrame } from '../delta/zstd.js';
+import { parseRequirement } from '../sources/pep440.js';
+import { normalizeName, parseCoreMetadata } from '../sources/pypi.js';
+import { writeFileAtomic } from '../util/fsx.js';
+import { RemoteChunkReader } from './published-file.js';
+
+/**
+ * Writing a snapshot's sharded index (src/snapshot/shards.ts, docs/FORMATS.md §Root and shards):
+ * the shards that are new (an unchanged shard has the same bytes, so the same name, and is not
+ * written again), a delta from the previous snapshot's shard of the same key for each changed one,
+ * and the root naming them all.
+ */
+export interface ShardsWritten {
+  name: string;
+  size: number;
+  root: Root;
+  /** Shards written by this publish (the others were already there), and their bytes. */
+  newShards: number;
+  newBytes: number;
+}
+
+const rootPath = (dir: string, name: string) => join(dir, 'roots', `${name}.root`);
+export const shardPath = (name: string): string => `shards/${name}.shard`;
+export const shardDeltaPath = (name: string): string => `shards/${name}.sd`;
+
+/** The previous snapshot's root, when it has one (written before roots existed: none). */
+export function readPreviousRoot(remoteDir: string, ref: { name: string } | undefined): Root | undefined {
+  if (!ref || !existsSync(rootPath(remoteDir, ref.name))) return undefined;
+  try {
+    return decodeRoot(readFileSync(rootPath(remoteDir, ref.name)));
+  } catch {
+    return undefined; // a damaged root only costs this publish its deltas and kept cuts
+  }
+}
+
+export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Root | undefined, opts: { level?: number } = {}): ShardsWritten {
+  mkdirSync(join(remoteDir, 'shards'), { recursive: true });
+  mkdirSync(join(remoteDir, 'roots'), { recursive: true });
+  const keyOf = (r: Root, s: ShardRef) => `${r.sources[s.source].name}\0${s.key}`;
+  const before = new Map((previous?.shards ?? []).map((s) => [keyOf(previous!, s), s]));
+  const previousKeys = new Map<string, Set<string>>();
+  for (const s of previous?.shards ?? []) {
+    const src = previous!.sources[s.source].name;
+    if (!previousKeys.has(src)) previousKeys.set(src, new Set());
+    previousKeys.get(src)!.add(s.key);
+  }
+  const parts = splitSnapshot(snapshot, previousKeys);
+  let newShards = 0;
+  let newBytes = 0;
+  const refs: ShardRef[] = parts.map((p) => {
+    const body = encodeSnapshotBody(p.snapshot);
+    const file = snapshotFileOfCompressedBody(body, snapshotVersion(p.snapshot));
+    const name = sha256Hex(body);
+    const path = join(remoteDir, shardPath(name));
+    if (!existsSync(path)) {
+      writeFileAtomic(path, file);
+      newShards++;
+      newBytes += file.length;
+    }
+    const old = before.get(`${snapshot.sources[p.source].name}\0${p.key}`);
+    const deltas: ShardDelta[] = [];
+    if (old && old.name !== name) {
+      const delta = shardDelta(remoteDir, old, body, opts.level ?? 19);
+      if (delta && delta.length < file.length) {
+        const deltaName = sha256Hex(delta);
+        const dpath = join(remoteDir, shardDeltaPath(deltaName));
+        if (!existsSync(dpath)) writeFileAtomic(dpath, delta);
+        deltas.push({ from: old.name, name: deltaName, size: delta.length });
+      }
+    }
+    return {
+      source: p.source, key: p.key, name, size: file.length, version: snapshotVersion(p.snapshot), bodyLength: body.length,
+      files: p.snapshot.files.length,
+      bytes: p.snapshot.files.reduce((n, f) => n + (f.rebuiltSize ?? f.size), 0),
+      chunks: p.snapshot.chunks.length, deps: [], deltas,
+    };
+  });
+  linkDependencies(remoteDir, snapshot, parts, refs, previous);
+  const root: Root = { params: snapshot.params, created: snapshot.created, sources: snapshot.sources, shards: refs };
+  const bytes = encodeRoot(root);
+  const name = sha256Hex(bytes);
+  writeFileAtomic(rootPath(remoteDir, name), bytes);
+  return { name, size: bytes.length, root, newShards, newBytes };
+}
+
+/** A zstd frame of a shard's new body against the old shard's body (a raw-content dictionary), or undefined without the old one. */
+function shardDelta(remoteDir: string, old: ShardRef, body: Uint8Array, level: number): Uint8Array | undefined {
+  const path = join(remoteDir, shardPath(old.name));
+  if (!existsSync(path)) return undefined;
+  try {
+    return compressFrame(body, { level, dictionary: snapshotBody(readFileSync(path)) });
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Each PyPI project shard's dependencies: the projects its FILE.metadata files name in
+ * Requires-Dist (every version, extra and marker: a client's resolver decides, this only says
+ * which shards it may need). Read back from the remote's packs; a shard whose name is unchanged
+ * keeps the previous root's list.
+ */
+function linkDependencies(remoteDir: string, snapshot: Snapshot, parts: ReturnType<typeof splitSnapshot>, refs: ShardRef[], previous: Root | undefined): void {
+  const byProject = new Map<string, number[]>();
+  refs.forEach((r, i) => {
+    if (snapshot.sources[r.source].kind !== 'pypi' || r.key === '') return;
+    byProject.set(r.key, [...(byProject.get(r.key) ?? []), i]);
+  });
+  const previousByName = new Map((previous?.shards ?? []).map((s) => [s.name, s]));
+  const reader = new RemoteChunkReader(remoteDir);
+  try {
+    refs.forEach((r, i) => {
+      if (!byProject.has(r.key) || !byProject.get(r.key)!.includes(i)) return;
+      const kept = previousByName.get(r.name);
+      let names: Set<string>;
+      if (kept) names = new Set(kept.deps.map((d) => previous!.shards[d].key));
+      else {
+        names = new Set();
+        const shard = parts[i].snapshot;
+        for (const f of shard.files) {
+          if (!f.path.endsWith('.metadata')) continue;
+          let meta;
+          try {
+            meta = parseCoreMetadata(Buffer.concat(f.chunks.map((c) => reader.read(shard, c))));
+          } catch {
+            continue; // a metadata file that does not read names no dependency
+          }
+          for (const line of meta.requiresDist) {
+            try {
+              names.add(normalizeName(parseRequirement(line).name));
+            } catch {
+              // a line the client's resolver will report too
+            }
+          }
+        }
+      }
+      names.delete(r.key);
+      r.deps = [...names].flatMap((n) => byProject.get(n) ?? []).sort((a, b) => a - b);
+    });
+  } finally {
+    reader.close();
+  }
+}

@@ -1,0 +1,207 @@
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { PaqueteError } from '../errors.js';
+import { Remote } from '../remote/remote.js';
+import { ManifestBody, ManifestSnapshot, RootRef, sha256Hex } from '../snapshot/manifest.js';
+import { decodeRoot, isRootBytes, mergeShards, Root, ShardRef, shardOfPath } from '../snapshot/shards.js';
+import { decodeSnapshotBody, isUncompressedSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../snapshot/snapshot.js';
+import { decompressExact } from '../delta/zstd.js';
+import { parseRequirement } from '../sources/pep440.js';
+import { normalizeName } from '../sources/pypi.js';
+import { SOURCE_KINDS } from '../sources/spec.js';
+import { WorkDir } from '../workdir/workdir.js';
+
+/**
+ * The sharded index on the client (src/snapshot/shards.ts): which shards a want needs, fetching
+ * them (whole, or as a delta from the version of the same key held here) within the budget, and
+ * the partial index they merge into. Cached in .paquete/ as:
+ *   roots/<name>.root    the publisher's root file (checked by its SHA-256 against the manifest)
+ *   shards/<name>.snap   each shard's index uncompressed (PQSN, compression 0), under its name
+ *                        (the SHA-256 of its body), as the root names it and deltas name their base
+ */
+export interface PartialIndex {
+  root: Root;
+  /** Indices into root.shards of the shards merged into the snapshot. */
+  held: Set<number>;
+}
+
+/** Whether a partial index describes `path` (its shard is held): only such paths are the index's to place or remove. */
+export const covers = (p: PartialIndex, path: string): boolean => p.held.has(shardOfPath(p.root, path));
+
+/** covers() as the Restorer takes it: undefined (every path) for a whole index. */
+export const coverageOf = (p: PartialIndex | undefined): ((path: string) => boolean) | undefined => p && ((path) => covers(p, path));
+
+const rootCache = (name: string) => `roots/${name}.root`;
+const shardCache = (name: string) => `shards/${name}.snap`;
+
+/**
+ * The shards `wants` need, or undefined when they need every shard (no wants, a glob whose first
+ * part is a pattern): `pypi:REQ` its project's shards and those of every project their metadata
+ * may require (the root's dependency lists, followed to the end); `KIND:NAME` and a glob whose
+ * first part names a source, that source's shards. A name no source has needs nothing (the want's
+ * own expansion reports it).
+ */
+export function shardsForWants(root: Root, wants: string[]): Set<number> | undefined {
+  if (!wants.length) return undefined;
+  const out = new Set<number>();
+  const ofSource = (name: string) => root.shards.forEach((s, i) => root.sources[s.source].name === name && out.add(i));
+  const projects: string[] = [];
+  for (const w of wants) {
+    const m = /^([a-z]+):(.+)$/s.exec(w);
+    if (m && (SOURCE_KINDS as readonly string[]).includes(m[1])) {
+      if (m[1] !== 'pypi') ofSource(m[2]);
+      else {
+        try {
+          projects.push(normalizeName(parseRequirement(m[2].trim()).name));
+        } catch {
+          // an unreadable requirement: the resolver says so
+        }
+      }
+      continue;
+    }
+    const first = w.split('/')[0];
+    if (/[*?]/.test(first)) return undefined;
+    ofSource(first);
+  }
+  const queue = root.shards.flatMap((s, i) => (root.sources[s.source].kind === 'pypi' && s.key !== '' && projects.includes(s.key) ? [i] : []));
+  while (queue.length) {
+    const i = queue.pop()!;
+    if (out.has(i)) continue;
+    out.add(i);
+    queue.push(...root.shards[i].deps);
+  }
+  return out;
+}
+
+/** The root a manifest entry names, from the cache or fetched with its signed size, checked and cached. */
+export async function loadRoot(work: WorkDir, remote: Remote, ref: RootRef, opts: { signal?: AbortSignal } = {}): Promise<Root> {
+  const cached = cachedRoot(work, ref);
+  if (cached) return cached;
+  const bytes = await remote.get(rootCache(ref.name), { signal: opts.signal, size: ref.size });
+  if (!isRootBytes(ref, bytes)) throw new PaqueteError('BAD_SIGNATURE', `index root ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
+  const root = decodeRoot(bytes);
+  if (!work.readOnly) work.writeMeta(rootCache(ref.name), bytes);
+  return root;
+}
+
+/** The cached root of `ref` if it is here and intact. */
+export function cachedRoot(work: WorkDir, ref: RootRef): Root | undefined {
+  const bytes = work.readOptional(rootCache(ref.name));
+  if (!bytes || !isRootBytes(ref, bytes)) return undefined;
+  try {
+    return decodeRoot(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The cached body of shard `name` (its SHA-256), if here and intact. */
+function cachedBody(work: WorkDir, name: string): Uint8Array | undefined {
+  const bytes = work.readOptional(shardCache(name));
+  if (!bytes || !isUncompressedSnapshot(bytes) || sha256Hex(bytes.subarray(8)) !== name) return undefined;
+  return bytes.subarray(8);
+}
+
+/**
+ * One shard's index: from the cache; else as a delta from the older version of its key held
+ * here (a zstd frame against that body) when the root offers one; else the shard file. Each
+ * fetch asks for its signed size, so the budget owner reserves exactly that.
+ */
+async function loadShard(work: WorkDir, remote: Remote, ref: ShardRef, opts: { signal?: AbortSignal }): Promise<Snapshot> {
+  let body = cachedBody(work, ref.name);
+  if (!body) {
+    for (const d of ref.deltas) {
+      const base = cachedBody(work, d.from);
+      if (!base) continue;
+      const delta = await remote.get(`shards/${d.name}.sd`, { signal: opts.signal, size: d.size });
+      try {
+        if (delta.length !== d.size || sha256Hex(delta) !== d.name) throw new Error('not the signed delta');
+        const rebuilt = decompressExact(delta, ref.bodyLength, base);
+        if (sha256Hex(rebuilt) === ref.name) body = rebuilt;
+      } catch {
+        // damaged on the way: the whole shard below
+      }
+      if (body) break;
+    }
+  }
+  if (!body) {
+    const bytes = await remote.get(`shards/${ref.name}.shard`, { signal: opts.signal, size: ref.size });
+    // Named by its body: inflated (to at most the signed body length) before it can be checked.
+    let whole: Uint8Array | undefined;
+    try {
+      whole = bytes.length === ref.size && bytes[4] === ref.version ? snapshotBody(bytes, ref.bodyLength) : undefined;
+    } catch {
+      // damaged: refused below
+    }
+    if (!whole || sha256Hex(whole) !== ref.name) {
+      throw new PaqueteError('BAD_SIGNATURE', `index shard ${ref.name.slice(0, 12)} does not match its signed root (tampered or damaged in transit)`);
+    }
+    body = whole;
+  }
+  if (!work.readOnly && !work.readOptional(shardCache(ref.name))) work.writeMeta(shardCache(ref.name), snapshotFileOfBody(body, ref.version));
+  return decodeSnapshotBody(body, ref.version);
+}
+
+/**
+ * The partial index of `selected` shards, fetched where not cached, merged with every other shard
+ * of the root already here (a source wanted by an earlier sync stays described).
+ */
+export async function fetchPartial(
+  work: WorkDir,
+  remote: Remote,
+  manifest: ManifestBody,
+  root: Root,
+  selected: Set<number>,
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ snapshot: Snapshot; partial: PartialIndex }> {
+  const shards: { ref: ShardRef; snapshot: Snapshot }[] = [];
+  const held = new Set<number>();
+  for (let i = 0; i < root.shards.length; i++) {
+    const ref = root.shards[i];
+    if (!selected.has(i) && !cachedBody(work, ref.name)) continue;
+    shards.push({ ref, snapshot: await loadShard(work, remote, ref, opts) });
+    held.add(i);
+  }
+  pruneShards(work, manifest);
+  return { snapshot: mergeShards(root, shards), partial: { root, held } };
+}
+
+/** The partial index from the cache alone (status, serve): every shard of the root held here. */
+export function cachedPartial(work: WorkDir, entry: ManifestSnapshot): { snapshot: Snapshot; partial: PartialIndex } | undefined {
+  const root = entry.root && cachedRoot(work, entry.root);
+  if (!root) return undefined;
+  const shards: { ref: ShardRef; snapshot: Snapshot }[] = [];
+  const held = new Set<number>();
+  root.shards.forEach((ref, i) => {
+    const body = cachedBody(work, ref.name);
+    if (!body) return;
+    shards.push({ ref, snapshot: decodeSnapshotBody(body, ref.version) });
+    held.add(i);
+  });
+  if (!shards.length) return undefined;
+  return { snapshot: mergeShards(root, shards), partial: { root, held } };
+}
+
+/**
+ * Cached roots and shards no entry of `manifest` names go: a shard stays while a root of the
+ * manifest (an older snapshot a reader such as serve may still answer from) names it, or offers
+ * a delta from it.
+ */
+function pruneShards(work: WorkDir, manifest: ManifestBody): void {
+  if (work.readOnly) return;
+  const roots = new Set(manifest.snapshots.flatMap((e) => (e.root ? [`${e.root.name}.root`] : [])));
+  const named = new Set<string>();
+  for (const e of manifest.snapshots) {
+    const root = e.root && cachedRoot(work, e.root);
+    for (const s of root?.shards ?? []) for (const b of [s.name, ...s.deltas.map((d) => d.from)]) named.add(`${b}.snap`);
+  }
+  for (const [dir, keep] of [['roots', roots], ['shards', named]] as const) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(join(work.meta, dir));
+    } catch {
+      continue;
+    }
+    for (const n of names) if (!keep.has(n)) rmSync(join(work.meta, dir, n), { force: true });
+  }
+}
