@@ -9,9 +9,11 @@ import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeManifest, ManifestBody, ManifestSnapshot, sha256Hex } from '../src/snapshot/manifest.js';
 import { ChunkTable, decodeSnapshot, encodeSnapshotBody, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
 import { decodeUpdateHead, FRAMES_HEADER_SIZE, resolveBaseRanges, UpdateHead } from '../src/delta/update.js';
-import { decompressExact } from '../src/delta/zstd.js';
-import { baseBytes, planDeltaFrames, planFileFrames, ReadFileRange } from '../src/delta/build.js';
+import { compressFrame, decompressExact, LONG_MATCH_MIN, MAX_WINDOW_LOG } from '../src/delta/zstd.js';
+import { decodeFrame } from '../src/delta/decode-thread.js';
+import { baseBytes, planDeltaFrames, planFileFrames, planSolidFrames, ReadFileRange, SOLID_FRAME_RAW } from '../src/delta/build.js';
 import { PaqueteError } from '../src/errors.js';
+import type { ChunkEntry } from '../src/snapshot/chunk-table.js';
 
 after(cleanupAll);
 
@@ -256,4 +258,61 @@ test('small changed files are pooled into one frame, their base files laid end t
   assert.deepEqual(frames[0].yields, newS.files.map((f) => f.chunks[0]));
   assert.deepEqual(frames[0].bases.map((b) => b.file), oldS.files.map((_, i) => i));
   assert.ok(frames[0].bases.every((b) => b.start === 0 && b.length === 2000));
+});
+
+test('the update from nothing is cut only at the window every reader accepts: frames of up to 128 MiB, a 60 MB file in one', () => {
+  // Index only (planning reads no bytes): three files of 64 KiB chunks, smallest first in the stream.
+  const chunk = 64 << 10;
+  const sizes = { 'p/a.whl': 60e6, 'p/b.whl': 100e6, 'p/c.whl': 150e6 };
+  const entries: ChunkEntry[] = [];
+  const files = Object.entries(sizes).map(([path, size]) => {
+    const own: number[] = [];
+    for (let left = size; left > 0; left -= chunk) {
+      own.push(entries.length);
+      entries.push({ id: BigInt(entries.length + 1), pack: 0, offset: 0, repr: 0, rawLength: Math.min(chunk, left), storedLength: 1 });
+    }
+    return { path, mode: 0o644, size, sha256: new Uint8Array(32), chunks: own };
+  });
+  const chunks = ChunkTable.of(entries);
+  const s = { params: { minSize: 1024, avgSize: 4096, maxSize: 32768 }, created: 0, sources: [], packs: ['0'.repeat(64)], chunks, files } as unknown as Snapshot;
+  const plan = planSolidFrames(s);
+  const contentOf = (f: { yields: number[] }) => f.yields.reduce((n, i) => n + chunks.rawLength[i], 0);
+  assert.equal(SOLID_FRAME_RAW, 2 ** MAX_WINDOW_LOG);
+  const sizesOf = plan.map(contentOf);
+  assert.equal(sizesOf.length, 3);
+  assert.equal(sizesOf.reduce((n, x) => n + x, 0), 310e6);
+  assert.ok(sizesOf.every((n, k) => n <= SOLID_FRAME_RAW && (k === 2 || n > SOLID_FRAME_RAW - chunk)), `frames of ${sizesOf}: full up to the window`);
+  assert.ok(plan[0].yields.includes(files[0].chunks[files[0].chunks.length - 1]), 'the 60 MB file lies whole in the first frame');
+  assert.ok(plan.every((f) => f.bases.length === 0));
+});
+
+test('a long frame from nothing finds content repeated from beyond the match finder’s own reach (long-distance matching), and the decode worker gives it back', async () => {
+  // 6 MiB of noise, 6 MiB of other noise, then the first 6 MiB again in shuffled 4 KiB blocks:
+  // each block is a match 6-18 MiB back to be found afresh. Level 3 alone found few (0.92 of
+  // the content), with long-distance matching nearly all (0.67).
+  const rnd = seededRandom(11);
+  const noise = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rnd() * 256)));
+  const a = noise(6 << 20);
+  const blocks: Buffer[] = [];
+  for (let i = 0; i < a.length; i += 4096) blocks.push(a.subarray(i, i + 4096));
+  for (let i = blocks.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [blocks[i], blocks[j]] = [blocks[j], blocks[i]];
+  }
+  const content = Buffer.concat([a, noise(6 << 20), ...blocks]);
+  assert.ok(content.length >= LONG_MATCH_MIN);
+  const frame = compressFrame(content, { level: 3 });
+  assert.ok(frame.length < 0.75 * content.length, `${frame.length} bytes for ${content.length}: the repeated blocks were found`);
+  // In one push: many of the worker's output pieces for one message.
+  const decoding = decodeFrame(content.length);
+  decoding.push(frame);
+  const taken: Uint8Array[] = [];
+  let left = content.length;
+  const takeAll = async () => {
+    for (let piece; left > 0 && (piece = decoding.take(Math.min(1 << 20, left))); left -= piece.length) taken.push(Uint8Array.from(piece));
+  };
+  await decoding.end(takeAll);
+  await takeAll();
+  assert.equal(left, 0);
+  assert.ok(Buffer.concat(taken).equals(content));
 });

@@ -27,11 +27,16 @@ export const WHOLE_BASE_FILE = 2 << 20;
  */
 export const DELTA_FRAME_SPAN = 4 << 20;
 /**
- * Raw content of one frame of an update from nothing. One 32 MiB frame of typescript gave 2.10 MB
- * against 2.50 MB with 8 MiB frames (long-range redundancy); 32 MiB is also a window every
- * reader accepts (MAX_WINDOW_LOG) with room to spare.
+ * Raw content of one frame of an update from nothing: the largest window every reader accepts
+ * (2^MAX_WINDOW_LOG, 128 MiB, since the first update format), so the frame reaches back over
+ * all of it. Long streams repeat themselves from afar: transformers 5.18.0 (one wheel, a 50.8 MB
+ * stream of Python source) came to 3.87 MB in 32 MiB frames and 3.66 MB in one frame (3.58 MB
+ * with long-distance matching, src/delta/zstd.ts LONG_MATCH_MIN), against 3.62 MB for `zstd -19
+ * --long=27` of its unpacked contents; typescript 2.10 MB in one 32 MiB frame against 2.50 MB
+ * in 8 MiB frames. The price is the reader's memory (zstd's window: up to the frame's content,
+ * so ~128 MiB) and a card cut inside a frame decoding its kept prefix again when resumed.
  */
-export const SOLID_FRAME_RAW = 32 << 20;
+export const SOLID_FRAME_RAW = 2 ** MAX_WINDOW_LOG;
 /** Largest dictionary a reader assembles: the window a frame may reach back over. */
 export const MAX_DICTIONARY = 2 ** MAX_WINDOW_LOG;
 /** A chunk in this many base files or more (zeros, licence headers) says nothing about which file is similar. */
@@ -95,7 +100,7 @@ export function cut(places: Place[], maxRaw: number, fits: (first: Place, next: 
 
 /**
  * The update from nothing: every chunk of N once, smallest files first (then in path order), in
- * frames of ≤ 32 MiB. A card that pays for a prefix of the stream then completes files the way a
+ * frames of ≤ 128 MiB (SOLID_FRAME_RAW). A card that pays for a prefix of the stream then completes files the way a
  * planner would choose them, cheapest to finish first: in path order, a card of 40% of date-fns
  * 4.1.0 (5,326 files) went into big source maps and completed 2 files. The window spans the
  * whole frame, so the order costs little: date-fns 1.106 → 1.115 MB, typescript 2.072 → 2.068 MB
@@ -374,7 +379,7 @@ export interface EncodeFramesOptions {
   compressor?: FrameCompressor;
 }
 
-/** Compresses the planned frames one at a time (a solid frame is 32 MiB; a whole update may be GBs); returns their table. */
+/** Compresses the planned frames one at a time (a solid frame is up to 128 MiB; a whole update may be GBs); returns their table. */
 export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): FrameEntry[] {
   const { target, base } = opts;
   const readBase = base ? fileRangeFromChunks(base, (i) => opts.readChunk(base, i)) : undefined;

@@ -6,7 +6,7 @@ import { BackgroundWorker } from '../util/background-worker.js';
  * A frame being decoded as its compressed bytes arrive: `push` what came, `take` its chunks as
  * they are decoded, `settle` to wait for what was pushed, `end` once the input is all there.
  * Two kinds: in this thread, for small frames, and on the decode worker for big ones (the update
- * from nothing is one frame of up to 32 MiB), where zstd, the largest CPU cost of a first
+ * from nothing is frames of up to 128 MiB), where zstd, the largest CPU cost of a first
  * download (60-90 ms of a 23.6 MB typescript sync here), runs beside the main thread's checking,
  * storing and placing instead of before it.
  */

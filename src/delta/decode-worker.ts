@@ -9,19 +9,35 @@ import { FrameDecoder } from './zstd.js';
 
 const port = parentPort!;
 const frames = new Map<number, FrameDecoder>();
+/** Output of the push being decoded, copied out of the decoder's reused buffer (into buffers of their own: moved, not cloned, to the main thread). */
+let out: Buffer<ArrayBuffer>[] = [];
+const collect = (piece: Uint8Array) => {
+  const own = Buffer.allocUnsafeSlow(piece.length);
+  own.set(piece);
+  out.push(own);
+};
 port.on('message', (m: ToDecoder) => {
   try {
     if (m.t === 'start') {
-      frames.set(m.id, new FrameDecoder(m.expected, m.dictionary));
+      // A sink: the decoder keeps none of its output (zstd's window holds what it needs).
+      frames.set(m.id, new FrameDecoder(m.expected, m.dictionary, collect));
       return;
     }
     const decoder = frames.get(m.id);
     if (!decoder) return; // failed before: its error was sent
     if (m.t === 'push') {
+      out = [];
       const n = decoder.push(m.bytes);
-      const out = decoder.output;
-      const bytes = Buffer.allocUnsafeSlow(n);
-      bytes.set(out.subarray(out.length - n));
+      // Mostly one piece (a push is 64 KiB of input); joined when the output came in several.
+      const bytes = out.length === 1 ? out[0] : Buffer.allocUnsafeSlow(n);
+      if (out.length > 1) {
+        let at = 0;
+        for (const piece of out) {
+          bytes.set(piece, at);
+          at += piece.length;
+        }
+      }
+      out = [];
       port.postMessage({ t: 'out', id: m.id, bytes, seq: m.seq } satisfies FromDecoder, [bytes.buffer]);
     } else if (m.t === 'end') {
       frames.delete(m.id);
@@ -29,6 +45,7 @@ port.on('message', (m: ToDecoder) => {
       port.postMessage({ t: 'ended', id: m.id } satisfies FromDecoder);
     } else frames.delete(m.id);
   } catch (e) {
+    out = [];
     frames.delete(m.id);
     port.postMessage({ t: 'failed', id: m.id, message: (e as Error).message } satisfies FromDecoder);
   }

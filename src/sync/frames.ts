@@ -14,6 +14,8 @@ import { TEMP_FILE } from './tree-writer.js';
 import { Landing, readBack } from './landing.js';
 
 const PART = /^frame-([0-9a-f]{16})-(\d+)\.part$/;
+/** A kept prefix is read back and decoded this much at a time. */
+const RESUME_PIECE = 4 << 20;
 
 /** An update in use and the snapshot its frames yield chunks of. */
 export interface UpdateInUse {
@@ -263,7 +265,8 @@ class FrameReader {
   async start(dictionary: Uint8Array | undefined): Promise<void> {
     const expected = this.entry.yields.reduce((n, i) => n + this.snapshot.chunks.rawLength[i], 0);
     this.decoding = decodeFrame(expected, dictionary);
-    if (this.resumeFrom > 0) await this.decode(readBack(this.fd, 0, this.resumeFrom));
+    // In pieces: a kept prefix of a 128 MiB frame of packed data is nearly that many bytes.
+    for (let at = 0; at < this.resumeFrom; at += RESUME_PIECE) await this.decode(readBack(this.fd, at, Math.min(RESUME_PIECE, this.resumeFrom - at)));
   }
 
   /** Decodes landed bytes; stores, commits and reports the chunks they complete. */
