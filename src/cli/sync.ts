@@ -134,28 +134,46 @@ function exitOf(r: SyncResult): number {
 /** The plan's files per source (a path's first part), for the dry run's summary. */
 function bySource(files: PlannedFile[]): Map<string, PlannedFile[]> {
   const groups = new Map<string, PlannedFile[]>();
+  // Files of one source come together: the name is cut only when the path leaves the last one
+  // (a slice per file was ~0.3 s of a 100k-file dry run with nothing new).
+  let name = '';
+  let group: PlannedFile[] | undefined;
   for (const f of files) {
-    const cut = f.file.path.indexOf('/');
-    const name = cut < 0 ? f.file.path : f.file.path.slice(0, cut);
+    const path = f.file.path;
+    if (!group || path.length <= name.length || path.charCodeAt(name.length) !== 47 || !path.startsWith(name)) {
+      const cut = path.indexOf('/');
+      name = cut < 0 ? path : path.slice(0, cut);
+      group = groups.get(name);
+      if (!group) groups.set(name, (group = []));
+    }
     // Pushed, not copied: a copy per file was quadratic (0.6 s of a 10k-file dry run).
-    const group = groups.get(name);
-    if (group) group.push(f);
-    else groups.set(name, [f]);
+    group.push(f);
   }
   return new Map([...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** A plan's files by outcome, in one pass. */
+function byOutcome(files: PlannedFile[]): Record<PlannedFile['outcome'], PlannedFile[]> {
+  const out: Record<string, PlannedFile[]> = { complete: [], partial: [], waiting: [], present: [] };
+  for (const f of files) (out[f.outcome] ??= []).push(f);
+  return out as Record<PlannedFile['outcome'], PlannedFile[]>;
+}
+
 function report(r: SyncResult, budget: number | undefined, list: boolean): void {
   const b = budget !== undefined ? ` of ${formatSize(budget)} budget` : '';
-  const count = (files: PlannedFile[], o: string) => files.filter((f) => f.outcome === o);
   if (r.dryRun) {
     out.result(`plan for snapshot ${r.snapshot.slice(0, 12)} (its index and update heads cost ${formatSize(r.spent)} now; the sync reuses them):`);
-    const width = Math.max(...[...bySource(r.plan.files).keys()].map((k) => k.length), 6);
-    for (const [name, files] of bySource(r.plan.files)) {
-      const done = count(files, 'complete');
-      const partial = count(files, 'partial');
-      const waiting = count(files, 'waiting');
-      const here = count(files, 'present');
+    const groups = bySource(r.plan.files);
+    const width = Math.max(...[...groups.keys()].map((k) => k.length), 6);
+    let present = 0;
+    let left = 0;
+    let leftSize = 0;
+    for (const [name, files] of groups) {
+      const { complete: done, partial, waiting, present: here } = byOutcome(files);
+      present += here.length;
+      left += waiting.length + partial.length;
+      for (const f of waiting) leftSize += placedSize(f.file);
+      for (const f of partial) leftSize += placedSize(f.file);
       const size = done.reduce((n, f) => n + placedSize(f.file), 0);
       out.result(
         `  ${name.padEnd(width)}  ${`${done.length} to complete`.padStart(15)}, ${partial.length} to advance, ${waiting.length} left, ${here.length} already here` +
@@ -166,11 +184,10 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       for (const f of partial) out.result(`    advance   ${f.file.path}  ${formatSize(f.missingBytes)} of records`);
     }
     const card = forecastOf(r.plan, r.checkCost);
-    const left = [...count(r.plan.files, 'waiting'), ...count(r.plan.files, 'partial')];
     out.result(
       `would fetch ${formatSize(card.wire)} on the wire${b} in ${card.requests} requests, the manifest check included${framesNote(r)}: ` +
-        `completes ${card.files} files, ${formatSize(card.bytes)}; ${count(r.plan.files, 'present').length} already here; ` +
-        `${left.length} left${left.length ? ` (${formatSize(left.reduce((n, f) => n + placedSize(f.file), 0))})` : ''}`,
+        `completes ${card.files} files, ${formatSize(card.bytes)}; ${present} already here; ` +
+        `${left} left${left ? ` (${formatSize(leftSize)})` : ''}`,
     );
     if (budget !== undefined && r.toFetch.wire > card.wire) out.result(`everything wanted, with no budget: ${describeToFetch(r.toFetch)}`);
     if (r.toFetch.estimate) out.line(`(an estimate: ${r.toFetch.estimate})`);

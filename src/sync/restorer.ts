@@ -86,6 +86,9 @@ export interface TreeSite {
   readonly keepDir?: string;
 }
 
+/** Restorer.parentInTheWay's word for a parent folder that is not there (no reason text starts with a NUL). */
+const ABSENT = '\0absent';
+
 /** How a second mismatch (bytes not fetched from the publisher's remote in one go) is judged. */
 const MISMATCHES_TO_BLAME = 2;
 
@@ -129,7 +132,11 @@ export class Restorer {
     const bad = this.state.inconsistent?.[f.path];
     if (bad && bad.publisher && bad.sha256 === want) return { is: 'inconsistent' };
     const inTheWay = this.parentInTheWay(f.path);
-    if (inTheWay) return { is: 'yours', why: inTheWay };
+    // Under a folder that is not there, nothing is at the path: no lstat (a first sync into an
+    // empty directory asked 10k paths twice each). A file placed since has a record: looked at.
+    if (inTheWay === ABSENT) {
+      if (this.state.files[f.path] === undefined) return { is: 'free' };
+    } else if (inTheWay) return { is: 'yours', why: inTheWay };
     const abs = join(this.site.root, f.path);
     const st = safeLstat(abs);
     if (!st) return { is: 'free' };
@@ -153,21 +160,22 @@ export class Restorer {
     return yours;
   }
 
-  /** Directories already looked at: why each is in the way, or '' when it is not. */
+  /** Directories already looked at: why each is in the way, '' when it is not, ABSENT when nothing was there. */
   private readonly dirs = new Map<string, string>();
 
   /**
    * Why something of the user's stands where `path`'s parent directories should be (a symlink,
    * a file), or undefined: known before a byte is fetched, as the place worker will refuse it.
+   * ABSENT when a parent was not there when first looked at (the place worker makes it; what
+   * is at the path by then is checked again just before the rename).
    */
   private parentInTheWay(path: string): string | undefined {
-    const parts = path.split('/');
-    for (let k = 1; k < parts.length; k++) {
-      const dir = parts.slice(0, k).join('/');
+    for (let cut = path.indexOf('/'); cut > 0; cut = path.indexOf('/', cut + 1)) {
+      const dir = path.slice(0, cut);
       let why = this.dirs.get(dir);
       if (why === undefined) {
         const st = safeLstat(join(this.site.root, dir));
-        why = !st || st.isDirectory() ? '' : notADirectory(dir, st);
+        why = !st ? ABSENT : st.isDirectory() ? '' : notADirectory(dir, st);
         this.dirs.set(dir, why);
       }
       if (why) return why;
