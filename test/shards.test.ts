@@ -7,7 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
@@ -166,7 +166,10 @@ describe('sharded index: pay for the index of what you want', () => {
     assert.deepEqual(treeDigest(join(dir, 'work/manual')), treeDigest(join(dir, 'html')));
     for (const i of [0, 2]) assert.ok(existsSync(join(dir, 'work/wheels', wheelFileName(project(i)))), `proj${i} kept`);
     const status = JSON.parse((await paquete(['status', '-C', 'work', '--json'], dir)).stdout);
-    assert.ok(status, 'status answers');
+    // What the partial index leaves out is said, from the root's counts.
+    const site = status.sources.find((x: { name: string }) => x.name === 'site');
+    assert.deepEqual(site.notIndexed, { files: 2, bytes: 400_000 + 'notes\n'.length });
+    assert.equal(status.sources.find((x: { name: string }) => x.name === 'manual').notIndexed, undefined);
     await paquete(['verify', '-C', 'work'], dir);
     await paquete(['gc', '-C', 'work'], dir);
     await paquete(['verify', '-C', 'work'], dir);
@@ -175,6 +178,14 @@ describe('sharded index: pay for the index of what you want', () => {
     await paquete(['have', '-C', 'fresh', '--out', join(dir, 'fresh.have')], dir);
     const r = await paquete(['export', '-C', 'work', '--for', join(dir, 'fresh.have'), '--to', join(dir, 'stick.pqb')], dir, 1);
     assert.match(r.stderr, /partial index[\s\S]*without --want/);
+  });
+
+  test('a mirror that copied only the whole index serves a --want all the same', async () => {
+    cpSync(join(dir, 'remote'), join(dir, 'copy'), { recursive: true, filter: (p) => !/[\\/](roots|shards)$/.test(p) });
+    await paquete(['init', join(dir, 'copy'), 'fromcopy', '--trust', 'pub.key.pub'], dir);
+    const r = await paquete(['sync', '-C', 'fromcopy', '--want', 'pypi:proj0'], dir);
+    assert.match(r.stderr + r.stdout, /index shards could not be read[\s\S]*reading the whole index/);
+    assert.ok(existsSync(join(dir, 'fromcopy/wheels', wheelFileName(project(0)))));
   });
 
   test('a client wanting everything gets the whole tree, as before', async () => {

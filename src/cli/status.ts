@@ -6,6 +6,7 @@ import type { WorkDir } from '../workdir/workdir.js';
 import { formatSize } from '../util/size.js';
 import { describeToFetch, keepToFetch, toFetchOf } from '../sync/forecast.js';
 import { toFetchNow } from '../sync/session.js';
+import { notIndexed, PartialIndex } from '../sync/shard-cache.js';
 import { GlobalArgs, withWorkDir } from './common.js';
 import { out } from './output.js';
 import { printNotPlaced } from './tree-report.js';
@@ -22,13 +23,13 @@ function state(r: SourceCompleteness): string {
  * The latest snapshot as last synced, and what of it is here: without reading the index when
  * the tree is still complete as the last sync of everything left it (src/sync/completeness.ts).
  */
-async function reckon(work: WorkDir): Promise<{ manifest: Manifest; entry: ManifestSnapshot; completeness: Completeness } | undefined> {
+async function reckon(work: WorkDir): Promise<{ manifest: Manifest; entry: ManifestSnapshot; completeness: Completeness; partial?: PartialIndex } | undefined> {
   const manifest = trustedManifest(work);
   const entry = manifest && latestSnapshot(manifest.body);
   const quick = manifest && entry && hasCachedIndex(work, entry.name) ? completeAsSynced(work, entry) : undefined;
   if (manifest && entry && quick) return { manifest, entry, completeness: quick };
   const latest = cachedLatest(work);
-  return latest && { manifest: latest.manifest, entry: latest.entry, completeness: await assessCompleteness(work, latest.snapshot) };
+  return latest && { manifest: latest.manifest, entry: latest.entry, completeness: await assessCompleteness(work, latest.snapshot), partial: latest.partial };
 }
 
 export const statusCommand = {
@@ -54,8 +55,13 @@ export const statusCommand = {
       out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);
       if (expires && expires.getTime() <= Date.now()) out.warn(`the manifest expired on ${manifest.body.expires}: sync to see whether the publisher signed a newer one`);
+      // A partial index (sync --want) describes only the shards it holds: the rest is said so.
+      const left = latest.partial ? notIndexed(latest.partial) : new Map<string, { files: number; bytes: number }>();
       for (const r of all) {
-        out.answer(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${state(r)}`);
+        const n = left.get(r.name);
+        const beyond = n ? `${r.files ? '; ' : ''}not indexed here: ${n.files} files, ${formatSize(n.bytes)} (sync --want ${r.source} to bring them)` : '';
+        const shown = r.files || !n ? state(r) : '';
+        out.answer(`  ${r.source.padEnd(24)} ${`${r.complete}/${r.files} files`.padStart(16)}  ${formatSize(r.completeBytes).padStart(9)} of ${formatSize(r.bytes).padEnd(9)}  ${shown}${beyond}`);
       }
       out.answer(
         `total: ${total.complete}/${total.files} files complete; to fetch: ${describeToFetch(toFetch)}` +
@@ -63,7 +69,7 @@ export const statusCommand = {
       );
       if (toFetch.estimate) out.line(`  (an estimate: ${toFetch.estimate})`);
       printNotPlaced(notPlaced, [], false);
-      out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all, total, toFetch, notPlaced, store: storeSize });
+      out.emitJson({ root: work.root, remote, remotes, synced: true, snapshot: entry.name, serial: manifest.body.serial, created: entry.created, expires: manifest.body.expires ?? null, sources: all.map((r) => (left.has(r.name) ? { ...r, notIndexed: left.get(r.name) } : r)), total, toFetch, notPlaced, store: storeSize });
     }, { readOnlyFallback: true, shared: true });
   },
 };

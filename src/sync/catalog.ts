@@ -105,12 +105,20 @@ export async function fetchSnapshot(
 async function partialLatest(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[] }): Promise<Latest | undefined> {
   const { manifest, entry } = checked;
   if (!opts.wants?.length || !entry.root || cachedIndex(work, entry) || deltaChoices(work, manifest.body, entry).length) return undefined;
-  const root = await loadRoot(work, remote, entry.root, opts);
-  const selected = shardsForWants(root, opts.wants);
-  if (!selected || [...selected].reduce((n, i) => n + root.shards[i].size, 0) >= entry.size) return undefined;
-  const { snapshot, partial } = await fetchPartial(work, remote, manifest.body, root, selected, opts);
-  acceptLatest(work, remote, checked, opts);
-  return { manifest, entry, snapshot, partial };
+  try {
+    const root = await loadRoot(work, remote, entry.root, opts);
+    const selected = shardsForWants(root, opts.wants);
+    if (!selected || [...selected].reduce((n, i) => n + root.shards[i].size, 0) >= entry.size) return undefined;
+    const { snapshot, partial } = await fetchPartial(work, remote, manifest.body, root, selected, opts);
+    acceptLatest(work, remote, checked, opts);
+    return { manifest, entry, snapshot, partial };
+  } catch (e) {
+    // A mirror that copied only the whole index (roots/ and shards/ absent), a damaged shard:
+    // the whole index is the way, as for a remote without roots. The budget's end is the session's.
+    if (opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
+    opts.note?.(`the index shards could not be read (${(e as Error).message}): reading the whole index`);
+    return undefined;
+  }
 }
 
 /** fetchManifest then fetchSnapshot: the remote's latest snapshot, checked and accepted. */

@@ -31,6 +31,20 @@ export const covers = (p: PartialIndex, path: string): boolean => p.held.has(sha
 /** covers() as the Restorer takes it: undefined (every path) for a whole index. */
 export const coverageOf = (p: PartialIndex | undefined): ((path: string) => boolean) | undefined => p && ((path) => covers(p, path));
 
+/** What a partial index leaves out, per source name: the files and bytes of the shards not held (the root says). */
+export function notIndexed(p: PartialIndex): Map<string, { files: number; bytes: number }> {
+  const out = new Map<string, { files: number; bytes: number }>();
+  p.root.shards.forEach((s, i) => {
+    if (p.held.has(i) || s.files === 0) return;
+    const name = p.root.sources[s.source].name;
+    const o = out.get(name) ?? { files: 0, bytes: 0 };
+    o.files += s.files;
+    o.bytes += s.bytes;
+    out.set(name, o);
+  });
+  return out;
+}
+
 const rootCache = (name: string) => `roots/${name}.root`;
 const shardCache = (name: string) => `shards/${name}.snap`;
 
