@@ -91,7 +91,7 @@ export async function placeFromStore(work: WorkDir): Promise<PlaceResult | undef
   const state = work.treeState();
   const restorer = new Restorer(work, snapshot, state, entry.name, { covers: coverageOf(latest.partial) });
   let finished = false;
-  const present = await work.store.hasMany(snapshot.chunks.ids());
+  const present = snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords));
   const { complete, blocked, yours } = restorer.survey();
   restorer.report.kept.push(...yours);
   const refused = refusedNames(work, snapshot);

@@ -49,7 +49,7 @@ export interface SeedResult {
  */
 export async function seedPaths(work: WorkDir, paths: string[], opts: SeedOptions = {}): Promise<SeedResult> {
   const { snapshot, entry } = requireLatest(work, 'seeding needs the remote\'s chunking parameters and the list of chunks it wants');
-  const present = await work.store.hasMany(snapshot.chunks.ids());
+  const present = snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords));
   const lacking = new Map<bigint, ChunkEntry>();
   for (const c of snapshot.chunks) if (!present.has(c.id)) lacking.set(c.id, c);
   const wanted = new Set(snapshot.chunks.ids());

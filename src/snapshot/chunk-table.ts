@@ -91,6 +91,13 @@ export class ChunkTable {
     return out;
   }
 
+  /** The ids of the chunks marked in `held` (a bitmap by chunk index, as ChunkStore.heldIn gives). */
+  idsOf(held: Uint8Array): Set<bigint> {
+    const out = new Set<bigint>();
+    for (let i = 0; i < this.length; i++) if (held[i]) out.add(this.id(i));
+    return out;
+  }
+
   *[Symbol.iterator](): IterableIterator<ChunkEntry> {
     for (let i = 0; i < this.length; i++) yield this.entry(i);
   }

@@ -87,6 +87,29 @@ export function checkSnapshotPath(path: string): void {
 }
 
 /**
+ * checkSnapshotPath for the many paths of one index: a folder's components are checked once,
+ * not once per file in it (the checks took 0.6 s of a 1M-file index's decode). `dirs` is then
+ * every folder the paths name, each with all its parents.
+ */
+export function snapshotPathChecker(): { check(path: string): void; dirs: Set<string> } {
+  const dirs = new Set<string>();
+  return {
+    dirs,
+    check(path: string): void {
+      const cut = path.lastIndexOf('/');
+      const dir = cut > 0 ? path.slice(0, cut) : '';
+      if (!dir || !dirs.has(dir)) {
+        checkSnapshotPath(path);
+        for (let at = path.indexOf('/'); at > 0; at = path.indexOf('/', at + 1)) dirs.add(path.slice(0, at));
+        return;
+      }
+      if (Buffer.byteLength(path) > MAX_PATH_BYTES) unsafe('file name', path, `longer than ${MAX_PATH_BYTES} bytes`);
+      checkNameComponent(path.slice(cut + 1), 'file name', path);
+    },
+  };
+}
+
+/**
  * A source name is the first component of its files' paths and names the folder they go to,
  * the /docs/NAME/ and /git/NAME.git URLs of serve, and .paquete/git/NAME.git: letters, digits
  * and `. _ + -` only, at most 100 characters, and a safe component.

@@ -102,12 +102,12 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
   const state = generation?.gen.state ?? work.treeState();
   const restorer = new Restorer(work, snapshot, state);
   const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
-  const present = await (generation?.store ?? work.store).hasMany(snapshot.chunks.ids());
+  const held = await (generation?.store ?? work.store).heldIn(snapshot.chunks.idWords);
   const rows = new Map<string, SourceCompleteness>();
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
   const complete = new Set<string>();
   const missing = new Map<string, number>();
-  const counted = new Set<number>();
+  const counted = new Uint8Array(snapshot.chunks.length);
   const notPlaced: NotPlaced = { kept: [], inconsistent: [], failed: [] };
   for (const f of snapshot.files) {
     const name = f.path.split('/')[0];
@@ -142,8 +142,8 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
     }
     let lacking = 0;
     for (const i of f.chunks) {
-      if (counted.has(i) || present.has(snapshot.chunks.id(i))) continue;
-      counted.add(i);
+      if (counted[i] || held[i]) continue;
+      counted[i] = 1;
       lacking += snapshot.chunks.recordLength(i);
     }
     r.missingBytes += lacking;

@@ -1,5 +1,6 @@
 import { ChunkTable, FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { matcher } from '../util/glob.js';
+import { IdSet } from '../store/id-set.js';
 
 /**
  * The session planner: which files to bring, which byte ranges of which packs to fetch, and what
@@ -129,9 +130,10 @@ export interface Plan {
 type Held = Uint8Array;
 
 function heldOf(snapshot: Snapshot, present: Set<bigint>): Held {
-  const held = new Uint8Array(snapshot.chunks.length);
-  if (present.size) for (let i = 0; i < held.length; i++) if (present.has(snapshot.chunks.id(i))) held[i] = 1;
-  return held;
+  // The held ids as a typed-array set: a BigInt per held id, not one per chunk of the index.
+  const set = new IdSet(present.size);
+  for (const id of present) set.addId(id);
+  return set.heldIn(snapshot.chunks.idWords);
 }
 
 /**
@@ -302,6 +304,8 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
   const framed = new Marks(table.length);
   const take = (add: number[]): number | undefined => {
     const rest = framed.size ? add.filter((i) => !framed.has[i]) : add;
+    // Most files of a big index do not fit once the card is spent: refused on their bytes alone.
+    if (!frames.offered && costs.floor(rest) > left) return undefined;
     // With frames where they are worth it, else record by record, whichever fits.
     const viaFrames = frames.split(rest);
     const recordsOnly = costs.price(rest);
@@ -395,6 +399,8 @@ function frameCosts(input: PlanInput, held: Held, wantedFiles: FileEntry[], perR
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
   const framePerRequest = requestCost(2 ** 32) - 2 ** 32;
   return {
+    /** Whether any frame is worth considering. */
+    offered: byChunk.size > 0,
     /** The frames that bring some of `add`, and the chunks no frame brings. */
     split(add: number[]): { frames: FrameOption[]; rest: number[] } {
       const frames = new Set<FrameOption>();
@@ -456,12 +462,19 @@ function estimate(chunks: number[], table: ChunkTable, perRequest: number): numb
 /** Prices chunk sets in a plan being built; `commit` records what was chosen. */
 interface CostModel {
   price(add: number[]): number;
+  /** At most what price(add) says (cheaper to reckon). */
+  floor(add: number[]): number;
   commit(add: number[]): void;
 }
 
 /** Range requests: bytes plus one request per run of neighbouring records (an upper bound). */
 function rangeCosts(table: ChunkTable, perRequest: number): CostModel {
-  return { price: (add) => estimate(add, table, perRequest), commit: () => {} };
+  const floor = (add: number[]) => {
+    let bytes = add.length ? perRequest : 0;
+    for (const i of add) bytes += table.recordLength(i);
+    return bytes;
+  };
+  return { price: (add) => estimate(add, table, perRequest), floor, commit: () => {} };
 }
 
 /**
@@ -480,6 +493,7 @@ function prefixCosts(snapshot: Snapshot, requestCost: (n: number) => number): Co
     return grown;
   };
   return {
+    floor: () => 0,
     price(add) {
       let extra = 0;
       for (const [pack, end] of grownEnds(add)) {

@@ -30,7 +30,7 @@ export async function repairFromTree(work: WorkDir, dropped: bigint[]): Promise<
   const state = work.treeState();
   const placedBefore = new Set(Object.keys(state.files));
   const restorer = new Restorer(work, snapshot, state);
-  const present = await work.store.hasMany(snapshot.chunks.ids());
+  const present = snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords));
   const lost = new Set(dropped);
   const used = new Set<bigint>();
   let repaired = 0;

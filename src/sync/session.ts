@@ -171,7 +171,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // What a killed session landed but had not stored yet is stored first, so it is not planned again.
     // (Not offline: status only reads; it prices those chunks as missing until the next sync.)
     if (!offline) await absorbLandedRanges(work.tmpDir, work.store);
-    const present = await work.store.hasMany(snapshot.chunks.ids());
+    const present = snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords));
     const paid = sources.filter((s) => !s.free);
     // The plan shown and budgeted is the paid remote's (or, with none, the first free one's),
     // counting nothing on what free remotes may still give.

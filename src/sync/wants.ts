@@ -108,7 +108,7 @@ async function readMetadata(paths: string[], ctx: ExpandContext): Promise<Map<st
 /** Fetches and places `files` (small ones: metadata), spending from the session's budget. */
 async function bring(files: FileEntry[], restorer: Restorer, ctx: ExpandContext): Promise<void> {
   const { work, remote, snapshot } = ctx;
-  const present = await work.store.hasMany(snapshot.chunks.ids());
+  const present = snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords));
   const rangesHonoured = remote.rangeSupport !== 'no';
   const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
   const plan = planSession({
