@@ -69,6 +69,11 @@ test('tree.state: a round trip, appends that later records win, and a record cut
   assert.deepEqual(columns, { 'src/a/é.txt': { size: 7, mtimeMs: 3, sha256: sha(5) }, 'src/b.txt': { size: 8, mtimeMs: 4, sha256: sha(6) } });
   assert.equal(scanned.rest.snapshot, s.snapshot);
   assert.equal(scanTreeState(Buffer.from('{"files":{}}')), undefined);
+  // Paths out of order, one twice, before any other record: the later record still wins.
+  const unordered = new TreeStateWriter().header().placed('src/b', { size: 1, mtimeMs: 1, sha256: sha(7) }).placed('src/a', { size: 2, mtimeMs: 2, sha256: sha(8) }).placed('src/b', { size: 3, mtimeMs: 3, sha256: sha(9) }).finish();
+  const u = scanTreeState(unordered)!.files;
+  assert.deepEqual(Object.fromEntries(u.paths.map((p, i) => [p, u.placed(i)])), decodeTreeState(unordered)!.state.files);
+  assert.deepEqual(u.placed(u.paths.indexOf('src/b')), { size: 3, mtimeMs: 3, sha256: sha(9) });
 });
 
 test('a sync with nothing new reads no index and writes nothing; a change to the tree takes the whole way again', async () => {

@@ -655,9 +655,12 @@ async function newestOf(work: WorkDir, sources: Source[], opts: SyncOptions): Pr
 /** A file in place needs no chunk: one empty list for all of them. */
 const NO_CHUNKS: number[] = Object.freeze([]) as unknown as number[];
 
-class PlacedEntry implements FileEntry {
+/** A file of a tree still complete: its entry and its plan line in one object (100k of each were collected at once). */
+class PlacedEntry implements FileEntry, PlannedFile {
   readonly mode = 0;
   readonly chunks = NO_CHUNKS;
+  readonly outcome = 'present';
+  readonly missingBytes = 0;
   readonly path: string;
   readonly size: number;
   constructor(
@@ -666,6 +669,10 @@ class PlacedEntry implements FileEntry {
   ) {
     this.path = files.paths[i];
     this.size = files.size[i];
+  }
+
+  get file(): FileEntry {
+    return this;
   }
 
   get sha256(): Uint8Array {
@@ -679,7 +686,7 @@ class PlacedEntry implements FileEntry {
  * state's records: a file already in place needs no chunk, so none is named.
  */
 function nothingNew(checked: CheckedManifest, here: StillComplete, opts: SyncOptions, spent: number, read: number, checkCost: number): SyncResult {
-  const files: PlannedFile[] = here.wanted.map((i) => ({ file: new PlacedEntry(here.files, i), outcome: 'present', missingBytes: 0 }));
+  const files: PlannedFile[] = here.wanted.map((i) => new PlacedEntry(here.files, i));
   const plan: Plan = { files, ranges: [], frameRanges: [], cost: 0, neededBytes: 0, leftBytes: 0 };
   opts.events?.planned?.(plan, spent);
   const tree: TreeReport = { placed: [], removed: [], kept: [], failed: [], mismatched: [], inconsistent: [] };

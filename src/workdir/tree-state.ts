@@ -90,7 +90,11 @@ export function scanTreeState(buf: Buffer): ScannedTreeState | undefined {
   let shaAt = new Uint32Array(cap);
   const paths: string[] = [];
   // Later records of a path overwrite its slot; a dropped file's slot is marked and cut at the end.
-  const slot = new Map<string, number>();
+  // While every path comes after the one before (a log written whole lists each file once, in
+  // path order), each is new: the map of slots is built at the first that does not (100k
+  // files: ~0.1 s of a sync with nothing new, when the log was compacted).
+  let slot: Map<string, number> | undefined;
+  const slotOf = () => (slot ??= new Map(paths.map((p, i) => [p, i])));
   let dropped = 0;
   let rest: Partial<TreeState> = {};
   let at = HEADER.length;
@@ -121,7 +125,7 @@ export function scanTreeState(buf: Buffer): ScannedTreeState | undefined {
     if (type === Rec.Placed) {
       const bytes = varint();
       if (bytes < 0 || at + 40 > end) break;
-      let i = slot.get(text);
+      let i = !slot && (paths.length === 0 || text > paths[paths.length - 1]) ? undefined : slotOf().get(text);
       if (i === undefined) {
         i = paths.length;
         if (i === cap) {
@@ -131,14 +135,14 @@ export function scanTreeState(buf: Buffer): ScannedTreeState | undefined {
           shaAt = grown(shaAt, cap);
         }
         paths.push(text);
-        slot.set(text, i);
+        slot?.set(text, i);
       } else if (size[i] < 0) dropped--;
       size[i] = bytes;
       mtime[i] = buf.readDoubleLE(at);
       shaAt[i] = at + 8;
       at += 40;
     } else if (type === Rec.Dropped) {
-      const i = slot.get(text);
+      const i = slotOf().get(text);
       if (i !== undefined && size[i] >= 0) {
         size[i] = -1;
         dropped++;
