@@ -59,7 +59,10 @@ export function catalogPage(state: MirrorState, ctx: CatalogContext): string {
     else if (s.kind === 'docs') parts.push(`<p>Read it: <a href="/docs/${urlPath(s.name)}/">/docs/${e(s.name)}/</a></p>`);
     else if (s.kind === 'git') parts.push(`<p><code>git clone ${e(ctx.origin)}/git/${e(s.name)}.git</code></p>${gitRefsList(ctx.gitRefs?.get(s.name))}`);
     else parts.push(`<p>Browse: <a href="/files/${urlPath(s.name)}/">/files/${e(s.name)}/</a></p>`);
-    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingSize ? `; ${e(formatSize(s.missingSize))} of files missing: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : ''}.</p></section>`);
+    // A partial index (sync --want) does not describe what was not wanted: say so, with the want.
+    const left = state.notIndexed?.get(s.name);
+    const notIndexed = left ? `; not indexed here (not wanted): ${left.files} files, ${e(formatSize(left.bytes))}: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : '';
+    parts.push(`<p class="detail">${s.complete} of ${s.files} files, ${e(formatSize(s.completeBytes))} of ${e(formatSize(s.bytes))} here${s.missingSize ? `; ${e(formatSize(s.missingSize))} of files missing: <code>${e(syncCommand(ctx.root, sourceWant(s.kind, s.name)))}</code>` : ''}${notIndexed}.</p></section>`);
   }
   return layout(parts.join('\n'), ctx);
 }

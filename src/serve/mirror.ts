@@ -4,6 +4,7 @@ import { realPathInMirror } from './contained.js';
 import type { ChunkStore } from '../store/store.js';
 import type { Generation } from '../workdir/generation.js';
 import { cachedLatest } from '../sync/catalog.js';
+import { notIndexed } from '../sync/shard-cache.js';
 import { assessCompleteness, Completeness } from '../sync/completeness.js';
 import { keptToFetch, ToFetch } from '../sync/forecast.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
@@ -49,6 +50,8 @@ export interface MirrorState {
   allDists: Map<string, DistInfo[]>;
   /** Complete distributions by snapshot path. */
   byPath: Map<string, DistInfo>;
+  /** A partial index (sync --want): what its shards not held list, per source name (src/sync/shard-cache.ts). */
+  notIndexed?: Map<string, { files: number; bytes: number }>;
   builtAt: number;
 }
 
@@ -130,7 +133,8 @@ export class MirrorView {
     };
     for (const list of [...projects.values(), ...allDists.values()]) list.sort(byVersion);
     const toFetch = keptToFetch(this.work, latest.entry.name);
-    return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, toFetch, projects, allDists, byPath, builtAt: Date.now() };
+    const notIndexedHere = latest.partial ? notIndexed(latest.partial) : undefined;
+    return { entry: latest.entry, serial: latest.manifest.body.serial, snapshot, completeness, toFetch, projects, allDists, byPath, notIndexed: notIndexedHere, builtAt: Date.now() };
   }
 
   private yankOf(path: string, c: Completeness): false | true | string {

@@ -24,7 +24,30 @@ export function sourceWant(kind: string, name: string): string {
   return kind && kind !== 'pypi' && kind !== 'tree' ? `${kind}:${name}` : `${name}/**`;
 }
 
+/**
+ * What serve can say of `path` in a source a partial index does not describe (a sync --want that
+ * left it out): not whether the file exists, only that the source is not indexed here, how much it
+ * holds, and the want that brings it. Undefined when the path's source is indexed.
+ */
+export function notIndexedHere(notIndexed: Map<string, { files: number; bytes: number }> | undefined, path: string, folder: boolean, sources: { kind: string; name: string }[]): NotYetHere | undefined {
+  const name = path.split('/')[0];
+  const n = notIndexed?.get(name);
+  const src = sources.find((s) => s.name === name);
+  if (!n || !src) return undefined;
+  const prefix = path.endsWith('/') ? path : `${path}/`;
+  const whole = folder && prefix === `${name}/`;
+  return {
+    what: whole ? `${prefix} (${n.files} of ${n.files} files not here yet; its index was not wanted in this copy)` : `${path} (in ${name}/, whose index was not wanted in this copy)`,
+    want: whole ? sourceWant(src.kind, src.name) : folder ? `${prefix}**` : path,
+    bytes: n.bytes,
+    files: n.files,
+    unindexed: true,
+  };
+}
+
 export interface NotYetHere {
+  /** Set when the source is not indexed here: `bytes` and `files` are the whole source's (the root's count). */
+  unindexed?: boolean;
   /** What is missing, for the message: the file, or the folder with how many files. */
   what: string;
   /** The glob to want: the file's path, or the folder's `PATH/**`. */
@@ -61,7 +84,9 @@ export function notYetHere(snapshot: Snapshot, completeness: Completeness, path:
 /** The plain-text answer for a 404 of something not synced yet. */
 export function notYetHereText(n: NotYetHere, root: string): string {
   return (
-    `not synced yet: ${n.what}, ${formatSize(n.bytes)}, is in the mirror's snapshot but not in this copy.\n` +
+    (n.unindexed
+      ? `not synced yet: ${n.what}; the source holds ${n.files} files, ${formatSize(n.bytes)}, not in this copy.\n`
+      : `not synced yet: ${n.what}, ${formatSize(n.bytes)}, is in the mirror's snapshot but not in this copy.\n`) +
     `To bring it (where there is internet):\n\n  ${syncCommand(root, n.want)}\n`
   );
 }

@@ -16,7 +16,7 @@ import { contentTypeFor, escapeHtml, negotiate, redirect, safeParts, sendBytes, 
 import { MirrorState, MirrorView } from './mirror.js';
 import { VirtualPacks } from './packs.js';
 import { ServedGenerations } from './generations.js';
-import { notYetHere, notYetHereText, syncCommand } from './missing.js';
+import { notIndexedHere, notYetHere, notYetHereText, syncCommand } from './missing.js';
 import { projectHtml, projectJson, rootHtml, rootJson, SIMPLE_JSON, SIMPLE_TYPES, simpleAccept } from './simple.js';
 
 /**
@@ -174,7 +174,7 @@ class Handler {
     const path = parts.join('/');
     const dist = this.findDist(state, path) ?? (path.endsWith('.metadata') ? this.findDist(state, path.slice(0, -'.metadata'.length)) : undefined);
     if (!dist) {
-      const missing = state.snapshot && state.completeness ? notYetHere(state.snapshot, state.completeness, path, false) : undefined;
+      const missing = state.snapshot && state.completeness ? notYetHere(state.snapshot, state.completeness, path, false) ?? notIndexedHere(state.notIndexed, path, false, state.snapshot.sources) : undefined;
       if (missing) return sendText(res, 404, notYetHereText(missing, this.work.root));
       return sendText(res, 404, `${path} is not a distribution in this mirror`);
     }
@@ -216,7 +216,8 @@ class Handler {
       state.snapshot && state.completeness
         ? (folder && mount === 'docs' ? notYetHere(state.snapshot, state.completeness, `${asked}/index.html`, false) : undefined) ??
           notYetHere(state.snapshot, state.completeness, asked, folder || parts.length === 0) ??
-          (folder ? undefined : notYetHere(state.snapshot, state.completeness, asked, true))
+          (folder ? undefined : notYetHere(state.snapshot, state.completeness, asked, true)) ??
+          notIndexedHere(state.notIndexed, asked, folder || parts.length === 0, state.snapshot.sources)
         : undefined;
     if (missing && !existsSync(join(this.work.root, asked, folder && mount === 'docs' ? 'index.html' : ''))) {
       return sendText(res, 404, notYetHereText(missing, this.work.root));
