@@ -163,6 +163,34 @@ describe('http remote against nginx', () => {
     assert.ok(bytes.equals(PACK.subarray(1000, 5000)));
   });
 
+  test('a range longer than `outstanding` goes piece after piece, each asking no more; requestCost counts every head; a budget cut keeps a prefix', async () => {
+    const piece = 16_384;
+    const [s, e] = [1000, 1000 + 6 * piece + 123];
+    await ng.clearLog();
+    const budget = new WireBudget(Infinity);
+    const r = remote(ng.url + 'r/', { outstanding: piece, budget });
+    await r.get('manifest.json');
+    const cost = r.requestCost('packs/a.pack', e - s);
+    const { bytes } = await fetchRange(r, 'packs/a.pack', s, e);
+    assert.ok(bytes.equals(PACK.subarray(s, e)));
+    const log = (await ng.accessLog()).slice(1);
+    // What a kill can lose is one piece: nginx was never asked for more at once.
+    assert.deepEqual(log.map((l) => l.range), [0, 1, 2, 3, 4, 5, 6].map((i) => `bytes=${s + i * piece}-${Math.min(e, s + (i + 1) * piece) - 1}`));
+    const wire = log.reduce((n, l) => n + l.bytesSent + l.requestLength, 0);
+    assert.ok(cost >= wire && cost - wire < 7 * 200, `cost ${cost} for ${wire} on the wire in 7 requests`);
+    assert.equal(r.requestCost('packs/a.pack', 0), r.requestCost('packs/a.pack', piece) - piece, 'requestCost(0): one request at its largest');
+
+    // A budget that runs out inside the fourth piece: three pieces and a prefix, never over.
+    await ng.clearLog();
+    const card = new WireBudget(r.requestCost('packs/a.pack', 3 * piece) + 2000);
+    const cut = remote(ng.url + 'r/', { outstanding: piece, budget: card, facts: r.linkFacts!() });
+    const parts: Buffer[] = [];
+    await assert.rejects(cut.getRange('packs/a.pack', { start: s, end: e }, (b) => void parts.push(Buffer.from(b)), { prefixOk: true }), (err: PaqueteError) => err.code === 'BUDGET');
+    const got = Buffer.concat(parts);
+    assert.ok(got.length > 3 * piece && got.equals(PACK.subarray(s, s + got.length)), `${got.length} bytes kept`);
+    assert.ok((await ng.wireBytes()) <= card.limit);
+  });
+
   test('the meter equals nginx log bytes exactly over keep-alive requests; requestCost covers each', async (t) => {
     await ng.clearLog();
     const ex: ExchangeInfo[] = [];

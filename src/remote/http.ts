@@ -110,7 +110,37 @@ export interface HttpRemoteOptions {
   minRate?: number;
   /** Default 30 000. */
   rateWindowMs?: number;
+  /**
+   * The most body bytes one ranged request asks for (a longer range goes piece after piece):
+   * what a kill -9 can lose to the network. Default OUTSTANDING_CLEAN (src/sync/kill-risk.ts
+   * chooses OUTSTANDING_CAP after a kill).
+   */
+  outstanding?: number;
 }
+
+/**
+ * The most body bytes one request asks for after a kill (src/sync/kill-risk.ts): 16 KiB. A kill -9
+ * loses the bytes the server sent that the process had not landed, and those are at most the
+ * rest of the request under way: the server cannot send what was not asked for, however long a
+ * loaded machine takes to tear the process (and its sockets) down. Node gives no way to cap a TCP
+ * socket's receive window (SO_RCVBUF), which would bound it otherwise, and a relay that counts
+ * what it writes (a hotspot's meter, the test's fault proxy) would still count its own send
+ * buffer. Measured on nginx behind the fault proxy at 700 kB/s, load average 16-20 on 2 cores
+ * (docs/RELIABILITY.md): whole ranges lost 33-82 kB a kill (the kernel closes a dying process's
+ * sockets after unmapping its ~140 MB while the sender goes on), 64 KiB pieces 16-49 kB, 16 KiB
+ * pieces mostly nothing (a loop of 12-20 kills: 0.4-1.2% beyond one session's bytes). Smaller
+ * pieces lose less but move slower, and a slower sync is killed more often. The price is one
+ * request head per piece (493 B on nginx: +3.0% on a session), paid only in a sync that follows
+ * a kill, and on a link whose round trip is long it caps the rate at 16 KiB a round trip.
+ */
+export const OUTSTANDING_CAP = 16 << 10;
+
+/**
+ * The most body bytes one request asks for when the last sync ended in order: 4 MiB. One request
+ * head per 4 MiB (0.01%) and no round trip waited for in between that a park link would feel,
+ * while a first kill still loses at most the rest of one piece.
+ */
+export const OUTSTANDING_CLEAN = 4 << 20;
 
 /**
  * Default minimum rate: 1 kB/s. Under it a 300 MB card would take three and a half days; a link
@@ -383,6 +413,7 @@ class HttpRemoteImpl implements HttpRemote {
   readonly free: boolean;
   readonly meter = new SocketMeter();
   private readonly budget: WireBudget | undefined;
+  private readonly outstanding: number;
   private readonly minRate: number;
   private readonly rateWindowMs: number;
   private support: RangeSupport = 'unknown';
@@ -414,6 +445,7 @@ class HttpRemoteImpl implements HttpRemote {
     this.free = opts.free ?? false;
     this.budget = opts.budget;
     this.minRate = opts.minRate ?? MIN_RATE;
+    this.outstanding = Math.max(1, opts.outstanding ?? OUTSTANDING_CLEAN);
     this.rateWindowMs = opts.rateWindowMs ?? RATE_WINDOW_MS;
     let base: URL;
     try {
@@ -512,8 +544,16 @@ class HttpRemoteImpl implements HttpRemote {
     return n + 2;
   }
 
+  /** Requests a range of `body` bytes takes (one per OUTSTANDING piece; one from a server that ignores Range). */
+  private pieces(body: number): number {
+    return this.support === 'no' ? 1 : Math.max(1, Math.ceil(body / this.outstanding));
+  }
+
   requestCost(path: string, bodyBytes: number): number {
     const body = Math.max(0, Math.ceil(bodyBytes));
+    const pieces = this.pieces(body);
+    // The heads of the largest piece, for each piece (`requestCost(path, 0)`: one request's).
+    const piece = body === 0 ? Math.min(this.outstanding, 2 ** 32) : Math.ceil(body / pieces);
     const url = this.urlOf(path);
     const v = this.validators.get(path);
     // Offsets are unknown here: assume the largest the file allows (or 12 digits).
@@ -524,7 +564,7 @@ class HttpRemoteImpl implements HttpRemote {
       if (ifRange) headers['if-range'] = ifRange;
     }
     const req = this.requestHeadBytes(url, headers) + REQUEST_SLACK;
-    return req + this.responseHeadCap(path, body) + body + (this.support === 'no' ? this.pushPast(path, body) : 0);
+    return pieces * (req + this.responseHeadCap(path, piece)) + body + (this.support === 'no' ? this.pushPast(path, body) : 0);
   }
 
   /** What a server that ignores Range may push past byte `end` of `path` before our hang-up reaches it. */
@@ -1144,88 +1184,117 @@ class HttpRemoteImpl implements HttpRemote {
     }
     if (end === start) return;
     let pos = start; // first byte the sink has not had
-    let stopAt = end; // where this call stops: `end`, or the prefix the budget pays for
+    let stopAt = end; // where this request stops: its piece's end, or the prefix the budget pays for
+    let cutByBudget = false;
     // Called in the turn its bytes were read (see pump): a sink that lands them returns nothing.
     const deliver = (b: Buffer): void | Promise<void> => {
       pos += b.length;
       return sink(b);
     };
 
-    await this.withRetries(path, opts, () => pos - start, async (att) => {
-      const known = this.validators.get(path);
-      const headers: Record<string, string> = { range: `bytes=${pos}-${end - 1}` };
-      const ifRange = known && !this.etagOn206 ? this.ifRangeOf(known) : undefined;
-      if (ifRange) headers['if-range'] = ifRange;
-      // A server that ignores Range sends the file from byte 0, and pushes past our hang-up.
-      const ignores = this.support === 'no';
-      const room = this.roomFor(path, headers, ignores ? end : end - pos) - (ignores ? this.pushPast(path, end) + pos : 0);
-      if (room < end - pos) {
-        if (!opts?.prefixOk || ignores || room < 1) throw this.budget!.refusal(this.requestCost(path, ignores ? end : end - pos), `${path} bytes ${pos}-${end - 1}`);
-        stopAt = pos + room; // the prefix that fits; whole records of it are kept
-        headers.range = `bytes=${pos}-${stopAt - 1}`;
-      } else {
-        stopAt = end;
-      }
-      const op = await this.open(path, headers, att, { body: ignores ? stopAt : stopAt - pos, push: ignores ? this.pushPast(path, stopAt) : 0 });
-      const { status, res } = op;
-      if (status === 416) {
-        const total = unsatisfiedTotal(res.headers['content-range']);
-        await this.discard(op, att);
-        throw this.changed(path, `it is ${total ?? 'no longer'} bytes long, shorter than the ${end} expected`);
-      }
-      if (status !== 200 && status !== 206) {
-        const err = this.httpFailure(path, op);
-        await this.discard(op, att);
-        throw err;
-      }
-      this.noteHead(status, res, op.headBytes);
-      let skip: number;
-      let size: number | undefined;
-      let sniff: ((head: Buffer) => void) | undefined;
-      if (status === 206) {
-        const cr = parseContentRange(res.headers['content-range']);
-        if (!cr) {
-          throw new PaqueteError('NETWORK', `${op.url.href} answered 206 without a usable Content-Range (${res.headers['content-range'] ?? 'none'})`, 'the server is broken; use another remote URL');
-        }
-        size = cr.total;
-        this.checkValidators(path, res, size);
-        const etag = res.headers.etag;
-        if (etag && !etag.startsWith('W/')) this.etagOn206 = true;
-        if (size !== undefined && size < end) throw this.changed(path, `it is ${size} bytes long, shorter than the ${end} expected`);
-        if (cr.start > pos || cr.end < stopAt) {
-          throw new PaqueteError('NETWORK', `${op.url.href} answered bytes ${cr.start}-${cr.end - 1} when asked for ${pos}-${stopAt - 1}`, 'the server is broken; use another remote URL');
-        }
-        if (op.length !== undefined && op.length !== cr.end - cr.start) {
-          throw new PaqueteError('NETWORK', `${op.url.href} answered a Content-Length that does not match its Content-Range`, 'the server is broken; use another remote URL');
-        }
-        this.support = 'yes';
-        skip = pos - cr.start;
-      } else {
-        // 200: the whole file. Either a login page, a file that changed (If-Range failed), or a
-        // server that ignores Range. A login page is told by its type or its first bytes, so
-        // look at those before calling the file changed.
-        this.checkPortalHead(path, op);
-        size = op.length;
-        const why =
-          this.validatorProblem(path, res, size, !!ifRange) ??
-          (size !== undefined && size < end ? `it is ${size} bytes long, shorter than the ${end} expected` : undefined);
-        skip = pos;
-        if (op.hold && !ignores && pos > 0) {
-          // Not what was reserved: the bytes before `pos` would come again. Hang up before
-          // its body; the planner fetches whole files from a server like this.
-          this.support = 'no';
-          hangUp(op.stream);
-          throw new Transient(`${op.url.href} ignores Range; asking again with that in mind`);
-        }
-        sniff = (head) => {
-          if (looksLikeHtml(head, false)) throw this.portal(path, op.url, 'a web page');
-          if (why) throw this.changed(path, why);
-          this.support = 'no';
-        };
-      }
-      await this.pump(op, att, { skip, take: stopAt - pos, deliver, sniff });
-    });
+    // One request per piece of at most `outstanding` bytes: what a kill -9 can lose is the rest
+    // of the piece under way (see OUTSTANDING_CAP). The call goes on piece after piece.
+    while (pos < end && !cutByBudget) {
+      await this.withRetries(path, opts, () => pos - start, (att) =>
+        this.rangePiece(path, att, opts, pos, end, deliver, (to, cut) => {
+          stopAt = to;
+          cutByBudget = cut;
+        }),
+      );
+      if (pos < stopAt) break;
+    }
     if (pos < end) throw this.budget!.refusal(this.requestCost(path, end - pos), `the rest of ${path} (bytes ${pos}-${end - 1})`);
+  }
+
+  /**
+   * One try at the next piece of a getRange call: bytes `pos` up to at most `outstanding` more,
+   * short of `end` (all of it from a server that ignores Range: it sends the file from byte 0
+   * whatever is asked). `stop` is told where the request stops and whether the budget cut it.
+   */
+  private async rangePiece(
+    path: string,
+    att: Attempt,
+    opts: FetchOptions | undefined,
+    pos: number,
+    end: number,
+    deliver: (b: Buffer) => void | Promise<void>,
+    stop: (stopAt: number, cutByBudget: boolean) => void,
+  ): Promise<void> {
+    const pieceEnd = this.support === 'no' ? end : Math.min(end, pos + this.outstanding);
+    let stopAt = pieceEnd;
+    const known = this.validators.get(path);
+    const headers: Record<string, string> = { range: `bytes=${pos}-${pieceEnd - 1}` };
+    const ifRange = known && !this.etagOn206 ? this.ifRangeOf(known) : undefined;
+    if (ifRange) headers['if-range'] = ifRange;
+    // A server that ignores Range sends the file from byte 0, and pushes past our hang-up.
+    const ignores = this.support === 'no';
+    const room = this.roomFor(path, headers, ignores ? pieceEnd : pieceEnd - pos) - (ignores ? this.pushPast(path, pieceEnd) + pos : 0);
+    if (room < pieceEnd - pos) {
+      if (!opts?.prefixOk || ignores || room < 1) throw this.budget!.refusal(this.requestCost(path, (ignores ? pieceEnd : end - pos)), `${path} bytes ${pos}-${end - 1}`);
+      stopAt = pos + room; // the prefix that fits; whole records of it are kept
+      headers.range = `bytes=${pos}-${stopAt - 1}`;
+      stop(stopAt, true);
+    } else {
+      stop(stopAt, false);
+    }
+    const op = await this.open(path, headers, att, { body: ignores ? stopAt : stopAt - pos, push: ignores ? this.pushPast(path, stopAt) : 0 });
+    const { status, res } = op;
+    if (status === 416) {
+      const total = unsatisfiedTotal(res.headers['content-range']);
+      await this.discard(op, att);
+      throw this.changed(path, `it is ${total ?? 'no longer'} bytes long, shorter than the ${end} expected`);
+    }
+    if (status !== 200 && status !== 206) {
+      const err = this.httpFailure(path, op);
+      await this.discard(op, att);
+      throw err;
+    }
+    this.noteHead(status, res, op.headBytes);
+    let skip: number;
+    let size: number | undefined;
+    let sniff: ((head: Buffer) => void) | undefined;
+    if (status === 206) {
+      const cr = parseContentRange(res.headers['content-range']);
+      if (!cr) {
+        throw new PaqueteError('NETWORK', `${op.url.href} answered 206 without a usable Content-Range (${res.headers['content-range'] ?? 'none'})`, 'the server is broken; use another remote URL');
+      }
+      size = cr.total;
+      this.checkValidators(path, res, size);
+      const etag = res.headers.etag;
+      if (etag && !etag.startsWith('W/')) this.etagOn206 = true;
+      if (size !== undefined && size < end) throw this.changed(path, `it is ${size} bytes long, shorter than the ${end} expected`);
+      if (cr.start > pos || cr.end < stopAt) {
+        throw new PaqueteError('NETWORK', `${op.url.href} answered bytes ${cr.start}-${cr.end - 1} when asked for ${pos}-${stopAt - 1}`, 'the server is broken; use another remote URL');
+      }
+      if (op.length !== undefined && op.length !== cr.end - cr.start) {
+        throw new PaqueteError('NETWORK', `${op.url.href} answered a Content-Length that does not match its Content-Range`, 'the server is broken; use another remote URL');
+      }
+      this.support = 'yes';
+      skip = pos - cr.start;
+    } else {
+      // 200: the whole file. Either a login page, a file that changed (If-Range failed), or a
+      // server that ignores Range. A login page is told by its type or its first bytes, so
+      // look at those before calling the file changed.
+      this.checkPortalHead(path, op);
+      size = op.length;
+      const why =
+        this.validatorProblem(path, res, size, !!ifRange) ??
+        (size !== undefined && size < end ? `it is ${size} bytes long, shorter than the ${end} expected` : undefined);
+      skip = pos;
+      if (op.hold && !ignores && pos > 0) {
+        // Not what was reserved: the bytes before `pos` would come again. Hang up before
+        // its body; the planner fetches whole files from a server like this.
+        this.support = 'no';
+        hangUp(op.stream);
+        throw new Transient(`${op.url.href} ignores Range; asking again with that in mind`);
+      }
+      sniff = (head) => {
+        if (looksLikeHtml(head, false)) throw this.portal(path, op.url, 'a web page');
+        if (why) throw this.changed(path, why);
+        this.support = 'no';
+      };
+    }
+    await this.pump(op, att, { skip, take: stopAt - pos, deliver, sniff });
   }
 
   async probeRangeSupport(path = MANIFEST, opts?: FetchOptions): Promise<RangeSupport> {

@@ -13,7 +13,8 @@ export const normalizeLocation = (text: string, base: string): string => (isHttp
  * Link settings from the environment, for links worse (or tests faster) than the defaults:
  * PAQUETE_CONNECT_TIMEOUT and PAQUETE_STALL_TIMEOUT in seconds, PAQUETE_RETRIES a count,
  * PAQUETE_BACKOFF the first back-off in seconds, PAQUETE_RATE_WINDOW the window in seconds over
- * which the minimum rate is judged.
+ * which the minimum rate is judged, PAQUETE_OUTSTANDING the most bytes one request asks for
+ * (OUTSTANDING_CAP).
  */
 function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   const seconds = (v: string | undefined) => (v && Number(v) > 0 ? Number(v) * 1000 : undefined);
@@ -23,6 +24,7 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   if (backoff) o.backoffMs = backoff;
   const window = seconds(env.PAQUETE_RATE_WINDOW);
   if (window) o.rateWindowMs = window;
+  if (env.PAQUETE_OUTSTANDING && Number(env.PAQUETE_OUTSTANDING) >= 1) o.outstanding = Number(env.PAQUETE_OUTSTANDING);
   return o;
 }
 
@@ -32,11 +34,12 @@ function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
  */
 export async function openRemote(
   location: string,
-  opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries' | 'minRate' | 'facts'> & { budget?: WireBudget; free?: boolean } = {},
+  opts: Pick<HttpRemoteOptions, 'onRetry' | 'retries' | 'minRate' | 'facts' | 'outstanding'> & { budget?: WireBudget; free?: boolean } = {},
 ): Promise<Remote> {
   if (!isHttpUrl(location)) return createLocalRemote(location, opts.free === false ? opts.budget : undefined);
   const { createHttpRemote } = await import('./http.js');
   const settings: HttpRemoteOptions = { ...linkSettings(process.env), onRetry: opts.onRetry, budget: opts.budget, free: opts.free, minRate: opts.minRate, facts: opts.facts };
+  if (opts.outstanding !== undefined) settings.outstanding ??= opts.outstanding;
   if (opts.retries !== undefined) settings.retries = opts.retries;
   return createHttpRemote(location, settings);
 }

@@ -209,7 +209,7 @@ function planStreamHeld(input: PlanInput, held: Held): Plan | undefined {
   // save on packed data.
   if (frames.reduce((n, f) => n + remainingOf(f), 0) > STREAM_SAVING * recordBytes) return undefined;
 
-  const perRequest = input.requestCost(2 ** 32) - 2 ** 32;
+  const perRequest = input.requestCost(0);
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
   const { ranges, cost, prefix } = planFrameStream(frames, budget, requestCost);
   if (ranges.length === 0) return undefined;
@@ -276,8 +276,8 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
   const { snapshot, complete, budget, requestCost } = input;
   const table = snapshot.chunks;
   const which = input.wants.length ? matcher(input.wants) : () => 0;
-  // Header bytes of the largest request: Content-Length and Content-Range grow with the range.
-  const perRequest = requestCost(2 ** 32) - 2 ** 32;
+  // Header bytes of one request at its largest (requestCost(0): see Remote.requestCost).
+  const perRequest = requestCost(0);
 
   // What each file alone still lacks (a chunk it holds twice counted once): the ordering key.
   const stamp = new Int32Array(table.length).fill(-1);
@@ -397,7 +397,7 @@ function frameCosts(input: PlanInput, held: Held, wantedFiles: FileEntry[], perR
   }
   const chosen = new Map<number, FrameOption>();
   const requestCost = input.frameRequestCost ?? ((n: number) => n + perRequest);
-  const framePerRequest = requestCost(2 ** 32) - 2 ** 32;
+  const framePerRequest = requestCost(0);
   return {
     /** Whether any frame is worth considering. */
     offered: byChunk.size > 0,

@@ -9,6 +9,7 @@ import { Restorer, StillComplete, stillComplete, TreeReport } from './restorer.j
 import type { PlacedFiles } from '../workdir/tree-state.js';
 import { coverageOf } from './shard-cache.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
+import { KillRisk } from './kill-risk.js';
 import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
@@ -116,6 +117,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   // The one owner of --budget: every remote reserves from it before each exchange (src/remote/budget.ts).
   const wire = new WireBudget(opts.budget ?? Infinity);
   const budget = wire.limit;
+  // After a sync that died, requests are kept small so that a kill loses little (a dry run prices them so).
+  const risk = new KillRisk(work);
+  const spends = !opts.offline && !opts.dryRun;
   const sources = await Promise.all(
     work.config.remotes.map(async (r) => {
       const free = isFreeRemote(r);
@@ -127,6 +131,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         free,
         minRate: opts.minRate,
         facts: linkFactsOf(work, r.location),
+        outstanding: risk.outstanding,
       });
       return { remote, free };
     }),
@@ -136,6 +141,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
   const read = () => sources.reduce((n, s) => n + s.remote.meter.total, 0);
   let nextSession: Remote | undefined;
   let store: ChunkStore | undefined;
+  if (spends) risk.running();
   try {
     // Offline (status): the last synced snapshot, no remote asked.
     const offline = !!opts.offline;
@@ -497,6 +503,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     if (!opts.offline) for (const s of sources) rememberLinkFacts(work, s.remote);
     for (const s of sources) await s.remote.close();
     await nextSession?.close();
+    if (spends) risk.ended();
   }
 }
 
