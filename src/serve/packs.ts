@@ -6,6 +6,7 @@ import { ChunkEntry, decodeSnapshot, recordLength } from '../snapshot/snapshot.j
 import { packHeader, PACK_HEADER_SIZE, RECORD_HEADER_SIZE, decodeRecordHeader, encodeRecord } from '../store/pack.js';
 import { ChunkStore, packFileName } from '../store/store.js';
 import { WorkDir } from '../workdir/workdir.js';
+import { cachedPartial } from '../sync/shard-cache.js';
 import { ifRangeHolds, parseRange, sendText, write } from './http.js';
 
 /**
@@ -47,13 +48,14 @@ export class VirtualPacks {
     if (bytes) {
       for (const entry of decodeManifest(bytes, 'the trusted manifest').body.snapshots) {
         const snap = this.work.readOptional(`snapshots/${entry.name}.snap`);
-        if (!snap) continue;
         let s;
         try {
-          s = decodeSnapshot(snap);
+          // A partial index (sync --want) describes the records of the shards held here.
+          s = snap ? decodeSnapshot(snap) : cachedPartial(this.work, entry)?.snapshot;
         } catch {
           continue;
         }
+        if (!s) continue;
         for (const c of s.chunks) {
           const name = s.packs[c.pack];
           const m = packs.get(name) ?? new Map<number, Placed>();

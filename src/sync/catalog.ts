@@ -77,20 +77,23 @@ export async function fetchSnapshot(
   work: WorkDir,
   remote: Remote,
   checked: CheckedManifest,
-  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[] } = {},
+  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[]; indexFrom?: Remote } = {},
 ): Promise<Latest> {
   const { manifest, entry } = checked;
-  const partial = await partialLatest(work, remote, checked, opts);
+  // The manifest's remote is the one accepted; the index may come from another with the same
+  // signed files (a LAN peer on a partial index has no whole index to give: the paid remote has).
+  const from = opts.indexFrom ?? remote;
+  const partial = await partialLatest(work, from, checked, { ...opts, accept: remote });
   if (partial) return partial;
   let update: LoadedUpdate | undefined;
   if (!cachedIndex(work, entry)) {
-    const viaDelta = await indexThroughDelta(work, remote, manifest.body, entry, opts);
+    const viaDelta = await indexThroughDelta(work, from, manifest.body, entry, opts);
     if (viaDelta) {
       work.writeMeta(snapshotCache(entry.name), viaDelta.bytes);
       update = viaDelta.update;
     }
   }
-  const snapshot = await loadSnapshot(work, remote, entry, opts);
+  const snapshot = await loadSnapshot(work, from, entry, opts);
   // The latest index is in the cache now: a prefix of any other (an older latest a kill cut) is of no use.
   for (const name of readdirSync(work.tmpDir)) if (name.endsWith('.snap.part')) rmSync(join(work.tmpDir, name), { force: true });
   acceptLatest(work, remote, checked, opts);
@@ -102,7 +105,12 @@ export async function fetchSnapshot(
  * the whole index; undefined when the whole index is the way (it is cached, an index delta from
  * one held here applies, or the wants need most of it).
  */
-async function partialLatest(work: WorkDir, remote: Remote, checked: CheckedManifest, opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[] }): Promise<Latest | undefined> {
+async function partialLatest(
+  work: WorkDir,
+  remote: Remote,
+  checked: CheckedManifest,
+  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[]; accept: Remote },
+): Promise<Latest | undefined> {
   const { manifest, entry } = checked;
   if (!opts.wants?.length || !entry.root || cachedIndex(work, entry) || deltaChoices(work, manifest.body, entry).length) return undefined;
   try {
@@ -110,7 +118,7 @@ async function partialLatest(work: WorkDir, remote: Remote, checked: CheckedMani
     const selected = shardsForWants(root, opts.wants);
     if (!selected || [...selected].reduce((n, i) => n + root.shards[i].size, 0) >= entry.size) return undefined;
     const { snapshot, partial } = await fetchPartial(work, remote, manifest.body, root, selected, opts);
-    acceptLatest(work, remote, checked, opts);
+    acceptLatest(work, opts.accept, checked, opts);
     return { manifest, entry, snapshot, partial };
   } catch (e) {
     // A mirror that copied only the whole index (roots/ and shards/ absent), a damaged shard:

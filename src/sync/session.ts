@@ -160,7 +160,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     store = await work.openStore();
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const { latest, from } = newest ? { latest: await fetchSnapshot(work, newest.from.remote, newest.checked, { signal: opts.signal, note: opts.events?.note, wants: opts.wants }), from: newest.from } : lastSynced(work, sources);
+    const { latest, from } = newest ? { latest: await indexOf(work, newest, sources, opts), from: newest.from } : lastSynced(work, sources);
     const { snapshot } = latest;
     if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
@@ -526,6 +526,22 @@ function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
   if (!wants.length) return refused;
   const which = matcher(wants);
   return refused.filter((p) => which(p.path) >= 0);
+}
+
+/**
+ * The newest manifest's index, from the remote that gave the manifest; from a free peer that
+ * cannot give it (a LAN peer whose own index is partial: sync --want), from the paid remote.
+ */
+async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: Source }, sources: Source[], opts: SyncOptions): Promise<Latest> {
+  const fetchOpts = { signal: opts.signal, note: opts.events?.note, wants: opts.wants };
+  try {
+    return await fetchSnapshot(work, newest.from.remote, newest.checked, fetchOpts);
+  } catch (e) {
+    const paid = sources.find((s) => !s.free);
+    if (!newest.from.free || !paid || opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
+    opts.events?.note?.(`${newest.from.remote.location}: ${(e as Error).message}; reading the index from ${paid.remote.location}`);
+    return fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, indexFrom: paid.remote });
+  }
 }
 
 /**
