@@ -18,6 +18,9 @@
  *              first completed
  *   release    a card of 40% of OLD's session, then NEW is published, then one unbudgeted card;
  *              against a newcomer's clean session of NEW
+ *   kill loop  syncs through the fault proxy at 700 kB/s, each killed (kill -9) at a random
+ *              0.3-2.3 s once bytes flow, until one completes: the proxy's count both ways per
+ *              sync, and the extra requests' heads (nginx's log) beside the clean session's
  * Every finished tree is checked byte for byte against the package. Floors: `zstd -19 --long=27`
  * of the package as one tar (first download) and `--patch-from` OLD's tar (update).
  */
@@ -29,6 +32,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startNginx, type NginxServer } from '../test/helpers/nginx.js';
+import { startFaultProxy, whenBytesFlow } from '../test/helpers/faultproxy.js';
+import { run as spawnRun } from '../test/helpers/tmp.js';
 import { CACHE_DIR, fetchNpmPackage, have, tarOf } from './corpus.js';
 
 const run = promisify(execFile);
@@ -194,6 +199,40 @@ async function benchPackage(p: (typeof PACKAGES)[number], only: string | undefin
       rows.push({ pkg: `${p.name} ${p.from} → ${p.to}`, scenario: 'clean update (OLD held)', cards: [u.wire], reference: u.wire, ok: same(digest(held), newTree), floor: updateFloor });
       rows.push({ pkg: `${p.name} ${p.to}`, scenario: 'clean (newcomer)', cards: [fresh], reference: fresh, ok: same(digest(newcomer), newTree), floor: firstFloorNew });
       rows.push({ pkg: `${p.name} ${p.from} → ${p.to}`, scenario: '40% card of OLD, release, card', cards: [c1.wire, c2.wire], reference: fresh, firstFiles: [c1.complete, c1.wanted], ok: same(digest(cut), newTree), floor: firstFloorNew });
+    }
+    if (wanted('kill')) {
+      const proxy = await startFaultProxy(nginx.url);
+      try {
+        const dir = path.join(root, 'killed');
+        const r = await paquete(['init', proxy.url, dir, '--trust', key + '.pub'], root);
+        if (r.code !== 0) throw new Error(r.stderr);
+        proxy.throttle(700_000);
+        const heads = async () => (await nginx.accessLog()).reduce((n, e) => n + e.bytesSent - e.bodyBytesSent + e.requestLength, 0);
+        await nginx.clearLog();
+        const cleanDir = await b.client();
+        await b.card(cleanDir);
+        const cleanHeads = await heads();
+        await nginx.clearLog();
+        const cards: number[] = [];
+        let seed = 12345;
+        const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+        for (let i = 0; i < 40; i++) {
+          const before = proxy.stats.bytesToClient + proxy.stats.bytesFromClient;
+          const running = spawnRun(process.execPath, [PAQUETE, 'sync', '-C', dir], { cwd: root });
+          await whenBytesFlow(proxy, 20_000, running.done);
+          const t = setTimeout(() => running.kill('SIGKILL'), 300 + random() * 2000);
+          const done = await running.done;
+          clearTimeout(t);
+          await proxy.whenIdle();
+          cards.push(proxy.stats.bytesToClient + proxy.stats.bytesFromClient - before);
+          if (done.code === 0) break;
+          if (done.signal !== 'SIGKILL') throw new Error(`sync exited ${done.code}: ${done.stderr}`);
+        }
+        const extra = (await heads()) - cleanHeads;
+        rows.push({ pkg: `${p.name} ${p.from}`, scenario: `kill -9 loop at 700 kB/s (${cards.length - 1} kills; ${fmt(extra)} of extra heads)`, cards, reference: clean + extra, ok: same(digest(dir), oldTree), floor: firstFloor });
+      } finally {
+        await proxy.close();
+      }
     }
   } finally {
     await nginx.stop();
