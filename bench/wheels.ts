@@ -131,11 +131,14 @@ async function unpackTar(wheel: string, work: string): Promise<string> {
 
 /** paquete's CLI; returns stdout and its CPU seconds (user + system of the child). */
 async function paquete(cliArgs: string[]): Promise<{ stdout: string; cpu: number }> {
-  const { stdout } = await run('bash', ['-c', `TIMEFORMAT='%U %S'; { time node '${BIN}' "$@" > /tmp/.pq-bench-out; } 2>&1; cat /tmp/.pq-bench-out >&2`, 'x', ...cliArgs], { maxBuffer: 1 << 26 }).catch((e) => {
+  // A file of this process's own: two runs side by side must not read each other's output.
+  const outFile = path.join(os.tmpdir(), `.pq-bench-out-${process.pid}`);
+  const { stdout } = await run('bash', ['-c', `TIMEFORMAT='%U %S'; { time node '${BIN}' "$@" > '${outFile}'; } 2>&1; cat '${outFile}' >&2`, 'x', ...cliArgs], { maxBuffer: 1 << 26 }).catch((e) => {
     throw new Error(`paquete ${cliArgs.join(' ')}: ${e.stderr || e.message}`);
   });
   const [u, s] = stdout.trim().split('\n').pop()!.split(' ').map(Number);
-  const out = fs.readFileSync('/tmp/.pq-bench-out', 'utf8');
+  const out = fs.readFileSync(outFile, 'utf8');
+  fs.rmSync(outFile, { force: true });
   return { stdout: out, cpu: u + s };
 }
 
