@@ -1,12 +1,12 @@
 /**
  * Stale clients (issue 14): consecutive real npm releases of one package published one after the
- * other to one remote served by nginx, and clients 1, 2, 4, 8, 11 … releases behind syncing once
+ * other to one remote served by nginx, and clients 1, 2, 4, 8, 11, 16 … releases behind syncing once
  * to the newest, every byte counted from nginx's access log, beside the floor
  * `zstd -19 --long=27 --patch-from=THEIR.tar NEWEST.tar`. Also: a client that syncs after every
  * release against its twin that syncs once at the end; a newcomer against `zstd -19 --long=27` of
  * the newest tar; and per publish its CPU and the remote's disk.
  *
- *   node dist/bench/stale.js [--package vite] [--versions 8.2.4,8.2.6,…] [--behind 1,2,4,8,11] [--json FILE]
+ *   node dist/bench/stale.js [--package vite] [--versions 8.1.6,8.1.7,…] [--behind 1,2,4,8,11,16] [--json FILE]
  *
  * Releases come from the npm registry through `npm pack` (bench/corpus.ts, cached in bench/.cache).
  */
@@ -21,8 +21,8 @@ import { counted, fmtBytes, ratio, sameTree, timedRun, treeBytes, wireOf } from 
 const PAQUETE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const paquete = (args: string[]) => timedRun(process.execPath, [PAQUETE, ...args]);
 
-/** vite 8.2.4 … 8.4.0: the twelve releases of docs/DESIGN-REMOTE-V3.md's measurements. */
-const VITE = ['8.2.4', '8.2.6', '8.3.0', '8.3.1', '8.3.2', '8.3.3', '8.3.4', '8.3.5', '8.3.6', '8.3.7', '8.3.8', '8.4.0'];
+/** vite 8.1.6 … 8.4.0: seventeen consecutive releases (docs/DESIGN-REMOTE-V3.md measured the last twelve). */
+const VITE = ['8.1.6', '8.1.7', '8.2.0', '8.2.1', '8.2.2', '8.2.4', '8.2.6', '8.3.0', '8.3.1', '8.3.2', '8.3.3', '8.3.4', '8.3.5', '8.3.6', '8.3.7', '8.3.8', '8.4.0'];
 
 const T0 = Date.now();
 const log = (msg: string) => process.stderr.write(`[stale ${((Date.now() - T0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
@@ -46,7 +46,7 @@ interface PublishRow {
   version: string;
   cpu: number;
   wall: number;
-  offer?: { frames: number; contents: number; reused: number; dropped: number; bytes: number };
+  offer?: { frames: number; waypointFrames: number; contents: number; reused: number; dropped: number; bytes: number; rungs: number[] };
   solid: number;
   updatesDisk: number;
   remoteDisk: number;
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
   const versions = (argValue('--versions') ?? (pkg === 'vite' ? VITE.join(',') : '')).split(',').filter(Boolean);
   if (versions.length < 2) throw new Error('give --versions a,b,c (two or more, oldest first)');
   const last = versions.length - 1;
-  const behinds = (argValue('--behind') ?? '1,2,4,8,11').split(',').map(Number).filter((b) => b >= 1 && b <= last);
+  const behinds = (argValue('--behind') ?? '1,2,4,8,11,16').split(',').map(Number).filter((b) => b >= 1 && b <= last);
 
   log(`fetching ${pkg} ${versions.join(', ')}`);
   const dirs: string[] = [];
@@ -100,14 +100,22 @@ async function main(): Promise<void> {
       const r = await paquete(['publish', `${pkg}=${dirs[i]}`, '--to', remote, '--key', key, '--prune-after', '0', '--json', '--quiet']);
       const out = JSON.parse(r.stdout) as {
         updates: { from: string; framesBytes: number }[];
-        offer?: { frames: number; contents: number; reused: number; dropped: number; framesBytes: number; size: number };
+        offer?: { frames: number; waypointFrames: number; contents: number; reused: number; dropped: number; framesBytes: number; size: number; rungs: number[] };
         pruned: number;
       };
       publishes.push({
         version: versions[i],
         cpu: r.cpu,
         wall: r.wall,
-        offer: out.offer && { frames: out.offer.frames, contents: out.offer.contents, reused: out.offer.reused, dropped: out.offer.dropped, bytes: out.offer.framesBytes + out.offer.size },
+        offer: out.offer && {
+          frames: out.offer.frames,
+          waypointFrames: out.offer.waypointFrames,
+          contents: out.offer.contents,
+          reused: out.offer.reused,
+          dropped: out.offer.dropped,
+          bytes: out.offer.framesBytes + out.offer.size,
+          rungs: out.offer.rungs,
+        },
         solid: out.updates.find((u) => u.from === '')?.framesBytes ?? 0,
         updatesDisk: dirBytes(path.join(remote, 'updates')) + dirBytes(path.join(remote, 'frames')),
         remoteDisk: dirBytes(remote),
@@ -174,12 +182,12 @@ async function main(): Promise<void> {
       `\nFrom ${versions[0]}: syncing after every release ${fmtBytes(everyBytes)} (${last} syncs, trees ${everyOk ? 'identical' : 'DIFFER'}); ` +
         `once at the end ${once ? fmtBytes(once.bytes) : 'n/a (give --behind ' + last + ')'}.\n`,
     );
-    console.log('| publish | CPU s | wall s | offer: frames / old contents / reused / left out | offer bytes | stream from nothing | updates + frames on disk | ÷ stream | remote total | pruned |');
-    console.log('|---|---:|---:|---|---:|---:|---:|---:|---:|---:|');
+    console.log('| publish | CPU s | wall s | rungs | offer: frames (waypoint) / old contents / reused / left out | offer bytes | stream from nothing | updates + frames on disk | ÷ stream | remote total | pruned |');
+    console.log('|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|');
     for (const p of publishes) {
-      const o = p.offer ? `${p.offer.frames} / ${p.offer.contents} / ${p.offer.reused} / ${p.offer.dropped}` : '—';
+      const o = p.offer ? `${p.offer.frames} (${p.offer.waypointFrames}) / ${p.offer.contents} / ${p.offer.reused} / ${p.offer.dropped}` : '—';
       console.log(
-        `| ${p.version} | ${p.cpu.toFixed(1)} | ${p.wall.toFixed(1)} | ${o} | ${p.offer ? fmtBytes(p.offer.bytes) : '—'} | ${fmtBytes(p.solid)} | ${fmtBytes(p.updatesDisk)} | ${ratio(p.updatesDisk, p.solid)} | ${fmtBytes(p.remoteDisk)} | ${p.pruned} |`,
+        `| ${p.version} | ${p.cpu.toFixed(1)} | ${p.wall.toFixed(1)} | ${p.offer?.rungs?.join(' ') ?? '—'} | ${o} | ${p.offer ? fmtBytes(p.offer.bytes) : '—'} | ${fmtBytes(p.solid)} | ${fmtBytes(p.updatesDisk)} | ${ratio(p.updatesDisk, p.solid)} | ${fmtBytes(p.remoteDisk)} | ${p.pruned} |`,
       );
     }
     const jsonOut = argValue('--json');

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
 import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
@@ -16,11 +17,12 @@ import { decodeManifest, ManifestBody } from '../src/snapshot/manifest.js';
 import { decodeOfferHead, encodeOfferHead } from '../src/delta/offer.js';
 import { decodeUpdateHead } from '../src/delta/update.js';
 import { compressFrame } from '../src/delta/zstd.js';
+import { chooseRungs } from '../src/delta/offer-plan.js';
 
 after(cleanupAll);
 
 /** Releases published one after another. */
-const RELEASES = 7;
+const RELEASES = 8;
 
 /**
  * Release v: one large file edited a little in every release, small modules each changing in
@@ -52,8 +54,21 @@ function laidEnd(files: Record<string, string | Uint8Array>): Buffer {
   );
 }
 
-/** The floor: the newest release compressed against the client's (zstd -19, a raw-content dictionary: --patch-from). */
-const floorFrom = (v: number) => compressFrame(laidEnd(release(RELEASES - 1)), { level: 19, dictionary: laidEnd(release(v)) }).length;
+/** The floor: release `to` (the newest by default) compressed against the client's (zstd -19, a raw-content dictionary: --patch-from). */
+const floorFrom = (v: number, to = RELEASES - 1) => compressFrame(laidEnd(release(to)), { level: 19, dictionary: laidEnd(release(v)) }).length;
+
+/**
+ * Clients of the property: each synced at release `from` (a random one), then syncs once after
+ * `publishes` more releases (a random number), counted by nginx on the remote as it is then.
+ * Drawn once from a fixed seed; the client furthest behind (the first release to the last) always.
+ */
+const ONCE = [
+  { from: 0, publishes: RELEASES - 1 },
+  ...fc.sample(
+    fc.integer({ min: 0, max: RELEASES - 2 }).chain((from) => fc.record({ from: fc.constant(from), publishes: fc.integer({ min: 1, max: RELEASES - 1 - from }) })),
+    { numRuns: 7, seed: 20261202 },
+  ),
+];
 
 async function paquete(args: string[], cwd: string) {
   const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
@@ -66,8 +81,11 @@ describe('offers keyed by content, over nginx', () => {
   let ng: NginxServer;
   const manifest = (): ManifestBody => decodeManifest(readFileSync(join(dir, 'remote/manifest.json')), 'm').body;
   let run = 0;
+  /** nginx's count of the sync after release v of the client that syncs after every release. */
+  const every: number[] = [];
+  const once: { from: number; to: number; wire: number; spent: number; same: boolean }[] = [];
 
-  /** A copy of the client that synced at release v, synced now to the newest; nginx's count of it. */
+  /** A copy of the client that synced at release v, synced now; nginx's count of it. */
   async function syncFrom(v: number) {
     const work = join(dir, `run${run++}`);
     cpSync(join(dir, `at${v}`), work, { recursive: true });
@@ -86,10 +104,20 @@ describe('offers keyed by content, over nginx', () => {
       if (v === 0) {
         ng = await startNginx(join(dir, 'remote'));
         onCleanup(() => ng.stop());
+        await paquete(['init', ng.url, 'every', '--trust', 'pub.key.pub'], dir);
+        await paquete(['sync', '-C', 'every'], dir);
+      } else {
+        for (const c of ONCE.filter((c) => c.from + c.publishes === v)) {
+          const r = await syncFrom(c.from);
+          once.push({ from: c.from, to: v, wire: r.wire, spent: r.report.spent, same: isDeepStrictEqual(treeDigest(join(r.work, 'pkg')), treeDigest(join(dir, `r${v}`, 'pkg'))) });
+        }
+        await ng.clearLog();
+        await paquete(['sync', '-C', 'every'], dir);
+        every[v] = await ng.wireBytes();
+        assert.deepEqual(treeDigest(join(dir, 'every', 'pkg')), treeDigest(join(dir, `r${v}`, 'pkg')), `the client syncing every release has release ${v}`);
       }
-      if (v === RELEASES - 1) break;
-      await paquete(['init', ng.url, `at${v}`, '--trust', 'pub.key.pub'], dir);
-      await paquete(['sync', '-C', `at${v}`], dir);
+      // A client that synced at release v.
+      if (v < RELEASES - 1) cpSync(join(dir, 'every'), join(dir, `at${v}`), { recursive: true });
     }
   });
 
@@ -97,7 +125,7 @@ describe('offers keyed by content, over nginx', () => {
     const entry = manifest().snapshots.at(-1)!;
     assert.ok(entry.offer, 'the newest entry names an offer');
     const head = decodeOfferHead(readFileSync(join(dir, 'remote/updates', `${entry.offer.name}.upd`)));
-    const r = await syncFrom(1);
+    const r = await syncFrom(RELEASES - 6);
     assert.deepEqual(treeDigest(join(r.work, 'pkg')), treeDigest(join(dir, `r${RELEASES - 1}`, 'pkg')));
     assert.equal(r.report.spent, r.wire, "paquete's meter equals nginx's count");
     const uris = r.log.map((e) => e.uri);
@@ -108,7 +136,7 @@ describe('offers keyed by content, over nginx', () => {
     const solid = entry.updates!.find((u) => u.from === '')!;
     const solidFrames = decodeUpdateHead(readFileSync(join(dir, 'remote/updates', `${solid.name}.upd`))).framesFile;
     assert.ok(!uris.includes(`/frames/${solidFrames}.frames`), 'the stream from nothing is not taken');
-    const floor = floorFrom(1);
+    const floor = floorFrom(RELEASES - 6);
     assert.ok(r.wire <= 1.5 * floor + 16 * 1024, `five behind: ${r.wire} B by nginx's count, floor ${floor} B`);
   });
 
@@ -134,17 +162,17 @@ describe('offers keyed by content, over nginx', () => {
     }
   });
 
-  test('from any earlier release, nginx counts at most 1.5x the patch-from floor + 16 KiB, and the tree is the newest (property)', async (t) => {
-    await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 0, max: RELEASES - 2 }), async (v) => {
-        const r = await syncFrom(v);
-        const floor = floorFrom(v);
-        t.diagnostic(`from release ${v} (${RELEASES - 1 - v} behind): ${r.wire} B, floor ${floor} B, ${(r.wire / floor).toFixed(2)}x`);
-        assert.deepEqual(treeDigest(join(r.work, 'pkg')), treeDigest(join(dir, `r${RELEASES - 1}`, 'pkg')));
-        assert.ok(r.wire <= 1.5 * floor + 16 * 1024, `from release ${v}: ${r.wire} B by nginx's count, floor ${floor} B`);
-      }),
-      { numRuns: 5, seed: 20261202, endOnFailure: true },
-    );
+  test('from a random release after a random number of publishes, nginx counts at most 1.5x the patch-from floor + 16 KiB; syncing once never costs more than after every release (property)', (t) => {
+    assert.equal(once.length, ONCE.length);
+    for (const c of once) {
+      const floor = floorFrom(c.from, c.to);
+      const stepwise = every.slice(c.from + 1, c.to + 1).reduce((n, b) => n + b, 0);
+      t.diagnostic(`release ${c.from} → ${c.to} (${c.to - c.from} behind): ${c.wire} B, floor ${floor} B, ${(c.wire / floor).toFixed(2)}x; after every release ${stepwise} B`);
+      assert.ok(c.same, `from release ${c.from}: the tree is release ${c.to}`);
+      assert.equal(c.spent, c.wire, "paquete's meter equals nginx's count");
+      assert.ok(c.wire <= 1.5 * floor + 16 * 1024, `release ${c.from} → ${c.to}: ${c.wire} B by nginx's count, floor ${floor} B`);
+      assert.ok(c.wire <= stepwise, `release ${c.from} → ${c.to}: once ${c.wire} B, after every release ${stepwise} B`);
+    }
   });
 });
 
@@ -221,5 +249,54 @@ describe('waypoints: an offer too small for every old content, over nginx', () =
     assert.equal((JSON.parse(r.stdout) as { spent: number }).spent, wire, "paquete's meter equals nginx's count");
     const streamBytes = solidHead.frames.reduce((n, f) => n + f.length, 0);
     assert.ok(wire < streamBytes, `two hops cost ${wire} B by nginx's count; the stream alone is ${streamBytes} B`);
+  });
+});
+
+describe('the offer ladder', () => {
+  // What moving between vite 8.2.4 … 8.4.0 costs, release to release and into the newest (row k:
+  // from k releases back to 0 … k-1 back), each changed file at zstd level 6: src/publish/updates.ts.
+  const vite = [
+    [52804],
+    [82230, 29929],
+    [82314, 30013, 316],
+    [93844, 42918, 13419, 13335],
+    [115798, 66659, 55333, 55241, 43873],
+    [117784, 68663, 57388, 57300, 46445, 3326],
+    [120450, 70986, 59734, 59644, 48914, 6359, 3254],
+    [127760, 79216, 67923, 67820, 57467, 15520, 12956, 10100],
+    [133100, 84535, 73240, 73134, 63765, 21461, 19124, 16292, 7396],
+    [134114, 91009, 79763, 79660, 80310, 46756, 44747, 45707, 38982, 32967],
+    [140822, 97841, 86679, 86581, 79149, 37940, 35924, 37082, 29859, 23365, 12043],
+  ];
+  const matrix = (rows: number[][]) => {
+    const n = rows.length + 1;
+    const m = Array.from({ length: n }, () => new Array<number>(n).fill(0));
+    rows.forEach((row, i) => row.forEach((c, j) => (m[i + 1][j] = c)));
+    return m;
+  };
+
+  test('vite: rungs 1, 2, 5, 10 keep less than half the bytes of direct deltas from all, every client within 1.2x over two hops', () => {
+    const m = matrix(vite);
+    const rungs = chooseRungs(m);
+    assert.deepEqual(rungs, [1, 2, 5, 10]);
+    const kept = (r: number[]) => vite.reduce((n, _, i) => {
+      const k = i + 1;
+      const w = [...r].reverse().find((x) => x < k);
+      return n + (r.includes(k) || w === undefined ? m[k][0] : m[k][w]);
+    }, 0);
+    const all = kept(vite.map((_, i) => i + 1));
+    assert.ok(kept(rungs) * 2 < all, `ladder ${kept(rungs)} B, direct from all ${all} B`);
+    for (let k = 1; k <= vite.length; k++) {
+      if (rungs.includes(k)) continue;
+      const w = [...rungs].reverse().find((x) => x < k)!;
+      assert.ok(m[k][w] + m[w][0] <= 1.2 * m[k][0], `${k} behind via ${w}`);
+    }
+  });
+
+  test('when two hops cost more than the bound, every snapshot is a rung', () => {
+    // Each release rewrites everything: hops add up to twice the direct change.
+    const rows = Array.from({ length: 6 }, (_, i) => Array.from({ length: i + 1 }, () => 1000));
+    assert.deepEqual(chooseRungs(matrix(rows)), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(chooseRungs([[0]]), []);
   });
 });

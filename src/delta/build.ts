@@ -1,7 +1,7 @@
 import { PaqueteError } from '../errors.js';
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { BaseRange, FrameEntry, FRAMES_HEADER_SIZE } from './update.js';
-import { FrameCompressor, MAX_WINDOW_LOG } from './zstd.js';
+import { CompressOptions, FrameCompressor, MAX_WINDOW_LOG } from './zstd.js';
 
 /**
  * Building an update's frames (format in src/delta/update.ts): which of N's chunks go in which
@@ -375,30 +375,51 @@ export interface EncodeFramesOptions {
   level: number;
   /** Receives each compressed frame in order; frames lie back to back after the frames header. */
   write: (frame: Uint8Array) => void;
-  /** A context to reuse across updates (see FrameCompressor); a new one by default. */
-  compressor?: FrameCompressor;
+  /** Compresses one frame: a worker pool's (src/delta/compress-pool.ts); one FrameCompressor in this thread by default. */
+  compress?: (content: Uint8Array, opts: CompressOptions) => Promise<Uint8Array>;
+  /** Frames compressed at once (the pool's size): each holds its content and dictionary meanwhile, in both threads. */
+  inFlight?: number;
 }
 
-/** Compresses the planned frames one at a time (a solid frame is up to 128 MiB; a whole update may be GBs); returns their table. */
-export function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): FrameEntry[] {
+/**
+ * Compresses the planned frames, a few at a time (a solid frame is up to 128 MiB; a whole update may be
+ * GBs), and writes them in plan order; returns their table.
+ */
+export async function encodeFrames(plan: PlannedFrame[], opts: EncodeFramesOptions): Promise<FrameEntry[]> {
   const { target, base } = opts;
   const readBase = base ? fileRangeFromChunks(base, (i) => opts.readChunk(base, i)) : undefined;
   const entries: FrameEntry[] = [];
-  const compressor = opts.compressor ?? new FrameCompressor();
+  const inline = new FrameCompressor();
+  const compress = opts.compress ?? (async (content: Uint8Array, o: CompressOptions) => inline.compress(content, o));
+  const pending: { frame: Promise<Uint8Array>; planned: PlannedFrame; bases: BaseRange[] }[] = [];
   let offset = FRAMES_HEADER_SIZE;
-  for (const planned of plan) {
-    const content = Buffer.concat(planned.yields.map((i) => opts.readChunk(target, i)));
-    let bases = planned.bases;
-    let dictionary: Uint8Array | undefined;
-    if (bases.length) {
-      if (!base || !readBase) throw new Error('a frame with base ranges needs a base snapshot');
-      ({ dictionary, bases } = withoutDictMagic(baseBytes(base, bases, readBase), bases));
-    }
-    const frame = compressor.compress(content, { level: opts.level, dictionary });
+  const settle = async () => {
+    const { frame: framePromise, planned, bases } = pending.shift()!;
+    const frame = await framePromise;
     opts.write(frame);
     const marked = bases.filter((b) => b.length > 0).map((b) => ({ ...b, toEnd: b.start + b.length === base!.files[b.file].size }));
     entries.push({ offset, length: frame.length, yields: planned.yields, bases: marked });
     offset += frame.length;
+  };
+  try {
+    for (const planned of plan) {
+      const content = Buffer.concat(planned.yields.map((i) => opts.readChunk(target, i)));
+      let bases = planned.bases;
+      let dictionary: Uint8Array | undefined;
+      if (bases.length) {
+        if (!base || !readBase) throw new Error('a frame with base ranges needs a base snapshot');
+        ({ dictionary, bases } = withoutDictMagic(baseBytes(base, bases, readBase), bases));
+      }
+      const frame = compress(content, { level: opts.level, dictionary });
+      // Not awaited yet: a rejection is taken when its turn to be written comes.
+      frame.catch(() => undefined);
+      pending.push({ frame, planned, bases });
+      if (pending.length >= (opts.inFlight ?? 1)) await settle();
+    }
+    while (pending.length) await settle();
+  } finally {
+    // What was still compressing when one failed: its result goes nowhere.
+    pending.length = 0;
   }
   return entries;
 }

@@ -22,6 +22,7 @@ import { stageSources, StagedSources } from '../sources/stage.js';
 import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
 import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
+import { CompressPool } from '../delta/compress-pool.js';
 import { pruneUpdates, retainedEntries } from './prune.js';
 import { readPreviousRoot, writeShards } from './shards.js';
 
@@ -360,12 +361,22 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
 
   const updatesStarted = performance.now();
   const earlier = previous.manifest?.snapshots ?? [];
-  const updates = writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress });
-  // The offer and the updates together stay within one compressed copy of N (the stream from
-  // nothing, or N's records without it): the remote holds at most twice that for updates.
-  const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.storedLength.reduce((n, l) => n + l, 0);
-  const deltaBytes = updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes), 0);
-  const offer = writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, budget: Math.max(0, (opts.offerShare ?? 1) * solidBytes - deltaBytes) });
+  // One worker per core for every frame of this publish. The offer comes after the updates (a
+  // progress bar per phase, and its budget is their size).
+  const pool = new CompressPool();
+  let updates: UpdateWritten[];
+  let offer: OfferWritten | undefined;
+  try {
+    updates = await writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool });
+    // The offer and the updates together stay within one compressed copy of N (the stream from
+    // nothing, or N's records without it): the remote holds at most twice that for updates.
+    const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.storedLength.reduce((n, l) => n + l, 0);
+    const deltaBytes = updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes), 0);
+    const budget = Math.max(0, (opts.offerShare ?? 1) * solidBytes - deltaBytes);
+    offer = await writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, budget });
+  } finally {
+    await pool.close();
+  }
   const updatesMs = performance.now() - updatesStarted;
 
   const body = nextManifest(opts, previous, [

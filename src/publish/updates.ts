@@ -4,8 +4,9 @@ import { createHash } from 'node:crypto';
 import { encodeFrames, fileRangeFromChunks, planDeltaFrames, planSolidFrames, ReadFileRange, withoutDictMagic } from '../delta/build.js';
 import { encodeUpdateHead, FrameEntry, framesHeader } from '../delta/update.js';
 import { BaseContent, decodeOfferHead, encodeOfferHead, OfferFrame } from '../delta/offer.js';
-import { OFFER_REACH, planOffer, planWaypoints, PlannedOfferFrame } from '../delta/offer-plan.js';
-import { FrameCompressor } from '../delta/zstd.js';
+import { changeMatrix, chooseRungs, fileVersions, OFFER_REACH, planOffer, PlannedOfferFrame, Version } from '../delta/offer-plan.js';
+import { MAX_WINDOW_LOG } from '../delta/zstd.js';
+import { CompressPool } from '../delta/compress-pool.js';
 import { ManifestSnapshot, sha256Hex, UpdateRef } from '../snapshot/manifest.js';
 import { encodeSnapshotBody, Snapshot, snapshotVersion } from '../snapshot/snapshot.js';
 import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
@@ -33,6 +34,18 @@ export interface UpdatesOptions {
   updatesFrom: number;
   /** Called after each frame is compressed (an update from nothing at level 19 takes minutes). */
   onProgress?: (p: UpdateProgress) => void;
+  /** Worker threads to compress on (one per core); a pool of its own, closed after, by default. */
+  pool?: CompressPool;
+}
+
+/** Runs `work` with opts' pool, or a pool of its own that is closed after. */
+async function withPool<T>(opts: UpdatesOptions, work: (pool: CompressPool) => Promise<T>): Promise<T> {
+  const pool = opts.pool ?? new CompressPool();
+  try {
+    return await work(pool);
+  } finally {
+    if (!opts.pool) await pool.close();
+  }
 }
 
 export interface UpdateProgress {
@@ -62,23 +75,25 @@ interface Named {
  * of `earlier` (manifest order, oldest first) whose index can be read; a base that cannot be
  * read (deleted, damaged) is passed over: it only costs its clients a larger download.
  */
-export function writeUpdates(remoteDir: string, target: { name: string; snapshot: Snapshot }, earlier: ManifestSnapshot[], opts: UpdatesOptions): UpdateWritten[] {
-  const n: Named = { ...target, body: encodeSnapshotBody(target.snapshot) };
-  const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), compressor: new FrameCompressor(), level: opts.level, onProgress: opts.onProgress };
-  const written: UpdateWritten[] = [];
-  try {
-    if (opts.solid) written.push(writeUpdate(io, n, undefined));
-    let first = true;
-    for (const b of readableBases(remoteDir, earlier, opts.updatesFrom)) {
-      // Frames from the newest base only: clients further behind take the offer's frames, and
-      // what they need of a delta from them is its index delta (a few bytes a changed entry).
-      written.push(writeUpdate(io, n, b, first));
-      first = false;
+export function writeUpdates(remoteDir: string, target: { name: string; snapshot: Snapshot }, earlier: ManifestSnapshot[], opts: UpdatesOptions): Promise<UpdateWritten[]> {
+  return withPool(opts, async (pool) => {
+    const n: Named = { ...target, body: encodeSnapshotBody(target.snapshot) };
+    const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), pool, level: opts.level, onProgress: opts.onProgress };
+    const written: UpdateWritten[] = [];
+    try {
+      if (opts.solid) written.push(await writeUpdate(io, n, undefined));
+      let first = true;
+      for (const b of readableBases(remoteDir, earlier, opts.updatesFrom)) {
+        // Frames from the newest base only: clients further behind take the offer's frames, and
+        // what they need of a delta from them is its index delta (a few bytes a changed entry).
+        written.push(await writeUpdate(io, n, b, first));
+        first = false;
+      }
+    } finally {
+      io.reader.close();
     }
-  } finally {
-    io.reader.close();
-  }
-  return written;
+    return written;
+  });
 }
 
 /**
@@ -102,16 +117,16 @@ function readableBases(remoteDir: string, earlier: ManifestSnapshot[], reach: nu
   return out;
 }
 
-/** What every update of one publish shares: one compression context (see FrameCompressor), open packs. */
+/** What every update of one publish shares: the compression workers, open packs. */
 interface UpdateIO {
   remoteDir: string;
   reader: RemoteChunkReader;
-  compressor: FrameCompressor;
+  pool: CompressPool;
   level: number;
   onProgress?: (p: UpdateProgress) => void;
 }
 
-function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: UpdateIO, target: Named, base: Named | undefined, withFrames = true): UpdateWritten {
+async function writeUpdate({ remoteDir, reader, pool, level, onProgress }: UpdateIO, target: Named, base: Named | undefined, withFrames = true): Promise<UpdateWritten> {
   const started = performance.now();
   const plan = !base ? planSolidFrames(target.snapshot) : withFrames ? planDeltaFrames(target.snapshot, base.snapshot) : [];
   const contentOf = (f: (typeof plan)[number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
@@ -125,7 +140,7 @@ function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: Updat
   let frames: FrameEntry[];
   try {
     file.write(framesHeader());
-    frames = encodeFrames(plan, {
+    frames = await encodeFrames(plan, {
       target: target.snapshot,
       base: base?.snapshot,
       readChunk: (s, i) => reader.read(s, i),
@@ -135,7 +150,8 @@ function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: Updat
         bytesDone += contentOf(plan[frameNo++]);
         onProgress?.({ phase: 'updates', from, bytesDone, bytesTotal });
       },
-      compressor,
+      compress: (content, o) => pool.compress(content, o),
+      inFlight: pool.size + 1,
     });
   } catch (e) {
     file.abort();
@@ -150,7 +166,7 @@ function writeUpdate({ remoteDir, reader, compressor, level, onProgress }: Updat
     framesFile,
     framesSize,
     // The index as a delta too: at 11 bytes a chunk it is most of a small update otherwise.
-    indexDelta: base ? compressor.compress(target.body, { level: INDEX_DELTA_LEVEL, dictionary: base.body }) : new Uint8Array(0),
+    indexDelta: base ? await pool.compress(target.body, { level: INDEX_DELTA_LEVEL, dictionary: base.body }) : new Uint8Array(0),
     indexBodySize: base ? target.body.length : 0,
     indexVersion: snapshotVersion(target.snapshot),
     frames,
@@ -171,20 +187,12 @@ export interface OfferWritten {
   waypointFrames: number;
   /** Frames copied from the previous offer's frames file instead of compressed again. */
   reused: number;
+  /** Positions back from N whose contents have direct deltas (the ladder's rungs); the others take a waypoint. */
+  rungs: number[];
   /** Frames planned but left out to keep within the budget (their clients take the stream or records). */
   dropped: number;
   ms: number;
 }
-
-/**
- * Direct frames take at most this share of the budget when not all fit; waypoints have the rest.
- * vite 8.2.4 … 8.4.0: direct deltas from every old content took 1.42x one compressed copy of N;
- * cut at the budget, clients 11 releases behind paid 5.1x their floor through the stream. With
- * 75% for direct frames, 8 behind lost its direct deltas and the waypoints of vite's 1.4 MB bundle
- * (rewritten every release) did not fit the rest: 8 and 11 behind both paid 5.2-5.6x. So direct
- * frames keep the whole budget, and waypoints take what it leaves.
- */
-const DIRECT_SHARE = 1;
 
 /** A frame compressed, before it is placed in the frames file. */
 interface Compressed {
@@ -197,80 +205,112 @@ interface Compressed {
 }
 
 /**
- * The offer to N (src/delta/offer.ts): deltas keyed by old file content from the contents of the
- * newest OFFER_REACH earlier snapshots, newest contents first, while its frames stay within
- * `budget` bytes (docs/DESIGN-REMOTE-V3.md decision 4: the offer is at most one compressed copy
- * of N, so the remote holds at most two). When direct deltas from every old content do not fit,
- * they take DIRECT_SHARE of it, newest first, and the old contents left out get waypoint frames
- * (two hops) while the rest lasts. A frame the previous offer (`previous`: the entry before N)
- * holds with the same content and dictionary is copied from its frames file, not compressed
- * again: a publish then compresses what changed. Frames are compressed into a scratch file first
- * (the cut is known only once they are), then laid out in the frames file. Undefined when there
- * is nothing to offer (no earlier snapshot, or nothing changed).
+ * The offer to N (src/delta/offer.ts, planned by src/delta/offer-plan.ts): direct deltas into N
+ * from the contents of the ladder's rungs among the newest OFFER_REACH earlier snapshots, and
+ * waypoint deltas into the rungs' versions from the snapshots between, while its frames stay
+ * within `budget` bytes (docs/DESIGN-REMOTE-V3.md decision 4: the offer is at most one
+ * compressed copy of N). Frames come planned newest origins first; one that does not fit is
+ * passed over and smaller ones after it still tried. A frame the previous offer (`previous`: the
+ * entry before N) holds with the same content and dictionary is copied from its frames file, not
+ * compressed again: a publish then compresses what changed. Frames are compressed into a scratch
+ * file first (the cut is known only once they are), then laid out in the frames file. Undefined
+ * when there is nothing to offer (no earlier snapshot, or nothing changed).
  */
 export function writeOffer(
   remoteDir: string,
   target: { name: string; snapshot: Snapshot },
   earlier: ManifestSnapshot[],
   opts: UpdatesOptions & { budget: number },
-): OfferWritten | undefined {
+): Promise<OfferWritten | undefined> {
+  return withPool(opts, (pool) => offerOn(pool, remoteDir, target, earlier, opts));
+}
+
+async function offerOn(
+  pool: CompressPool,
+  remoteDir: string,
+  target: { name: string; snapshot: Snapshot },
+  earlier: ManifestSnapshot[],
+  opts: UpdatesOptions & { budget: number },
+): Promise<OfferWritten | undefined> {
   const started = performance.now();
   const bases = opts.updatesFrom > 0 ? readableBases(remoteDir, earlier, OFFER_REACH) : [];
   if (!bases.length) return undefined;
   const nameOf = new Map(bases.map((b) => [b.snapshot, b.name]));
-  const direct = planOffer(target.snapshot, bases.map((b) => b.snapshot));
-  if (!direct.length) return undefined;
   const reader = new RemoteChunkReader(remoteDir);
-  const compressor = new FrameCompressor();
-  const newest = earlier[earlier.length - 1];
-  const reuse = previousFrames(remoteDir, newest, bases[0]?.name === newest?.name ? bases[0].snapshot : undefined, opts.level);
   const readers = new Map<Snapshot, ReadFileRange>();
   const rangeOf = (s: Snapshot): ReadFileRange => {
     let r = readers.get(s);
     if (!r) readers.set(s, (r = fileRangeFromChunks(s, (i) => reader.read(s, i))));
     return r;
   };
+  const earlierSnaps = bases.map((b) => b.snapshot);
+  let rungs: number[];
+  let plan: PlannedOfferFrame[];
+  try {
+    rungs = chooseRungs(await measuredChange(target.snapshot, earlierSnaps, rangeOf, pool));
+    plan = planOffer(target.snapshot, earlierSnaps, rungs);
+  } catch (e) {
+    reader.close();
+    throw e;
+  }
+  if (!plan.length) {
+    reader.close();
+    return undefined;
+  }
+  const newest = earlier[earlier.length - 1];
+  const reuse = previousFrames(remoteDir, newest, bases[0]?.name === newest?.name ? bases[0].snapshot : undefined, new Map(bases.map((b) => [b.name, b.snapshot])), opts.level);
   const framesDir = join(remoteDir, 'frames');
   mkdirSync(framesDir, { recursive: true });
   const scratchPath = join(framesDir, `.tmp-scratch-${process.pid}.frames`);
   const scratch = openSync(scratchPath, 'w+');
   let scratchSize = 0;
   const contentOf = (f: PlannedOfferFrame) => f.yields.reduce((n, i) => n + (f.waypoint ?? target.snapshot).chunks.rawLength[i], 0);
-  const bytesTotal = direct.reduce((n, f) => n + contentOf(f), 0);
+  const bytesTotal = plan.reduce((n, f) => n + contentOf(f), 0);
   let bytesDone = 0;
   /**
-   * Compresses planned frames in order while their total stays within `limit`; returns those that
-   * fit. `skip`: a frame past the limit is passed over and smaller ones after it still tried
-   * (waypoints); else it ends the list (direct frames: what is left out comes last in priority).
+   * Every planned frame compressed (copied when the previous offer has it) on the pool, a few
+   * at a time, and laid in the scratch file in plan order.
    */
-  const compressWithin = (plan: PlannedOfferFrame[], limit: number, skip = false): Compressed[] => {
+  const compressAll = async (): Promise<Compressed[]> => {
     const out: Compressed[] = [];
-    let total = 0;
-    for (const f of plan) {
-      const from = f.waypoint ?? target.snapshot;
-      const content = Buffer.concat(f.yields.map((i) => reader.read(from, i)));
-      let ranges = f.bases.map(({ sha256, size, start, length }) => ({ sha256, size, start, length }));
-      let dictionary: Uint8Array | undefined;
-      if (f.bases.length) {
-        const parts = f.bases.map((b) => rangeOf(b.snapshot)(b.snapshot.files[b.file], b.start, b.length));
-        ({ dictionary, bases: ranges } = withoutDictMagic(parts.length === 1 ? parts[0] : Buffer.concat(parts), ranges));
-      }
-      const key = frameKey(opts.level, f.yields.map((i) => from.chunks.id(i)), ranges);
-      const old = reuse.read(key);
-      const frame = old ?? compressor.compress(content, { level: opts.level, dictionary });
-      if (total + frame.length > limit) {
-        if (skip) continue;
-        break;
-      }
-      total += frame.length;
+    const pending: { planned: PlannedOfferFrame; ranges: Compressed['ranges']; frame: Promise<Uint8Array>; reused: boolean; content: number }[] = [];
+    const settle = async () => {
+      const p = pending.shift()!;
+      const frame = await p.frame;
       let done = 0;
       while (done < frame.length) done += writeSync(scratch, frame, done, frame.length - done, scratchSize + done);
-      out.push({ planned: f, ranges, at: scratchSize, length: frame.length, reused: old !== undefined });
+      out.push({ planned: p.planned, ranges: p.ranges, at: scratchSize, length: frame.length, reused: p.reused });
       scratchSize += frame.length;
-      bytesDone += content.length;
+      bytesDone += p.content;
       opts.onProgress?.({ phase: 'updates', from: 'offer', bytesDone, bytesTotal });
+    };
+    try {
+      for (const f of plan) {
+        const from = f.waypoint ?? target.snapshot;
+        const content = Buffer.concat(f.yields.map((i) => reader.read(from, i)));
+        let ranges = f.bases.map(({ sha256, size, start, length }) => ({ sha256, size, start, length }));
+        let dictionary: Uint8Array | undefined;
+        if (f.bases.length) {
+          const parts = f.bases.map((b) => rangeOf(b.snapshot)(b.snapshot.files[b.file], b.start, b.length));
+          ({ dictionary, bases: ranges } = withoutDictMagic(parts.length === 1 ? parts[0] : Buffer.concat(parts), ranges));
+        }
+        const old = reuse.read(frameKey(opts.level, f.yields.map((i) => from.chunks.id(i)), ranges));
+        const frame = old ? Promise.resolve(old) : pool.compress(content, { level: opts.level, dictionary });
+        // Not awaited yet: a rejection is taken when its turn to be laid out comes.
+        frame.catch(() => undefined);
+        pending.push({ planned: f, ranges, frame, reused: old !== undefined, content: content.length });
+        if (pending.length > pool.size) await settle();
+      }
+      while (pending.length) await settle();
+    } finally {
+      pending.length = 0;
     }
     return out;
+  };
+  /** In plan order, those whose total stays within `limit`; one that does not fit is passed over and smaller ones after it still tried. */
+  const within = (all: Compressed[], limit: number): Compressed[] => {
+    let total = 0;
+    return all.filter((c) => total + c.length <= limit && (total += c.length) >= 0);
   };
   const file = new ContentNamedFile(framesDir, 'frames');
   const contents: BaseContent[] = [];
@@ -279,16 +319,7 @@ export function writeOffer(
   const frames: OfferFrame[] = [];
   let kept: Compressed[];
   try {
-    kept = compressWithin(direct, opts.budget);
-    if (kept.length < direct.length) {
-      // Not every old content fits a direct delta: the newest take DIRECT_SHARE, waypoints the rest.
-      let total = 0;
-      kept = kept.filter((c) => total + c.length <= DIRECT_SHARE * opts.budget && (total += c.length) > 0);
-      const keptUnits = kept.flatMap((c) => c.planned.units);
-      const keptSet = new Set(kept.map((c) => c.planned));
-      const dropped = direct.filter((f) => !keptSet.has(f)).flatMap((f) => f.units);
-      kept.push(...compressWithin(planWaypoints(keptUnits, dropped), opts.budget - total, true));
-    }
+    kept = within(await compressAll(), opts.budget);
     file.write(framesHeader());
     for (const c of kept) {
       const bytes = Buffer.allocUnsafe(c.length);
@@ -337,9 +368,52 @@ export function writeOffer(
     contents: contents.length,
     waypointFrames,
     reused: kept.filter((c) => c.reused).length,
-    dropped: direct.length - (frames.length - waypointFrames),
+    rungs,
+    dropped: plan.length - frames.length,
     ms: performance.now() - started,
   };
+}
+
+/**
+ * zstd level the ladder's change matrix is measured at: its pairs are every two versions of each
+ * changed file (136 for vite's bundle over 16 releases), so level 19 would cost more than the
+ * offer. Level 6 is the fastest that finds a large dictionary's matches: two vite bundles (1.4 MB)
+ * one release apart took 1,074 B at level 6 in 78 ms (level 19: 702 B in 3.1 s), and 99,833 B at
+ * level 3, 416,026 B at level 1 (their match finders miss most of a dictionary that size).
+ */
+const MEASURE_LEVEL = 6;
+
+/**
+ * src/delta/offer-plan.ts changeMatrix over [N, ...earlier], each pair of versions compressed at
+ * MEASURE_LEVEL on the pool. changeMatrix asks for its pairs in a fixed order: a first pass
+ * lists them, they are compressed a few at a time, and a second pass reads the sizes back in
+ * that order.
+ */
+async function measuredChange(target: Snapshot, earlier: Snapshot[], rangeOf: (s: Snapshot) => ReadFileRange, pool: CompressPool): Promise<number[][]> {
+  const files = fileVersions(target, earlier);
+  const n = earlier.length + 1;
+  const pairs: { from?: Version; to: Version }[] = [];
+  changeMatrix(files, n, (_, from, to) => pairs.push({ from, to }) && 0);
+  const read = (v: Version) => {
+    const f = v.snapshot.files[v.file];
+    return rangeOf(v.snapshot)(f, 0, f.size);
+  };
+  const sizes: number[] = new Array(pairs.length);
+  let next = 0;
+  const lane = async () => {
+    for (let k = next++; k < pairs.length; k = next++) {
+      const content = read(pairs[k].to);
+      let dictionary = pairs[k].from ? read(pairs[k].from!) : undefined;
+      // Within the window a reader accepts: the old version's end, nearest what follows it.
+      const room = 2 ** MAX_WINDOW_LOG - content.length;
+      if (dictionary && dictionary.length > room) dictionary = room > 0 ? dictionary.subarray(dictionary.length - room) : undefined;
+      if (dictionary) dictionary = withoutDictMagic(dictionary, [{ start: 0, length: dictionary.length }]).dictionary;
+      sizes[k] = (await pool.compress(content, { level: MEASURE_LEVEL, dictionary })).length;
+    }
+  };
+  await Promise.all(Array.from({ length: pool.size + 1 }, lane));
+  let k = 0;
+  return changeMatrix(files, n, () => sizes[k++]);
 }
 
 /** What makes two frames the same bytes: the zstd level, the chunks of their content, their dictionary. */
@@ -358,15 +432,17 @@ function frameKey(level: number, ids: bigint[], bases: { sha256: string; start: 
  * The frames of the previous snapshot's offer by frameKey, read from its frames file on demand.
  * Nothing when it has none, or its head or snapshot cannot be read (then every frame is compressed).
  */
-function previousFrames(remoteDir: string, entry: ManifestSnapshot | undefined, snapshot: Snapshot | undefined, level: number) {
+function previousFrames(remoteDir: string, entry: ManifestSnapshot | undefined, snapshot: Snapshot | undefined, byName: Map<string, Snapshot>, level: number) {
   const at = new Map<string, { offset: number; length: number }>();
   let fd: number | undefined;
   try {
     if (entry?.offer && snapshot) {
       const head = decodeOfferHead(readFileSync(join(remoteDir, 'updates', `${entry.offer.name}.upd`)));
-      // Waypoint frames index other snapshots' chunks: compressed again (they are few).
-      for (const f of head.frames.filter((x) => x.target === 0)) {
-        const ids = f.yields.map((i) => snapshot.chunks.id(i));
+      for (const f of head.frames) {
+        // A waypoint frame yields chunks of its waypoint: reused while that snapshot is still read.
+        const from = f.target === 0 ? snapshot : byName.get(head.waypoints[f.target - 1]);
+        if (!from || f.yields.some((i) => i >= from.chunks.length)) continue;
+        const ids = f.yields.map((i) => from.chunks.id(i));
         const ranges = f.bases.map((r) => ({ sha256: head.contents[r.content].sha256, start: r.start, length: r.length }));
         at.set(frameKey(level, ids, ranges), f);
       }

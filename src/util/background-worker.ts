@@ -25,6 +25,12 @@ export class BackgroundWorker<In, Out> {
     this.worker.postMessage(m, transfer);
   }
 
+  /** Stops the thread (its exit then counts as the failure of anything still under way). */
+  terminate(): Promise<number> {
+    this.broken ??= new Error('the thread was stopped');
+    return this.worker.terminate();
+  }
+
   /** Whether work is under way: only then does the worker keep the process alive. */
   busy(yes: boolean): void {
     if (yes) this.worker.ref();
