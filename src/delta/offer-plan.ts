@@ -231,6 +231,13 @@ export function planOffer(target: Snapshot, earlier: Snapshot[], rungs?: number[
       // Held by the rung already: the rung's direct delta serves it.
       if (Buffer.compare(Y.sha256, G.sha256) === 0) return;
       add(`${fi}:${hex(G.sha256)}>${w}`, () => ({ file: yi!, base: { snapshot: s, file: gi! }, origins: [], waypoint: { position: w, file: yi! } }), k);
+      // After its hop this client holds the rung's version: it is an origin of the rung's direct
+      // unit too, so that unit is pooled only with units this client can also decode. Pooled by
+      // the rung alone, vite 8.3.7's index.d.ts and module-runner.js shared a frame with its
+      // lib.js, which a client from 8.3.5 never reaches: those two files came as 63 kB of records
+      // (bench/stale, 4 behind: 168.6 kB against a 67.5 kB floor).
+      const rungDirect = `${fi}:${hex(Y.sha256)}`;
+      if (units.has(rungDirect)) add(rungDirect, () => units.get(rungDirect)!, k);
     });
   }
   for (const u of units.values()) u.origins.sort((a, b) => a - b);
