@@ -236,8 +236,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[], rungs?: number[
       // the rung alone, vite 8.3.7's index.d.ts and module-runner.js shared a frame with its
       // lib.js, which a client from 8.3.5 never reaches: those two files came as 63 kB of records
       // (bench/stale, 4 behind: 168.6 kB against a 67.5 kB floor).
-      const rungDirect = `${fi}:${hex(Y.sha256)}`;
-      if (units.has(rungDirect)) add(rungDirect, () => units.get(rungDirect)!, k);
+      units.get(`${fi}:${hex(Y.sha256)}`)?.origins.push(k);
     });
   }
   for (const u of units.values()) u.origins.sort((a, b) => a - b);
