@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../snapshot/manifest.js';
 import { encodeSnapshotBody, Snapshot, snapshotBody, snapshotFileOfCompressedBody, snapshotVersion } from '../snapshot/snapshot.js';
@@ -54,11 +54,16 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Roo
   let newBytes = 0;
   const refs: ShardRef[] = parts.map((p) => {
     const body = encodeSnapshotBody(p.snapshot);
-    const file = snapshotFileOfCompressedBody(body, snapshotVersion(p.snapshot));
     const name = sha256Hex(body);
     const path = join(remoteDir, shardPath(name));
-    if (!existsSync(path)) {
+    // A shard is named by its body, so one already there is this one: not compressed again
+    // (brotli is most of a shard's cost, and most shards of a small change are unchanged).
+    let size: number;
+    if (existsSync(path)) size = statSync(path).size;
+    else {
+      const file = snapshotFileOfCompressedBody(body, snapshotVersion(p.snapshot));
       writeFileAtomic(path, file);
+      size = file.length;
       newShards++;
       newBytes += file.length;
     }
@@ -66,7 +71,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Roo
     const deltas: ShardDelta[] = [];
     if (old && old.name !== name) {
       const delta = shardDelta(remoteDir, old, body, opts.level ?? 19);
-      if (delta && delta.length < file.length) {
+      if (delta && delta.length < size) {
         const deltaName = sha256Hex(delta);
         const dpath = join(remoteDir, shardDeltaPath(deltaName));
         if (!existsSync(dpath)) writeFileAtomic(dpath, delta);
@@ -74,7 +79,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Roo
       }
     }
     return {
-      source: p.source, key: p.key, name, size: file.length, version: snapshotVersion(p.snapshot), bodyLength: body.length,
+      source: p.source, key: p.key, name, size, version: snapshotVersion(p.snapshot), bodyLength: body.length,
       files: p.snapshot.files.length,
       bytes: p.snapshot.files.reduce((n, f) => n + (f.rebuiltSize ?? f.size), 0),
       chunks: p.snapshot.chunks.length, deps: [], deltas,
