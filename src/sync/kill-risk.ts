@@ -1,6 +1,6 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OUTSTANDING_CAP, OUTSTANDING_CLEAN } from '../remote/http.js';
+import { OUTSTANDING_CAP, OUTSTANDING_CLEAN } from '../remote/outstanding.js';
 import type { WorkDir } from '../workdir/workdir.js';
 
 /**
