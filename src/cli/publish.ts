@@ -110,7 +110,8 @@ export const publishCommand = {
     }
     out.result(
       `published snapshot ${r.snapshot.slice(0, 12)} (serial ${r.serial}): ${r.files} files, ${formatSize(r.bytes)}; ` +
-        `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written`,
+        `${r.newChunks} new of ${r.chunks} chunks, ${formatSize(r.newStoredBytes)} written` +
+        (r.unchanged ? `; ${r.unchanged} files unchanged since the last publish, not read` : ''),
     );
     if (r.rebuilt.files || r.rebuilt.kept) {
       const { files, deflated, reproduced, opaque, kept } = r.rebuilt;

@@ -25,6 +25,7 @@ import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer
 import { CompressPool } from '../delta/compress-pool.js';
 import { pruneUpdates, retainedEntries } from './prune.js';
 import { readPreviousRoot, writeShards } from './shards.js';
+import { CacheEntry, CachedForm, FileStat, PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -97,6 +98,8 @@ export interface PublishResult {
   chunks: number;
   newChunks: number;
   newStoredBytes: number;
+  /** Source files taken from the previous snapshot unread, their stat unchanged (src/publish/publisher-cache.ts). */
+  unchanged: number;
   /** Entries left out of the sources, with the reason. */
   skipped: string[];
   /**
@@ -228,6 +231,8 @@ type RemoteState = ReturnType<typeof readRemoteState> & { lock: Release };
 
 async function publishStaged(opts: PublishOptions, previous: RemoteState, staged: StagedSources, updateOpts: UpdatesOptions): Promise<PublishResult> {
   const { remoteDir } = opts;
+  // Before the walk: a file changed after this may keep its stat and must not be trusted next time.
+  const walkedMs = Date.now();
   const names = new Set<string>();
   for (const s of opts.sources) {
     if (names.has(s.name)) throw new PaqueteError('USAGE', `two sources are named "${s.name}"`, 'give one a name with NAME=PATH');
@@ -262,6 +267,11 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   };
 
   const fileChunks = new Map<string, PublishedFile>();
+  // Files unchanged since the previous snapshot are taken from it, not read (src/publish/publisher-cache.ts).
+  const cache = PublisherCache.read(remoteDir, previous.snapshot && latestSnapshot(previous.manifest!)?.name);
+  const prevFiles = cache && new Map(previous.snapshot!.files.map((f) => [f.path, f]));
+  const nextCache = new Map<string, CacheEntry[]>();
+  let unchanged = 0;
   const rebuilt: RebuiltReport = { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 };
   // Rebuild streams' contents are written here while they are chunked (src/sources/cutting.ts).
   const formsDir = join(remoteDir, `.tmp-forms-${randomBytes(6).toString('hex')}`);
@@ -278,12 +288,31 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   report();
   try {
     for (const { spec, files } of listings) {
+      const walked: CacheEntry[] = [];
+      nextCache.set(cacheKey(spec), walked);
       for (const f of files) {
         const path = `${spec.name}/${f.rel}`;
+        const fixed = staged.fixedChunkSize(path);
+        // Generated files (metadata sidecars, git bundles staged afresh) have no stat worth keeping.
+        const stat = f.data || fixed ? undefined : f;
+        const same = stat && cache?.unchanged(cacheKey(spec), f.rel, stat);
+        const before = same && prevFiles?.get(path);
+        if (same && before && placedSize(before) === f.size) {
+          // Unchanged since the previous snapshot (stat as rsync compares it): its hash and chunks as they were.
+          fileChunks.set(path, { ...carried(previous.snapshot!, before), mode: f.mode });
+          if (same.form === 'kept') countForm(rebuilt, undefined);
+          else if (same.form) countForm(rebuilt, same.form);
+          walked.push({ ...statOf(stat), rel: f.rel, form: same.form });
+          unchanged++;
+          bytesDone += f.size;
+          opts.onFile?.(path, f.size);
+          filesDone++;
+          if (bytesDone - reported >= PROGRESS_STEP) report();
+          continue;
+        }
         const sha = createHash('sha256');
         const ids: bigint[] = [];
         let size = 0;
-        const fixed = staged.fixedChunkSize(path);
         // Wheels and sdists go as their contents plus a recipe, other wheels are cut at zip member
         // boundaries (src/sources/cutting.ts): deltas and streams then see unchanged members.
         let form: StoredForm | undefined;
@@ -313,6 +342,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
           newStoredBytes += record.length;
         });
         const stream = form as StoredForm | undefined;
+        if (stat) walked.push({ ...statOf(stat), rel: f.rel, form: rebuildContainer(f.rel) === undefined ? undefined : stream ? formCounts(stream) : 'kept' });
         if (stream) fileChunks.set(path, { mode: f.mode, size, sha256: stream.sha256, ids, rebuiltSize: stream.placedSize });
         else fileChunks.set(path, { mode: f.mode, size, sha256: sha.digest(), ids });
         opts.onFile?.(path, stream ? stream.placedSize : size);
@@ -333,6 +363,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     for (const src of prev.sources) {
       if (names.has(src.name)) continue;
       sources.push(src);
+      const kept = cache?.entries(cacheKey(src));
+      if (kept) nextCache.set(cacheKey(src), kept);
       for (const f of prev.files) {
         if (f.path.startsWith(src.name + '/')) {
           fileChunks.set(f.path, carried(prev, f));
@@ -395,6 +427,11 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     },
   ]);
   commitManifest(remoteDir, previous, encodeManifest(body, opts.secret));
+  try {
+    writePublisherCache(remoteDir, { snapshot: snapName, walkedMs, sources: nextCache });
+  } catch {
+    // The snapshot is published; without a cache the next publish reads every file again.
+  }
   const pruned = pruneUpdates(remoteDir, body, { afterMs: opts.pruneAfterMs, now: opts.now });
   return {
     snapshot: snapName,
@@ -405,6 +442,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     chunks: snapshot.chunks.length,
     newChunks: fresh.size,
     newStoredBytes,
+    unchanged,
     skipped: listings.flatMap((l) => l.skipped.map((s) => `${l.spec.name}/${s}`)),
     nameWarnings,
     followed: listings.flatMap((l) => l.followed.map((s) => `${l.spec.name}/${s}`)),
@@ -431,8 +469,15 @@ function carried(prev: Snapshot, f: FileEntry): PublishedFile {
   return { mode: f.mode, size: f.size, sha256: f.sha256, ids, ...(f.rebuiltSize !== undefined ? { rebuiltSize: f.rebuiltSize } : {}) };
 }
 
+/** The publisher cache's section of a source (a source renamed or of another kind starts afresh). */
+const cacheKey = (s: { kind: string; name: string }): string => `${s.kind}:${s.name}`;
+
+const statOf = (f: FileStat): FileStat => ({ size: f.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, ino: f.ino, dev: f.dev });
+
+const formCounts = (form: StoredForm): CachedForm => ({ deflated: form.deflated, reproduced: form.reproduced, opaque: form.opaque });
+
 /** Adds a zip or gzip file to the report: cut as a rebuild stream, or left as it is. */
-function countForm(report: RebuiltReport, form: StoredForm | undefined): void {
+function countForm(report: RebuiltReport, form: Exclude<CachedForm, 'kept'>): void {
   if (!form) {
     report.kept++;
     return;
@@ -474,7 +519,7 @@ function resign(opts: PublishOptions, previous: RemoteState): PublishResult {
   const latest = latestSnapshot(body);
   return {
     snapshot: latest?.name ?? '', serial: body.serial, expires: body.expires!, files: latest?.files ?? 0, bytes: latest?.bytes ?? 0,
-    chunks: 0, newChunks: 0, newStoredBytes: 0, skipped: [], followed: [], nameWarnings: [], updates: [], pruned: 0, updatesMs: 0,
+    chunks: 0, newChunks: 0, newStoredBytes: 0, unchanged: 0, skipped: [], followed: [], nameWarnings: [], updates: [], pruned: 0, updatesMs: 0,
     rebuilt: { files: 0, deflated: 0, reproduced: 0, opaque: 0, kept: 0 },
   };
 }
@@ -534,7 +579,7 @@ function readRemoteState(remoteDir: string, key: PublicKey, rotateFrom?: PublicK
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
       // A first publish killed while writing the manifest leaves writeFileAtomic's `manifest.json.tmp-…`.
-      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`) && !n.startsWith(PUBLISH_LOCK));
+      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`) && !n.startsWith(PUBLISH_LOCK) && n !== PUBLISHER_CACHE_DIR);
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }

@@ -75,17 +75,19 @@ export function encodeSnapshot(s: Snapshot): Uint8Array {
   return snapshotFileOfCompressedBody(encodeSnapshotBody(s), snapshotVersion(s));
 }
 
-/** Index bodies up to this size are compressed at brotli quality 11, larger ones at 9. */
+/** Index bodies up to this size are compressed at brotli quality 11, larger ones at 6. */
 export const INDEX_Q11_LIMIT = 256 << 10;
 
 /**
- * The brotli quality of an index body. Quality 11 runs at ~0.65 MB/s here and a publish
- * compresses the index twice (the .snap and its shards) every time, whatever changed: at 10k
- * files (a 708 kB body) that was 4.8 of a 1% publish's 11.8 s. Quality 9 was 4-10x faster for
- * 1.8-2.9% more bytes (that body: 436.2 vs 424.0 kB); below 256 kB quality 11 costs under half a
- * second and keeps its 3% (caniuse-lite's 841-file index: 48.3 vs 49.9 kB).
+ * The brotli quality of an index body. A publish compresses the whole index twice (the .snap
+ * and its shards) whatever changed, and quality 11 runs at ~0.65 MB/s: at 10k files (a 708 kB
+ * body) that was 4.8 of a 1% publish's 11.8 s. An index body is mostly ids and hashes, which no
+ * quality squeezes: at 100k files (7.18 MB) quality 9 made 4.287 MB in 5.7 s of CPU, 7 4.292 MB
+ * in 3.6 s, 6 4.326 MB in 2.0 s, 5 4.359 MB in 1.2 s, 4 4.629 MB; at 10k, 11 made 424.0 kB, 9
+ * 436.2, 6 437.5 in a tenth of 9's time. Below 256 kB quality 11 costs under half a second and
+ * keeps its 3% (caniuse-lite's 841-file index: 48.3 vs 49.9 kB at 9).
  */
-export const indexQuality = (bodyLength: number): number => (bodyLength <= INDEX_Q11_LIMIT ? 11 : 9);
+export const indexQuality = (bodyLength: number): number => (bodyLength <= INDEX_Q11_LIMIT ? 11 : 6);
 
 /** The index file of an encoded body (brotli), as the publisher writes it. */
 export function snapshotFileOfCompressedBody(body: Uint8Array, version: number): Uint8Array {

@@ -8,6 +8,11 @@ export interface TreeFile {
   abs: string;
   mode: number;
   size: number;
+  /** What the publisher cache compares (src/publish/publisher-cache.ts): a file whose stat is unchanged is not read again. */
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
 }
 
 export interface TreeListing {
@@ -48,7 +53,11 @@ export function listTree(root: string): TreeListing {
   const dirKey = (s: Stats): string => `${s.dev}:${s.ino}`;
   const walk = (dir: string, prefix: string, self: Stats) => {
     walking.add(dirKey(self));
-    const names = readdirSync(dir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    // Each name's bytes once: a comparator making two Buffers per comparison took most of the walk.
+    const names = readdirSync(dir)
+      .map((name) => ({ name, key: Buffer.from(name) }))
+      .sort((a, b) => Buffer.compare(a.key, b.key))
+      .map((e) => e.name);
     for (const name of names) {
       if (prefix === '' && name === '.paquete') continue;
       const abs = join(dir, name);
@@ -68,7 +77,7 @@ export function listTree(root: string): TreeListing {
         if (s.isFile() || s.isDirectory()) followed.push(`${rel} -> ${linkTarget(root, abs)}`);
       }
       if (s.isDirectory()) walk(abs, rel + '/', s);
-      else if (s.isFile()) files.push({ rel, abs, mode: s.mode & 0o777, size: s.size });
+      else if (s.isFile()) files.push({ rel, abs, mode: s.mode & 0o777, size: s.size, mtimeMs: s.mtimeMs, ctimeMs: s.ctimeMs, ino: s.ino, dev: s.dev });
       else skipped.push(`${rel} (not a regular file)`);
     }
     walking.delete(dirKey(self));

@@ -39,6 +39,14 @@ export class ByteWriter {
     return this;
   }
 
+  /** An IEEE 754 double, little-endian (file times as `fs.Stats` gives them, in ms). */
+  f64(v: number): this {
+    this.reserve(8);
+    this.view.setFloat64(this.length, v, true);
+    this.length += 8;
+    return this;
+  }
+
   /** A big-endian 32-bit value (half of a chunk id, as ids are written). */
   u32be(v: number): this {
     this.reserve(4);
@@ -115,6 +123,13 @@ export class ByteReader {
     this.need(4);
     const v = this.view.getUint32(this.pos, true);
     this.pos += 4;
+    return v;
+  }
+
+  f64(): number {
+    this.need(8);
+    const v = this.view.getFloat64(this.pos, true);
+    this.pos += 8;
     return v;
   }
 
