@@ -4,13 +4,15 @@
  * (/usr/bin/time: wall seconds, user + system CPU seconds, peak RSS), so start-up is counted as a
  * user pays it.
  *
- *   node dist/bench/scale.js [--files 10000,100000] [--level 9] [--json FILE]
+ *   node dist/bench/scale.js [--files 10000,100000] [--level 9] [--publish-only] [--json FILE]
  *
  * Trees are generated (deterministic text files of 200 B to 8 KB, 100 per folder, ~2 KB on
  * average) into bench/.cache/scale/, never committed. The remote is a local directory, so the
  * rows measure CPU, memory and disk work, not the link (bench/wire measures bytes). `--level`
  * sets the publisher's zstd level (default 9 here: level 19 spends minutes on the newcomers'
- * stream of a 200 MB tree, which is not what this table is about).
+ * stream of a 200 MB tree, which is not what this table is about). `--publish-only` runs the
+ * publisher's rows alone (first publish, 1% changed, and their ratio: issue 15 item 5 bounds it at
+ * a quarter), so 300k files fit in a few minutes.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,6 +27,7 @@ const flag = (name: string, dflt: string) => {
 const SIZES = flag('files', '10000,100000').split(',').map(Number);
 const LEVEL = flag('level', '9');
 const JSON_OUT = args.includes('--json') ? flag('json', '') : '';
+const PUBLISH_ONLY = args.includes('--publish-only');
 const BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'bin', 'paquete.js');
 
 interface Row {
@@ -91,7 +94,14 @@ for (const n of SIZES) {
   execFileSync('cp', ['-a', src0, path.join(work, 'src')]);
   const pq = (step: string, ...argv: string[]) => timed(n, step, process.execPath, [BIN, ...argv], work);
   execFileSync(process.execPath, [BIN, 'keygen', '--out', 'k'], { cwd: work, stdio: 'ignore' });
-  pq('publish (first)', 'publish', 't=src', '--to', 'remote', '--key', 'k', '--level', LEVEL);
+  const first = pq('publish (first)', 'publish', 't=src', '--to', 'remote', '--key', 'k', '--level', LEVEL);
+  if (PUBLISH_ONLY) {
+    touchOnePercent(path.join(work, 'src'), n);
+    const update = pq('publish (1% changed)', 'publish', 't=src', '--to', 'remote', '--key', 'k', '--level', LEVEL);
+    rows.push({ files: n, step: 'publish 1% / first (CPU; bound 0.25)', wall: 0, cpu: update.cpu / first.cpu, rssMb: 0, ok: true });
+    fs.rmSync(work, { recursive: true, force: true });
+    continue;
+  }
   pq('init', 'init', 'remote', 'mirror', '--trust', 'k.pub');
   pq('sync (first)', 'sync', '-C', 'mirror', '-q');
   pq('sync (nothing new)', 'sync', '-C', 'mirror', '-q');
@@ -119,6 +129,7 @@ for (const step of steps) {
   const cells = SIZES.map((n) => {
     const r = rows.find((x) => x.files === n && x.step === step);
     if (!r) return '';
+    if (r.step.includes(' / first')) return r.cpu.toFixed(2);
     return r.ok ? `${r.wall.toFixed(2)} / ${r.cpu.toFixed(2)} / ${r.rssMb.toFixed(0)}` : `n/a (${r.note})`;
   });
   console.log(`| ${step} | ${cells.join(' | ')} |`);
