@@ -10,7 +10,12 @@
  *   held      decode, then plan a client that holds a tenth of the chunks (the held set is the
  *             store's answer to "which of these ids do you hold")
  *
- *   node dist/bench/index-scale.js [--files 1000000] [--chunks 10000000] [--compare OTHER_DIST]
+ *   cli       `paquete sync --dry-run --budget 300MB` end to end, through nginx, against a remote
+ *             whose signed manifest names this index (a tiny real publish, its snapshot swapped
+ *             for the generated index: pack files are never read by a dry run). Run twice: the
+ *             first fetches the index (220 MB on loopback), the second finds it in .paquete.
+ *
+ *   node dist/bench/index-scale.js [--files 1000000] [--chunks 10000000] [--compare OTHER_DIST] [--cli]
  *
  * `--compare DIR` runs the same steps with another build's dist/ (a checkout of main before a
  * change, built) and prints both, so before/after come from one run on one machine.
@@ -21,8 +26,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CACHE_DIR } from './corpus.js';
 import { ByteWriter } from '../src/util/bytes.js';
-import { decodeSnapshot, snapshotFileOfBody, SNAPSHOT_VERSION } from '../src/snapshot/snapshot.js';
+import { decodeSnapshot, fileTableOf, snapshotFileOfBody, SNAPSHOT_VERSION } from '../src/snapshot/snapshot.js';
 import { planSession } from '../src/sync/planner.js';
+import { decodeManifest, encodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
+import { parseSecretKey } from '../src/snapshot/keys.js';
+import { startNginx } from '../test/helpers/nginx.js';
 
 const args = process.argv.slice(2);
 const flag = (name: string, dflt: string) => {
@@ -110,7 +118,7 @@ function generate(files: number, chunks: number, out: string): void {
 function runStep(step: string, file: string): void {
   const snapshot = decodeSnapshot(fs.readFileSync(file));
   if (step === 'decode') {
-    console.log(JSON.stringify({ files: snapshot.files.length, chunks: snapshot.chunks.length }));
+    console.log(JSON.stringify({ files: fileTableOf(snapshot).length, chunks: snapshot.chunks.length }));
     return;
   }
   const present = new Set<bigint>();
@@ -142,7 +150,70 @@ function timed(build: string, script: string, step: string, file: string): Row {
   return row;
 }
 
-function main(): void {
+const CLI = path.join(path.dirname(SELF), '..', 'src', 'cli', 'main.js');
+
+/**
+ * A remote whose latest snapshot is the generated index: a real publish of a one-file tree
+ * (keys, manifest), then a manifest signed with the same key naming the index instead.
+ */
+function remoteOf(index: string, dir: string): string {
+  const remote = path.join(dir, 'remote');
+  if (fs.existsSync(path.join(dir, 'ready'))) return remote;
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.join(dir, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'src', 'a.txt'), 'a\n');
+  const run = (...a: string[]) => {
+    const r = spawnSync(process.execPath, [CLI, ...a], { cwd: dir, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`paquete ${a.join(' ')}: ${r.stderr}`);
+  };
+  run('keygen', '--out', 'k', '-q');
+  run('publish', 'tree:src=src', '--to', 'remote', '--key', 'k', '-q');
+  const bytes = fs.readFileSync(index);
+  const name = sha256Hex(bytes);
+  fs.linkSync(index, path.join(remote, 'snapshots', `${name}.snap`));
+  const m = decodeManifest(fs.readFileSync(path.join(remote, 'manifest.json')), 'm').body;
+  const snapshot = decodeSnapshot(bytes);
+  const entry = {
+    name,
+    size: bytes.length,
+    created: new Date().toISOString(),
+    files: fileTableOf(snapshot).length,
+    bytes: fileTableOf(snapshot).size.reduce((a, b) => a + b, 0),
+    sources: snapshot.sources,
+  };
+  const { key } = parseSecretKey(fs.readFileSync(path.join(dir, 'k'), 'utf8'), 'k');
+  fs.writeFileSync(path.join(remote, 'manifest.json'), encodeManifest({ ...m, serial: m.serial + 1, snapshots: [...m.snapshots, entry] }, key));
+  fs.writeFileSync(path.join(dir, 'ready'), '');
+  return remote;
+}
+
+/** `paquete sync --dry-run` end to end under GNU time, twice (index fetched, then cached). */
+async function cliRows(index: string): Promise<Row[]> {
+  const dir = path.join(CACHE_DIR, 'index-scale', `cli-${FILES}-${CHUNKS}`);
+  const remote = remoteOf(index, dir);
+  const ng = await startNginx(remote);
+  const rows: Row[] = [];
+  try {
+    const work = path.join(dir, 'work');
+    fs.rmSync(work, { recursive: true, force: true });
+    const init = spawnSync(process.execPath, [CLI, 'init', ng.url, work, '--trust', path.join(dir, 'k.pub'), '-q'], { encoding: 'utf8' });
+    if (init.status !== 0) throw new Error(`init: ${init.stderr}`);
+    for (const step of ['cli (index fetched)', 'cli (index cached)']) {
+      const tfile = path.join(CACHE_DIR, 'index-scale', 'time.out');
+      const r = spawnSync('/usr/bin/time', ['-o', tfile, '-f', '%U %S %M', process.execPath, CLI, 'sync', '-C', work, '--dry-run', '--budget', '300MB'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      const [u, s, m] = fs.readFileSync(tfile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+      const out = r.status === 0 ? r.stdout.trim().split('\n').slice(-2).join(' ') : `FAILED: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
+      const row = { build: 'this', step, cpu: u + s, rssMb: m / 1024, out };
+      console.error(`  this     ${step} ${row.cpu.toFixed(2)} s CPU, ${row.rssMb.toFixed(0)} MB  ${out}`);
+      rows.push(row);
+    }
+  } finally {
+    await ng.stop();
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
   if (STEP) return runStep(STEP, flag('index', ''));
   const file = path.join(CACHE_DIR, 'index-scale', `index-${FILES}-${CHUNKS}.snap`);
   if (!fs.existsSync(file)) {
@@ -153,11 +224,12 @@ function main(): void {
   const builds: [string, string][] = [['this', SELF]];
   if (COMPARE) builds.unshift(['compare', path.join(path.resolve(COMPARE), 'bench', 'index-scale.js')]);
   const rows: Row[] = [];
-  for (const step of ['decode', 'dry-run', 'held']) for (const [name, script] of builds) rows.push(timed(name, script, step === 'dry-run' ? 'plan' : step, file));
+  if (!args.includes('--cli-only')) for (const step of ['decode', 'dry-run', 'held']) for (const [name, script] of builds) rows.push(timed(name, script, step === 'dry-run' ? 'plan' : step, file));
+  if (args.includes('--cli') || args.includes('--cli-only')) rows.push(...(await cliRows(file)));
   console.log(`\n${FILES} files, ${CHUNKS} chunks\n`);
   console.log('| step | build | CPU s | peak RSS MB |');
   console.log('|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.step} | ${r.build} | ${r.cpu.toFixed(2)} | ${r.rssMb.toFixed(0)} |`);
 }
 
-main();
+await main();

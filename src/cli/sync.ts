@@ -5,7 +5,6 @@ import { EXIT, PaqueteError } from '../errors.js';
 import type { Plan, PlannedFile } from '../sync/planner.js';
 import { describeToFetch, forecastOf } from '../sync/forecast.js';
 import { runSync, SyncResult } from '../sync/session.js';
-import { placedSize } from '../snapshot/snapshot.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
 import { globToRegExp } from '../util/glob.js';
 import { formatSize } from '../util/size.js';
@@ -117,7 +116,7 @@ function checkWants(wants: string[], plan: Plan): void {
     if (m && m[1] === 'pypi') continue;
     const glob = m && kinds.includes(m[1]) ? m[2] : w;
     const re = globToRegExp(glob);
-    if (!plan.files.some((f) => re.test(f.file.path))) throw new PaqueteError('USAGE', `--want ${w} matches no file of the snapshot`, hint);
+    if (!plan.files.some((f) => re.test(f.path))) throw new PaqueteError('USAGE', `--want ${w} matches no file of the snapshot`, hint);
   }
 }
 
@@ -139,7 +138,7 @@ function bySource(files: PlannedFile[]): Map<string, PlannedFile[]> {
   let name = '';
   let group: PlannedFile[] | undefined;
   for (const f of files) {
-    const path = f.file.path;
+    const path = f.path;
     if (!group || path.length <= name.length || path.charCodeAt(name.length) !== 47 || !path.startsWith(name)) {
       const cut = path.indexOf('/');
       name = cut < 0 ? path : path.slice(0, cut);
@@ -172,16 +171,16 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       const { complete: done, partial, waiting, present: here } = byOutcome(files);
       present += here.length;
       left += waiting.length + partial.length;
-      for (const f of waiting) leftSize += placedSize(f.file);
-      for (const f of partial) leftSize += placedSize(f.file);
-      const size = done.reduce((n, f) => n + placedSize(f.file), 0);
+      for (const f of waiting) leftSize += f.placedSize;
+      for (const f of partial) leftSize += f.placedSize;
+      const size = done.reduce((n, f) => n + f.placedSize, 0);
       out.result(
         `  ${name.padEnd(width)}  ${`${done.length} to complete`.padStart(15)}, ${partial.length} to advance, ${waiting.length} left, ${here.length} already here` +
           (size ? `  (completes ${formatSize(size)})` : ''),
       );
       if (!list) continue;
-      for (const f of done) out.result(`    complete  ${f.file.path}  ${formatSize(placedSize(f.file))}`);
-      for (const f of partial) out.result(`    advance   ${f.file.path}  ${formatSize(f.missingBytes)} of records`);
+      for (const f of done) out.result(`    complete  ${f.path}  ${formatSize(f.placedSize)}`);
+      for (const f of partial) out.result(`    advance   ${f.path}  ${formatSize(f.missingBytes)} of records`);
     }
     const card = forecastOf(r.plan, r.checkCost);
     out.result(
@@ -235,7 +234,7 @@ function report(r: SyncResult, budget: number | undefined, list: boolean): void 
       refused: r.refused,
       leftBytes: r.leftBytes,
       stoppedByBudget: r.stoppedByBudget,
-      plan: r.plan.files.map((f) => ({ path: f.file.path, size: placedSize(f.file), outcome: f.outcome, missingBytes: f.missingBytes })),
+      plan: r.plan.files.map((f) => ({ path: f.path, size: f.placedSize, outcome: f.outcome, missingBytes: f.missingBytes })),
     }),
     exitOf(r),
   );

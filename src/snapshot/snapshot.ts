@@ -5,6 +5,7 @@ import { ChunkParams, validateParams } from '../chunk/params.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
 import { checkSources, snapshotPathChecker } from './paths.js';
 import { ChunkEntry, ChunkTable } from './chunk-table.js';
+import { FileEntry, FileTable, FileTableBuilder } from './file-table.js';
 
 /**
  * The snapshot index: every file of a snapshot with its chunk list, and where each chunk lies in
@@ -13,24 +14,8 @@ import { ChunkEntry, ChunkTable } from './chunk-table.js';
  */
 export type { ChunkEntry } from './chunk-table.js';
 export { ChunkTable } from './chunk-table.js';
-
-export interface FileEntry {
-  /** '/'-separated, relative; the first part is the source name. */
-  path: string;
-  /** POSIX permission bits (regular files only). */
-  mode: number;
-  /** Bytes of its chunks, end to end. */
-  size: number;
-  /** SHA-256 of the file as placed (for a rebuilt file: of the file it rebuilds, not of its chunks). */
-  sha256: Uint8Array;
-  /**
-   * Set when the chunks are a rebuild stream (a wheel or sdist as its contents plus a recipe,
-   * src/rebuild/recipe.ts): the size of the file they rebuild. Such a snapshot is version 3.
-   */
-  rebuiltSize?: number;
-  /** Indices into Snapshot.chunks, in file order. */
-  chunks: number[];
-}
+export { FileTable } from './file-table.js';
+export type { FileEntry } from './file-table.js';
 
 export interface SourceEntry {
   kind: string;
@@ -46,7 +31,43 @@ export interface Snapshot {
   packs: string[];
   /** Every chunk's id and record, as columns (src/snapshot/chunk-table.ts). */
   chunks: ChunkTable;
+  /**
+   * Every file as an object. A decoded snapshot makes them on first read (and keeps them): the
+   * paths that must stay cheap on a mirror's index (planning, completeness, status) read
+   * fileTableOf(snapshot) instead, and never touch this.
+   */
   files: FileEntry[];
+}
+
+/** The table of each decoded snapshot whose `files` was never read. */
+const tables = new WeakMap<Snapshot, FileTable>();
+
+/**
+ * A snapshot's files as columns (src/snapshot/file-table.ts): the decoder's own table while
+ * nobody read `files`; once they are objects, made from them (they may have been changed since),
+ * so a mirror's hot paths read this and never `files`.
+ */
+export function fileTableOf(s: Snapshot): FileTable {
+  return tables.get(s) ?? FileTable.of(s.files);
+}
+
+/** A snapshot whose files are a table: `files` made from it on first read only. */
+export function snapshotOfTable(head: IndexHead, packs: string[], chunks: ChunkTable, table: FileTable): Snapshot {
+  let files: FileEntry[] | undefined;
+  const s: Snapshot = {
+    ...head,
+    packs,
+    chunks,
+    get files(): FileEntry[] {
+      if (!files) {
+        files = table.entries();
+        tables.delete(s);
+      }
+      return files;
+    },
+  };
+  tables.set(s, table);
+  return s;
 }
 
 export const SNAPSHOT_MAGIC = Buffer.from('PQSN', 'ascii');
@@ -63,7 +84,7 @@ const KNOWN_VERSIONS = new Set([SNAPSHOT_VERSION, SNAPSHOT_VERSION_REBUILT]);
 export const placedSize = (f: FileEntry): number => f.rebuiltSize ?? f.size;
 
 /** The index version a snapshot is written as. */
-export const snapshotVersion = (s: Snapshot): number => (s.files.some((f) => f.rebuiltSize !== undefined) ? SNAPSHOT_VERSION_REBUILT : SNAPSHOT_VERSION);
+export const snapshotVersion = (s: Snapshot): number => (fileTableOf(s).anyRebuilt ? SNAPSHOT_VERSION_REBUILT : SNAPSHOT_VERSION);
 const enum Compression {
   None = 0,
   Brotli = 2,
@@ -124,20 +145,23 @@ export function encodeSnapshotBody(s: Snapshot): Uint8Array {
     w.u32be(t.idWords[2 * i]).u32be(t.idWords[2 * i + 1]).varint(pack).zigzag(t.offset[i] - nextOffset[pack]).u8(t.repr[i]).varint(t.rawLength[i]).varint(t.storedLength[i]);
     nextOffset[pack] = t.offset[i] + t.recordLength(i);
   }
-  w.varint(s.files.length);
+  const files = fileTableOf(s);
+  w.varint(files.length);
   // Chunk indices are gaps from the previous index, across file boundaries too: files laid out
   // one after another then cost 0 per file instead of an absolute index, which also shifts, for
   // every file, whenever chunks come or go before it (and the index delta pays for each shift).
   let prev = -1;
-  for (const f of s.files) {
-    w.string(f.path).varint(f.mode);
+  for (let f = 0; f < files.length; f++) {
+    w.varint(files.pathStart[f + 1] - files.pathStart[f]).bytes(files.pathBytes.subarray(files.pathStart[f], files.pathStart[f + 1])).varint(files.mode[f]);
     // Version 3: the file's form, 0 its chunks are the file, 1 they rebuild a file of this size.
     if (rebuilt) {
-      if (f.rebuiltSize === undefined) w.varint(0);
-      else w.varint(1).varint(f.rebuiltSize);
+      const size = files.rebuiltSize(f);
+      if (size === undefined) w.varint(0);
+      else w.varint(1).varint(size);
     }
-    w.varint(f.size).bytes(f.sha256).varint(f.chunks.length);
-    for (const i of f.chunks) {
+    const list = files.chunks(f);
+    w.varint(files.size[f]).bytes(files.sha256(f)).varint(list.length);
+    for (const i of list) {
       w.zigzag(i - prev - 1);
       prev = i;
     }
@@ -291,18 +315,50 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
     chunks.storedLength[i] = storedLength;
     nextOffset[pack] = offset + RECORD_HEADER_SIZE + storedLength;
   }
+  const table = decodeFiles(r, body, version, chunks);
+  return snapshotOfTable({ params, created, sources }, packs, chunks, table);
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The file section, into columns (src/snapshot/file-table.ts): no object and no kept string per
+ * file. Paths are checked as strings made one at a time and dropped; "listed twice" is a
+ * typed-array hash set over the path bytes (a Set of 1M strings held ~100 MB while decoding).
+ */
+function decodeFiles(r: ByteReader, body: Uint8Array, version: number, chunks: ChunkTable): FileTable {
+  const chunkCount = chunks.length;
   const fileCount = r.count(36, 'file');
-  const files: FileEntry[] = new Array(fileCount);
-  const seen = new Set<string>();
+  // Every file names at least 0 chunks; most one or more: the list is sized for the chunk count
+  // (each used about once) and grows if files share.
+  const b = new FileTableBuilder(fileCount, Math.max(chunkCount, fileCount));
   const paths = snapshotPathChecker();
-  // Every file's SHA-256 in one buffer: a view each, not a copy each.
-  const hashes = Buffer.alloc(32 * fileCount);
+  const seen = new PathSet(fileCount, b);
   let prev = -1;
   for (let i = 0; i < fileCount; i++) {
-    const path = r.string();
+    const len = r.varint();
+    const start = r.pos;
+    r.need(len);
+    const end = start + len;
+    let ascii = true;
+    let hash = 0x811c9dc5;
+    for (let k = start; k < end; k++) {
+      const c = body[k];
+      if (c >= 0x80) ascii = false;
+      hash = Math.imul(hash ^ c, 0x01000193);
+    }
+    let path: string;
+    if (ascii) path = latin1(body, start, end);
+    else {
+      try {
+        // Fatal: two different byte strings must never decode to one name.
+        path = UTF8.decode(body.subarray(start, end));
+      } catch {
+        r.fail('a string is not valid UTF-8');
+      }
+    }
+    r.pos = end;
     paths.check(path);
-    if (seen.has(path)) r.fail(`file ${JSON.stringify(path)} listed twice`);
-    seen.add(path);
     const mode = r.varint();
     let rebuiltSize: number | undefined;
     if (version === SNAPSHOT_VERSION_REBUILT) {
@@ -311,23 +367,68 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
       else if (form !== 0) r.fail(`file ${JSON.stringify(path)} has unknown form ${form}`);
     }
     const size = r.varint();
-    hashes.set(r.bytes(32), 32 * i);
-    const sha256 = hashes.subarray(32 * i, 32 * i + 32);
+    r.need(32);
+    const hashAt = r.pos;
+    r.pos += 32;
+    if (seen.find(body, start, end, hash >>> 0) >= 0) r.fail(`file ${JSON.stringify(path)} listed twice`);
+    b.add(body, start, end, mode & 0o7777, size, rebuiltSize, body, hashAt);
+    seen.insert(i, hash >>> 0);
     const n = r.count(1, 'file chunk');
-    const list: number[] = new Array(n);
     let total = 0;
     for (let j = 0; j < n; j++) {
-      const idx = prev + 1 + r.zigzag();
+      // Unchecked while a longest varint surely fits (as the chunk section reads), else checked.
+      let gap = r.pos + 8 <= body.length ? fastVarint(body, r.pos) : -1;
+      if (gap >= 0) r.pos = varintEnd;
+      else gap = r.varint();
+      const idx = prev + 1 + (gap % 2 === 0 ? gap / 2 : -(gap + 1) / 2);
       if (idx < 0 || idx >= chunkCount) r.fail(`file ${JSON.stringify(path)} names chunk ${idx} of ${chunkCount}`);
-      list[j] = idx;
+      b.chunk(idx);
       total += chunks.rawLength[idx];
       prev = idx;
     }
     if (total !== size) r.fail(`file ${JSON.stringify(path)} is ${size} bytes but its chunks add up to ${total}`);
-    files[i] = { path, mode: mode & 0o7777, size, sha256, chunks: list, ...(rebuiltSize !== undefined ? { rebuiltSize } : {}) };
   }
   r.end();
   // A file "a" and a file "a/b" cannot both exist on disk: refuse before writing either.
-  for (const dir of paths.dirs) if (seen.has(dir)) r.fail(`${JSON.stringify(dir)} is both a file and a directory`);
-  return { params, created, sources, packs, chunks, files };
+  for (const dir of paths.dirs) {
+    const bytes = Buffer.from(dir, 'utf8');
+    if (seen.find(bytes, 0, bytes.length, fnv1a(bytes)) >= 0) r.fail(`${JSON.stringify(dir)} is both a file and a directory`);
+  }
+  return b.finish();
+}
+
+const latin1 = (b: Uint8Array, start: number, end: number): string => Buffer.prototype.latin1Slice.call(b, start, end) as string;
+
+function fnv1a(b: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (let k = 0; k < b.length; k++) hash = Math.imul(hash ^ b[k], 0x01000193);
+  return hash >>> 0;
+}
+
+/** Paths added to a FileTableBuilder, by an FNV-1a hash of their bytes: open addressing, at most half full. */
+class PathSet {
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+  constructor(
+    count: number,
+    private readonly files: FileTableBuilder,
+  ) {
+    let capacity = 16;
+    while (capacity < 2 * count) capacity *= 2;
+    this.slots = new Int32Array(capacity).fill(-1);
+    this.mask = capacity - 1;
+  }
+  /** The file whose path is from[start, end), or -1. */
+  find(from: Uint8Array, start: number, end: number, hash: number): number {
+    for (let at = hash & this.mask; ; at = (at + 1) & this.mask) {
+      const i = this.slots[at];
+      if (i < 0) return -1;
+      if (this.files.samePath(i, from, start, end)) return i;
+    }
+  }
+  insert(i: number, hash: number): void {
+    let at = hash & this.mask;
+    while (this.slots[at] >= 0) at = (at + 1) & this.mask;
+    this.slots[at] = i;
+  }
 }

@@ -24,6 +24,21 @@ export class IdSet {
     return this.count + (this.zero ? 1 : 0);
   }
 
+  /** Its state, as src/store/held-file.ts writes it: the slot array itself, not a copy. */
+  state(): { slots: Uint32Array; count: number; zero: boolean } {
+    return { slots: this.slots, count: this.count, zero: this.zero };
+  }
+
+  /** A set of that state (slots a power of two of pairs, as state() gave them). */
+  static ofState(slots: Uint32Array, count: number, zero: boolean): IdSet {
+    const set = new IdSet(1);
+    set.slots = slots;
+    set.mask = slots.length / 2 - 1;
+    set.count = count;
+    set.zero = zero;
+    return set;
+  }
+
   add(hi: number, lo: number): void {
     if (hi === 0 && lo === 0) {
       this.zero = true;

@@ -6,6 +6,7 @@ import { fdatasync } from 'node:fs';
 import type { Level } from 'level';
 import { PaqueteError } from '../errors.js';
 import { IdSet } from './id-set.js';
+import { HeldStamp, newToken, readHeldFile, writeHeldFile } from './held-file.js';
 import { fsyncPath } from '../util/fsx.js';
 import { chunkId, idToHex as hex, initHash } from '../chunk/index.js';
 import {
@@ -24,6 +25,8 @@ const packDurableKey = (n: number) => Buffer.from(`m:pack-durable:${n}`);
 const PACK_END_PREFIX = 'm:pack-end:';
 /** The chunk entries' count and their records' total length, kept in the batch that changes them. */
 const META_COUNT = Buffer.from('m:count');
+/** A random token, new in every batch that changes a chunk entry: what the held-id file is stamped with (src/store/held-file.ts). */
+const META_HELD_TOKEN = Buffer.from('m:held-token');
 const CHUNK_RANGE = { gte: Buffer.from([CHUNK_PREFIX]), lt: Buffer.from([CHUNK_PREFIX + 1]) };
 const PACK_FILE = /^(\d{8})\.pack$/;
 /** Index entries written or deleted per batch while mending (one batch of 10M would not fit). */
@@ -58,6 +61,7 @@ const decodeCount = (v: Uint8Array | undefined): StoreCount | undefined => {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
   return { chunks: Number(b.readBigUInt64LE(0)), bytes: Number(b.readBigUInt64LE(8)) };
 };
+const stampKey = (s: HeldStamp) => `${Buffer.from(s.token).toString('hex')}:${Buffer.from(s.count).toString('hex')}`;
 const isChunkKey = (k: Uint8Array) => k.byteLength === 9 && k[0] === CHUNK_PREFIX;
 const decodeLocation = (v: Uint8Array): Location => {
   const b = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
@@ -143,6 +147,10 @@ export class ChunkStore {
    */
   private held: IdSet | undefined;
   private heldEpoch = 0;
+  /** The index's m:held-token as last read or written. */
+  private heldToken: Uint8Array | undefined;
+  /** The stamp the held-id file on disk is known to be written for (read or written by us). */
+  private heldOnDisk = '';
   private unsynced = 0;
   private lastDurable = Date.now();
   /**
@@ -335,6 +343,14 @@ export class ChunkStore {
   async heldIn(idWords: Uint32Array): Promise<Uint8Array> {
     if (!this.held) {
       const epoch = this.heldEpoch;
+      // The file beside the index, when it was written for the index as it is now.
+      const stamp = this.heldStamp();
+      const saved = stamp && readHeldFile(this.dir, stamp);
+      if (saved && this.heldEpoch === epoch) {
+        this.held = saved;
+        this.heldOnDisk = stampKey(stamp);
+        return this.heldInWith(saved, idWords);
+      }
       const held = new IdSet();
       const keys = this.db.keys({ ...CHUNK_RANGE });
       try {
@@ -350,6 +366,26 @@ export class ChunkStore {
       else return this.heldInWith(held, idWords);
     }
     return this.heldInWith(this.held, idWords);
+  }
+
+  /** What ties the held-id file to the index now: undefined when the index keeps no token or no count. */
+  private heldStamp(): HeldStamp | undefined {
+    return this.heldToken && this.totals ? { token: this.heldToken, count: encodeCount(this.totals) } : undefined;
+  }
+
+  /** Writes the held-id set beside the index, unless the file there is already this state's. */
+  private async saveHeld(): Promise<void> {
+    if (this.readOnly || !this.held || !this.totals) return;
+    if (!this.heldToken) {
+      // An index from before the token (or a new one): given one now, so the file can name it.
+      const token = newToken();
+      await this.db.put(META_HELD_TOKEN, token);
+      this.heldToken = token;
+    }
+    const stamp = this.heldStamp()!;
+    if (stampKey(stamp) === this.heldOnDisk) return;
+    writeHeldFile(this.dir, this.held, stamp);
+    this.heldOnDisk = stampKey(stamp);
   }
 
   private heldInWith(held: IdSet, idWords: Uint32Array): Uint8Array {
@@ -491,6 +527,7 @@ export class ChunkStore {
    * Flipped bytes inside a pack are found only when read (or by verify).
    */
   private async load(): Promise<this> {
+    this.heldToken = await this.db.get(META_HELD_TOKEN);
     const cur = await this.db.get(META_CURRENT_PACK);
     this.totals = decodeCount(await this.db.get(META_COUNT));
     if (!cur) {
@@ -737,8 +774,12 @@ export class ChunkStore {
       }
       // In the same batch as the entries it counts: a kill -9 or power cut leaves both or neither.
       if (totals) batch.put(META_COUNT, encodeCount(totals));
+      // And a new token whenever chunk entries change: a held-id file written before no longer matches.
+      const token = ops.some((op) => isChunkKey(op.key)) ? newToken() : undefined;
+      if (token) batch.put(META_HELD_TOKEN, token);
       await batch.write(options);
       if (totals) this.totals = totals;
+      if (token) this.heldToken = token;
       this.noteHeld(ops);
     } catch (e) {
       const text = `${(e as Error).message} ${(e as { cause?: Error }).cause?.message ?? ''}`;
@@ -1041,6 +1082,7 @@ export class ChunkStore {
 
   async close(): Promise<void> {
     await this.flush();
+    await this.saveHeld();
     for (const fd of this.fds.values()) closeSync(fd);
     this.fds.clear();
     await this.db.close();

@@ -1,4 +1,3 @@
-import { placedSize } from '../snapshot/snapshot.js';
 import { formatSize } from '../util/size.js';
 import type { WorkDir } from '../workdir/workdir.js';
 import type { Plan } from './planner.js';
@@ -27,7 +26,7 @@ export function forecastOf(plan: Plan, check = 0): Forecast {
     wire: check + plan.cost,
     requests: plan.ranges.length + plan.frameRanges.length + (check > 0 ? 1 : 0),
     files: completing.length,
-    bytes: completing.reduce((n, f) => n + placedSize(f.file), 0),
+    bytes: completing.reduce((n, f) => n + f.placedSize, 0),
   };
 }
 

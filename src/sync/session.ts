@@ -698,6 +698,10 @@ class PlacedEntry implements FileEntry, PlannedFile {
     return this;
   }
 
+  get placedSize(): number {
+    return this.size;
+  }
+
   get sha256(): Uint8Array {
     return Buffer.from(this.files.sha256(this.i), 'hex');
   }

@@ -110,7 +110,8 @@ export class ByteReader {
     throw new PaqueteError('BAD_FORMAT', `damaged ${this.what}: ${reason} (at byte ${this.pos})`);
   }
 
-  private need(n: number): void {
+  /** Fails unless n more bytes are there. */
+  need(n: number): void {
     if (n > this.remaining) this.fail(`needs ${n} more bytes, only ${this.remaining} left`);
   }
 
