@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { decodeTreeState, encodeTreeState, scanTreeState, TreeStateWriter } from '../src/workdir/tree-state.js';
-import type { TreeState } from '../src/workdir/workdir.js';
+import { setPlaced, WorkDir, type TreeState } from '../src/workdir/workdir.js';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 
@@ -74,6 +74,63 @@ test('tree.state: a round trip, appends that later records win, and a record cut
   const u = scanTreeState(unordered)!.files;
   assert.deepEqual(Object.fromEntries(u.paths.map((p, i) => [p, u.placed(i)])), decodeTreeState(unordered)!.state.files);
   assert.deepEqual(u.placed(u.paths.indexOf('src/b')), { size: 3, mtimeMs: 3, sha256: sha(9) });
+});
+
+test('tree.state: a save appends only the records noted as changed; a state read elsewhere is compared whole', async () => {
+  const dir = await tmpDir();
+  WorkDir.create(dir, { version: 1, remotes: [{ location: dir }] } as never);
+  const work = await WorkDir.open(dir, 'test', { deferStore: true });
+  try {
+    const sha = (n: number) => n.toString(16).padStart(64, '0');
+    const log = () => readFileSync(join(dir, '.paquete', 'tree.state'));
+    const first = work.treeState();
+    for (let i = 0; i < 1000; i++) setPlaced(first, `src/f${String(i).padStart(4, '0')}`, { size: i, mtimeMs: i, sha256: sha(i) });
+    work.saveTreeState(first);
+    const whole = log().length;
+
+    // Read again: three changes (one replaced, one dropped, one new) and nothing else.
+    const s = work.treeState();
+    setPlaced(s, 'src/f0001', { size: 7, mtimeMs: 7, sha256: sha(7) });
+    setPlaced(s, 'src/f0002', undefined);
+    setPlaced(s, 'src/new', { size: 1, mtimeMs: 1, sha256: sha(1) });
+    // Set and dropped again before any save: nothing to say about it.
+    setPlaced(s, 'src/gone', { size: 1, mtimeMs: 1, sha256: sha(1) });
+    setPlaced(s, 'src/gone', undefined);
+    // The save looks at what was noted, never at every file (it did, every 250 ms of a sync).
+    let listed = 0;
+    s.files = new Proxy(s.files, { ownKeys: (t) => (listed++, Reflect.ownKeys(t)) });
+    work.saveTreeState(s);
+    assert.equal(listed, 0, 'the files were listed');
+    const appended = log().subarray(whole);
+    const d = decodeTreeState(log())!;
+    assert.equal(d.records, 1001 + 3, 'three records appended');
+    assert.ok(appended.length < 3 * 64, `appended ${appended.length} bytes`);
+    assert.equal(d.state.files['src/f0001'].size, 7);
+    assert.equal(d.state.files['src/f0002'], undefined);
+    assert.equal(d.state.files['src/new'].size, 1);
+    assert.equal(Object.keys(d.state.files).length, 1000);
+    work.saveTreeState(s);
+    assert.equal(log().length, whole + appended.length, 'nothing changed since: nothing written');
+
+    // A state not read by this WorkDir (the test's own): every file compared with the log.
+    const other: TreeState = { ...decodeTreeState(log())!.state };
+    other.files = { ...other.files, 'src/f0003': { size: 9, mtimeMs: 9, sha256: sha(9) } };
+    delete other.files['src/f0004'];
+    work.saveTreeState(other);
+    const e = decodeTreeState(log())!;
+    assert.equal(e.records, 1004 + 2);
+    assert.equal(e.state.files['src/f0003'].size, 9);
+    assert.equal(e.state.files['src/f0004'], undefined);
+    // And the noted state saved after it is compared whole too: it is no longer what the log holds.
+    setPlaced(s, 'src/f0005', { size: 5, mtimeMs: 55, sha256: sha(5) });
+    work.saveTreeState(s);
+    const f = decodeTreeState(log())!.state.files;
+    assert.equal(f['src/f0005'].mtimeMs, 55);
+    assert.equal(f['src/f0003'].size, 3, "s's record of f0003 stands");
+    assert.equal(f['src/f0004'].size, 4);
+  } finally {
+    await work.close();
+  }
 });
 
 test('a sync with nothing new reads no index and writes nothing; a change to the tree takes the whole way again', async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import { ChunkStore } from '../store/store.js';
 import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
-import { PlacedFile, TreeState } from '../workdir/workdir.js';
+import { PlacedFile, setPlaced, TreeState } from '../workdir/workdir.js';
 import type { PlacedFiles, ScannedTreeState } from '../workdir/tree-state.js';
 import { keepBeforeReplace } from '../workdir/generation.js';
 import { hashFile } from '../util/fsx.js';
@@ -372,8 +372,7 @@ export class Restorer {
    * complete (finish) means the tree is no longer known complete.
    */
   private record(path: string, rec: PlacedFile | undefined): void {
-    if (rec) this.state.files[path] = rec;
-    else delete this.state.files[path];
+    setPlaced(this.state, path, rec);
     delete this.state.complete;
   }
 

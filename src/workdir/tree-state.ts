@@ -30,6 +30,8 @@ const enum Rec {
 /** What a log holds: the state it replays to, how many bytes of it are whole, how many records. */
 export interface DecodedTreeState {
   state: TreeState;
+  /** How many files it holds. */
+  count: number;
   /** Bytes up to the end of the last whole record: where the next append goes. */
   validLength: number;
   records: number;
@@ -189,7 +191,7 @@ export function decodeTreeState(buf: Buffer): DecodedTreeState | undefined {
   const files: Record<string, PlacedFile> = {};
   const f = scanned.files;
   for (let i = 0; i < f.length; i++) files[f.paths[i]] = Object.freeze(f.placed(i));
-  return { state: { ...scanned.rest, files }, validLength: scanned.validLength, records: scanned.records };
+  return { state: { ...scanned.rest, files }, count: f.length, validLength: scanned.validLength, records: scanned.records };
 }
 
 function dropUndefined(rest: Partial<TreeState>): Partial<TreeState> {
