@@ -21,6 +21,21 @@ export interface DeltaChoice {
   base: Snapshot;
 }
 
+/**
+ * Base indexes decoded in this process, by directory and snapshot name (a name is its index's
+ * hash): a sync asks for the choices while fetching the index and again while choosing its route,
+ * and decoding a 10k-file index each time was a tenth of a 1% update sync.
+ */
+const decodedBases = new WeakMap<WorkDir, Map<string, Snapshot>>();
+
+function decodedBase(work: WorkDir, name: string, bytes: Uint8Array): Snapshot {
+  let byName = decodedBases.get(work);
+  if (!byName) decodedBases.set(work, (byName = new Map()));
+  let base = byName.get(name);
+  if (!base) byName.set(name, (base = decodeSnapshot(bytes)));
+  return base;
+}
+
 /** Delta updates to `entry` whose base index this directory holds, newest base first. */
 export function deltaChoices(work: WorkDir, manifest: ManifestBody, entry: ManifestSnapshot): DeltaChoice[] {
   const out: DeltaChoice[] = [];
@@ -33,7 +48,7 @@ export function deltaChoices(work: WorkDir, manifest: ManifestBody, entry: Manif
     const baseBytes = cachedIndex(work, baseEntry);
     if (!baseBytes) continue;
     try {
-      out.push({ ref, baseEntry, baseBytes, base: decodeSnapshot(baseBytes) });
+      out.push({ ref, baseEntry, baseBytes, base: decodedBase(work, baseEntry.name, baseBytes) });
     } catch {
       // an index that does not decode is no base either
     }
