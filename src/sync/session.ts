@@ -228,10 +228,14 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const heldAfter = (bs: BaseStream) => bs.afterHeld ?? new Set(bs.base.chunks.ids());
     // Why the forecast is an estimate: a head it would price a route with is not here (offline).
     let estimate: string | null = null;
+    // The plan of the route chosen with no limit, as cheapestRoute made it: a card with no limit
+    // is that very plan (planned a third time, it was a tenth of a 10k-file first sync's CPU).
+    let routePlan: Plan | undefined;
     /** The cheapest way to what is wanted from what the store holds now; `headsOffline`: only heads kept in .paquete. */
     const chooseRoute = async (headsOffline: boolean) => {
       baseStream = undefined;
       estimate = null;
+      routePlan = undefined;
       const remote = pricing(main);
       // A partial index numbers chunks its own way; update frames name them by the whole index's.
       if (remote.rangeSupport === 'no' || latest.partial) return useUpdate(undefined);
@@ -240,6 +244,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const routeOpts = { ...opts, offline: headsOffline, uncached: (why: string) => (estimate ??= why) };
       const best = await cheapestRoute(work, remote, latest, loaded, present, (r) => planFor(main, Infinity, r), recordsCost, mainLimit, routeOpts);
       await useUpdate(best.route.update, best.route.baseHeld);
+      routePlan = best.plan;
       // Priced whole like the other routes: the old stream (or waypoint frames), then the delta
       // with what they bring held.
       const cheaper = (bs: BaseStream, extra = 0) => {
@@ -272,7 +277,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     };
     /** What a card of `limit` wire bytes would do on the route chosen. */
     const planCard = (limit: number): Plan => {
-      if (!baseStream) return planFor(main, limit);
+      if (!baseStream) return limit === Infinity && routePlan ? routePlan : planFor(main, limit);
       // The old stream first, then the new snapshot with what is left.
       const first = baseStreamPlan(baseStream, limit);
       const allOld = heldAfter(baseStream);
@@ -585,7 +590,7 @@ async function cheapestRoute(
   recordsCost: (p: Plan) => number,
   limit: () => number,
   opts: SyncOptions & HeadsOffline,
-): Promise<{ route: Route; cost: number; offer?: OfferSeen }> {
+): Promise<{ route: Route; cost: number; plan: Plan; offer?: OfferSeen }> {
   let best: Route = { update: undefined, baseHeld: new Set() };
   let seen: OfferSeen | undefined;
   let bestPlan = fullPlan(best);
@@ -651,7 +656,7 @@ async function cheapestRoute(
   if (solid && !(loaded && loaded.head.base === null) && worth(headPath(solid), solid)) {
     await tryHead(solid.name, async () => ({ update: { head: await loadUpdateHead(work, remote, solid, latest.entry, null, opts), base: null }, baseHeld: new Set<bigint>() }));
   }
-  return { route: best, cost: bestPlan.cost, offer: seen };
+  return { route: best, cost: bestPlan.cost, plan: bestPlan, offer: seen };
 }
 
 /**
