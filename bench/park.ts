@@ -18,9 +18,10 @@
  *              first completed
  *   release    a card of 40% of OLD's session, then NEW is published, then one unbudgeted card;
  *              against a newcomer's clean session of NEW
- *   kill loop  syncs through the fault proxy at 700 kB/s, each killed (kill -9) at a random
- *              0.3-2.3 s once bytes flow, until one completes: the proxy's count both ways per
- *              sync, and the extra requests' heads (nginx's log) beside the clean session's
+ *   kill loop  syncs through the fault proxy at 700 kB/s, each killed (kill -9) once the proxy
+ *              carried a drawn 230 kB-1.63 MB to it (test/helpers/kill-loop.ts, the same points
+ *              every run), until one completes: the proxy's count both ways per sync, and the
+ *              extra requests' heads (nginx's log) beside the clean session's
  * Every finished tree is checked byte for byte against the package. Floors: `zstd -19 --long=27`
  * of the package as one tar (first download) and `--patch-from` OLD's tar (update).
  */
@@ -32,7 +33,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startNginx, type NginxServer } from '../test/helpers/nginx.js';
-import { startFaultProxy, whenBytesFlow } from '../test/helpers/faultproxy.js';
+import { startFaultProxy } from '../test/helpers/faultproxy.js';
+import { killLoop } from '../test/helpers/kill-loop.js';
 import { run as spawnRun } from '../test/helpers/tmp.js';
 import { CACHE_DIR, fetchNpmPackage, have, tarOf } from './corpus.js';
 
@@ -213,21 +215,8 @@ async function benchPackage(p: (typeof PACKAGES)[number], only: string | undefin
         await b.card(cleanDir);
         const cleanHeads = await heads();
         await nginx.clearLog();
-        const cards: number[] = [];
-        let seed = 12345;
-        const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
-        for (let i = 0; i < 40; i++) {
-          const before = proxy.stats.bytesToClient + proxy.stats.bytesFromClient;
-          const running = spawnRun(process.execPath, [PAQUETE, 'sync', '-C', dir], { cwd: root });
-          await whenBytesFlow(proxy, 20_000, running.done);
-          const t = setTimeout(() => running.kill('SIGKILL'), 300 + random() * 2000);
-          const done = await running.done;
-          clearTimeout(t);
-          await proxy.whenIdle();
-          cards.push(proxy.stats.bytesToClient + proxy.stats.bytesFromClient - before);
-          if (done.code === 0) break;
-          if (done.signal !== 'SIGKILL') throw new Error(`sync exited ${done.code}: ${done.stderr}`);
-        }
+        const syncs = await killLoop(proxy, () => spawnRun(process.execPath, [PAQUETE, 'sync', '-C', dir], { cwd: root }));
+        const cards = syncs.map((s) => s.wire);
         const extra = (await heads()) - cleanHeads;
         rows.push({ pkg: `${p.name} ${p.from}`, scenario: `kill -9 loop at 700 kB/s (${cards.length - 1} kills; ${fmt(extra)} of extra heads)`, cards, reference: clean + extra, ok: same(digest(dir), oldTree), floor: firstFloor });
       } finally {

@@ -9,7 +9,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { mkdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createHttpRemote, type ExchangeInfo, type HttpRemote, type HttpRemoteOptions, type RetryInfo } from '../src/remote/http.js';
+import { createHttpRemote, OUTSTANDING_MAX, PIECES_CLEAN, pieceSize, piecesFor, type ExchangeInfo, type HttpRemote, type HttpRemoteOptions, type RetryInfo } from '../src/remote/http.js';
 import { PaqueteError } from '../src/errors.js';
 import { WireBudget } from '../src/remote/budget.js';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
@@ -191,10 +191,37 @@ describe('http remote against nginx', () => {
     assert.ok((await ng.wireBytes()) <= card.limit);
   });
 
+  test('pieces grow with what came (PieceRule): each request asks for at most its floor or 1/share of the bytes before it; requestCost bounds the heads', async () => {
+    const rule = { floor: 4096, share: 8 };
+    const [s, e] = [500, 500 + 200_000];
+    const r = remote(ng.url + 'r/', { outstanding: rule });
+    await r.get('manifest.json');
+    const cost = r.requestCost('packs/a.pack', e - s);
+    await ng.clearLog();
+    const { bytes } = await fetchRange(r, 'packs/a.pack', s, e);
+    assert.ok(bytes.equals(PACK.subarray(s, e)));
+    const log = await ng.accessLog();
+    let before = 0;
+    for (const l of log) {
+      const [a, b] = /^bytes=(\d+)-(\d+)$/.exec(l.range ?? '')!.slice(1).map(Number);
+      assert.equal(a, s + before, 'piece after piece, no gap');
+      assert.ok(b - a + 1 <= Math.max(rule.floor, Math.floor(before / rule.share)), `piece ${l.range} after ${before} bytes`);
+      before += b - a + 1;
+    }
+    assert.equal(before, e - s);
+    assert.ok(log.length < 40, `${log.length} requests: the pieces grew`);
+    const wire = log.reduce((n, l) => n + l.bytesSent + l.requestLength, 0);
+    assert.ok(cost >= wire && cost - wire < log.length * 200, `cost ${cost} for ${wire} on the wire in ${log.length} requests`);
+    assert.deepEqual(piecesFor(rule, 0, 0), { count: 1, largest: 4096 });
+    assert.equal(piecesFor(rule, 0, e - s).count, log.length, 'piecesFor counts the pieces getRange asks for');
+    assert.equal(pieceSize(PIECES_CLEAN, 2 ** 40), OUTSTANDING_MAX);
+  });
+
   test('the meter equals nginx log bytes exactly over keep-alive requests; requestCost covers each', async (t) => {
     await ng.clearLog();
     const ex: ExchangeInfo[] = [];
-    const r = remote(ng.url + 'r/', { onExchange: (i) => ex.push(i) });
+    // One request a range (pieces are the test above's).
+    const r = remote(ng.url + 'r/', { onExchange: (i) => ex.push(i), outstanding: OUTSTANDING_MAX });
     await r.get('manifest.json');
     const ranges: Array<[number, number]> = [[0, 100], [100, 65536], [700_000, 700_001], [1000, 300_000], [PACK.length - 10, PACK.length]];
     const costs: number[] = [];
@@ -342,7 +369,7 @@ describe('http remote against nginx', () => {
     onCleanup(() => proxy.close());
     await ng.clearLog();
     const retries: RetryInfo[] = [];
-    const r = remote(proxy.url + 'r/', { onRetry: (i) => retries.push(i) });
+    const r = remote(proxy.url + 'r/', { onRetry: (i) => retries.push(i), outstanding: OUTSTANDING_MAX });
     proxy.cutAfterBytes(100_000); // every response: 100 000 bytes, then FIN
     const start = 10_000;
     const end = 360_000;
@@ -396,7 +423,7 @@ describe('http remote against nginx', () => {
     const proxy = await startFaultProxy(ig.url);
     onCleanup(() => proxy.close());
     const retries: RetryInfo[] = [];
-    const r = remote(proxy.url + 'r/', { onRetry: (i) => retries.push(i) });
+    const r = remote(proxy.url + 'r/', { onRetry: (i) => retries.push(i), outstanding: OUTSTANDING_MAX });
     // Cut once (each retry starts again from byte 0 of the file: with a cut on every response
     // below the range's end, no amount of retrying could get it, and we would give up).
     proxy.cutAfterBytes(60_000, { scope: 'total' });

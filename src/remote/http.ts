@@ -35,7 +35,7 @@ import { PaqueteError } from '../errors.js';
 import { MAX_GET_BYTES, type ByteRange, type FetchOptions, type LinkFacts, type Remote } from './remote.js';
 import { Exchange, SocketMeter, meteredAgents } from './meter.js';
 import { Hold, PUSH_ALLOWANCE, WireBudget } from './budget.js';
-import { OUTSTANDING_CLEAN } from './outstanding.js';
+import { PIECES_CLEAN, pieceSize, piecesFor, type PieceRule } from './outstanding.js';
 
 export type RangeSupport = 'unknown' | 'yes' | 'no';
 
@@ -112,15 +112,15 @@ export interface HttpRemoteOptions {
   /** Default 30 000. */
   rateWindowMs?: number;
   /**
-   * The most body bytes one ranged request asks for (a longer range goes piece after piece):
-   * what a kill -9 can lose to the network. Default OUTSTANDING_CLEAN (src/sync/kill-risk.ts
-   * chooses OUTSTANDING_CAP after a kill).
+   * How many body bytes one ranged request asks for (a longer range goes piece after piece):
+   * what a kill -9 can lose to the network. A number: always that many. Default PIECES_CLEAN
+   * (src/sync/kill-risk.ts chooses PIECES_AFTER_KILL after a kill).
    */
-  outstanding?: number;
+  outstanding?: number | PieceRule;
 }
 
 // Where they are defined: kill-risk.ts (on every sync's path) reads them without loading got.
-export { OUTSTANDING_CAP, OUTSTANDING_CLEAN } from './outstanding.js';
+export { OUTSTANDING_MAX, PIECES_AFTER_KILL, PIECES_CLEAN, pieceSize, piecesFor, type PieceRule } from './outstanding.js';
 
 /**
  * Default minimum rate: 1 kB/s. Under it a 300 MB card would take three and a half days; a link
@@ -216,7 +216,6 @@ class Attempt {
   private timer: NodeJS.Timeout | undefined;
   private stallMs = 0;
   private rateTimer: NodeJS.Timeout | undefined;
-  private rateBytes = 0;
   private sinkMs = 0;
   private sinkSince: number | undefined;
 
@@ -233,11 +232,14 @@ class Attempt {
   }
 
   /**
-   * From a response head on: every `windowMs`, the body bytes that came must reach `minRate`
-   * per second of the time the link had (the time our sink spent storing is not the link's).
+   * From the first request of the try on: every `windowMs`, the bytes that came on its
+   * connections (`linkBytes`: response heads too, so a trickle inside a head is judged as one
+   * inside a body) must reach `minRate` per second of the time the link had (the time our sink
+   * spent storing is not the link's).
    */
   watchRate(minRate: number, windowMs: number, tooSlow: (bytes: number) => Error): void {
     if (!(minRate > 0) || this.rateTimer) return;
+    let seen = this.linkBytes();
     this.rateTimer = setInterval(() => {
       const now = performance.now();
       if (this.sinkSince !== undefined) {
@@ -245,16 +247,18 @@ class Attempt {
         this.sinkSince = now;
       }
       const linkMs = windowMs - this.sinkMs;
-      if (linkMs >= windowMs / 2 && this.rateBytes < (minRate * linkMs) / 1000) this.fail(tooSlow(this.rateBytes));
-      this.rateBytes = 0;
+      const came = this.linkBytes() - seen;
+      seen += came;
+      if (linkMs >= windowMs / 2 && came < (minRate * linkMs) / 1000) this.fail(tooSlow(came));
       this.sinkMs = 0;
     }, windowMs);
     this.rateTimer.unref?.();
   }
 
-  /** Body bytes arrived (for the rate). */
-  received(n: number): void {
-    this.rateBytes += n;
+  /** Bytes received on the exchanges of this try so far (for the rate). */
+  readonly exchanges: Exchange[] = [];
+  private linkBytes(): number {
+    return this.exchanges.reduce((n, x) => n + x.received, 0);
   }
 
   sinkBusy(busy: boolean): void {
@@ -393,7 +397,9 @@ class HttpRemoteImpl implements HttpRemote {
   readonly free: boolean;
   readonly meter = new SocketMeter();
   private readonly budget: WireBudget | undefined;
-  private readonly outstanding: number;
+  private readonly pieces: PieceRule;
+  /** Body bytes of ranges handed to sinks so far: what the pieces grow with (see PieceRule). */
+  private received = 0;
   private readonly minRate: number;
   private readonly rateWindowMs: number;
   private support: RangeSupport = 'unknown';
@@ -425,7 +431,8 @@ class HttpRemoteImpl implements HttpRemote {
     this.free = opts.free ?? false;
     this.budget = opts.budget;
     this.minRate = opts.minRate ?? MIN_RATE;
-    this.outstanding = Math.max(1, opts.outstanding ?? OUTSTANDING_CLEAN);
+    const o = opts.outstanding ?? PIECES_CLEAN;
+    this.pieces = typeof o === 'number' ? { floor: Math.max(1, o), share: Infinity } : o;
     this.rateWindowMs = opts.rateWindowMs ?? RATE_WINDOW_MS;
     let base: URL;
     try {
@@ -524,16 +531,11 @@ class HttpRemoteImpl implements HttpRemote {
     return n + 2;
   }
 
-  /** Requests a range of `body` bytes takes (one per OUTSTANDING piece; one from a server that ignores Range). */
-  private pieces(body: number): number {
-    return this.support === 'no' ? 1 : Math.max(1, Math.ceil(body / this.outstanding));
-  }
-
   requestCost(path: string, bodyBytes: number): number {
     const body = Math.max(0, Math.ceil(bodyBytes));
-    const pieces = this.pieces(body);
-    // The heads of the largest piece, for each piece (`requestCost(path, 0)`: one request's).
-    const piece = body === 0 ? Math.min(this.outstanding, 2 ** 32) : Math.ceil(body / pieces);
+    // One request per piece (one from a server that ignores Range), each with the heads of the
+    // largest piece (`requestCost(path, 0)`: one request's).
+    const { count: pieces, largest: piece } = this.support === 'no' ? { count: 1, largest: body } : piecesFor(this.pieces, this.received, body);
     const url = this.urlOf(path);
     const v = this.validators.get(path);
     // Offsets are unknown here: assume the largest the file allows (or 12 digits).
@@ -634,6 +636,8 @@ class HttpRemoteImpl implements HttpRemote {
         throw e;
       }
       att.stream = stream;
+      att.exchanges.push(exchange);
+      att.watchRate(this.minRate, this.rateWindowMs, (n) => this.tooSlow(n));
       // got re-emits errors on the stream; whoever reads it sees them, this only keeps an
       // unread error from crashing the process.
       stream.on('error', () => {});
@@ -683,7 +687,6 @@ class HttpRemoteImpl implements HttpRemote {
         throw e;
       }
       att.arm(this.stallMs);
-      att.watchRate(this.minRate, this.rateWindowMs, (n) => this.tooSlow(n));
       status = res.statusCode ?? 0;
       headBytes = headSize(res);
       const cl = res.headers['content-length'];
@@ -877,7 +880,6 @@ class HttpRemoteImpl implements HttpRemote {
 
     const each = (chunk: Buffer): Promise<void> | undefined => {
       att.arm(this.stallMs);
-      att.received(chunk.length);
       seen += chunk.length;
       if (spec.max !== undefined && seen > spec.max) throw spec.tooLong!();
       let r: Promise<void> | undefined;
@@ -1169,11 +1171,12 @@ class HttpRemoteImpl implements HttpRemote {
     // Called in the turn its bytes were read (see pump): a sink that lands them returns nothing.
     const deliver = (b: Buffer): void | Promise<void> => {
       pos += b.length;
+      this.received += b.length;
       return sink(b);
     };
 
-    // One request per piece of at most `outstanding` bytes: what a kill -9 can lose is the rest
-    // of the piece under way (see OUTSTANDING_CAP). The call goes on piece after piece.
+    // One request per piece (see PieceRule): what a kill -9 can lose is the rest of the piece
+    // under way. The call goes on piece after piece.
     while (pos < end && !cutByBudget) {
       await this.withRetries(path, opts, () => pos - start, (att) =>
         this.rangePiece(path, att, opts, pos, end, deliver, (to, cut) => {
@@ -1187,7 +1190,7 @@ class HttpRemoteImpl implements HttpRemote {
   }
 
   /**
-   * One try at the next piece of a getRange call: bytes `pos` up to at most `outstanding` more,
+   * One try at the next piece of a getRange call: bytes `pos` up to at most one piece more,
    * short of `end` (all of it from a server that ignores Range: it sends the file from byte 0
    * whatever is asked). `stop` is told where the request stops and whether the budget cut it.
    */
@@ -1200,7 +1203,7 @@ class HttpRemoteImpl implements HttpRemote {
     deliver: (b: Buffer) => void | Promise<void>,
     stop: (stopAt: number, cutByBudget: boolean) => void,
   ): Promise<void> {
-    const pieceEnd = this.support === 'no' ? end : Math.min(end, pos + this.outstanding);
+    const pieceEnd = this.support === 'no' ? end : Math.min(end, pos + pieceSize(this.pieces, this.received));
     let stopAt = pieceEnd;
     const known = this.validators.get(path);
     const headers: Record<string, string> = { range: `bytes=${pos}-${pieceEnd - 1}` };

@@ -13,8 +13,8 @@ export const normalizeLocation = (text: string, base: string): string => (isHttp
  * Link settings from the environment, for links worse (or tests faster) than the defaults:
  * PAQUETE_CONNECT_TIMEOUT and PAQUETE_STALL_TIMEOUT in seconds, PAQUETE_RETRIES a count,
  * PAQUETE_BACKOFF the first back-off in seconds, PAQUETE_RATE_WINDOW the window in seconds over
- * which the minimum rate is judged, PAQUETE_OUTSTANDING the most bytes one request asks for
- * (OUTSTANDING_CAP).
+ * which the minimum rate is judged, PAQUETE_OUTSTANDING the bytes every request asks for
+ * (a fixed piece instead of the growing PieceRule of src/remote/outstanding.ts).
  */
 function linkSettings(env: NodeJS.ProcessEnv): HttpRemoteOptions {
   const seconds = (v: string | undefined) => (v && Number(v) > 0 ? Number(v) * 1000 : undefined);

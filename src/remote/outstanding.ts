@@ -1,29 +1,72 @@
 /**
  * How many body bytes one request may leave outstanding: a module of its own, so that a sync
- * that never speaks HTTP (a directory, a stick) does not load got and http2-wrapper to read two
- * numbers (src/sync/kill-risk.ts did: 0.24 s of CPU on every command that syncs).
+ * that never speaks HTTP (a directory, a stick) does not load got and http2-wrapper to read the
+ * piece rules (src/sync/kill-risk.ts did: 0.24 s of CPU on every command that syncs).
  */
 
 /**
- * The most body bytes one request asks for after a kill (src/sync/kill-risk.ts): 16 KiB. A kill -9
- * loses the bytes the server sent that the process had not landed, and those are at most the
- * rest of the request under way: the server cannot send what was not asked for, however long a
- * loaded machine takes to tear the process (and its sockets) down. Node gives no way to cap a TCP
- * socket's receive window (SO_RCVBUF), which would bound it otherwise, and a relay that counts
- * what it writes (a hotspot's meter, the test's fault proxy) would still count its own send
- * buffer. Measured on nginx behind the fault proxy at 700 kB/s, load average 16-20 on 2 cores
- * (docs/RELIABILITY.md): whole ranges lost 33-82 kB a kill (the kernel closes a dying process's
- * sockets after unmapping its ~140 MB while the sender goes on), 64 KiB pieces 16-49 kB, 16 KiB
- * pieces mostly nothing (a loop of 12-20 kills: 0.4-1.2% beyond one session's bytes). Smaller
- * pieces lose less but move slower, and a slower sync is killed more often. The price is one
- * request head per piece (493 B on nginx: +3.0% on a session), paid only in a sync that follows
- * a kill, and on a link whose round trip is long it caps the rate at 16 KiB a round trip.
+ * How many body bytes one ranged request may ask for: what a kill -9 can lose to the network.
+ * A kill loses what the server sent for the request under way that the process never landed,
+ * and the server cannot send what was not asked for, however long a loaded machine takes to
+ * tear the process (and its sockets) down. Measured (docs/RELIABILITY.md): at the instant of a
+ * kill the process has landed everything the relay counted (its socket's unread queue and the
+ * relay's unsent queue are empty); the whole loss is what the relay goes on sending in the
+ * 46-130 ms the dying process keeps its sockets open at load ~14 (49-115 kB at 700 kB/s with
+ * 4 MiB requests). Node gives no way to cap a TCP socket's receive window (SO_RCVBUF), and a
+ * relay that counts what it writes (a hotspot's meter) would count its own send buffer anyway:
+ * the request size is the lever that bounds every meter.
+ *
+ * A piece is `floor` bytes until the remote has handed `floor * share` bytes of ranges to its
+ * sinks in this process, then `share`-th of what it has (so a kill loses at most `floor` or
+ * 1/`share` of what the sync received, whichever is more), up to OUTSTANDING_MAX. The price is
+ * one request head per piece (493 B on nginx), which the growth keeps to a few hundred heads a
+ * session however big: a request head in proportion to what a kill could cost.
  */
-export const OUTSTANDING_CAP = 16 << 10;
+export interface PieceRule {
+  /** Body bytes of a piece while little has come. */
+  floor: number;
+  /** A piece is at most 1/share of the body bytes received so far (Infinity: always `floor`). */
+  share: number;
+}
+
+/** The largest piece: one request head per 4 MiB is 0.01%. */
+export const OUTSTANDING_MAX = 4 << 20;
+
+/** A sync after one that ended in order: 32 KiB, growing to 1/64 of what came (a kill then costs at most 1.6% + 32 KiB). */
+export const PIECES_CLEAN: PieceRule = { floor: 32 << 10, share: 64 };
 
 /**
- * The most body bytes one request asks for when the last sync ended in order: 4 MiB. One request
- * head per 4 MiB (0.01%) and no round trip waited for in between that a park link would feel,
- * while a first kill still loses at most the rest of one piece.
+ * A sync whose predecessor on the working directory died (src/sync/kill-risk.ts): 16 KiB, and
+ * 1/256 of what came past 4 MiB. Measured in the kill loop of park.test (16 KiB pieces): a kill
+ * lost 0-17 kB, mostly nothing.
  */
-export const OUTSTANDING_CLEAN = 4 << 20;
+export const PIECES_AFTER_KILL: PieceRule = { floor: 16 << 10, share: 256 };
+
+/** The body bytes of the next piece of a rule, after `received` bytes of ranges came. */
+export function pieceSize(rule: PieceRule, received: number): number {
+  const grown = rule.share === Infinity ? 0 : Math.floor(received / rule.share);
+  return Math.max(1, Math.min(Math.max(rule.floor, grown), Math.max(rule.floor, OUTSTANDING_MAX)));
+}
+
+/**
+ * Requests `body` bytes of ranges take under `rule` after `received` came, and the body of the
+ * largest of them: an upper bound, as pieces only grow with what comes meanwhile.
+ */
+export function piecesFor(rule: PieceRule, received: number, body: number): { count: number; largest: number } {
+  let count = 0;
+  let largest = 0;
+  let at = received;
+  let left = body;
+  while (left > 0) {
+    const p = pieceSize(rule, at);
+    largest = Math.max(largest, Math.min(p, left));
+    // The size holds while the floor or the cap does: count those pieces at once.
+    const steady = rule.share === Infinity || p >= OUTSTANDING_MAX || at + p <= rule.floor * rule.share;
+    const span = steady ? Math.min(left, rule.share === Infinity || p >= OUTSTANDING_MAX ? left : rule.floor * rule.share - at) : Math.min(left, p);
+    const k = Math.max(1, Math.ceil(span / p));
+    count += k;
+    at += Math.min(left, k * p);
+    left -= Math.min(left, k * p);
+  }
+  return { count: Math.max(1, count), largest: body === 0 ? pieceSize(rule, at) : largest };
+}

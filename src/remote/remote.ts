@@ -86,8 +86,8 @@ export interface Remote {
    * What a request for `bodyBytes` of `path` reserves from the budget: request head, the most
    * the response head may take, the body (from a server that ignores Range, the push allowance
    * on top). The planner prices with it, so what it plans is what the budget lets through. A
-   * range longer than an HTTP remote's OUTSTANDING_CAP takes one request per piece: the heads
-   * of each are counted. `requestCost(path, 0)` is the heads of one request at their largest.
+   * range longer than an HTTP remote's piece (src/remote/outstanding.ts PieceRule) takes one request
+   * per piece: the heads of each are counted. `requestCost(path, 0)` is the heads of one request at their largest.
    */
   requestCost(path: string, bodyBytes: number): number;
   /**

@@ -1,6 +1,6 @@
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { OUTSTANDING_CAP, OUTSTANDING_CLEAN } from '../remote/outstanding.js';
+import { PIECES_AFTER_KILL, PIECES_CLEAN, type PieceRule } from '../remote/outstanding.js';
 import type { WorkDir } from '../workdir/workdir.js';
 
 /**
@@ -8,14 +8,15 @@ import type { WorkDir } from '../workdir/workdir.js';
  * many bytes one request may leave outstanding in this one. A sync writes `tmp/sync.running`
  * before its first request and deletes it when it ends in any orderly way (done, budget, network
  * gone, an error): one found at the start is a sync that never ended. A kill loses what the
- * server sent for the request under way and the process never landed, so after one the pieces
- * are OUTSTANDING_CAP (a kill then loses at most that); a directory whose syncs end pays one
- * request head per OUTSTANDING_CLEAN only. The lock (one sync at a time) makes the file this
- * process's while it runs.
+ * server sent for the request under way and the process never landed, so every request is a
+ * bounded piece (src/remote/outstanding.ts PieceRule): PIECES_CLEAN, 32 KiB growing to 1/64 of what
+ * came, so even a first kill with no warning loses at most that; after a kill PIECES_AFTER_KILL,
+ * 16 KiB growing only past 4 MiB (a directory that is being killed is likely to be again). The
+ * lock (one sync at a time) makes the file this process's while it runs.
  */
 export class KillRisk {
   private readonly path: string | undefined;
-  /** The last sync died: requests are kept to OUTSTANDING_CAP. */
+  /** The last sync died: requests are kept to PIECES_AFTER_KILL. */
   readonly afterKill: boolean;
 
   constructor(work: WorkDir) {
@@ -23,9 +24,9 @@ export class KillRisk {
     this.afterKill = this.path !== undefined && existsSync(this.path);
   }
 
-  /** The most body bytes one request of this sync asks for. */
-  get outstanding(): number {
-    return this.afterKill ? OUTSTANDING_CAP : OUTSTANDING_CLEAN;
+  /** How many body bytes one request of this sync asks for. */
+  get outstanding(): PieceRule {
+    return this.afterKill ? PIECES_AFTER_KILL : PIECES_CLEAN;
   }
 
   /** This sync is about to spend: a kill from here on is known to the next one. */
