@@ -4,7 +4,7 @@
  * (/usr/bin/time: wall seconds, user + system CPU seconds, peak RSS), so start-up is counted as a
  * user pays it.
  *
- *   node dist/bench/scale.js [--files 10000,100000] [--level 9] [--publish-only] [--json FILE]
+ *   node dist/bench/scale.js [--files 10000,100000] [--level 9] [--publish-only] [--json FILE] [--before OTHER/bin/paquete.js]
  *
  * Trees are generated (deterministic text files of 200 B to 8 KB, 100 per folder, ~2 KB on
  * average) into bench/.cache/scale/, never committed. The remote is a local directory, so the
@@ -29,6 +29,12 @@ const LEVEL = flag('level', '9');
 const JSON_OUT = args.includes('--json') ? flag('json', '') : '';
 const PUBLISH_ONLY = args.includes('--publish-only');
 const BIN = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'bin', 'paquete.js');
+/**
+ * `--before BIN`: another build's bin/paquete.js (a checkout of an earlier commit, built): its
+ * client rows are measured in the same run, each right after this build's, on a mirror of its
+ * own, so a busy machine's load falls on both columns alike.
+ */
+const BEFORE = flag('before', '') && path.resolve(flag('before', ''));
 
 interface Row {
   files: number;
@@ -102,15 +108,20 @@ for (const n of SIZES) {
     fs.rmSync(work, { recursive: true, force: true });
     continue;
   }
+  const before = (step: string, ...argv: string[]) => BEFORE && timed(n, `${step} [before]`, process.execPath, [BEFORE, ...argv], work);
   pq('init', 'init', 'remote', 'mirror', '--trust', 'k.pub');
+  if (BEFORE) execFileSync(process.execPath, [BEFORE, 'init', 'remote', 'mirror-before', '--trust', 'k.pub'], { cwd: work, stdio: 'ignore' });
   pq('sync (first)', 'sync', '-C', 'mirror', '-q');
+  before('sync (first)', 'sync', '-C', 'mirror-before', '-q');
   pq('sync (nothing new)', 'sync', '-C', 'mirror', '-q');
+  before('sync (nothing new)', 'sync', '-C', 'mirror-before', '-q');
   pq('sync --dry-run (nothing new)', 'sync', '-C', 'mirror', '--dry-run', '-q');
   pq('status', 'status', '-C', 'mirror');
   pq('verify', 'verify', '-C', 'mirror');
   touchOnePercent(path.join(work, 'src'), n);
   pq('publish (1% changed)', 'publish', 't=src', '--to', 'remote', '--key', 'k', '--level', LEVEL);
   pq('sync (1% changed)', 'sync', '-C', 'mirror', '-q');
+  before('sync (1% changed)', 'sync', '-C', 'mirror-before', '-q');
   if (have('rsync')) {
     timed(n, 'rsync -a (first)', 'rsync', ['-a', `${src0}/`, 'rsync-dst/'], work);
     timed(n, 'rsync -a (nothing changed)', 'rsync', ['-a', `${src0}/`, 'rsync-dst/'], work);
