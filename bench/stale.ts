@@ -48,6 +48,13 @@ interface PublishRow {
   wall: number;
   offer?: { frames: number; waypointFrames: number; contents: number; reused: number; dropped: number; bytes: number; rungs: number[] };
   solid: number;
+  /** The stream's segments, and those kept from the previous stream by name. */
+  segments: number;
+  reusedSegments: number;
+  /** One compressed copy: zstd -19 --long=27 of this release's tar. */
+  copy: number;
+  /** The client that syncs after every release: this sync's bytes by nginx's count (none after the first release). */
+  sync?: number;
   updatesDisk: number;
   remoteDisk: number;
   pruned: number;
@@ -99,7 +106,7 @@ async function main(): Promise<void> {
       log(`publish ${pkg}@${versions[i]}`);
       const r = await paquete(['publish', `${pkg}=${dirs[i]}`, '--to', remote, '--key', key, '--prune-after', '0', '--json', '--quiet']);
       const out = JSON.parse(r.stdout) as {
-        updates: { from: string; framesBytes: number }[];
+        updates: { from: string; framesBytes: number; segments?: number; reusedSegments?: number }[];
         offer?: { frames: number; waypointFrames: number; contents: number; reused: number; dropped: number; framesBytes: number; size: number; rungs: number[] };
         pruned: number;
       };
@@ -117,6 +124,9 @@ async function main(): Promise<void> {
           rungs: out.offer.rungs,
         },
         solid: out.updates.find((u) => u.from === '')?.framesBytes ?? 0,
+        segments: out.updates.find((u) => u.from === '')?.segments ?? 0,
+        reusedSegments: out.updates.find((u) => u.from === '')?.reusedSegments ?? 0,
+        copy: await zstdSize(['-19', '--long=27'], tars[i]),
         updatesDisk: dirBytes(path.join(remote, 'updates')) + dirBytes(path.join(remote, 'frames')),
         remoteDisk: dirBytes(remote),
         pruned: out.pruned,
@@ -135,6 +145,7 @@ async function main(): Promise<void> {
       } else {
         const c = await counted(ng, () => sync(client('every')));
         everyBytes += wireOf(c.entries).bytes;
+        publishes[i].sync = wireOf(c.entries).bytes;
         everyOk &&= sameTree(dirs[i], pkgDir(client('every')));
       }
     }
@@ -182,12 +193,14 @@ async function main(): Promise<void> {
       `\nFrom ${versions[0]}: syncing after every release ${fmtBytes(everyBytes)} (${last} syncs, trees ${everyOk ? 'identical' : 'DIFFER'}); ` +
         `once at the end ${once ? fmtBytes(once.bytes) : 'n/a (give --behind ' + last + ')'}.\n`,
     );
-    console.log('| publish | CPU s | wall s | rungs | offer: frames (waypoint) / old contents / reused / left out | offer bytes | stream from nothing | updates + frames on disk | ÷ stream | remote total | pruned |');
-    console.log('|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|');
+    console.log(
+      '| publish | sync after it (nginx) | CPU s | wall s | rungs | offer: frames (waypoint) / old contents / reused / left out | offer bytes | stream from nothing: segments kept / all | one compressed copy (zstd -19 --long=27) | updates + frames on disk | ÷ stream | ÷ one copy | remote total | pruned |',
+    );
+    console.log('|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
     for (const p of publishes) {
       const o = p.offer ? `${p.offer.frames} (${p.offer.waypointFrames}) / ${p.offer.contents} / ${p.offer.reused} / ${p.offer.dropped}` : '—';
       console.log(
-        `| ${p.version} | ${p.cpu.toFixed(1)} | ${p.wall.toFixed(1)} | ${p.offer?.rungs?.join(' ') ?? '—'} | ${o} | ${p.offer ? fmtBytes(p.offer.bytes) : '—'} | ${fmtBytes(p.solid)} | ${fmtBytes(p.updatesDisk)} | ${ratio(p.updatesDisk, p.solid)} | ${fmtBytes(p.remoteDisk)} | ${p.pruned} |`,
+        `| ${p.version} | ${p.sync === undefined ? '—' : fmtBytes(p.sync)} | ${p.cpu.toFixed(1)} | ${p.wall.toFixed(1)} | ${p.offer?.rungs?.join(' ') ?? '—'} | ${o} | ${p.offer ? fmtBytes(p.offer.bytes) : '—'} | ${fmtBytes(p.solid)}: ${p.reusedSegments} / ${p.segments} | ${fmtBytes(p.copy)} | ${fmtBytes(p.updatesDisk)} | ${ratio(p.updatesDisk, p.solid)} | ${ratio(p.updatesDisk, p.copy)} | ${fmtBytes(p.remoteDisk)} | ${p.pruned} |`,
       );
     }
     const jsonOut = argValue('--json');

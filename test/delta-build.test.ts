@@ -8,10 +8,10 @@ import { publish, PublishResult } from '../src/publish/publisher.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeManifest, ManifestBody, ManifestSnapshot, sha256Hex } from '../src/snapshot/manifest.js';
 import { ChunkTable, decodeSnapshot, encodeSnapshotBody, Snapshot, snapshotBody } from '../src/snapshot/snapshot.js';
-import { decodeUpdateHead, FRAMES_HEADER_SIZE, resolveBaseRanges, UpdateHead } from '../src/delta/update.js';
+import { decodeUpdateHead, encodeUpdateHead, frameSource, FRAMES_HEADER_SIZE, resolveBaseRanges, unpackHead, UpdateHead, UPDATE_VERSION_SEGMENTS } from '../src/delta/update.js';
 import { compressFrame, decompressExact, LONG_MATCH_MIN, MAX_WINDOW_LOG } from '../src/delta/zstd.js';
 import { decodeFrame } from '../src/delta/decode-thread.js';
-import { baseBytes, planDeltaFrames, planFileFrames, planSolidFrames, ReadFileRange, SOLID_FRAME_RAW } from '../src/delta/build.js';
+import { baseBytes, planDeltaFrames, planFileFrames, planSegments, planSolidFrames, ReadFileRange, SEGMENT_MAX, segmentMin, SOLID_FRAME_RAW } from '../src/delta/build.js';
 import { PaqueteError } from '../src/errors.js';
 import type { ChunkEntry } from '../src/snapshot/chunk-table.js';
 
@@ -143,7 +143,8 @@ describe('updates written by publish', () => {
     for (const p of [v1, v2]) {
       assert.equal(p.entry.body, sha256Hex(snapshotBody(readFileSync(join(remote, 'snapshots', `${p.entry.name}.snap`)))));
     }
-    assert.deepEqual(v1.entry.updates?.map((u) => u.from), ['']);
+    // v1's stream is one segment, all of it changed: kept beside v2's, updates would pass 2x v2's stream.
+    assert.equal(v1.entry.updates, undefined);
     assert.deepEqual(v2.entry.updates?.map((u) => u.from), ['', v1.entry.name]);
     assert.deepEqual(v2.result.updates.map((u) => u.from), ['', v1.entry.name]);
     assert.ok(v2.result.updatesMs > 0);
@@ -260,30 +261,62 @@ test('small changed files are pooled into one frame, their base files laid end t
   assert.ok(frames[0].bases.every((b) => b.start === 0 && b.length === 2000));
 });
 
-test('the update from nothing is cut only at the window every reader accepts: frames of up to 128 MiB, a 60 MB file in one', () => {
-  // Index only (planning reads no bytes): three files of 64 KiB chunks, smallest first in the stream.
+/** An index only (planning reads no bytes): files of `sizes` in 64 KiB chunks, chunk ids from `idOf(path, k)`. */
+function indexOnly(sizes: [string, number][], idOf: (path: string, k: number) => bigint = (p, k) => BigInt(`0x${sha256Hex(Buffer.from(`${p}:${k}`)).slice(0, 15)}`)): Snapshot {
   const chunk = 64 << 10;
-  const sizes = { 'p/a.whl': 60e6, 'p/b.whl': 100e6, 'p/c.whl': 150e6 };
   const entries: ChunkEntry[] = [];
-  const files = Object.entries(sizes).map(([path, size]) => {
+  const files = sizes.map(([path, size]) => {
     const own: number[] = [];
-    for (let left = size; left > 0; left -= chunk) {
+    for (let left = size, k = 0; left > 0; left -= chunk, k++) {
       own.push(entries.length);
-      entries.push({ id: BigInt(entries.length + 1), pack: 0, offset: 0, repr: 0, rawLength: Math.min(chunk, left), storedLength: 1 });
+      entries.push({ id: idOf(path, k), pack: 0, offset: 0, repr: 0, rawLength: Math.min(chunk, left), storedLength: 1 });
     }
     return { path, mode: 0o644, size, sha256: new Uint8Array(32), chunks: own };
   });
-  const chunks = ChunkTable.of(entries);
-  const s = { params: { minSize: 1024, avgSize: 4096, maxSize: 32768 }, created: 0, sources: [], packs: ['0'.repeat(64)], chunks, files } as unknown as Snapshot;
+  return { params: { minSize: 1024, avgSize: 4096, maxSize: 32768 }, created: 0, sources: [], packs: ['0'.repeat(64)], chunks: ChunkTable.of(entries), files } as unknown as Snapshot;
+}
+
+test('the update from nothing: a file past a segment lies alone in one, in frames of up to the window every reader accepts (a 60 MB file in one)', () => {
+  const s = indexOnly([['p/a.whl', 60e6], ['p/b.whl', 100e6], ['p/c.whl', 150e6]]);
   const plan = planSolidFrames(s);
-  const contentOf = (f: { yields: number[] }) => f.yields.reduce((n, i) => n + chunks.rawLength[i], 0);
+  const contentOf = (f: { yields: number[] }) => f.yields.reduce((n, i) => n + s.chunks.rawLength[i], 0);
   assert.equal(SOLID_FRAME_RAW, 2 ** MAX_WINDOW_LOG);
-  const sizesOf = plan.map(contentOf);
-  assert.equal(sizesOf.length, 3);
-  assert.equal(sizesOf.reduce((n, x) => n + x, 0), 310e6);
-  assert.ok(sizesOf.every((n, k) => n <= SOLID_FRAME_RAW && (k === 2 || n > SOLID_FRAME_RAW - chunk)), `frames of ${sizesOf}: full up to the window`);
-  assert.ok(plan[0].yields.includes(files[0].chunks[files[0].chunks.length - 1]), 'the 60 MB file lies whole in the first frame');
+  assert.deepEqual(plan.map(contentOf), [60e6, 100e6, SOLID_FRAME_RAW, 150e6 - SOLID_FRAME_RAW]);
+  assert.deepEqual(planSegments(s).map((g) => g.files), [[0], [1], [2]]);
   assert.ok(plan.every((f) => f.bases.length === 0));
+});
+
+test('segments of the update from nothing: path-hashed bounds, so one changed file changes its own segment only; smallest files first', () => {
+  // 3 sources of 80 files of 10 kB to 1.3 MB (~50 MB each): several segments each.
+  const sizes: [string, number][] = [];
+  for (const src of ['a', 'b', 'c']) for (let k = 0; k < 80; k++) sizes.push([`${src}/d${k % 7}/f${String(k).padStart(3, '0')}`, 10_000 + ((k * 7919) % 1_300_000)]);
+  sizes.sort((x, y) => (x[0] < y[0] ? -1 : 1));
+  const before = indexOnly(sizes);
+  const segs = planSegments(before);
+  assert.ok(segs.length >= 6, `${segs.length} segments`);
+  const paths = (g: { files: number[] }) => g.files.map((k) => before.files[k].path);
+  for (const g of segs) {
+    const raw = g.files.reduce((n, k) => n + before.files[k].size, 0);
+    assert.ok(raw <= SEGMENT_MAX, `a segment of ${raw} bytes`);
+    assert.equal(new Set(paths(g).map((p) => p[0])).size, 1, 'a segment never spans two sources');
+    assert.deepEqual(g.files.map((k) => before.files[k].size), g.files.map((k) => before.files[k].size).sort((x, y) => x - y), 'smallest files first inside a segment');
+  }
+  // Every segment but the last of its source reached the minimum before it ended.
+  const lastOf = new Map<string, number>();
+  for (const g of segs) lastOf.set(paths(g)[0][0], Math.max(lastOf.get(paths(g)[0][0]) ?? 0, Math.min(...g.files)));
+  const sourceBytes = (src: string) => before.files.filter((f) => f.path[0] === src).reduce((n, f) => n + f.size, 0);
+  for (const g of segs) if (lastOf.get(paths(g)[0][0]) !== Math.min(...g.files)) assert.ok(g.files.reduce((n, k) => n + before.files[k].size, 0) >= segmentMin(sourceBytes(paths(g)[0][0])));
+  assert.deepEqual([0, 1 << 20, 2 << 20, 3 << 20, 100 << 20, 2 ** 40].map(segmentMin), [64 << 10, 64 << 10, 128 << 10, 128 << 10, 4 << 20, 4 << 20]);
+  const mean = (g: { files: number[] }) => g.files.reduce((n, k) => n + before.files[k].size, 0) / g.files.length;
+  assert.deepEqual(segs.map(mean), segs.map(mean).sort((x, y) => x - y), 'segments by mean file size, smallest first');
+  // One file's content changes: only the segment holding it has other chunks.
+  const changed = sizes[100][0];
+  const after = indexOnly(sizes, (p, k) => BigInt(`0x${sha256Hex(Buffer.from(`${p}:${k}${p === changed ? ':v2' : ''}`)).slice(0, 15)}`));
+  const key = (s: Snapshot, g: { frames: { yields: number[] }[] }) => g.frames.map((f) => f.yields.map((i) => s.chunks.id(i)).join(',')).join('|');
+  const old = new Set(segs.map((g) => key(before, g)));
+  const differ = planSegments(after).filter((g) => !old.has(key(after, g)));
+  assert.equal(differ.length, 1);
+  assert.ok(differ[0].files.some((k) => after.files[k].path === changed));
 });
 
 test('a long frame from nothing finds content repeated from beyond the match finder’s own reach (long-distance matching), and the decode worker gives it back', async () => {
@@ -315,4 +348,72 @@ test('a long frame from nothing finds content repeated from beyond the match fin
   await takeAll();
   assert.equal(left, 0);
   assert.ok(Buffer.concat(taken).equals(content));
+});
+
+test('a publish keeps the stream segments whose files did not change, by name; a reader of versions 1-2 refuses a segmented head with "upgrade paquete"', async () => {
+  const root = await tmpDir('paquete-segments-');
+  const { key, publicKey } = parseSecretKey(generateKeys().secretPem, 'test key');
+  const remote = join(root, 'remote');
+  // Two sources: segments never span two, so each is a segment of its own here.
+  const tree = (v: number) => {
+    writeTree(join(root, 'a'), { 'one.js': textish(120_000, 11), 'two.js': textish(80_000, 12) });
+    writeTree(join(root, 'b'), { 'three.js': textish(150_000, 13 + v) });
+  };
+  const pub = () =>
+    publish({
+      sources: [
+        { kind: 'tree', name: 'a', path: join(root, 'a') },
+        { kind: 'tree', name: 'b', path: join(root, 'b') },
+      ],
+      remoteDir: remote,
+      secret: key,
+      publicKey,
+      level: 3,
+      pruneAfterMs: 0,
+    });
+  const streamOf = (r: PublishResult) => {
+    const u = r.updates.find((x) => x.from === '')!;
+    const bytes = readFileSync(join(remote, 'updates', `${u.name}.upd`));
+    return { u, bytes, head: decodeUpdateHead(bytes) };
+  };
+  tree(1);
+  const first = streamOf(await pub());
+  tree(2);
+  const r2 = await pub();
+  const second = streamOf(r2);
+  assert.equal(second.bytes[4], UPDATE_VERSION_SEGMENTS);
+  assert.equal(first.head.segments!.length, 2);
+  assert.equal(second.head.segments!.length, 2);
+  assert.equal(second.u.reusedSegments, 1, 'the segment of source a is kept');
+  const names = (h: UpdateHead) => new Set(h.segments!.map((s) => s.name));
+  const kept = [...names(second.head)].filter((n) => names(first.head).has(n));
+  assert.equal(kept.length, 1);
+  // Each frame of the new stream decodes, from its segment's file, to the chunks it yields.
+  const s2 = decodeSnapshot(readFileSync(join(remote, 'snapshots', `${r2.snapshot}.snap`)));
+  const content = new Map<string, Buffer>();
+  for (const f of s2.files) content.set(f.path, readFileSync(join(root, f.path)));
+  const chunkBytes = new Map<number, Buffer>();
+  for (const f of s2.files) {
+    let at = 0;
+    for (const i of f.chunks) chunkBytes.set(i, content.get(f.path)!.subarray(at, (at += s2.chunks.rawLength[i])));
+  }
+  const yielded = new Set<number>();
+  for (const f of second.head.frames) {
+    const where = frameSource(second.head, f.offset, f.offset + f.length);
+    const file = readFileSync(join(remote, 'frames', `${where.file}.frames`));
+    assert.equal(sha256Hex(file), where.file);
+    const expected = Buffer.concat(f.yields.map((i) => chunkBytes.get(i)!));
+    assert.ok(Buffer.from(decompressExact(file.subarray(where.offset, where.offset + f.length), expected.length)).equals(expected));
+    for (const i of f.yields) yielded.add(i);
+  }
+  assert.equal(yielded.size, s2.chunks.length, 'the segments yield every chunk of the snapshot');
+  // The old b segment: named by nothing, pruned at once (--prune-after 0); the kept one is still there.
+  const gone = [...names(first.head)].find((n) => !names(second.head).has(n))!;
+  assert.throws(() => readFileSync(join(remote, 'frames', `${gone}.frames`)), /ENOENT/);
+  assert.throws(
+    () => unpackHead(second.bytes, 'update head', [1, 2]),
+    (e: Error & { code?: string; hint?: string }) => e.code === 'BAD_FORMAT' && /version 4 is not supported/.test(e.message) && e.hint === 'upgrade paquete',
+  );
+  // The head round-trips byte for byte.
+  assert.ok(Buffer.from(encodeUpdateHead(second.head)).equals(second.bytes));
 });

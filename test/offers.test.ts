@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
@@ -150,16 +150,25 @@ describe('offers keyed by content, over nginx', () => {
     );
   });
 
-  test('old updates are pruned: only the newest entry names deltas and an offer, the one before it its stream', () => {
+  test('old updates are pruned: only the newest entry names deltas and an offer, the one before it at most its stream; updates on disk within twice the newest stream', () => {
     const m = manifest();
     const older = m.snapshots.slice(0, -2);
     assert.ok(older.every((s) => s.updates === undefined && s.offer === undefined), 'entries before the last two name no updates');
     const prev = m.snapshots.at(-2)!;
-    assert.deepEqual(prev.updates?.map((u) => u.from), ['']);
+    assert.ok(prev.updates === undefined || isDeepStrictEqual(prev.updates.map((u) => u.from), ['']));
+    assert.equal(prev.offer, undefined);
     const names = new Set(readFileSync(join(dir, 'remote/manifest.json'), 'utf8').match(/[0-9a-f]{64}/g));
     for (const f of readdirSync(join(dir, 'remote/updates')).filter((n) => !n.startsWith('.'))) {
       assert.ok(names.has(f.slice(0, 64)), `updates/${f} is named by the manifest`);
     }
+    // Every head and frames file on the remote (pruned at once here), against the newest stream's frames.
+    const bytesIn = (sub: string) => readdirSync(join(dir, 'remote', sub)).filter((n) => !n.startsWith('.')).reduce((n, f) => n + statSync(join(dir, 'remote', sub, f)).size, 0);
+    const newest = m.snapshots.at(-1)!;
+    const stream = newest.updates!.find((u) => u.from === '')!;
+    const segments = decodeUpdateHead(readFileSync(join(dir, 'remote/updates', `${stream.name}.upd`))).segments!;
+    const streamBytes = segments.reduce((n, s) => n + s.size, 0);
+    const disk = bytesIn('updates') + bytesIn('frames') - stream.size;
+    assert.ok(disk <= 2 * streamBytes, `updates and frames ${disk} B, twice the newest stream ${2 * streamBytes} B`);
   });
 
   test('from a random release after a random number of publishes, nginx counts at most 1.5x the patch-from floor + 16 KiB; syncing once never costs more than after every release (property)', (t) => {

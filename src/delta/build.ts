@@ -99,17 +99,91 @@ export function cut(places: Place[], maxRaw: number, fits: (first: Place, next: 
 }
 
 /**
- * The update from nothing: every chunk of N once, smallest files first (then in path order), in
- * frames of ≤ 128 MiB (SOLID_FRAME_RAW). A card that pays for a prefix of the stream then completes files the way a
- * planner would choose them, cheapest to finish first: in path order, a card of 40% of date-fns
- * 4.1.0 (5,326 files) went into big source maps and completed 2 files. The window spans the
+ * A segment of the update from nothing ends, once it holds a sixteenth of its source's content
+ * (rounded down to a power of two, so a source growing a little keeps its bounds; at least
+ * SEGMENT_MIN, at most SEGMENT_MAX_MIN), before the next file whose path hash says so (one in
+ * SEGMENT_CUT_ONE_IN): its bounds depend on paths, not on where a change fell, so a file changed,
+ * added or removed changes its own segment only (and, rarely, where that one ends). A sixteenth:
+ * a card cut inside a segment of an older stream that the next release changed loses at most
+ * that segment's bought prefix (the segments it completed are held; the next stream's other
+ * segments are fetched whole), and cross-file context is what smaller segments cost: vite 8.4.0
+ * (37 files, 2.5 MB; zstd -19 --long=27 of each segment, smallest files first) 481.7 kB in one
+ * segment, 496.2 kB in 3 (+3.0%), 497.1 kB in 5, 499.2 kB cut at every fourth path (13).
+ */
+export const SEGMENT_MIN = 64 << 10;
+export const SEGMENT_MAX_MIN = 4 << 20;
+/** A segment always ends before a file that would take it past this much (a larger file is a segment alone). */
+export const SEGMENT_MAX = 32 << 20;
+const SEGMENT_CUT_ONE_IN = 4;
+
+/** Where a source's segments may end: a sixteenth of its content, as a power of two within [SEGMENT_MIN, SEGMENT_MAX_MIN]. */
+export function segmentMin(sourceBytes: number): number {
+  let m = SEGMENT_MIN;
+  while (m * 2 <= sourceBytes / 16 && m * 2 <= SEGMENT_MAX_MIN) m *= 2;
+  return m;
+}
+
+/** FNV-1a of a path: where segments may end, the same in every snapshot holding that path. */
+function pathHash(path: string): number {
+  let h = 0x811c9dc5;
+  for (let k = 0; k < path.length; k++) h = Math.imul(h ^ path.charCodeAt(k), 0x01000193) >>> 0;
+  return h;
+}
+
+/** The source a path belongs to (its first component): segments never span two. */
+const sourceOf = (path: string) => path.slice(0, path.indexOf('/') + 1);
+
+export interface PlannedSegment {
+  /** Indices into N's files, in the order their content lies in the segment's frames. */
+  files: number[];
+  frames: PlannedFrame[];
+}
+
+/**
+ * The update from nothing in segments (docs/DESIGN-REMOTE-V3.md decision 5): N's files in index
+ * order (source, then path) cut into runs of segmentMin to SEGMENT_MAX of content at path-hashed
+ * bounds; each run's chunks once (a chunk in two segments is in both, so a segment's bytes depend
+ * on its own files only), smallest files first within it, in frames of ≤ 128 MiB (SOLID_FRAME_RAW,
+ * so a 60 MB file lies in one frame); segments ordered by their mean file size, smallest first.
+ * A card that pays for a prefix of the stream then completes files the way a planner would
+ * choose them, cheapest to finish first: in path order, a card of 40% of date-fns 4.1.0 (5,326
+ * files) went into big source maps and completed 2 files. Inside a segment the window spans the
  * whole frame, so the order costs little: date-fns 1.106 → 1.115 MB, typescript 2.072 → 2.068 MB
  * (zstd -19 --long=27 of the files laid end to end).
  */
+export function planSegments(target: Snapshot): PlannedSegment[] {
+  const sourceBytes = new Map<string, number>();
+  for (const f of target.files) sourceBytes.set(sourceOf(f.path), (sourceBytes.get(sourceOf(f.path)) ?? 0) + f.size);
+  const runs: number[][] = [];
+  let run: number[] = [];
+  let raw = 0;
+  target.files.forEach((f, k) => {
+    const first = run.length ? target.files[run[0]] : undefined;
+    const min = segmentMin(sourceBytes.get(sourceOf(f.path))!);
+    const ends = first && (sourceOf(first.path) !== sourceOf(f.path) || raw + f.size > SEGMENT_MAX || (raw >= min && pathHash(f.path) % SEGMENT_CUT_ONE_IN === 0));
+    if (ends) {
+      runs.push(run);
+      run = [];
+      raw = 0;
+    }
+    run.push(k);
+    raw += f.size;
+  });
+  if (run.length) runs.push(run);
+  const segments: (PlannedSegment & { mean: number })[] = [];
+  for (const r of runs) {
+    const files = [...r].sort((a, b) => target.files[a].size - target.files[b].size || a - b);
+    const places = firstPlaces(target, undefined, files.map((k) => target.files[k])).flatMap((g) => g.places);
+    if (!places.length) continue;
+    const frames = cut(places, SOLID_FRAME_RAW).map((f) => ({ yields: f.map((p) => p.index), bases: [] }));
+    segments.push({ files, frames, mean: files.reduce((n, k) => n + target.files[k].size, 0) / files.length });
+  }
+  return segments.sort((a, b) => a.mean - b.mean || a.files[0] - b.files[0]).map(({ files, frames }) => ({ files, frames }));
+}
+
+/** The update from nothing's frames, segment after segment (planSegments). */
 export function planSolidFrames(target: Snapshot): PlannedFrame[] {
-  const bySize = target.files.map((f, k) => ({ f, k })).sort((a, b) => a.f.size - b.f.size || a.k - b.k).map((e) => e.f);
-  const all = firstPlaces(target, undefined, bySize).flatMap((g) => g.places);
-  return cut(all, SOLID_FRAME_RAW).map((f) => ({ yields: f.map((p) => p.index), bases: [] }));
+  return planSegments(target).flatMap((s) => s.frames);
 }
 
 /**

@@ -19,6 +19,14 @@ export const UPDATE_VERSION = 1;
  * rebuilding an index it cannot read.
  */
 export const UPDATE_VERSION_REBUILT = 2;
+/**
+ * An update from nothing in *segments* (docs/DESIGN-REMOTE-V3.md decision 5): its frames lie in
+ * several frames files, one per segment of N's files, so a segment whose files did not change keeps
+ * its file, by name, from one snapshot's stream to the next. A reader of versions 1-2 refuses the
+ * head by its version ("upgrade paquete") and fetches records; it never reads a segment's offsets
+ * as offsets into one frames file.
+ */
+export const UPDATE_VERSION_SEGMENTS = 4;
 export const FRAMES_MAGIC = Buffer.from('PQFR', 'ascii');
 export const FRAMES_VERSION = 1;
 export const FRAMES_HEADER_SIZE = 8;
@@ -60,6 +68,16 @@ export interface FrameEntry {
   bases: BaseRange[];
 }
 
+/** One frames file of a segmented update from nothing, and how many of the head's frames lie in it. */
+export interface Segment {
+  /** Name (hex SHA-256) of `frames/<name>.frames`. */
+  name: string;
+  /** Its size in bytes (8 header bytes and its frames). */
+  size: number;
+  /** Its frames: the next `frames` of the head's table, back to back from its byte 8. */
+  frames: number;
+}
+
 export interface UpdateHead {
   /** Name (hex SHA-256 of the .snap) of the snapshot this update builds. */
   target: string;
@@ -74,7 +92,33 @@ export interface UpdateHead {
   indexBodySize: number;
   /** Version of N's index (2, or 3 with rebuilt files): the head's version says it. */
   indexVersion: number;
+  /**
+   * A segmented update from nothing (version 4): its frames files in order. Frame offsets are then
+   * offsets into the segments laid end to end, whole (so the 8 header bytes of the next segment
+   * lie between its frames and the previous segment's: no two frames of different files are ever
+   * adjacent); `framesFile` is the first segment's and `framesSize` their total. frameSource
+   * maps an offset to its file.
+   */
+  segments?: Segment[];
   frames: FrameEntry[];
+}
+
+/**
+ * Where bytes [offset, end) of an update's frames lie: the frames file and the offset in it. For a
+ * segmented head, the segment holding them (a range across two segments is a caller's bug: the
+ * planner joins only adjacent frames, and frames of two segments never are).
+ */
+export function frameSource(u: Pick<UpdateHead, 'framesFile' | 'segments'>, offset: number, end = offset): { file: string; offset: number } {
+  if (!u.segments) return { file: u.framesFile, offset };
+  let at = 0;
+  for (const s of u.segments) {
+    if (offset < at + s.size) {
+      if (end > at + s.size) throw new Error(`frames ${offset}-${end} run across segment ${s.name.slice(0, 12)}`);
+      return { file: s.name, offset: offset - at };
+    }
+    at += s.size;
+  }
+  throw new Error(`frame offset ${offset} lies past the segments (${at} bytes)`);
 }
 
 const NO_BASE = Buffer.alloc(32);
@@ -131,12 +175,20 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
   const w = new ByteWriter(1 << 16);
   w.bytes(Buffer.from(u.target, 'hex'));
   w.bytes(u.base ? Buffer.from(u.base, 'hex') : NO_BASE);
-  w.bytes(Buffer.from(u.framesFile, 'hex')).varint(u.framesSize);
-  w.varint(u.indexBodySize).varint(u.indexDelta.length).bytes(u.indexDelta);
+  if (u.segments) {
+    if (u.base || u.indexDelta.length) throw new Error('only an update from nothing comes in segments');
+    w.varint(u.segments.length);
+    for (const s of u.segments) w.bytes(Buffer.from(s.name, 'hex')).varint(s.size).varint(s.frames);
+    w.varint(u.indexVersion);
+  } else {
+    w.bytes(Buffer.from(u.framesFile, 'hex')).varint(u.framesSize);
+    w.varint(u.indexBodySize).varint(u.indexDelta.length).bytes(u.indexDelta);
+  }
   w.varint(u.frames.length);
-  let expected = FRAMES_HEADER_SIZE;
-  for (const f of u.frames) {
-    if (f.offset !== expected) throw new Error('frames must lie back to back in table order');
+  const starts = frameStarts(u);
+  if (starts.length !== u.frames.length) throw new Error("the segments' frame counts do not add up to the frames");
+  for (const [k, f] of u.frames.entries()) {
+    if (f.offset !== starts[k]) throw new Error('frames must lie back to back in table order');
     w.varint(f.length);
     writeYields(w, f.yields);
     w.varint(f.bases.length);
@@ -147,22 +199,69 @@ export function encodeUpdateHead(u: UpdateHead): Uint8Array {
       w.zigzag(b.file - prevFile - 1).varint(b.start).varint(b.toEnd ? 0 : b.length);
       prevFile = b.file;
     }
-    expected += f.length;
   }
-  return packHead(u.indexVersion === 3 ? UPDATE_VERSION_REBUILT : UPDATE_VERSION, w.finish());
+  return packHead(u.segments ? UPDATE_VERSION_SEGMENTS : u.indexVersion === 3 ? UPDATE_VERSION_REBUILT : UPDATE_VERSION, w.finish());
+}
+
+/**
+ * Where each frame of a head must start, from the frames' lengths: back to back from byte 8 of
+ * the frames file, or for a segmented head from byte 8 of each segment in turn, segments laid end
+ * to end. Fails when a segment's frames do not fill it exactly.
+ */
+function frameStarts(u: Pick<UpdateHead, 'segments' | 'frames'>, fail: (m: string) => never = (m) => { throw new Error(m); }): number[] {
+  const starts: number[] = [];
+  if (!u.segments) {
+    let at = FRAMES_HEADER_SIZE;
+    for (const f of u.frames) {
+      starts.push(at);
+      at += f.length;
+    }
+    return starts;
+  }
+  let base = 0;
+  let k = 0;
+  for (const s of u.segments) {
+    let at = base + FRAMES_HEADER_SIZE;
+    for (let j = 0; j < s.frames; j++, k++) {
+      if (k >= u.frames.length) fail('the segments name more frames than the head lists');
+      starts.push(at);
+      at += u.frames[k].length;
+    }
+    if (at !== base + s.size) fail(`segment ${s.name.slice(0, 12)}'s frames take ${at - base} bytes of its ${s.size}`);
+    base += s.size;
+  }
+  if (k !== u.frames.length) fail('the head lists frames that no segment holds');
+  return starts;
 }
 
 /** Decodes an update head; structural checks only (the caller checks indices against N and the base). */
 export function decodeUpdateHead(data: Uint8Array): UpdateHead {
   const what = 'update head';
-  const r = new ByteReader(unpackHead(data, what, [UPDATE_VERSION, UPDATE_VERSION_REBUILT]), what);
+  const r = new ByteReader(unpackHead(data, what, [UPDATE_VERSION, UPDATE_VERSION_REBUILT, UPDATE_VERSION_SEGMENTS]), what);
   const target = Buffer.from(r.bytes(32)).toString('hex');
   const baseBytes = Buffer.from(r.bytes(32));
   const base = baseBytes.equals(NO_BASE) ? null : baseBytes.toString('hex');
-  const framesFile = Buffer.from(r.bytes(32)).toString('hex');
-  const framesSize = r.varint();
-  const indexBodySize = r.varint();
-  const indexDelta = Buffer.from(r.bytes(r.count(1, 'index delta byte')));
+  let framesFile: string;
+  let framesSize: number;
+  let indexBodySize = 0;
+  let indexDelta: Uint8Array = Buffer.alloc(0);
+  let indexVersion = data[4] === UPDATE_VERSION_REBUILT ? 3 : 2;
+  let segments: Segment[] | undefined;
+  if (data[4] === UPDATE_VERSION_SEGMENTS) {
+    if (base !== null) r.fail('a segmented update names a base');
+    segments = new Array(r.count(34, 'segment'));
+    if (!segments.length) r.fail('a segmented update has no segment');
+    for (let k = 0; k < segments.length; k++) segments[k] = { name: Buffer.from(r.bytes(32)).toString('hex'), size: r.varint(), frames: r.varint() };
+    indexVersion = r.varint();
+    if (indexVersion !== 2 && indexVersion !== 3) r.fail(`a segmented update of an index of version ${indexVersion}`);
+    framesFile = segments[0].name;
+    framesSize = segments.reduce((n, s) => n + s.size, 0);
+  } else {
+    framesFile = Buffer.from(r.bytes(32)).toString('hex');
+    framesSize = r.varint();
+    indexBodySize = r.varint();
+    indexDelta = Buffer.from(r.bytes(r.count(1, 'index delta byte')));
+  }
   const frames: FrameEntry[] = [];
   let offset = FRAMES_HEADER_SIZE;
   for (let n = r.count(3, 'frame'); n > 0; n--) {
@@ -181,7 +280,11 @@ export function decodeUpdateHead(data: Uint8Array): UpdateHead {
     frames.push({ offset, length, yields, bases });
     offset += length;
   }
-  if (offset > framesSize) r.fail(`frames end at ${offset}, past the frames file's ${framesSize} bytes`);
+  if (segments) {
+    if (frames.some((f) => f.bases.length)) r.fail('a frame of an update from nothing names base ranges');
+    const starts = frameStarts({ segments, frames }, (m) => r.fail(m));
+    frames.forEach((f, k) => (f.offset = starts[k]));
+  } else if (offset > framesSize) r.fail(`frames end at ${offset}, past the frames file's ${framesSize} bytes`);
   r.end();
-  return { target, base, framesFile, framesSize, indexDelta, indexBodySize, indexVersion: data[4] === UPDATE_VERSION_REBUILT ? 3 : 2, frames };
+  return { target, base, framesFile, framesSize, indexDelta, indexBodySize, indexVersion, ...(segments ? { segments } : {}), frames };
 }

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeOfferHead, OFFER_VERSION } from '../delta/offer.js';
 import { decodeUpdateHead } from '../delta/update.js';
@@ -22,28 +22,57 @@ export const PRUNE_RECORD = '.paquete-prune.json';
 
 /**
  * The entries before the new one as the next manifest lists them: the previous newest keeps its
- * update from nothing only, older ones no updates (their indexes stay: the offer reads them).
+ * update from nothing when `keepStream` (see streamKept), older ones no updates (their indexes
+ * stay: the offer reads them).
  */
-export function retainedEntries(earlier: ManifestSnapshot[]): ManifestSnapshot[] {
+export function retainedEntries(earlier: ManifestSnapshot[], keepStream = true): ManifestSnapshot[] {
   return earlier.map((e, k) => {
     const { updates, offer: _offer, ...rest } = e;
-    const solid = k === earlier.length - 1 ? updates?.filter((u) => u.from === '') : undefined;
+    const solid = keepStream && k === earlier.length - 1 ? updates?.filter((u) => u.from === '') : undefined;
     return solid?.length ? { ...rest, updates: solid } : rest;
   });
 }
 
-/** Heads and frames files the manifest names (a head names its frames file). */
+/** The frames files a head names: its one frames file, or a segmented stream's segments. */
+function framesFilesOf(remoteDir: string, head: string): string[] {
+  const bytes = readFileSync(join(remoteDir, 'updates', `${head}.upd`));
+  if (bytes[4] === OFFER_VERSION) return [decodeOfferHead(bytes).framesFile];
+  const h = decodeUpdateHead(bytes);
+  return h.segments ? h.segments.map((s) => s.name) : [h.framesFile];
+}
+
+/**
+ * Whether the previous snapshot's stream from nothing stays named beside the new snapshot's
+ * updates. A card cut inside it resumes it after the release (src/sync/base-stream.ts), but each
+ * publish used to keep it whole: updates were 2.9x one compressed copy of vite 8.4.0. Its
+ * segments that the new stream keeps by name cost nothing more; the rest is kept only when it
+ * fits in what the new snapshot's updates leave of twice its stream (`stream`: the new stream's
+ * head; `room`: its bytes less the offer's and the deltas'), so updates on disk stay within 2x (issue 14 item 4). A
+ * segment the new stream keeps resumes in it anyway (its `.part` is named by its file).
+ */
+export function streamKept(remoteDir: string, previous: ManifestSnapshot | undefined, stream: string | undefined, room: number): boolean {
+  const ref = previous?.updates?.find((u) => u.from === '');
+  if (!ref) return false;
+  try {
+    const shared = new Set(stream ? framesFilesOf(remoteDir, stream) : []);
+    const extra = framesFilesOf(remoteDir, ref.name)
+      .filter((f) => !shared.has(f))
+      .reduce((n, f) => n + statSync(join(remoteDir, 'frames', `${f}.frames`)).size, ref.size);
+    return extra <= room;
+  } catch {
+    return false;
+  }
+}
+
+/** Heads and frames files the manifest names (a head names its frames files). */
 function namedFiles(remoteDir: string, body: ManifestBody): Set<string> {
   const named = new Set<string>();
   for (const s of body.snapshots) {
     const heads = [...(s.updates ?? []).map((u) => u.name), ...(s.offer ? [s.offer.name] : [])];
     for (const name of heads) {
-      const path = `updates/${name}.upd`;
-      named.add(path);
+      named.add(`updates/${name}.upd`);
       try {
-        const bytes = readFileSync(join(remoteDir, path));
-        const frames = bytes[4] === OFFER_VERSION ? decodeOfferHead(bytes).framesFile : decodeUpdateHead(bytes).framesFile;
-        named.add(`frames/${frames}.frames`);
+        for (const f of framesFilesOf(remoteDir, name)) named.add(`frames/${f}.frames`);
       } catch {
         // A head that cannot be read names nothing more; it is kept, being named.
       }

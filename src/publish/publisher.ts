@@ -23,7 +23,7 @@ import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
 import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
 import { CompressPool } from '../delta/compress-pool.js';
-import { pruneUpdates, retainedEntries } from './prune.js';
+import { pruneUpdates, retainedEntries, streamKept } from './prune.js';
 import { readPreviousRoot, writeShards } from './shards.js';
 import { CacheEntry, CachedForm, FileStat, PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
 
@@ -410,9 +410,11 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     await pool.close();
   }
   const updatesMs = performance.now() - updatesStarted;
+  const stream = updates.find((u) => u.from === '');
+  const room = (stream?.framesBytes ?? 0) - updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes + u.size), 0) - (offer ? offer.framesBytes + offer.size : 0);
 
   const body = nextManifest(opts, previous, [
-    ...retainedEntries(earlier),
+    ...retainedEntries(earlier, streamKept(remoteDir, earlier[earlier.length - 1], stream?.name, room)),
     {
       name: snapName,
       size: snapBytes.length,

@@ -1,8 +1,8 @@
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { encodeFrames, fileRangeFromChunks, planDeltaFrames, planSolidFrames, ReadFileRange, withoutDictMagic } from '../delta/build.js';
-import { encodeUpdateHead, FrameEntry, framesHeader } from '../delta/update.js';
+import { encodeFrames, fileRangeFromChunks, planDeltaFrames, PlannedSegment, planSegments, ReadFileRange, withoutDictMagic } from '../delta/build.js';
+import { decodeUpdateHead, encodeUpdateHead, FrameEntry, framesHeader, FRAMES_HEADER_SIZE, Segment, UpdateHead } from '../delta/update.js';
 import { BaseContent, decodeOfferHead, encodeOfferHead, OfferFrame } from '../delta/offer.js';
 import { changeMatrix, chooseRungs, fileVersions, OFFER_REACH, planOffer, PlannedOfferFrame, Version } from '../delta/offer-plan.js';
 import { MAX_WINDOW_LOG } from '../delta/zstd.js';
@@ -59,7 +59,11 @@ export interface UpdateProgress {
 
 export interface UpdateWritten extends UpdateRef {
   frames: number;
+  /** Bytes of its frames files (a segmented stream's: all its segments, kept ones too). */
   framesBytes: number;
+  /** The stream from nothing: its segments, and how many were kept from the previous stream by name (not compressed again). */
+  segments?: number;
+  reusedSegments?: number;
   /** Wall time spent building this update. */
   ms: number;
 }
@@ -81,9 +85,10 @@ export function writeUpdates(remoteDir: string, target: { name: string; snapshot
     const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), pool, level: opts.level, onProgress: opts.onProgress };
     const written: UpdateWritten[] = [];
     try {
-      if (opts.solid) written.push(await writeUpdate(io, n, undefined));
+      const bases = readableBases(remoteDir, earlier, opts.updatesFrom);
+      if (opts.solid) written.push(await writeStream(io, n, previousStream(remoteDir, earlier[earlier.length - 1], bases[0])));
       let first = true;
-      for (const b of readableBases(remoteDir, earlier, opts.updatesFrom)) {
+      for (const b of bases) {
         // Frames from the newest base only: clients further behind take the offer's frames, and
         // what they need of a delta from them is its index delta (a few bytes a changed entry).
         written.push(await writeUpdate(io, n, b, first));
@@ -126,9 +131,141 @@ interface UpdateIO {
   onProgress?: (p: UpdateProgress) => void;
 }
 
-async function writeUpdate({ remoteDir, reader, pool, level, onProgress }: UpdateIO, target: Named, base: Named | undefined, withFrames = true): Promise<UpdateWritten> {
+/** The previous snapshot's stream from nothing, when it is segmented and its index reads: what the new stream may keep of it. */
+function previousStream(remoteDir: string, entry: ManifestSnapshot | undefined, newestBase: Named | undefined): { head: UpdateHead; snapshot: Snapshot } | undefined {
+  const ref = entry?.updates?.find((u) => u.from === '');
+  if (!entry || !ref) return undefined;
+  try {
+    const head = decodeUpdateHead(readFileSync(join(remoteDir, 'updates', `${ref.name}.upd`)));
+    if (!head.segments) return undefined;
+    return { head, snapshot: newestBase?.name === entry.name ? newestBase.snapshot : readRemoteSnapshot(remoteDir, entry) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** What makes two segments the same bytes: the zstd level and each frame's chunks (frameKey of each, in order). */
+function segmentKey(level: number, frames: { yields: number[] }[], s: Snapshot): string {
+  const h = createHash('sha256');
+  for (const f of frames) h.update(frameKey(level, f.yields.map((i) => s.chunks.id(i)), []));
+  return h.digest('hex');
+}
+
+/**
+ * The update from nothing in segments (src/delta/build.ts planSegments), one frames file each. A
+ * segment whose chunks and cut are those of a segment of the previous snapshot's stream keeps
+ * that segment's file, by name, still on disk: a publish compresses only the segments whose files
+ * changed, and the remote holds one copy of what did not. The frames of the segments compressed
+ * afresh go through the pool together (one worker per core), each landing in its segment's file.
+ */
+async function writeStream({ remoteDir, reader, pool, level, onProgress }: UpdateIO, target: Named, previous: { head: UpdateHead; snapshot: Snapshot } | undefined): Promise<UpdateWritten> {
   const started = performance.now();
-  const plan = !base ? planSolidFrames(target.snapshot) : withFrames ? planDeltaFrames(target.snapshot, base.snapshot) : [];
+  const framesDir = join(remoteDir, 'frames');
+  const planned = planSegments(target.snapshot);
+  const kept = new Map<string, { segment: Segment; lengths: number[] }>();
+  if (previous) {
+    let k = 0;
+    for (const segment of previous.head.segments!) {
+      const frames = previous.head.frames.slice(k, (k += segment.frames));
+      if (frames.some((f) => f.yields.some((i) => i >= previous.snapshot.chunks.length))) continue;
+      kept.set(segmentKey(level, frames, previous.snapshot), { segment, lengths: frames.map((f) => f.length) });
+    }
+  }
+  const reuse = planned.map((p) => {
+    const old = kept.get(segmentKey(level, p.frames, target.snapshot));
+    return old && existsSync(join(framesDir, `${old.segment.name}.frames`)) ? old : undefined;
+  });
+  const fresh = planned.filter((_, k) => !reuse[k]);
+  const contentOf = (f: PlannedSegment['frames'][number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
+  const bytesTotal = fresh.reduce((n, p) => n + p.frames.reduce((m, f) => m + contentOf(f), 0), 0);
+  let bytesDone = 0;
+  onProgress?.({ phase: 'updates', from: '', bytesDone, bytesTotal });
+  // Frames of the fresh segments in one run through the pool; `write` opens and finishes their files in turn.
+  const plan = fresh.flatMap((p) => p.frames);
+  const written: { segment: Segment; lengths: number[] }[] = [];
+  let file: ContentNamedFile | undefined;
+  let lengths: number[] = [];
+  let seg = 0;
+  let frameNo = 0;
+  try {
+    await encodeFrames(plan, {
+      target: target.snapshot,
+      readChunk: (s, i) => reader.read(s, i),
+      level,
+      write: (frame) => {
+        if (!file) {
+          file = new ContentNamedFile(framesDir, 'frames');
+          file.write(framesHeader());
+        }
+        file.write(frame);
+        lengths.push(frame.length);
+        bytesDone += contentOf(plan[frameNo++]);
+        if (lengths.length === fresh[seg].frames.length) {
+          const size = file.size;
+          written.push({ segment: { name: file.finish(), size, frames: lengths.length }, lengths });
+          file = undefined;
+          lengths = [];
+          seg++;
+        }
+        onProgress?.({ phase: 'updates', from: '', bytesDone, bytesTotal });
+      },
+      compress: (content, o) => pool.compress(content, o),
+      inFlight: pool.size + 1,
+    });
+  } catch (e) {
+    (file as ContentNamedFile | undefined)?.abort();
+    throw e;
+  }
+  if (!planned.length) {
+    // Nothing to stream (no file has content): one segment of no frames, so the head still names a file.
+    const empty = new ContentNamedFile(framesDir, 'frames');
+    empty.write(framesHeader());
+    written.push({ segment: { name: empty.finish(), size: FRAMES_HEADER_SIZE, frames: 0 }, lengths: [] });
+    planned.push({ files: [], frames: [] });
+  }
+  if (written.length) fsyncPath(framesDir);
+  const segments: Segment[] = [];
+  const frames: FrameEntry[] = [];
+  let at = 0;
+  let w = 0;
+  planned.forEach((p, k) => {
+    const s = reuse[k] ?? written[w++];
+    let offset = at + FRAMES_HEADER_SIZE;
+    p.frames.forEach((f, j) => {
+      frames.push({ offset, length: s.lengths[j], yields: f.yields, bases: [] });
+      offset += s.lengths[j];
+    });
+    segments.push(s.segment);
+    at += s.segment.size;
+  });
+  const head = encodeUpdateHead({
+    target: target.name,
+    base: null,
+    framesFile: segments[0]?.name ?? '',
+    framesSize: at,
+    indexDelta: new Uint8Array(0),
+    indexBodySize: 0,
+    indexVersion: snapshotVersion(target.snapshot),
+    segments,
+    frames,
+  });
+  const name = sha256Hex(head);
+  writeFileAtomic(join(remoteDir, 'updates', `${name}.upd`), head);
+  return {
+    from: '',
+    name,
+    size: head.length,
+    frames: frames.length,
+    framesBytes: at,
+    segments: segments.length,
+    reusedSegments: reuse.filter(Boolean).length,
+    ms: performance.now() - started,
+  };
+}
+
+async function writeUpdate({ remoteDir, reader, pool, level, onProgress }: UpdateIO, target: Named, base: Named, withFrames = true): Promise<UpdateWritten> {
+  const started = performance.now();
+  const plan = withFrames ? planDeltaFrames(target.snapshot, base.snapshot) : [];
   const contentOf = (f: (typeof plan)[number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
   const bytesTotal = plan.reduce((n, f) => n + contentOf(f), 0);
   let bytesDone = 0;
@@ -247,7 +384,7 @@ async function offerOn(
   let rungs: number[];
   let plan: PlannedOfferFrame[];
   try {
-    rungs = chooseRungs(await measuredChange(target.snapshot, earlierSnaps, rangeOf, pool));
+    rungs = chooseRungs(await measuredChange(remoteDir, target.snapshot, earlierSnaps, rangeOf, pool));
     plan = planOffer(target.snapshot, earlierSnaps, rungs);
   } catch (e) {
     reader.close();
@@ -384,12 +521,32 @@ async function offerOn(
 const MEASURE_LEVEL = 6;
 
 /**
- * src/delta/offer-plan.ts changeMatrix over [N, ...earlier], each pair of versions compressed at
- * MEASURE_LEVEL on the pool. changeMatrix asks for its pairs in a fixed order: a first pass
- * lists them, they are compressed a few at a time, and a second pass reads the sizes back in
- * that order.
+ * The publisher's record of pairs of file contents it measured (remote root; never read by
+ * clients): a pair's size depends on the two contents alone, so only pairs with a content new in
+ * N are compressed again. Without it every publish measured every pair over the last 52
+ * snapshots again: 136 pairs of vite's 1.4 MB bundle at level 6, most of a 13 s publish.
  */
-async function measuredChange(target: Snapshot, earlier: Snapshot[], rangeOf: (s: Snapshot) => ReadFileRange, pool: CompressPool): Promise<number[][]> {
+export const CHANGE_RECORD = '.paquete-change.json';
+
+/** Sizes by "old sha256>new sha256" ("" for from nothing), at MEASURE_LEVEL; empty when the record is missing, damaged or of another level. */
+function readChangeRecord(remoteDir: string): Map<string, number> {
+  try {
+    const r = JSON.parse(readFileSync(join(remoteDir, CHANGE_RECORD), 'utf8')) as { version: number; level: number; pairs: Record<string, number> };
+    if (r.version !== 1 || r.level !== MEASURE_LEVEL || typeof r.pairs !== 'object' || r.pairs === null) return new Map();
+    return new Map(Object.entries(r.pairs).filter(([, n]) => Number.isSafeInteger(n) && n >= 0));
+  } catch {
+    return new Map();
+  }
+}
+
+/**
+ * src/delta/offer-plan.ts changeMatrix over [N, ...earlier], each pair of versions compressed at
+ * MEASURE_LEVEL on the pool unless CHANGE_RECORD has its size. changeMatrix asks for its pairs
+ * in a fixed order: a first pass lists them, those not recorded are compressed a few at a time,
+ * and a second pass reads the sizes back in that order. The record is rewritten with this
+ * matrix's pairs only (older ones name contents no retained snapshot holds).
+ */
+async function measuredChange(remoteDir: string, target: Snapshot, earlier: Snapshot[], rangeOf: (s: Snapshot) => ReadFileRange, pool: CompressPool): Promise<number[][]> {
   const files = fileVersions(target, earlier);
   const n = earlier.length + 1;
   const pairs: { from?: Version; to: Version }[] = [];
@@ -398,10 +555,13 @@ async function measuredChange(target: Snapshot, earlier: Snapshot[], rangeOf: (s
     const f = v.snapshot.files[v.file];
     return rangeOf(v.snapshot)(f, 0, f.size);
   };
-  const sizes: number[] = new Array(pairs.length);
+  const recorded = readChangeRecord(remoteDir);
+  const keyOf = (p: { from?: Version; to: Version }) => `${p.from?.sha256 ?? ''}>${p.to.sha256}`;
+  const sizes: number[] = pairs.map((p) => recorded.get(keyOf(p)) ?? -1);
   let next = 0;
   const lane = async () => {
     for (let k = next++; k < pairs.length; k = next++) {
+      if (sizes[k] >= 0) continue;
       const content = read(pairs[k].to);
       let dictionary = pairs[k].from ? read(pairs[k].from!) : undefined;
       // Within the window a reader accepts: the old version's end, nearest what follows it.
@@ -412,6 +572,9 @@ async function measuredChange(target: Snapshot, earlier: Snapshot[], rangeOf: (s
     }
   };
   await Promise.all(Array.from({ length: pool.size + 1 }, lane));
+  const record: Record<string, number> = {};
+  pairs.forEach((p, k) => (record[keyOf(p)] = sizes[k]));
+  writeFileAtomic(join(remoteDir, CHANGE_RECORD), Buffer.from(JSON.stringify({ version: 1, level: MEASURE_LEVEL, pairs: record }) + '\n'));
   let k = 0;
   return changeMatrix(files, n, () => sizes[k++]);
 }

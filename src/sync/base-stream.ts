@@ -1,9 +1,11 @@
 import { Remote } from '../remote/remote.js';
 import { Snapshot } from '../snapshot/snapshot.js';
+import { ManifestSnapshot, UpdateRef } from '../snapshot/manifest.js';
+import { UpdateHead } from '../delta/update.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { Latest } from './catalog.js';
 import { keptPrefixes, LoadedUpdate } from './frames.js';
-import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, solidUpdate, uncachedHead } from './updates.js';
+import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, retiredStream, solidUpdate, uncachedHead } from './updates.js';
 
 /**
  * The stream of an older snapshot that a card was cut inside, when a newer snapshot came out
@@ -24,11 +26,33 @@ export interface BaseStream {
   streamHeld?: Set<bigint>;
   /** Chunks held once the stream is in, as the delta is priced (default: every chunk of `base`). */
   afterHeld?: Set<bigint>;
+  /** Chunks of `base` the store holds now (default: those the new snapshot shares): its frames that bring none of the others are not fetched. */
+  held?: Set<bigint>;
+}
+
+/**
+ * B's stream from nothing: named by its manifest entry, or no more named but its head cached
+ * here (src/sync/updates.ts retiredStream).
+ */
+function baseStreamRef(work: WorkDir, baseEntry: ManifestSnapshot): { solid?: UpdateRef; retired?: { ref: UpdateRef; head: UpdateHead } } {
+  const named = solidUpdate(baseEntry);
+  // The publisher may name it no more (its files stay for the prune grace period): the head cached by the card.
+  const retired = named ? undefined : retiredStream(work, baseEntry);
+  return { solid: named ?? retired?.ref, retired };
+}
+
+/** Whether the stream of the newest base whose index is here has its head here: a card of it ran, so finishing it may pay. */
+export function cachedBaseStream(work: WorkDir, latest: Latest): boolean {
+  const choice = deltaChoices(work, latest.manifest.body, latest.entry)[0];
+  const { solid } = choice ? baseStreamRef(work, choice.baseEntry) : {};
+  return solid !== undefined && hasCachedHead(work, solid);
 }
 
 /**
  * The base stream worth pricing, heads fetched: the newest base whose index is here, with an
- * update from nothing of which a frame prefix is kept. `loaded` is the delta head that came with
+ * update from nothing of which a frame prefix is kept: named by its manifest entry, or no more
+ * named but cached here (src/sync/updates.ts retiredStream; its frames may be pruned by now, and
+ * then the session goes on without it). `loaded` is the delta head that came with
  * the index (not fetched again). Undefined when there is none, or the budget cannot pay the heads.
  */
 export async function keptBaseStream(
@@ -40,8 +64,10 @@ export async function keptBaseStream(
   opts: { signal?: AbortSignal; note?: (message: string) => void } & HeadsOffline,
 ): Promise<BaseStream | undefined> {
   const choice = deltaChoices(work, latest.manifest.body, latest.entry)[0];
-  const solid = choice && solidUpdate(choice.baseEntry);
-  if (!choice || !solid) return undefined;
+  if (!choice) return undefined;
+  const { solid, retired } = baseStreamRef(work, choice.baseEntry);
+  if (!solid) return undefined;
+  const wasCached = hasCachedHead(work, solid);
   const haveDelta = loaded !== undefined && (loaded.head.base ?? '') === choice.ref.from;
   const cost = (ref: typeof solid) => (hasCachedHead(work, ref) ? 0 : remote.requestCost(headPath(ref), ref.size));
   const headsCost = cost(solid) + (haveDelta ? 0 : cost(choice.ref));
@@ -54,10 +80,15 @@ export async function keptBaseStream(
     }
   }
   try {
-    const head = await loadUpdateHead(work, remote, solid, choice.baseEntry, null, opts);
-    if (keptPrefixes(work.tmpDir, head).size === 0) return undefined;
+    const head = retired?.head ?? (await loadUpdateHead(work, remote, solid, choice.baseEntry, null, opts));
+    // A card of it ran (its head is here) or was cut inside a frame of it: a segmented stream is
+    // often cut between segments, keeping no prefix, and the segments not yet fetched are then
+    // what finishes it.
+    if (keptPrefixes(work.tmpDir, head).size === 0 && !wasCached) return undefined;
     const delta = haveDelta ? loaded : { head: await loadUpdateHead(work, remote, choice.ref, latest.entry, choice.base, opts), base: choice.base };
-    return { base: choice.base, stream: { head, base: null }, delta };
+    // Old versions of changed files count as held: a segment the card completed is not fetched again.
+    const held = await work.store.hasMany(choice.base.chunks.ids());
+    return { base: choice.base, stream: { head, base: null }, delta, held };
   } catch (e) {
     if (opts.signal?.aborted) throw e;
     opts.note?.(`the stream of snapshot ${choice.baseEntry.name.slice(0, 12)}: ${(e as Error).message}; not resumed`);

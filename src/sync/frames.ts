@@ -2,7 +2,7 @@ import { closeSync, existsSync, fstatSync, openSync, readdirSync, rmSync, statSy
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { chunkId, idToHex as hex } from '../chunk/index.js';
-import { BaseRange, FrameEntry, UpdateHead } from '../delta/update.js';
+import { BaseRange, FrameEntry, frameSource, UpdateHead } from '../delta/update.js';
 import { decodeFrame, StreamingFrame } from '../delta/decode-thread.js';
 import { baseBytes, fileRangeFromChunks, MAX_DICTIONARY } from '../delta/build.js';
 import { Remote } from '../remote/remote.js';
@@ -31,7 +31,7 @@ export interface UpdateInUse {
  */
 export function removeStaleParts(partDir: string, keep: UpdateInUse[], present: Set<bigint>): void {
   const frameAt = new Map<string, { frame: FrameEntry; snapshot: Snapshot }>();
-  for (const k of keep) for (const f of k.head.frames) frameAt.set(`${k.head.framesFile.slice(0, 16)}-${f.offset}`, { frame: f, snapshot: k.snapshot });
+  for (const k of keep) for (const f of k.head.frames) frameAt.set(partKey(k.head, f), { frame: f, snapshot: k.snapshot });
   for (const name of readdirSync(partDir)) {
     const m = PART.exec(name);
     const kept = m ? frameAt.get(`${m[1]}-${m[2]}`) : undefined;
@@ -42,14 +42,24 @@ export function removeStaleParts(partDir: string, keep: UpdateInUse[], present: 
 
 /** Whether any frame prefix is kept in `partDir` that belongs to none of `heads`. */
 export function foreignParts(partDir: string, heads: (UpdateHead | undefined)[]): boolean {
-  const ours = new Set(heads.map((h) => h?.framesFile.slice(0, 16)));
+  const ours = new Set(heads.flatMap((h) => (!h ? [] : h.segments ? h.segments.map((s) => s.name.slice(0, 16)) : [h.framesFile.slice(0, 16)])));
   return readdirSync(partDir).some((name) => {
     const m = PART.exec(name);
     return m !== null && !ours.has(m[1]);
   });
 }
 
-const partPath = (partDir: string, head: UpdateHead, f: number) => join(partDir, `frame-${head.framesFile.slice(0, 16)}-${head.frames[f].offset}.part`);
+/**
+ * A frame's `.part` is named by its frames file and its offset in that file: a segment that the
+ * next snapshot's stream keeps by name keeps its frames' prefixes too (a card cut inside it, then
+ * a release, resumes it in the new stream).
+ */
+function partKey(head: UpdateHead, f: FrameEntry): string {
+  const at = frameSource(head, f.offset);
+  return `${at.file.slice(0, 16)}-${at.offset}`;
+}
+
+const partPath = (partDir: string, head: UpdateHead, f: number) => join(partDir, `frame-${partKey(head, head.frames[f])}.part`);
 
 /**
  * Compressed bytes an earlier session kept of each frame of `head` it was cut or killed inside
@@ -75,6 +85,7 @@ export interface LoadedUpdate {
   base: Snapshot | null;
 }
 
+/** The frames file of an update (a segmented one's first: every segment's path is as long, so a request costs the same). */
 export const framesPath = (u: UpdateHead): string => `frames/${u.framesFile}.frames`;
 
 /** The chunks of `base` that a dictionary range touches; undefined for a range outside the file. */
@@ -154,7 +165,6 @@ export async function fetchFrames(
   store: ChunkStore,
   opts: FrameFetchOptions,
 ): Promise<void> {
-  const path = framesPath(u.head);
   const partOf = (f: number) => partPath(opts.partDir, u.head, f);
   // The planner priced each range from its `resume`, the kept bytes it read (keptPrefixes).
   for (const request of ranges) {
@@ -195,7 +205,9 @@ export async function fetchFrames(
         return remote.local ? landing.caughtUp() : undefined;
       };
       // A prefix that fits the budget is kept in the frame's .part file for the next session.
-      await remote.getRange(path, { start: request.start, end: request.end }, sink, { signal: landing.signal, prefixOk: true });
+      const at = frameSource(u.head, request.start, request.end);
+      const shift = request.start - at.offset;
+      await remote.getRange(`frames/${at.file}.frames`, { start: at.offset, end: request.end - shift }, sink, { signal: landing.signal, prefixOk: true });
       await landing.drained();
       if (pos !== request.end) throw new PaqueteError('REMOTE_CHANGED', `frames file ended at ${pos}, before ${request.end}`);
       await landingInto?.settle();
@@ -286,7 +298,7 @@ class FrameReader {
     this.close();
     rmSync(this.partPath, { force: true });
     if (e instanceof PaqueteError && e.code === 'DAMAGED_PACK') {
-      throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of ${framesPath(this.u.head)} is corrupt: ${e.message}`);
+      throw new PaqueteError('DAMAGED_PACK', `frame ${this.frame} of frames/${frameSource(this.u.head, this.entry.offset).file}.frames is corrupt: ${e.message}`);
     }
     throw e;
   }

@@ -11,7 +11,7 @@ import { coverageOf } from './shard-cache.js';
 import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { KillRisk } from './kill-risk.js';
 import { absorbLandedRanges, fetchRanges } from './fetcher.js';
-import { BaseStream, keptBaseStream } from './base-stream.js';
+import { BaseStream, cachedBaseStream, keptBaseStream } from './base-stream.js';
 import { fetchFrames, foreignParts, framesPath, keptPrefixes, LoadedUpdate, removeStaleParts, UpdateInUse, usableFrames } from './frames.js';
 import { deltaChoices, hasCachedHead, HeadsOffline, headPath, loadUpdateHead, pruneUpdateHeads, solidUpdate, uncachedHead } from './updates.js';
 import { describedContents, loadOfferHead, offerContents, offerPath, OfferSeen, resolveOffer, waypointStream } from './offer.js';
@@ -221,7 +221,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // An older snapshot's stream a card was cut inside, finished before the delta from it.
     let baseStream: BaseStream | undefined;
     const baseStreamPlan = (bs: BaseStream, limit: number) =>
-      planFrameStream(usableFrames(bs.stream, bs.base, present, bs.streamHeld ?? new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
+      planFrameStream(usableFrames(bs.stream, bs.base, bs.held ?? present, bs.streamHeld ?? new Set(), keptPrefixes(work.tmpDir, bs.stream.head)), limit, (n) =>
         pricing(main).requestCost(framesPath(bs.stream.head), n),
       );
     // What the delta after a base stream is priced with: every chunk of the old snapshot held.
@@ -252,7 +252,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         const after = planFor(main, Infinity, { update: bs.delta, baseHeld: allOld }, new Set([...present, ...allOld]));
         return baseStreamPlan(bs, Infinity).cost + after.cost + extra < best.cost;
       };
-      if (!wants.length && foreignParts(work.tmpDir, [update?.head])) {
+      if (!wants.length && (foreignParts(work.tmpDir, [update?.head]) || cachedBaseStream(work, latest))) {
         const bs = await keptBaseStream(work, remote, latest, loaded, mainLimit(), { signal: opts.signal, note: opts.events?.note, offline: headsOffline, uncached: routeOpts.uncached });
         if (bs && cheaper(bs)) {
           baseStream = bs;
@@ -442,7 +442,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
           const ranges = baseStreamPlan(bs, mainLimit()).ranges;
           await fetchFrames(main.remote, bs.base, bs.stream, ranges, work.store, { signal: opts.signal, onChunks: viaIds, partDir: work.tmpDir, present });
         } catch (e) {
-          if ((e as PaqueteError).code !== 'DAMAGED_PACK' || opts.signal?.aborted) throw e;
+          // REMOTE_CHANGED: a stream the manifest names no more, pruned since (src/sync/updates.ts retiredStream).
+          const code = (e as PaqueteError).code;
+          if ((code !== 'DAMAGED_PACK' && code !== 'REMOTE_CHANGED') || opts.signal?.aborted) throw e;
           opts.events?.note?.(`${(e as Error).message}; the new snapshot comes without it`);
         }
         baseHeld = await work.store.hasMany([...bs.base.chunks, ...(update?.base?.chunks ?? [])].map((c) => c.id));

@@ -122,10 +122,15 @@ export interface HeadsOffline {
 export const uncachedHead = (ref: { name: string; size: number }): string =>
   `the head of update ${ref.name.slice(0, 12)} (${ref.size} bytes) is not here yet: a dry run or sync fetches it to price that route, which may cost less`;
 
-/** Deletes cached heads that no update or offer of `manifest` names any more (its snapshots were retired). */
+/**
+ * Deletes cached heads that no update or offer of `manifest` names any more (its snapshots were
+ * retired), but for a stream from nothing of a snapshot still listed (retiredStream: a card of it
+ * may be finished after a release).
+ */
 export function pruneUpdateHeads(work: WorkDir, manifest: ManifestBody): void {
   if (work.readOnly) return;
   const named = new Set(manifest.snapshots.flatMap((s) => [...(s.updates ?? []), ...(s.offer ? [s.offer] : [])].map((u) => `${u.name}.upd`)));
+  const listed = new Set(manifest.snapshots.map((s) => s.name));
   const dir = join(work.meta, 'updates');
   let names: string[];
   try {
@@ -133,7 +138,46 @@ export function pruneUpdateHeads(work: WorkDir, manifest: ManifestBody): void {
   } catch {
     return;
   }
-  for (const n of names) if (!named.has(n)) rmSync(join(dir, n), { force: true });
+  for (const n of names) {
+    if (named.has(n)) continue;
+    const stream = cachedStream(work, n);
+    if (stream && listed.has(stream.head.target)) continue;
+    rmSync(join(dir, n), { force: true });
+  }
+}
+
+/** A cached head file `n` (`<sha256>.upd`) that is a stream from nothing, its bytes still its name's; undefined otherwise. */
+function cachedStream(work: WorkDir, n: string): { ref: UpdateRef; head: UpdateHead } | undefined {
+  const m = /^([0-9a-f]{64})\.upd$/.exec(n);
+  const bytes = m ? work.readOptional(headPath({ name: m[1] })) : undefined;
+  if (!m || !bytes || sha256Hex(bytes) !== m[1]) return undefined;
+  try {
+    const head = decodeUpdateHead(bytes);
+    return head.base === null ? { ref: { from: '', name: m[1], size: bytes.length }, head } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The stream from nothing of `entry` that this directory fetched a head of and that the manifest
+ * names no more: a publisher keeps the previous snapshot's stream named only while it fits within
+ * twice the newest one (src/publish/prune.ts streamKept), and its files stay on the remote for
+ * the prune grace period (7 days by default) after that. A card cut inside it, then a release,
+ * resumes it meanwhile (src/sync/base-stream.ts). The head was checked against the manifest that
+ * named it when it was cached, and its bytes are still their name's; every chunk its frames yield
+ * is checked against the id in `entry`'s signed index, so a head gone wrong costs bytes, never a
+ * wrong file. Undefined when there is none, or more than one of them.
+ */
+export function retiredStream(work: WorkDir, entry: ManifestSnapshot): { ref: UpdateRef; head: UpdateHead } | undefined {
+  let names: string[];
+  try {
+    names = readdirSync(join(work.meta, 'updates'));
+  } catch {
+    return undefined;
+  }
+  const found = names.map((n) => cachedStream(work, n)).filter((s) => s?.head.target === entry.name);
+  return found.length === 1 ? found[0] : undefined;
 }
 
 /** Rebuilds the target's index from a delta head; returns the index file to cache (uncompressed form). */
