@@ -132,7 +132,7 @@ describe('the budget is a hard limit on the wire', () => {
     // A 30 s stall timeout that a trickle resets forever; the rate is judged over 1 s here.
     const env = { ...FAST_LINK, PAQUETE_STALL_TIMEOUT: '30', PAQUETE_RATE_WINDOW: '1' };
     proxy.throttle(400_000);
-    const running = runPaquete(['sync', '-C', 'slow-w', '--min-rate', '1kB'], { cwd: dir, env, timeoutMs: 60_000 });
+    const running = runPaquete(['sync', '-C', 'slow-w', '--min-rate', '1kB'], { cwd: dir, env });
     await whenBytesFlow(proxy, 400_000, running.done);
     proxy.throttle(1); // one byte a second
     const t0 = Date.now();

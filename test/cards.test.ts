@@ -36,7 +36,7 @@ function version(v: number): Record<string, string | Uint8Array> {
 }
 
 async function paquete(args: string[], cwd: string, env: Record<string, string> = LINK) {
-  return runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
+  return runPaquete(args, { cwd, env }).done;
 }
 
 async function ok(args: string[], cwd: string) {
@@ -119,7 +119,7 @@ test('any sequence of cards, cuts, kills and releases adds up to one clean sessi
           const where = Math.round((budget ?? first) * at);
           if (fault === 'cut') proxy.cutAfterBytes(where, { scope: 'total' });
           if (fault === 'kill') proxy.stallAfterBytes(where, Infinity, { scope: 'total' });
-          const running = runPaquete(args, { cwd: root, env: LINK, timeoutMs: 120_000 });
+          const running = runPaquete(args, { cwd: root, env: LINK });
           let killed = false;
           if (fault === 'kill') {
             let ended = false;

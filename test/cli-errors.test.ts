@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, writeTree } from './helpers/trees.js';
 import { nearest } from '../src/util/nearest.js';
 import { parseLock } from '../src/workdir/lock.js';
@@ -21,11 +21,7 @@ interface Run {
   stderr: string;
 }
 
-async function paquete(args: string[], cwd: string, expectCode = 0): Promise<Run> {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 /** The one JSON object --json printed: stdout must parse as exactly one value. */
 function oneObject(r: Run): Record<string, any> {

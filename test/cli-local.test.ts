@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, sampleTree, treeDigest, writeTree } from './helpers/trees.js';
 import { parseSecretKey } from '../src/snapshot/keys.js';
 import { encodeManifest, decodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
@@ -10,11 +10,7 @@ import { decodeSnapshot, encodeSnapshot } from '../src/snapshot/snapshot.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 describe('publish → init → sync on a local remote', () => {
   let dir: string;

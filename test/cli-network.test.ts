@@ -11,7 +11,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startNginx, type NginxServer } from './helpers/nginx.js';
 import { startFaultProxy, type FaultProxy } from './helpers/faultproxy.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir, type RunOptions } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, type RunOptions, until } from './helpers/tmp.js';
 import { pseudoRandom, writeTree } from './helpers/trees.js';
 
 after(cleanupAll);
@@ -20,7 +20,7 @@ const FILES = 20;
 const FILE_SIZE = 100_000;
 
 async function paquete(args: string[], cwd: string, expectCode = 0, opts: RunOptions = {}) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000, ...opts }).done;
+  const r = await runPaquete(args, { cwd, ...opts }).done;
   assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
   return r;
 }
@@ -42,15 +42,6 @@ before(async () => {
   onCleanup(() => proxy.close());
 });
 
-/** Waits until `check` holds, looking every 20 ms; what ends the wait is the event, not the clock. */
-async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('a signal during a sync', () => {
   for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     test(`${sig} exits ${code}, says so in one line, and keeps what was received`, async () => {
@@ -62,11 +53,11 @@ describe('a signal during a sync', () => {
       // timeout is far beyond the test's own), so a sync that ignored it would be killed.
       const stallAt = 1_000_000;
       proxy.stallAfterBytes(stallAt, Infinity, { scope: 'total' });
-      const p = runPaquete(['sync', '-C', work], { cwd: dir, timeoutMs: 60_000, env: { PAQUETE_STALL_TIMEOUT: '600' } });
-      await until(() => proxy.stats.bytesToClient >= stallAt, 'the link to stall');
+      const p = runPaquete(['sync', '-C', work], { cwd: dir, env: { PAQUETE_STALL_TIMEOUT: '600' } });
+      await until('the link to stall', () => proxy.stats.bytesToClient >= stallAt);
       // The bytes in the socket's buffers are read and files placed before the signal.
       const placed = () => (existsSync(join(dir, work, 'site')) ? readdirSync(join(dir, work, 'site')).length : 0);
-      await until(() => placed() >= 2, 'files to be placed');
+      await until('files to be placed', () => placed() >= 2);
       const before = placed();
       p.kill(sig);
       const r = await p.done;

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
 import { LogEntry, NginxServer, requireNginx, startNginx } from './helpers/nginx.js';
 import { decodeManifest, ManifestBody } from '../src/snapshot/manifest.js';
@@ -15,11 +15,7 @@ import { decodeSnapshot, recordLength, Snapshot } from '../src/snapshot/snapshot
  */
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 const kinds = (log: LogEntry[]) => log.map((e) => e.uri.split('/')[1]);
 

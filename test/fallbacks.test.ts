@@ -8,17 +8,13 @@ import assert from 'node:assert/strict';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { setRemotes } from './helpers/workdirs.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, env: { PAQUETE_RETRIES: '1', PAQUETE_BACKOFF: '0.01' }, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting({ PAQUETE_RETRIES: '1', PAQUETE_BACKOFF: '0.01' });
 
 describe('fallbacks', () => {
   let dir: string;

@@ -14,7 +14,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, seededRandom as rng, treeDigest, writeTree } from './helpers/trees.js';
 import { PaqueteError } from '../src/errors.js';
 import { decodeManifest, encodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
@@ -26,25 +26,13 @@ import { sampleManifestBody } from './helpers/fixtures.js';
 
 after(cleanupAll);
 
-/**
- * Only a guard against a hung command, never a verdict: a publish here takes ~4 s of CPU, and with
- * this suite's subtests running side by side on a busy 2-core box one took over 60 s of wall time
- * (CI, 2026-12-02, load 18), which the old 60 s guard reported as a failure.
- */
-const HANG_GUARD_MS = 600_000;
-
 const SEED = Number(process.env.GAUNTLET_SEED ?? Date.now() % 2 ** 31);
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = {}) {
-  const r = await runPaquete(args, { cwd, env, timeoutMs: HANG_GUARD_MS }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.timedOut ? `null (killed: still running after ${HANG_GUARD_MS} ms)` : r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  return r;
-}
+const paquete = paqueteExpecting();
 
 /** Runs `args`, sends SIGKILL after `ms`; says whether the kill landed before the command ended. */
 async function killAfter(args: string[], cwd: string, ms: number): Promise<{ killed: boolean; code: number | null; stderr: string }> {
-  const p = runPaquete(args, { cwd, timeoutMs: HANG_GUARD_MS });
+  const p = runPaquete(args, { cwd });
   const timer = setTimeout(() => p.kill('SIGKILL'), ms);
   const r = await p.done;
   clearTimeout(timer);

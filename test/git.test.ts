@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, exec, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom } from './helpers/trees.js';
 import { startNginx, NginxServer } from './helpers/nginx.js';
 import { decodeGitRefs, encodeGitRefs, GitRefs } from '../src/sources/git-refs.js';
@@ -23,16 +23,12 @@ const GIT_ENV = {
 };
 
 async function git(cwd: string, ...args: string[]): Promise<string> {
-  const r = await exec('git', args, { cwd, env: GIT_ENV, timeoutMs: 60_000 });
+  const r = await exec('git', args, { cwd, env: GIT_ENV });
   assert.equal(r.code, 0, `git ${args.join(' ')} in ${cwd} exited ${r.code}\n${r.stderr}`);
   return r.stdout;
 }
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, env: GIT_ENV, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting(GIT_ENV);
 
 /** Branches and tags with what they point at, as `oid name` lines, sorted. */
 async function refsOf(repo: string): Promise<string[]> {

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 
 import { startFaultProxy, PROXY_PORTAL_HTML, type FaultProxy } from './helpers/faultproxy.js';
 import { NGINX_BIN, PORTAL_HTML, startNginx, type NginxServer } from './helpers/nginx.js';
-import { cleanupAll, exec, run, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, exec, run, tmpDir, until } from './helpers/tmp.js';
 
 const FILE_SIZE = 1 << 20;
 const data = randomBytes(FILE_SIZE);
@@ -72,14 +72,6 @@ function tcpGet(port: number, pathName: string, timeoutMs = 10_000): Promise<{ b
       resolve({ bytes: Buffer.concat(chunks) });
     });
   });
-}
-
-async function until(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 function splitHead(bytes: Buffer): { head: string; body: Buffer } {
@@ -335,7 +327,7 @@ describe('fault proxy', () => {
     s.on('data', (b: Buffer) => got.push(b));
     const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
     s.write('GET /small.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    await until(() => Buffer.concat(got).length >= 5000);
+    await until('5000 bytes through the proxy', () => Buffer.concat(got).length >= 5000);
     await new Promise((resolve) => setTimeout(resolve, 200));
     assert.equal(Buffer.concat(got).length, 5000, 'exactly n bytes while stalled');
     proxy.reset();
@@ -415,7 +407,7 @@ describe('fault proxy', () => {
     const p2 = await startFaultProxy(ng.port);
     p2.stallAfterBytes(10, Infinity);
     const res = tcpGet(p2.port, '/small.bin', 5000);
-    await until(() => p2.stats.bytesToClient >= 10);
+    await until('the first bytes to the client', () => p2.stats.bytesToClient >= 10);
     await new Promise((resolve) => setTimeout(resolve, 50)); // let the 10 bytes land
     await p2.close();
     const r = await res;

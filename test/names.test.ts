@@ -7,17 +7,13 @@
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = {}) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000, env }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve, sep } from 'node:path';
 import fc from 'fast-check';
-import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { writeTree } from './helpers/trees.js';
 import { forgeSnapshot } from './helpers/forge.js';
 import { NameRules, nameProblems, PORTABLE_RULES } from '../src/snapshot/paths.js';

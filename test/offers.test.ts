@@ -10,7 +10,7 @@ import { cpSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
 import { NginxServer, requireNginx, startNginx } from './helpers/nginx.js';
 import { decodeManifest, ManifestBody } from '../src/snapshot/manifest.js';
@@ -70,11 +70,7 @@ const ONCE = [
   ),
 ];
 
-async function paquete(args: string[], cwd: string) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, 0, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 describe('offers keyed by content, over nginx', () => {
   let dir: string;

@@ -123,7 +123,7 @@ describe('park sessions over HTTP', () => {
     onCleanup(() => proxy.close());
     await paquete(['init', proxy.url, 'w5', '--trust', 'pub.key.pub'], dir);
     proxy.throttle(1_000_000);
-    const running = runPaquete(['sync', '-C', 'w5'], { cwd: dir, env: FAST_LINK, timeoutMs: 60_000 });
+    const running = runPaquete(['sync', '-C', 'w5'], { cwd: dir, env: FAST_LINK });
     await whenBytesFlow(proxy, 1_000_000, running.done);
     proxy.down();
     const r = await running.done;
@@ -176,7 +176,7 @@ describe('park sessions over HTTP', () => {
     proxy.throttle(700_000);
     proxy.resetStats();
     await nginx.clearLog();
-    const syncs = await killLoop(proxy, () => runPaquete(['sync', '-C', 'w7'], { cwd: dir, env: FAST_LINK, timeoutMs: 60_000 }), {
+    const syncs = await killLoop(proxy, () => runPaquete(['sync', '-C', 'w7'], { cwd: dir, env: FAST_LINK }), {
       check: () => void checkNoWrongFiles(source, join(dir, 'w7')),
     });
     const killed = syncs.filter((s) => s.killAfter !== undefined);

@@ -395,7 +395,7 @@ describe('corruption matrix over bundles', () => {
     const vols = copyVolumes(bundle1);
     writeFileSync(vols[2], readFileSync(vols[2]).subarray(0, 1000));
     const dir = freshWorkDir();
-    const r = await runPaquete(['import', '-C', dir, ...vols.slice(1)], { timeoutMs: 60_000 }).done;
+    const r = await runPaquete(['import', '-C', dir, ...vols.slice(1)]).done;
     assert.equal(r.code, 1, r.stderr);
     assert.doesNotMatch(r.stdout + r.stderr, /\n\s+at /);
     assert.match(r.stdout, /^problem: bundle [0-9a-f]{8}: volume 1 of 3 is missing \(\d+ chunks, [\d.]+ kB\); import it when you have it$/m);

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, sampleTree, treeDigest, writeTree } from './helpers/trees.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { publish } from '../src/publish/publisher.js';
@@ -19,11 +19,7 @@ after(cleanupAll);
 const OFFLINE_URL = 'http://127.0.0.1:9/';
 const offlineEnv = { PAQUETE_RETRIES: '0', PAQUETE_CONNECT_TIMEOUT: '2', PAQUETE_BACKOFF: '0' };
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000, env: offlineEnv }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting(offlineEnv);
 const json = async (args: string[], cwd: string, expectCode = 0) => JSON.parse((await paquete([...args, '--json'], cwd, expectCode)).stdout);
 
 /** Setup a user does not watch (the publisher's side) runs in-process: each CLI start costs ~0.8 s of CPU. */

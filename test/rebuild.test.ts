@@ -26,6 +26,7 @@ import { ChunkStore } from '../src/store/store.js';
 import { Restorer } from '../src/sync/restorer.js';
 import { chunkId, DEFAULT_PARAMS, initHash } from '../src/chunk/index.js';
 import { cleanupAll, exec, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { pipEnv } from './helpers/pip.js';
 import { zip } from './helpers/wheels.js';
 import { pseudoRandom } from './helpers/trees.js';
 
@@ -60,7 +61,7 @@ async function buildSdist(src: string): Promise<string> {
   mkdirSync(join(src, 'pkg'), { recursive: true });
   writeFileSync(join(src, 'setup.py'), 'from setuptools import setup\nsetup(name="demo_sd", version="1.0", packages=["pkg"])\n');
   writeFileSync(join(src, 'pkg', '__init__.py'), Array.from({ length: 400 }, (_, i) => `def f${i}(x):\n    return x * ${i}\n`).join(''));
-  const r = await exec('python3', ['setup.py', '-q', 'sdist'], { cwd: src, timeoutMs: 60_000 });
+  const r = await exec('python3', ['setup.py', '-q', 'sdist'], { cwd: src });
   assert.equal(r.code, 0, r.stderr);
   const path = join(src, 'dist', readdirSync(join(src, 'dist'))[0]);
   assert.match(path, /demo_sd-1\.0\.tar\.gz$/);
@@ -110,7 +111,7 @@ describe('rebuild streams of real files', async () => {
   test("a real gzip file from PyPI (python-dateutil's zoneinfo tarball, gzip level 9) rebuilds byte for byte", async () => {
     const wheel = realWheel('python_dateutil-2.9.0.post0');
     const path = join(dir, 'dateutil-zoneinfo.tar.gz');
-    const r = await exec('python3', ['-c', `import zipfile,sys; open(sys.argv[2],'wb').write(zipfile.ZipFile(sys.argv[1]).read('dateutil/zoneinfo/dateutil-zoneinfo.tar.gz'))`, wheel, path], { timeoutMs: 30_000 });
+    const r = await exec('python3', ['-c', `import zipfile,sys; open(sys.argv[2],'wb').write(zipfile.ZipFile(sys.argv[1]).read('dateutil/zoneinfo/dateutil-zoneinfo.tar.gz'))`, wheel, path]);
     assert.equal(r.code, 0, r.stderr);
     const form = buildStoredForm(path, join(dir, 'zoneinfo.contents'))!;
     assert.ok(form, 'a rebuild stream was made');
@@ -327,7 +328,7 @@ describe('pip installs with --require-hashes from paquete serve', () => {
     const published = [...picked, ...buildDeps, sdist];
     for (const p of published) writeFileSync(join(wheels, p.split('/').pop()!), readFileSync(p));
     const run = async (args: string[]) => {
-      const r = await runPaquete(args, { cwd: dir, timeoutMs: 120_000 }).done;
+      const r = await runPaquete(args, { cwd: dir }).done;
       assert.equal(r.code, 0, `paquete ${args.join(' ')}: ${r.stdout}\n${r.stderr}`);
       return r;
     };
@@ -355,27 +356,25 @@ describe('pip installs with --require-hashes from paquete serve', () => {
     assert.deepEqual(seed.placement.placed.filter((p) => /\.(whl|tar\.gz)$/.test(p)).sort(), published.map((p) => `wheels/${p.split('/').pop()}`).sort());
     for (const p of published) assert.equal(sha(readFileSync(join(dir, 'seeded', 'wheels', p.split('/').pop()!))), sha(readFileSync(p)));
 
-    const proc = runPaquete(['serve', '--port', '0', '-C', 'work'], { cwd: dir, timeoutMs: 180_000 });
+    const proc = runPaquete(['serve', '--port', '0', '-C', 'work'], { cwd: dir });
     onCleanup(() => void proc.kill('SIGKILL'));
-    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
     const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
     const requirements = join(dir, 'requirements.txt');
     writeFileSync(requirements, picked.map((p) => `${p.split('/').pop()!.split('-')[0]}==${p.split('/').pop()!.split('-')[1]} --hash=sha256:${sha(readFileSync(p))}\n`).join(''));
     const venv = join(dir, 'venv');
-    assert.equal((await exec('python3', ['-m', 'venv', '--without-pip', venv], { timeoutMs: 60_000 })).code, 0);
-    const env: Record<string, string | undefined> = {};
-    for (const k of Object.keys(process.env)) if (k.startsWith('PIP_')) env[k] = undefined;
-    Object.assign(env, { PIP_CONFIG_FILE: '/dev/null', PIP_DISABLE_PIP_VERSION_CHECK: '1', PIP_NO_CACHE_DIR: '1', PIP_NO_INPUT: '1' });
-    const install = await exec('python3', ['-m', 'pip', '--python', join(venv, 'bin/python'), 'install', '--require-hashes', '--no-deps', '--index-url', `${url}/simple/`, '-r', requirements], { env, timeoutMs: 120_000 });
+    assert.equal((await exec('python3', ['-m', 'venv', '--without-pip', venv])).code, 0);
+    const env = pipEnv();
+    const install = await exec('python3', ['-m', 'pip', '--python', join(venv, 'bin/python'), 'install', '--require-hashes', '--no-deps', '--index-url', `${url}/simple/`, '-r', requirements], { env });
     assert.equal(install.code, 0, `pip install failed\n${install.stdout}\n${install.stderr}`);
     assert.match(install.stdout, /Successfully installed markupsafe-3\.0\.3 six-1\.17\.0/);
-    const ran = await exec(join(venv, 'bin/python'), ['-c', 'import six, markupsafe; print(six.__version__, markupsafe.escape("<a>"))'], { timeoutMs: 30_000 });
+    const ran = await exec(join(venv, 'bin/python'), ['-c', 'import six, markupsafe; print(six.__version__, markupsafe.escape("<a>"))']);
     assert.equal(ran.stdout.trim(), '1.17.0 &lt;a&gt;', ran.stderr);
     // The sdist, rebuilt from its stream, through pip's own hash check; pip prepares its metadata
     // in an isolated build environment, installing setuptools and wheel from the mirror.
     writeFileSync(requirements, `demo_sd==1.0 --hash=sha256:${sha(readFileSync(sdist))}\n`);
     const got = join(dir, 'downloaded');
-    const download = await exec('python3', ['-m', 'pip', 'download', '--require-hashes', '--no-deps', '--index-url', `${url}/simple/`, '-d', got, '-r', requirements], { env, timeoutMs: 120_000 });
+    const download = await exec('python3', ['-m', 'pip', 'download', '--require-hashes', '--no-deps', '--index-url', `${url}/simple/`, '-d', got, '-r', requirements], { env });
     assert.equal(download.code, 0, `pip download failed\n${download.stdout}\n${download.stderr}`);
     assert.equal(sha(readFileSync(join(got, 'demo_sd-1.0.tar.gz'))), sha(readFileSync(sdist)));
     proc.kill('SIGTERM');

@@ -7,17 +7,12 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  return r;
-}
+const paquete = paqueteExpecting();
 
 /** Every file present in `work` is exactly the source's. */
 function checkNoWrongFiles(work: string, source: string): void {
@@ -109,7 +104,7 @@ describe('reliability', () => {
       execFileSync('umount', ['-l', mnt2]);
     });
     await paquete(['init', join(dir, 'remote'), join(mnt2, 'w2'), '--trust', join(dir, 'pub.key.pub')], dir);
-    const imp = await runPaquete(['import', '-C', join(mnt2, 'w2'), join(dir, 'stick')], { cwd: dir, timeoutMs: 60_000 }).done;
+    const imp = await runPaquete(['import', '-C', join(mnt2, 'w2'), join(dir, 'stick')], { cwd: dir }).done;
     assert.notEqual(imp.code, 0);
     assert.match(imp.stderr + imp.stdout, /disk is full/);
     assert.doesNotMatch(imp.stderr, /\n\s+at /);
@@ -131,7 +126,7 @@ describe('reliability', () => {
     await paquete(['sync', '-C', 'w5'], dir);
     const before = JSON.parse((await paquete(['status', '-C', 'w5', '--json'], dir)).stdout).store;
     for (let trial = 0; trial < 6; trial++) {
-      const running = runPaquete(['gc', '-C', 'w5'], { cwd: dir, timeoutMs: 60_000 });
+      const running = runPaquete(['gc', '-C', 'w5'], { cwd: dir });
       const killAt = setTimeout(() => running.kill('SIGKILL'), 150 + trial * 120);
       await running.done;
       clearTimeout(killAt);

@@ -6,21 +6,17 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000, env: { PAQUETE_BACKOFF: '0.05' } }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting({ PAQUETE_BACKOFF: '0.05' });
 
 async function serve(workDir: string): Promise<string> {
-  const proc = runPaquete(['serve', '--port', '0', '-C', workDir], { timeoutMs: 120_000 });
+  const proc = runPaquete(['serve', '--port', '0', '-C', workDir]);
   onCleanup(() => void proc.kill('SIGKILL'));
-  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
   return `${/at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1]}/remote/`;
 }
 

@@ -17,7 +17,7 @@ after(cleanupAll);
 const GIT_ENV = { GIT_AUTHOR_NAME: 'T', GIT_AUTHOR_EMAIL: 't@paquete.invalid', GIT_COMMITTER_NAME: 'T', GIT_COMMITTER_EMAIL: 't@paquete.invalid' };
 
 async function run(cmd: string, args: string[], cwd: string) {
-  const r = await exec(cmd, args, { cwd, env: GIT_ENV, timeoutMs: 120_000 });
+  const r = await exec(cmd, args, { cwd, env: GIT_ENV });
   assert.equal(r.code, 0, `${cmd} ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return r;
 }
@@ -69,10 +69,10 @@ describe('serve on a partly synced mirror', () => {
   });
 
   async function startServe(): Promise<void> {
-    proc = runPaquete(['serve', '--port', '0', '-C', join(dir, 'work')], { timeoutMs: 300_000 });
+    proc = runPaquete(['serve', '--port', '0', '-C', join(dir, 'work')]);
     const p = proc;
     onCleanup(() => void p.kill('SIGKILL'));
-    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
     url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
   }
 

@@ -8,23 +8,19 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running } from './helpers/tmp.js';
+import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running, paqueteExpecting } from './helpers/tmp.js';
 import { writeTree } from './helpers/trees.js';
 import { forgeSnapshot } from './helpers/forge.js';
 import { NginxServer, startNginx } from './helpers/nginx.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 async function serve(workDir: string): Promise<{ url: string; proc: Running; stop: () => Promise<void> }> {
-  const proc = runPaquete(['serve', '--port', '0', '-C', workDir], { timeoutMs: 120_000 });
+  const proc = runPaquete(['serve', '--port', '0', '-C', workDir]);
   onCleanup(() => void proc.kill('SIGKILL'));
-  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
   const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
   return {
     url,
@@ -80,9 +76,9 @@ describe('serve hands out nothing outside the mirror', () => {
     await exec('cp', ['-r', join(dir, 'remote'), evil]);
     forgeSnapshot(evil, join(dir, 'pub.key'), (s) => s.sources.push({ kind: 'docs', name: '../../../../..' }, { kind: 'tree', name: '../../../../../etc' }));
     await exec('sh', ['-c', `cp ${evil}/snapshots/*.snap ${dir}/w-cached/.paquete/snapshots/ && cp ${evil}/manifest.json ${dir}/w-cached/.paquete/manifest.json`]);
-    const proc = runPaquete(['serve', '--port', '0', '-C', join(dir, 'w-cached')], { timeoutMs: 30_000 });
+    const proc = runPaquete(['serve', '--port', '0', '-C', join(dir, 'w-cached')]);
     onCleanup(() => void proc.kill('SIGKILL'));
-    const started = await Promise.race([proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 }).then(() => true, () => false), proc.done.then(() => false)]);
+    const started = await Promise.race([proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' }).then(() => true, () => false), proc.done.then(() => false)]);
     if (started) {
       // A server that starts anyway must not serve it.
       const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
@@ -184,10 +180,10 @@ describe('no remote password is ever shown', () => {
     }
     // An error naming the remote: the server gone.
     await ng.stop();
-    const down = await runPaquete(['sync', '-C', 'w'], { cwd: dir, timeoutMs: 60_000, env: { PAQUETE_RETRIES: '0', PAQUETE_CONNECT_TIMEOUT: '2' } }).done;
+    const down = await runPaquete(['sync', '-C', 'w'], { cwd: dir, env: { PAQUETE_RETRIES: '0', PAQUETE_CONNECT_TIMEOUT: '2' } }).done;
     assert.notEqual(down.code, 0);
     noSecret(down.stdout + down.stderr, 'sync with the remote down');
-    const downJson = await runPaquete(['sync', '-C', 'w', '--json'], { cwd: dir, timeoutMs: 60_000, env: { PAQUETE_RETRIES: '0', PAQUETE_CONNECT_TIMEOUT: '2' } }).done;
+    const downJson = await runPaquete(['sync', '-C', 'w', '--json'], { cwd: dir, env: { PAQUETE_RETRIES: '0', PAQUETE_CONNECT_TIMEOUT: '2' } }).done;
     noSecret(downJson.stdout + downJson.stderr, 'sync --json with the remote down');
   });
 });

@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { cleanupAll, exec, onCleanup, paqueteBin, runPaquete, tmpDir, type Running } from './helpers/tmp.js';
+import { cleanupAll, exec, onCleanup, paqueteBin, runPaquete, tmpDir, type Running, until } from './helpers/tmp.js';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
 import { pseudoRandom, writeTree } from './helpers/trees.js';
 import { writeWheel } from './helpers/wheels.js';
@@ -25,23 +25,13 @@ after(cleanupAll);
 
 const GIT_ENV = { GIT_AUTHOR_NAME: 'T', GIT_AUTHOR_EMAIL: 't@paquete.invalid', GIT_COMMITTER_NAME: 'T', GIT_COMMITTER_EMAIL: 't@paquete.invalid' };
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function run(cmd: string, args: string[], cwd: string, env: Record<string, string | undefined> = GIT_ENV) {
-  const r = await exec(cmd, args, { cwd, env, timeoutMs: 300_000 });
+  const r = await exec(cmd, args, { cwd, env });
   assert.equal(r.code, 0, `${cmd} ${args.join(' ')} exited ${r.code}\n${r.stdout}\n${r.stderr}`);
   return r;
 }
 const paquete = (args: string[], cwd: string) => run(process.execPath, [paqueteBin, ...args], cwd);
-
-/** Waits for `cond` (checked every 50 ms) with a generous bound: the verdict is the condition, not the time. */
-async function until(what: string, cond: () => boolean, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** One GET on a new connection: answered from the generation current now. */
 function getFresh(url: string): Promise<{ status: number; body: Buffer }> {
@@ -112,9 +102,9 @@ describe('serve while sync brings the next snapshot', () => {
     onCleanup(() => nginx.stop());
     await paquete(['init', nginx.url, work, '--trust', 'pub.key.pub'], dir);
     await paquete(['sync', '-C', work], dir);
-    serve = runPaquete(['serve', '--port', '0', '-C', work], { timeoutMs: 900_000 });
+    serve = runPaquete(['serve', '--port', '0', '-C', work]);
     onCleanup(() => void serve.kill('SIGKILL'));
-    await serve.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 30_000 });
+    await serve.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
     url = /at (http:\/\/\S+?)\/?\n/.exec(serve.stdout())![1];
     // The next release: both wheels replaced by new versions (the old ones leave the snapshot),
     // the docs' page and its 8 MB file changed in place, a new commit.
@@ -126,7 +116,7 @@ describe('serve while sync brings the next snapshot', () => {
   /** What a fresh `pip download alpha` got: 'v1' or 'v2' when it is exactly one snapshot's wheels with their hashes. */
   async function pipRound(n: number): Promise<string> {
     const out = join(dir, `pip-${n}`);
-    const r = await exec('python3', ['-m', 'pip', 'download', '-q', '-d', out, '--index-url', `${url}/simple/`, 'alpha'], { cwd: dir, env: pipEnv(), timeoutMs: 300_000 });
+    const r = await exec('python3', ['-m', 'pip', 'download', '-q', '-d', out, '--index-url', `${url}/simple/`, 'alpha'], { cwd: dir, env: pipEnv() });
     if (r.code !== 0) return `pip exited ${r.code}: ${r.stderr.trim().split('\n').pop()}`;
     const got = Object.fromEntries(readdirSync(out).map((f) => [f, sha(readFileSync(join(out, f)))]));
     rmSync(out, { recursive: true, force: true });
@@ -138,9 +128,9 @@ describe('serve while sync brings the next snapshot', () => {
   async function gitRound(n: number): Promise<string> {
     const out = join(dir, `clone-${n}`);
     try {
-      const c = await exec('git', ['clone', '-q', `${url}/git/proj.git`, out], { cwd: dir, timeoutMs: 300_000 });
+      const c = await exec('git', ['clone', '-q', `${url}/git/proj.git`, out], { cwd: dir });
       if (c.code !== 0) return `git clone exited ${c.code}: ${c.stderr.trim()}`;
-      const f = await exec('git', ['-C', out, 'fsck', '--full', '--strict'], { cwd: dir, timeoutMs: 300_000 });
+      const f = await exec('git', ['-C', out, 'fsck', '--full', '--strict'], { cwd: dir });
       if (f.code !== 0) return `git fsck exited ${f.code}: ${f.stderr.trim()}`;
       const head = (await exec('git', ['-C', out, 'rev-parse', 'HEAD'], { cwd: dir })).stdout.trim();
       return VERSIONS.find((v) => commits[v] === head) ?? `an unknown commit ${head}`;
@@ -251,7 +241,7 @@ describe('serve while sync brings the next snapshot', () => {
   });
 
   test('verify --repair refuses while serve reads; a copy of the folder made while serving is not held by it', async () => {
-    const r = await exec(process.execPath, [paqueteBin, 'verify', '--repair', '-C', work], { cwd: dir, timeoutMs: 120_000 });
+    const r = await exec(process.execPath, [paqueteBin, 'verify', '--repair', '-C', work], { cwd: dir });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /serve \(pid \d+\) is reading this directory/);
     const copy = join(dir, 'copy');

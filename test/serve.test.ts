@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running } from './helpers/tmp.js';
+import { cleanupAll, exec, onCleanup, runPaquete, tmpDir, type Running, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { wheelFileName, writeSdist, writeWheel } from './helpers/wheels.js';
 import { pipEnv } from './helpers/pip.js';
@@ -17,16 +17,12 @@ import { chromiumPath, NO_CHROMIUM, screenshot } from './helpers/chromium.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 /** Starts `paquete serve --port 0` on a working directory; resolves with its URL. */
 async function serve(workDir: string): Promise<{ url: string; proc: Running; stop: () => Promise<void> }> {
-  const proc = runPaquete(['serve', '--port', '0', '-C', workDir], { timeoutMs: 120_000 });
-  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+  const proc = runPaquete(['serve', '--port', '0', '-C', workDir]);
+  await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
   const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
   const stop = async () => {
     proc.kill('SIGTERM');
@@ -174,17 +170,17 @@ describe('paquete serve', () => {
 
   test('real pip installs alpha with its dependency into a fresh venv, and pip download fetches both', async () => {
     const venv = join(dir, 'venv');
-    const mk = await exec('python3', ['-m', 'venv', '--without-pip', venv], { timeoutMs: 60_000 });
+    const mk = await exec('python3', ['-m', 'venv', '--without-pip', venv]);
     assert.equal(mk.code, 0, mk.stderr);
     const env = pipEnv();
-    const install = await exec('python3', ['-m', 'pip', '--python', join(venv, 'bin/python'), 'install', '--index-url', `${server.url}/simple/`, 'alpha'], { env, timeoutMs: 120_000 });
+    const install = await exec('python3', ['-m', 'pip', '--python', join(venv, 'bin/python'), 'install', '--index-url', `${server.url}/simple/`, 'alpha'], { env });
     assert.equal(install.code, 0, `pip install failed\n${install.stdout}\n${install.stderr}`);
     assert.match(install.stdout, /Successfully installed alpha-1\.0 beta-1\.0/);
-    const run = await exec(join(venv, 'bin/python'), ['-c', 'import alpha; print(alpha.VERSION, alpha.BETA)'], { timeoutMs: 30_000 });
+    const run = await exec(join(venv, 'bin/python'), ['-c', 'import alpha; print(alpha.VERSION, alpha.BETA)']);
     assert.equal(run.stdout.trim(), '1.0 1.0', run.stderr);
 
     const dest = join(dir, 'downloads');
-    const dl = await exec('python3', ['-m', 'pip', 'download', '--index-url', `${server.url}/simple/`, '--dest', dest, 'alpha'], { env, timeoutMs: 120_000 });
+    const dl = await exec('python3', ['-m', 'pip', 'download', '--index-url', `${server.url}/simple/`, '--dest', dest, 'alpha'], { env });
     assert.equal(dl.code, 0, `pip download failed\n${dl.stdout}\n${dl.stderr}`);
     assert.deepEqual(readdirSync(dest).sort(), ['alpha-1.0-py3-none-any.whl', 'beta-1.0-py3-none-any.whl']);
     assert.equal(sha(readFileSync(join(dest, 'alpha-1.0-py3-none-any.whl'))), sha(readFileSync(wheels.alpha)));
@@ -225,7 +221,7 @@ describe('paquete serve', () => {
   });
 
   test('git clone works through /git/NAME.git', async () => {
-    const r = await exec('git', ['clone', '-q', `${server.url}/git/repo.git`, join(dir, 'clone')], { timeoutMs: 60_000 });
+    const r = await exec('git', ['clone', '-q', `${server.url}/git/repo.git`, join(dir, 'clone')]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(readFileSync(join(dir, 'clone/README'), 'utf8'), 'a repository\n');
   });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { wheelFileName, writeWheel } from './helpers/wheels.js';
 import { LogEntry, startNginx, type NginxServer } from './helpers/nginx.js';
@@ -20,11 +20,7 @@ import { decodeManifest, ManifestSnapshot } from '../src/snapshot/manifest.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 const PROJECTS = 30;

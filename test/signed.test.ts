@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { cleanupAll, onCleanup, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { startNginx } from './helpers/nginx.js';
 import { PaqueteError } from '../src/errors.js';
@@ -23,12 +23,7 @@ import { signRotation } from '../src/snapshot/rotation.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  return r;
-}
+const paquete = paqueteExpecting();
 
 const readBody = (remote: string): ManifestBody => decodeManifest(readFileSync(join(remote, 'manifest.json')), 'm').body;
 /** Re-signs the remote's manifest with `change` applied, as a key holder (buggy or hostile) would. */
@@ -92,9 +87,9 @@ describe('a manifest is its signed body', () => {
     } finally {
       writeFileSync(join(dir, 'remote/manifest.json'), genuine);
     }
-    const proc = runPaquete(['serve', '--port', '0', '-C', 'w2'], { cwd: dir, timeoutMs: 60_000 });
+    const proc = runPaquete(['serve', '--port', '0', '-C', 'w2'], { cwd: dir });
     onCleanup(() => void proc.kill('SIGKILL'));
-    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout', timeoutMs: 20_000 });
+    await proc.waitForOutput(/serving .* at http:\/\/\S+\//, { stream: 'stdout' });
     const url = /at (http:\/\/\S+?)\/?\n/.exec(proc.stdout())![1];
     assert.equal((await fetch(`${url}/`)).status, 200);
     proc.kill('SIGTERM');
@@ -227,10 +222,10 @@ describe('one publish at a time', () => {
     // The test holds the lock (as a live process on this host) until both publishes are waiting,
     // so they overlap by construction; then both race for it.
     writeFileSync(lockFile(), `${process.pid} ${hostname()} publish since 2026-12-01T00:00:00.000Z\n`);
-    const pa = runPaquete(['publish', 'a', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
-    const pb = runPaquete(['publish', 'b', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir, timeoutMs: 120_000 });
+    const pa = runPaquete(['publish', 'a', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir });
+    const pb = runPaquete(['publish', 'b', '--to', 'remote', '--key', 'pub.key', '--wait', '--updates-from', '0'], { cwd: dir });
     const held = new RegExp(`waiting: another publish is writing to \\S+ \\(pid ${process.pid} on ${hostname()}: publish since 2026-12-01`);
-    await Promise.all([pa.waitForOutput(held, { stream: 'stderr', timeoutMs: 120_000 }), pb.waitForOutput(held, { stream: 'stderr', timeoutMs: 120_000 })]);
+    await Promise.all([pa.waitForOutput(held, { stream: 'stderr' }), pb.waitForOutput(held, { stream: 'stderr' })]);
     rmSync(lockFile());
     const [ra, rb] = await Promise.all([pa.done, pb.done]);
     assert.equal(ra.code, 0, ra.stderr);

@@ -2,15 +2,11 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 // Debian's python3.11-doc links _static/jquery.js to /usr/share/javascript: a docs tree as users
 // have it. Leaving such links out broke the docs' JavaScript while the catalog said "complete".

@@ -15,7 +15,7 @@ import { ChunkStore } from '../src/store/store.js';
 import { packFileName } from '../src/store/pack-reader.js';
 import { encodeRecord } from '../src/store/pack.js';
 import { chunkId, initHash } from '../src/chunk/index.js';
-import { cleanupAll, exec, repoRoot, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, exec, repoRoot, runPaquete, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
 import { startNginx, type NginxServer } from './helpers/nginx.js';
 
@@ -381,11 +381,7 @@ describe('ChunkStore mends its files', () => {
   });
 });
 
-async function paquete(args: string[], cwd: string, expectCode: number | null = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 /** Rewrites a working directory's store into packs of about `limit` bytes, so damage can hit one of many. */
 async function repack(storeDir: string, limit: number): Promise<void> {
@@ -524,7 +520,7 @@ describe('read-only commands on a read-only directory', () => {
       const sync = await paquete(['sync', '-C', ro.path], dir, 1);
       assert.match(sync.stderr, /cannot be written \((EROFS|EACCES)\); sync needs to write there/);
       assert.doesNotMatch(sync.stderr, /unexpected error/);
-      const serve = runPaquete(['serve', '--port', '0', '-C', ro.path], { timeoutMs: 60_000 });
+      const serve = runPaquete(['serve', '--port', '0', '-C', ro.path]);
       try {
         await serve.waitForOutput(/serving .* at (http:\/\/\S+)\//);
         const url = /at (http:\/\/\S+?)\/\n/.exec(serve.stdout())![1];

@@ -4,17 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startNginx } from './helpers/nginx.js';
 import { startFaultProxy } from './helpers/faultproxy.js';
-import { cleanupAll, onCleanup, paqueteBin, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, onCleanup, paqueteBin, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, writeTree } from './helpers/trees.js';
 
 after(cleanupAll);
 
 const LINK = 300_000; // bytes per second: the park link of issue 17
 
-async function paquete(args: string[], cwd: string) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 120_000 }).done;
-  assert.equal(r.code, 0, `paquete ${args.join(' ')}: ${r.stderr}`);
-}
+const paquete = paqueteExpecting();
 
 const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -36,7 +36,7 @@ let root: string;
 let nginx: NginxServer;
 
 async function paquete(args: string[], code?: number, env: Record<string, string> = {}) {
-  const r = await runPaquete(args, { cwd: root, env: { ...LINK, ...env }, timeoutMs: 120_000 }).done;
+  const r = await runPaquete(args, { cwd: root, env: { ...LINK, ...env } }).done;
   if (code !== undefined) assert.equal(r.code, code, `paquete ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return r;
 }

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import fc from 'fast-check';
-import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
+import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { pseudoRandom, treeDigest, writeTree } from './helpers/trees.js';
 import { requireNginx, startNginx } from './helpers/nginx.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
@@ -23,11 +23,7 @@ import { runSync } from '../src/sync/session.js';
 
 after(cleanupAll);
 
-async function paquete(args: string[], cwd: string, expectCode = 0) {
-  const r = await runPaquete(args, { cwd, timeoutMs: 60_000 }).done;
-  assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
+const paquete = paqueteExpecting();
 
 const read = (p: string) => readFileSync(p, 'utf8');
 

@@ -23,6 +23,7 @@ import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promi
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { HANG_GUARD_MS } from './tmp.js';
 
 export const NGINX_BIN = '/usr/sbin/nginx';
 
@@ -291,7 +292,7 @@ async function tryStart(prefix: string, rootDir: string, port: number, opts: Ngi
   });
 
   // nginx writes its pid file after binding the listening socket; then make sure it accepts.
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + HANG_GUARD_MS;
   for (;;) {
     if (exited) {
       throw new Error(`nginx exited at start (port ${port}): ${await output()}`);
@@ -316,7 +317,7 @@ async function tryStart(prefix: string, rootDir: string, port: number, opts: Ngi
     rootDir,
     pid: child.pid!,
     accessLog,
-    async waitForRequests(n: number, timeoutMs = 5000): Promise<LogEntry[]> {
+    async waitForRequests(n: number, timeoutMs = HANG_GUARD_MS): Promise<LogEntry[]> {
       const end = Date.now() + timeoutMs;
       for (;;) {
         const entries = await accessLog();

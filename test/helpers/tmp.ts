@@ -78,12 +78,31 @@ process.on('exit', () => {
   }
 });
 
+/**
+ * How long a command may run before a test calls it hung. A guard against a hang, never a verdict
+ * on speed: on CI's busy 2-core box a publish with 4 s of CPU took over 60 s of wall time (session
+ * 6), so anything near the command's real duration would make the verdict depend on load.
+ */
+export const HANG_GUARD_MS = 600_000;
+
+/**
+ * Waits until `cond` holds, looking every 10 ms: what ends the wait is the event, not the clock;
+ * HANG_GUARD_MS only turns a condition that never comes into a failure instead of a hang.
+ */
+export async function until(what: string, cond: () => boolean): Promise<void> {
+  const deadline = Date.now() + HANG_GUARD_MS;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${HANG_GUARD_MS} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 export interface RunOptions {
   cwd?: string;
   /** Added to (and overriding) process.env, unless `replaceEnv` is true. `undefined` values unset a variable. */
   env?: Record<string, string | undefined>;
   replaceEnv?: boolean;
-  /** Kill the process (with `timeoutSignal`, default SIGKILL) after this many ms; `timedOut` is then true. */
+  /** Kill the process (with `timeoutSignal`, default SIGKILL) after this many ms (default HANG_GUARD_MS); `timedOut` is then true. */
   timeoutMs?: number;
   timeoutSignal?: NodeJS.Signals;
   /** Written to stdin, which is then closed. Without it stdin is closed at once (like CI: no input). */
@@ -112,7 +131,7 @@ export interface Running {
   stderr(): string;
   /**
    * Resolves once stdout (or stderr, or either: `stream: 'any'`, the default) matches; rejects if
-   * the process exits first or `timeoutMs` (default 30 s) passes.
+   * the process exits first or `timeoutMs` (default HANG_GUARD_MS) passes.
    */
   waitForOutput(pattern: string | RegExp, opts?: { stream?: 'stdout' | 'stderr' | 'any'; timeoutMs?: number }): Promise<void>;
 }
@@ -150,13 +169,10 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
   if (opts.input !== undefined) child.stdin!.end(opts.input);
   else child.stdin!.end();
 
-  let timer: NodeJS.Timeout | undefined;
-  if (opts.timeoutMs !== undefined) {
-    timer = setTimeout(() => {
-      timedOut = true;
-      child.kill(opts.timeoutSignal ?? 'SIGKILL');
-    }, opts.timeoutMs);
-  }
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill(opts.timeoutSignal ?? 'SIGKILL');
+  }, opts.timeoutMs ?? HANG_GUARD_MS);
 
   const done = new Promise<RunResult>((resolve) => {
     let spawnError: Error | undefined;
@@ -166,7 +182,7 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     // 'close' comes after 'exit' and after stdio closed, so the output is complete.
     child.on('close', (code, signal) => {
       exited = true;
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       if (spawnError && signal === null) {
         err += `${err && !err.endsWith('\n') ? '\n' : ''}spawn ${cmd}: ${spawnError.message}\n`;
         code = 127;
@@ -186,8 +202,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       if (test()) return resolve();
       const t = setTimeout(() => {
         listeners.delete(check);
-        reject(new Error(`waitForOutput(${String(pattern)}): timed out after ${o.timeoutMs ?? 30000} ms\nstdout: ${out}\nstderr: ${err}`));
-      }, o.timeoutMs ?? 30000);
+        reject(new Error(`waitForOutput(${String(pattern)}): timed out after ${o.timeoutMs ?? HANG_GUARD_MS} ms\nstdout: ${out}\nstderr: ${err}`));
+      }, o.timeoutMs ?? HANG_GUARD_MS);
       const check = (): void => {
         if (test()) {
           clearTimeout(t);
@@ -249,12 +265,15 @@ export function runPaquete(args: readonly string[], opts: RunOptions = {}): Runn
 
 /**
  * A `paquete(args, cwd, expectCode = 0, env = defaultEnv)` that runs the CLI and asserts its exit
- * code (null: any), printing both streams when it differs.
+ * code (null: any), printing both streams when it differs, and that no stack trace reached the
+ * user (a stack trace is a bug whatever the exit code).
  */
-export function paqueteExpecting(defaultEnv: Record<string, string>) {
-  return async (args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string> = defaultEnv): Promise<RunResult> => {
-    const r = await runPaquete(args, { cwd, env, timeoutMs: 120_000 }).done;
-    if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+export function paqueteExpecting(defaultEnv: Record<string, string | undefined> = {}) {
+  return async (args: string[], cwd: string, expectCode: number | null = 0, env: Record<string, string | undefined> = defaultEnv): Promise<RunResult> => {
+    const r = await runPaquete(args, { cwd, env }).done;
+    const exited = r.timedOut ? `null (killed: still running after ${HANG_GUARD_MS} ms)` : String(r.code);
+    if (expectCode !== null) assert.equal(r.code, expectCode, `paquete ${args.join(' ')} exited ${exited}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `paquete ${args.join(' ')} printed a stack trace\nstderr: ${r.stderr}`);
     return r;
   };
 }
