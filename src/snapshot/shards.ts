@@ -1,5 +1,4 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
-import { createHash } from 'node:crypto';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
 import { ChunkParams } from '../chunk/params.js';
@@ -237,8 +236,6 @@ export function mergeShards(root: Root, shards: { ref: ShardRef; snapshot: Snaps
   return { params: root.params, created: root.created, sources: root.sources, packs, chunks, files };
 }
 
-const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
-
 export function encodeRoot(root: Root): Uint8Array {
   const w = new ByteWriter(1 << 12);
   writeIndexHead(w, root);
@@ -300,9 +297,4 @@ export function decodeRoot(data: Uint8Array): Root {
   }
   r.end();
   return { params, created, sources, shards };
-}
-
-/** Whether `bytes` are the root a manifest entry names (its SHA-256 and size). */
-export function isRootBytes(ref: { name: string; size: number }, bytes: Uint8Array): boolean {
-  return bytes.length === ref.size && sha256(bytes).toString('hex') === ref.name;
 }

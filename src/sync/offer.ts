@@ -2,13 +2,14 @@ import { PaqueteError } from '../errors.js';
 import { decodeOfferHead, OfferFrame, OfferHead } from '../delta/offer.js';
 import { FrameEntry, UpdateHead } from '../delta/update.js';
 import { Remote } from '../remote/remote.js';
-import { ManifestBody, ManifestSnapshot, OfferRef, sha256Hex } from '../snapshot/manifest.js';
+import { ManifestBody, ManifestSnapshot, OfferRef } from '../snapshot/manifest.js';
 import { ChunkEntry, ChunkTable, decodeSnapshot, FileEntry, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { cachedIndex, loadSnapshot } from './catalog.js';
 import type { BaseStream } from './base-stream.js';
 import { LoadedUpdate } from './frames.js';
 import { headPath } from './updates.js';
+import { loadSigned } from './signed-file.js';
 
 /**
  * Using an offer (src/delta/offer.ts) from this directory: which old contents it holds, which
@@ -26,27 +27,12 @@ export const offerPath = (ref: OfferRef): string => headPath(ref);
  * heads are: src/sync/updates.ts), else fetched; checked against the signed manifest and the
  * snapshot it builds on every use.
  */
-export async function loadOfferHead(work: WorkDir, remote: Remote, ref: OfferRef, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<OfferHead> {
-  const check = (bytes: Uint8Array) => {
-    if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
-      throw new PaqueteError('BAD_SIGNATURE', `offer ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
-    }
+export function loadOfferHead(work: WorkDir, remote: Remote, ref: OfferRef, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<OfferHead> {
+  return loadSigned(work, remote, offerPath(ref), ref, 'offer', (bytes) => {
     const head = decodeOfferHead(bytes);
     if (head.target !== entry.name) throw new PaqueteError('BAD_FORMAT', `offer ${ref.name.slice(0, 12)} is not the offer the manifest says it is`);
     return head;
-  };
-  const kept = work.readOptional(offerPath(ref));
-  if (kept) {
-    try {
-      return check(kept);
-    } catch {
-      // a damaged copy is fetched afresh
-    }
-  }
-  const bytes = await remote.get(offerPath(ref), { ...opts, size: ref.size });
-  const head = check(bytes);
-  if (!work.readOnly) work.writeMeta(offerPath(ref), bytes);
-  return head;
+  }, opts);
 }
 
 /** Where this directory has an old content described: a file of one of its cached indexes. */

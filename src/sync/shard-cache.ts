@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
 import { ManifestBody, ManifestSnapshot, RootRef, sha256Hex } from '../snapshot/manifest.js';
-import { decodeRoot, isRootBytes, mergeShards, Root, ShardRef, shardOfPath } from '../snapshot/shards.js';
+import { decodeRoot, mergeShards, Root, ShardRef, shardOfPath } from '../snapshot/shards.js';
 import { decodeSnapshotBody, isUncompressedSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../snapshot/snapshot.js';
 import { decompressExact } from '../delta/zstd.js';
 import { parseRequirement } from '../sources/pep440.js';
 import { normalizeName } from '../sources/pypi.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
 import { WorkDir } from '../workdir/workdir.js';
+import { keptSigned, loadSigned } from './signed-file.js';
 
 /**
  * The sharded index on the client (src/snapshot/shards.ts): which shards a want needs, fetching
@@ -88,26 +89,11 @@ export function shardsForWants(root: Root, wants: string[]): Set<number> | undef
 }
 
 /** The root a manifest entry names, from the cache or fetched with its signed size, checked and cached. */
-export async function loadRoot(work: WorkDir, remote: Remote, ref: RootRef, opts: { signal?: AbortSignal } = {}): Promise<Root> {
-  const cached = cachedRoot(work, ref);
-  if (cached) return cached;
-  const bytes = await remote.get(rootCache(ref.name), { signal: opts.signal, size: ref.size });
-  if (!isRootBytes(ref, bytes)) throw new PaqueteError('BAD_SIGNATURE', `index root ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
-  const root = decodeRoot(bytes);
-  if (!work.readOnly) work.writeMeta(rootCache(ref.name), bytes);
-  return root;
-}
+export const loadRoot = (work: WorkDir, remote: Remote, ref: RootRef, opts: { signal?: AbortSignal } = {}): Promise<Root> =>
+  loadSigned(work, remote, rootCache(ref.name), ref, 'index root', decodeRoot, opts);
 
 /** The cached root of `ref` if it is here and intact. */
-export function cachedRoot(work: WorkDir, ref: RootRef): Root | undefined {
-  const bytes = work.readOptional(rootCache(ref.name));
-  if (!bytes || !isRootBytes(ref, bytes)) return undefined;
-  try {
-    return decodeRoot(bytes);
-  } catch {
-    return undefined;
-  }
-}
+export const cachedRoot = (work: WorkDir, ref: RootRef): Root | undefined => keptSigned(work, rootCache(ref.name), ref, decodeRoot);
 
 /** The cached body of shard `name` (its SHA-256), if here and intact. */
 function cachedBody(work: WorkDir, name: string): Uint8Array | undefined {

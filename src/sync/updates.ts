@@ -9,6 +9,7 @@ import { decodeSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../s
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import { cachedIndex } from './catalog.js';
+import { isSignedBytes, keptSigned, loadSigned, SignedRef } from './signed-file.js';
 
 /**
  * Which of a snapshot's updates (src/delta/update.ts) this directory can use, fetching and
@@ -61,11 +62,8 @@ export const solidUpdate = (entry: ManifestSnapshot): UpdateRef | undefined => (
 
 export const headPath = (ref: { name: string }): string => `updates/${ref.name}.upd`;
 
-/** Checks an update head's bytes against the signed manifest and the snapshot it builds. */
+/** Decodes an update head's (already hash-checked) bytes and checks it is the update the manifest says, for the snapshot it builds. */
 function checkUpdateHead(bytes: Uint8Array, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead {
-  if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
-    throw new PaqueteError('BAD_SIGNATURE', `update ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
-  }
   const head = resolveBaseRanges(decodeUpdateHead(bytes), base);
   if (head.target !== entry.name || (head.base ?? '') !== ref.from) {
     throw new PaqueteError('BAD_FORMAT', `update ${ref.name.slice(0, 12)} is not the update the manifest says it is`);
@@ -79,38 +77,24 @@ function checkUpdateHead(bytes: Uint8Array, ref: UpdateRef, entry: ManifestSnaps
  * as does status, which plans with no network. Each use checks the bytes against the signed
  * manifest again, so a damaged copy is fetched afresh, never trusted.
  */
-export function cachedUpdateHead(work: WorkDir, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead | undefined {
-  const bytes = work.readOptional(headPath(ref));
-  if (!bytes) return undefined;
-  try {
-    return checkUpdateHead(bytes, ref, entry, base);
-  } catch {
-    return undefined;
-  }
-}
+export const cachedUpdateHead = (work: WorkDir, ref: UpdateRef, entry: ManifestSnapshot, base: Snapshot | null): UpdateHead | undefined =>
+  keptSigned(work, headPath(ref), ref, (bytes) => checkUpdateHead(bytes, ref, entry, base));
 
 /** Whether the head of `ref` is kept here with its signed bytes (it costs nothing to use then). */
-export function hasCachedHead(work: WorkDir, ref: { name: string; size: number }): boolean {
+export function hasCachedHead(work: WorkDir, ref: SignedRef): boolean {
   const bytes = work.readOptional(headPath(ref));
-  return bytes !== undefined && bytes.length === ref.size && sha256Hex(bytes) === ref.name;
+  return bytes !== undefined && isSignedBytes(ref, bytes);
 }
 
 /** An update head from the cache, else fetched, checked and cached (a read-only directory only reads). */
-export async function loadUpdateHead(
+export const loadUpdateHead = (
   work: WorkDir,
   remote: Remote,
   ref: UpdateRef,
   entry: ManifestSnapshot,
   base: Snapshot | null,
   opts: { signal?: AbortSignal } = {},
-): Promise<UpdateHead> {
-  const cached = cachedUpdateHead(work, ref, entry, base);
-  if (cached) return cached;
-  const bytes = await remote.get(headPath(ref), { ...opts, size: ref.size });
-  const head = checkUpdateHead(bytes, ref, entry, base);
-  if (!work.readOnly) work.writeMeta(headPath(ref), bytes);
-  return head;
-}
+): Promise<UpdateHead> => loadSigned(work, remote, headPath(ref), ref, 'update', (bytes) => checkUpdateHead(bytes, ref, entry, base), opts);
 
 /** Planning with no network (status, the forecast after a card): heads only from the cache, and told which one was missing. */
 export interface HeadsOffline {
