@@ -162,7 +162,7 @@ describe('publisher cache', () => {
     for (let i = 0; i < 300; i++) tree[`d${i % 10}/f${i}.txt`] = textFile(1000 + i, 40);
     tree['big.bin'] = pseudoRandom(2_000_000, 5);
     writeTree(src, tree);
-    const cli = (args: string[]) => runPaquete(args, { cwd: dir, timeoutMs: 120_000 });
+    const cli = (args: string[]) => runPaquete(args, { cwd: dir });
     const ok = async (args: string[]) => {
       const r = await cli(args).done;
       assert.equal(r.code, 0, r.stderr);

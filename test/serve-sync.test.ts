@@ -176,7 +176,7 @@ describe('serve while sync brings the next snapshot', () => {
     const ended = new Promise<void>((resolve) => res.on('end', resolve));
 
     const marker = join(dir, 'paused');
-    const sync = runPaquete(['sync', '-C', work], { timeoutMs: 600_000, env: { PAQUETE_PAUSE_BEFORE_SWITCH: marker } });
+    const sync = runPaquete(['sync', '-C', work], { env: { PAQUETE_PAUSE_BEFORE_SWITCH: marker } });
     onCleanup(() => void sync.kill('SIGKILL'));
     await until('the sync to reach its switch', () => existsSync(marker));
     phase = 'paused';
@@ -260,7 +260,7 @@ describe('serve while sync brings the next snapshot', () => {
     const was = (await pipRound(1999)) as Version;
     assert.ok(was === 'v1' || was === 'v2', `served before: ${was}`);
     const marker = join(dir, 'paused-v3');
-    const sync = runPaquete(['sync', '-C', work], { timeoutMs: 600_000, env: { PAQUETE_PAUSE_BEFORE_SWITCH: marker } });
+    const sync = runPaquete(['sync', '-C', work], { env: { PAQUETE_PAUSE_BEFORE_SWITCH: marker } });
     onCleanup(() => void sync.kill('SIGKILL'));
     await until('the sync to reach its switch', () => existsSync(marker));
     sync.kill('SIGKILL');

@@ -23,14 +23,14 @@ function profile(dir: string): string {
 
 /** The page as the browser rendered it (DOM serialized after load). */
 export async function renderedDom(chromium: string, url: string, dir: string): Promise<string> {
-  const r = await exec(chromium, [...FLAGS, `--user-data-dir=${profile(dir)}`, '--dump-dom', url], { timeoutMs: 60_000 });
+  const r = await exec(chromium, [...FLAGS, `--user-data-dir=${profile(dir)}`, '--dump-dom', url]);
   assert.equal(r.code, 0, `chromium --dump-dom ${url} exited ${r.code}: ${r.stderr.slice(-2000)}`);
   return r.stdout;
 }
 
 /** A width × height PNG of the page; checked to be a PNG of that size with something drawn on it. */
 export async function screenshot(chromium: string, url: string, dir: string, png: string, width = 1200, height = 900): Promise<Buffer> {
-  const r = await exec(chromium, [...FLAGS, `--user-data-dir=${profile(dir)}`, `--screenshot=${png}`, `--window-size=${width},${height}`, url], { timeoutMs: 60_000 });
+  const r = await exec(chromium, [...FLAGS, `--user-data-dir=${profile(dir)}`, `--screenshot=${png}`, `--window-size=${width},${height}`, url]);
   assert.ok(existsSync(png), `no screenshot: ${r.stderr.slice(-2000)}`);
   const bytes = readFileSync(png);
   assert.equal(bytes.subarray(0, 8).toString('hex'), '89504e470d0a1a0a', 'a PNG');
