@@ -200,7 +200,9 @@ async function cliRows(index: string): Promise<Row[]> {
     if (init.status !== 0) throw new Error(`init: ${init.stderr}`);
     for (const step of ['cli (index fetched)', 'cli (index cached)']) {
       const tfile = path.join(CACHE_DIR, 'index-scale', 'time.out');
-      const r = spawnSync('/usr/bin/time', ['-o', tfile, '-f', '%U %S %M', process.execPath, CLI, 'sync', '-C', work, '--dry-run', '--budget', '300MB'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+      // --prof DIR: a CPU profile of each run (node --cpu-prof) there.
+      const prof = flag('prof', '') ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(flag('prof', ''))}`] : [];
+      const r = spawnSync('/usr/bin/time', ['-o', tfile, '-f', '%U %S %M', process.execPath, ...prof, CLI, 'sync', '-C', work, '--dry-run', '--budget', '300MB'], { encoding: 'utf8', maxBuffer: 64 << 20 });
       const [u, s, m] = fs.readFileSync(tfile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
       const out = r.status === 0 ? r.stdout.trim().split('\n').slice(-2).join(' ') : `FAILED: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
       const row = { build: 'this', step, cpu: u + s, rssMb: m / 1024, out };

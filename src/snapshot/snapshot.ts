@@ -81,7 +81,15 @@ export const SNAPSHOT_VERSION_REBUILT = 3;
 const KNOWN_VERSIONS = new Set([SNAPSHOT_VERSION, SNAPSHOT_VERSION_REBUILT]);
 
 /** The size of a file as placed in the tree (and served). */
-export const placedSize = (f: FileEntry): number => f.rebuiltSize ?? f.size;
+export const placedSize = (f: Pick<FileEntry, 'size' | 'rebuiltSize'>): number => f.rebuiltSize ?? f.size;
+
+/** What is known of a file without its chunks: what checking it in the tree needs. */
+export type FileFacts = Pick<FileEntry, 'path' | 'sha256' | 'size' | 'rebuiltSize'>;
+
+/** File i of a table as FileFacts: no chunk list copied (the tree's checks take one per file of the index). */
+export function factsOf(files: FileTable, i: number): FileFacts {
+  return { path: files.path(i), sha256: files.sha256(i), size: files.size[i], rebuiltSize: files.rebuiltSize(i) };
+}
 
 /** The index version a snapshot is written as. */
 export const snapshotVersion = (s: Snapshot): number => (fileTableOf(s).anyRebuilt ? SNAPSHOT_VERSION_REBUILT : SNAPSHOT_VERSION);

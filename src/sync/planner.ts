@@ -505,6 +505,7 @@ function frameCosts(input: PlanInput, held: Held, files: FileTable, wantedFiles:
     offered: byChunk.size > 0,
     /** The frames that bring some of `add`, and the chunks no frame brings. */
     split(add: number[]): { frames: FrameOption[]; rest: number[] } {
+      if (byChunk.size === 0) return { frames: NO_FRAMES, rest: add };
       const frames = new Set<FrameOption>();
       const rest: number[] = [];
       for (const i of add) {
@@ -546,6 +547,8 @@ function frameCosts(input: PlanInput, held: Held, files: FileTable, wantedFiles:
     },
   };
 }
+
+const NO_FRAMES: FrameOption[] = [];
 
 /** Upper bound of the wire cost of fetching `chunks`: bytes plus one request per run of neighbours. */
 function estimate(chunks: number[], table: ChunkTable, perRequest: number): number {
@@ -633,7 +636,7 @@ function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
  */
 export function buildRanges(snapshot: Snapshot, chunkIndices: number[], maxGap: number): FetchRange[] {
   const t = snapshot.chunks;
-  const sorted = [...chunkIndices].sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
+  const sorted = inPackOrder(t, chunkIndices);
   const ranges: FetchRange[] = [];
   let cur: (FetchRange & { packIndex: number }) | undefined;
   for (const i of sorted) {
@@ -648,4 +651,29 @@ export function buildRanges(snapshot: Snapshot, chunkIndices: number[], maxGap: 
     ranges.push(cur);
   }
   return ranges.map(({ pack, start, end, chunks }) => ({ pack, start, end, chunks }));
+}
+
+/** Whether a table's chunks lie in (pack, offset) order by index, as a publisher writes them: found once per table. */
+const packOrdered = new WeakMap<ChunkTable, boolean>();
+
+/**
+ * The chunks sorted by pack, then offset. For many chunks of a table already in that order, by
+ * a pass over a mark per chunk instead of a sort: sorting the 10M chunks of a no-budget plan took
+ * ~10 s of a 10M-chunk dry run.
+ */
+function inPackOrder(t: ChunkTable, chunkIndices: number[]): number[] {
+  const bySort = () => [...chunkIndices].sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
+  if (chunkIndices.length < 4096 || chunkIndices.length * 16 < t.length) return bySort();
+  let ordered = packOrdered.get(t);
+  if (ordered === undefined) {
+    ordered = true;
+    for (let i = 1; i < t.length && ordered; i++) ordered = t.pack[i - 1] < t.pack[i] || (t.pack[i - 1] === t.pack[i] && t.offset[i - 1] < t.offset[i]);
+    packOrdered.set(t, ordered);
+  }
+  if (!ordered) return bySort();
+  const marks = new Uint8Array(t.length);
+  for (const i of chunkIndices) if (marks[i]++ === 255) return bySort();
+  const out: number[] = [];
+  for (let i = 0; i < marks.length; i++) for (let k = marks[i]; k > 0; k--) out.push(i);
+  return out;
 }

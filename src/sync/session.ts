@@ -297,7 +297,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     if (!offline) removeStaleParts(work.tmpDir, inUse(), present);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
-    const wantedPaths = new Set(plan.files.map((f) => f.file.path));
+    const wantedPaths = new Set(plan.files.map((f) => f.path));
     const wanted = (path: string) => wantedPaths.has(path);
     restorer.report.kept.push(...yours.filter((k) => wanted(k.path)));
     const result: SyncResult = {
@@ -306,7 +306,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       plan,
       spent: 0,
       read: 0,
-      completeFiles: plan.files.filter((f) => complete.has(f.file.path)).length,
+      completeFiles: plan.files.filter((f) => complete.has(f.path)).length,
       wantedFiles,
       placed: restorer.report.placed,
       failed: restorer.report.mismatched,
@@ -491,7 +491,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     result.spent = spent();
     result.read = read();
     // Wanted files only: files outside --want that happen to be complete are not this session's.
-    result.completeFiles = plan.files.filter((f) => complete.has(f.file.path)).length;
+    result.completeFiles = plan.files.filter((f) => complete.has(f.path)).length;
     // Files kept as the user's or withheld as the publisher's fault are not the budget's doing.
     const notFetched = new Set([...blocked, ...restorer.report.inconsistent]);
     const stillMissing = await missingBytes(work, snapshot, plan, notFetched);
@@ -796,7 +796,7 @@ async function takeWhatIsThere(
 /** Record bytes the wanted files still lack, from the store as it is now. */
 async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>): Promise<number> {
   const ids = new Map<bigint, number>();
-  for (const pf of plan.files) if (!skip.has(pf.file.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks.id(i), i);
+  for (const pf of plan.files) if (!skip.has(pf.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks.id(i), i);
   const have = await work.store.hasMany([...ids.keys()]);
   let n = 0;
   for (const [id, i] of ids) if (!have.has(id)) n += snapshot.chunks.recordLength(i);
