@@ -27,7 +27,7 @@ export const PRUNE_RECORD = '.paquete-prune.json';
  */
 export function retainedEntries(earlier: ManifestSnapshot[], keepStream = true): ManifestSnapshot[] {
   return earlier.map((e, k) => {
-    const { updates, offer: _offer, ...rest } = e;
+    const { updates, offer: _offer, layers: _layers, ...rest } = e;
     const solid = keepStream && k === earlier.length - 1 ? updates?.filter((u) => u.from === '') : undefined;
     return solid?.length ? { ...rest, updates: solid } : rest;
   });

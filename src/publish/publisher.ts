@@ -26,6 +26,7 @@ import { CompressPool } from '../delta/compress-pool.js';
 import { pruneUpdates, retainedEntries, streamKept } from './prune.js';
 import { readPreviousRoot, writeShards } from './shards.js';
 import { CacheEntry, CachedForm, FileStat, PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
+import { writeLayers } from './layers.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -412,6 +413,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   const updatesMs = performance.now() - updatesStarted;
   const stream = updates.find((u) => u.from === '');
   const room = (stream?.framesBytes ?? 0) - updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes + u.size), 0) - (offer ? offer.framesBytes + offer.size : 0);
+  // The index in two layers for a newcomer taking the stream: ids and hashes derived from it.
+  const layers = stream ? writeLayers(remoteDir, snapshot, snapName, stream.name) : undefined;
 
   const body = nextManifest(opts, previous, [
     ...retainedEntries(earlier, streamKept(remoteDir, earlier[earlier.length - 1], stream?.name, room)),
@@ -426,6 +429,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       root: { name: shards.name, size: shards.size },
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
       ...(offer ? { offer: { name: offer.name, size: offer.size } } : {}),
+      ...(layers ? { layers } : {}),
     },
   ]);
   commitManifest(remoteDir, previous, encodeManifest(body, opts.secret));

@@ -40,6 +40,19 @@ export interface ManifestSnapshot {
    * client with --want reads instead of the whole index. Clients before it ignore the field.
    */
   root?: RootRef;
+  /**
+   * The index in two layers (src/snapshot/layers.ts): what a newcomer taking the stream from
+   * nothing reads instead of the `.snap`, deriving ids and hashes from the stream. Clients before
+   * it ignore the field.
+   */
+  layers?: LayersRef;
+}
+
+export interface LayersRef {
+  /** layers/<name>.files: paths, sizes, chunk lengths, the stream's piece hashes. */
+  files: RootRef;
+  /** layers/<name>.where: packs and record places. */
+  where: RootRef;
 }
 
 export interface RootRef {
@@ -229,6 +242,10 @@ function checkBody(b: ManifestBody, where: string): void {
     }
     if (s.root !== undefined) {
       if (!isObject(s.root) || typeof s.root.name !== 'string' || !HEX64.test(s.root.name) || !isCount(s.root.size)) bad('bad index root');
+    }
+    if (s.layers !== undefined) {
+      const named = (r: unknown) => isObject(r) && typeof r.name === 'string' && HEX64.test(r.name) && isCount(r.size);
+      if (!isObject(s.layers) || !named(s.layers.files) || !named(s.layers.where)) bad('bad index layers');
     }
   }
 }

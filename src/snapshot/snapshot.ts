@@ -138,21 +138,30 @@ export function snapshotFileOfBody(body: Uint8Array, version: number): Uint8Arra
 export const isUncompressedSnapshot = (data: Uint8Array): boolean =>
   data.length >= 8 && SNAPSHOT_MAGIC.equals(data.subarray(0, 4)) && KNOWN_VERSIONS.has(data[4]) && data[5] === Compression.None;
 
-/** The index body (what the manifest's `body` hash and index deltas are about). */
-export function encodeSnapshotBody(s: Snapshot): Uint8Array {
-  const rebuilt = snapshotVersion(s) === SNAPSHOT_VERSION_REBUILT;
-  const w = new ByteWriter(1 << 16);
-  writeIndexHead(w, s);
+/**
+ * The pack list and the chunk count, then `entry` for each chunk in table order with its offset
+ * as a gap from the end of the previous record of its pack (8 for a pack's first): the index's
+ * chunk table and the where layer's (src/snapshot/layers.ts) share this layout.
+ */
+export function writeChunkPlaces(w: ByteWriter, s: Snapshot, entry: (i: number, gap: number) => void): void {
   w.varint(s.packs.length);
   for (const p of s.packs) w.bytes(Buffer.from(p, 'hex'));
   const t = s.chunks;
   w.varint(t.length);
   const nextOffset = new Float64Array(s.packs.length).fill(PACK_HEADER_SIZE);
   for (let i = 0; i < t.length; i++) {
-    const pack = t.pack[i];
-    w.u32be(t.idWords[2 * i]).u32be(t.idWords[2 * i + 1]).varint(pack).zigzag(t.offset[i] - nextOffset[pack]).u8(t.repr[i]).varint(t.rawLength[i]).varint(t.storedLength[i]);
-    nextOffset[pack] = t.offset[i] + t.recordLength(i);
+    entry(i, t.offset[i] - nextOffset[t.pack[i]]);
+    nextOffset[t.pack[i]] = t.offset[i] + t.recordLength(i);
   }
+}
+
+/** The index body (what the manifest's `body` hash and index deltas are about). */
+export function encodeSnapshotBody(s: Snapshot): Uint8Array {
+  const rebuilt = snapshotVersion(s) === SNAPSHOT_VERSION_REBUILT;
+  const w = new ByteWriter(1 << 16);
+  writeIndexHead(w, s);
+  const t = s.chunks;
+  writeChunkPlaces(w, s, (i, gap) => w.u32be(t.idWords[2 * i]).u32be(t.idWords[2 * i + 1]).varint(t.pack[i]).zigzag(gap).u8(t.repr[i]).varint(t.rawLength[i]).varint(t.storedLength[i]));
   const files = fileTableOf(s);
   w.varint(files.length);
   // Chunk indices are gaps from the previous index, across file boundaries too: files laid out

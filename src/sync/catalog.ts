@@ -11,6 +11,7 @@ import { LoadedUpdate } from './frames.js';
 import { LandedFile } from './landing.js';
 import { deltaChoices, indexThroughDelta } from './updates.js';
 import { cachedPartial, fetchPartial, loadRoot, PartialIndex, shardsForWants } from './shard-cache.js';
+import { cachedDerived, Derived, derivedApplies, dropDerivations, hasDerivation, loadDerived } from './derived.js';
 
 export interface Latest {
   manifest: Manifest;
@@ -25,6 +26,12 @@ export interface Latest {
    * used with it.
    */
   partial?: PartialIndex;
+  /**
+   * Set while the snapshot is a skeleton from the index's layers (src/sync/derived.ts): chunk ids
+   * and file hashes not yet derived from the stream from nothing are zero; only that stream's
+   * frames (checked piece by piece) bring its chunks until the whole index is fetched or derived.
+   */
+  derived?: Derived;
 }
 
 const TRUSTED_MANIFEST = 'manifest.json';
@@ -77,7 +84,7 @@ export async function fetchSnapshot(
   work: WorkDir,
   remote: Remote,
   checked: CheckedManifest,
-  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[]; indexFrom?: Remote } = {},
+  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[]; indexFrom?: Remote; derive?: boolean } = {},
 ): Promise<Latest> {
   const { manifest, entry } = checked;
   // The manifest's remote is the one accepted; the index may come from another with the same
@@ -85,6 +92,31 @@ export async function fetchSnapshot(
   const from = opts.indexFrom ?? remote;
   const partial = await partialLatest(work, from, checked, { ...opts, accept: remote });
   if (partial) return partial;
+  // A derivation a release cut short: its snapshot's index after all (what a card on it paid
+  // before the layers), so the rest of its stream and the delta from it stay routes.
+  const trusted = opts.derive ? trustedManifest(work) : undefined;
+  const before = trusted && latestSnapshot(trusted.body);
+  if (before && before.name !== entry.name && hasDerivation(work, before.name) && !cachedIndex(work, before)) {
+    try {
+      await loadSnapshot(work, from, before, opts);
+    } catch (e) {
+      if (opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
+    }
+  }
+  if (opts.derive && !cachedIndex(work, entry) && (await derivedApplies(work, manifest.body, entry, opts.wants))) {
+    try {
+      const { snapshot, derived } = await loadDerived(work, from, entry, opts);
+      acceptLatest(work, remote, checked, opts);
+      return { manifest, entry, snapshot, derived };
+    } catch (e) {
+      const code = (e as PaqueteError).code;
+      if (opts.signal?.aborted || code === 'BUDGET') throw e;
+      // The whole index is always right; only a forgery is worth a line (a missing head is said
+      // by the route that tries it next).
+      if (code === 'BAD_SIGNATURE') opts.note?.(`the index layers could not be used (${(e as Error).message}): reading the whole index`);
+    }
+  }
+  if (opts.derive) dropDerivations(work);
   let update: LoadedUpdate | undefined;
   if (!cachedIndex(work, entry)) {
     const viaDelta = await indexThroughDelta(work, from, manifest.body, entry, opts);
@@ -346,6 +378,9 @@ export function cachedLatest(work: WorkDir, bytes = work.readOptional(TRUSTED_MA
   if (!entry) return undefined;
   const snap = work.readOptional(snapshotCache(entry.name));
   if (!snap) {
+    // A first download deriving its index from the stream (src/sync/derived.ts).
+    const derived = cachedDerived(work, entry);
+    if (derived) return { manifest, entry, ...derived };
     // A partial index: the shards a --want needed (src/sync/shard-cache.ts).
     const partial = cachedPartial(work, entry);
     return partial && { manifest, entry, ...partial };

@@ -8,6 +8,7 @@ import { baseBytes, fileRangeFromChunks, MAX_DICTIONARY } from '../delta/build.j
 import { Remote } from '../remote/remote.js';
 import { ChunkStore } from '../store/store.js';
 import { Snapshot } from '../snapshot/snapshot.js';
+import { PieceChecker, StreamDerivation, VerifiedChunk } from '../snapshot/layers.js';
 import { FetchEvents } from './fetcher.js';
 import { FrameOption, FrameRange } from './planner.js';
 import { TEMP_FILE } from './tree-writer.js';
@@ -147,6 +148,12 @@ export interface FrameFetchOptions extends FetchEvents {
   partDir: string;
   /** Chunk ids the store already holds (a frame brings some of those too): not stored again. */
   present: Set<bigint>;
+  /**
+   * The frames are the stream from nothing of a skeleton index (src/sync/derived.ts): their
+   * content is checked piece by piece against the file layer's signed hashes, which derives the
+   * ids, instead of chunk by chunk against ids the client does not have.
+   */
+  derive?: { derivation: StreamDerivation; onDerived: (chunks: VerifiedChunk[], files: number[]) => void };
 }
 
 /**
@@ -242,6 +249,7 @@ class FrameReader {
   private nextYield = 0;
   private arrived: number[] = [];
   private readonly entry: FrameEntry;
+  private readonly pieces: PieceChecker | undefined;
 
   constructor(
     private readonly u: LoadedUpdate,
@@ -253,6 +261,7 @@ class FrameReader {
     private readonly resumeFrom: number,
   ) {
     this.entry = u.head.frames[frame];
+    this.pieces = opts.derive?.derivation.frame(frame, opts.derive.onDerived);
     this.fd = openSync(partPath, resumeFrom > 0 ? 'a+' : 'w+');
     this.landedBytes = resumeFrom;
     // Planned from this file's size under the same lock: another size means someone else touched it.
@@ -313,6 +322,15 @@ class FrameReader {
       const raw = this.decoding!.take(c.rawLength);
       if (!raw) return;
       this.nextYield++;
+      if (this.pieces) {
+        // Held until their piece checks; then their ids are derived from the same bytes.
+        for (const v of this.pieces.push(i, raw)) {
+          const id = this.snapshot.chunks.id(v.index);
+          if (!this.opts.present.has(id)) await this.store.addRaw(id, v.raw);
+          this.arrived.push(v.index);
+        }
+        continue;
+      }
       if (chunkId(raw) !== c.id) throw new PaqueteError('DAMAGED_PACK', `chunk ${hex(c.id)} decodes to other bytes`);
       if (!this.opts.present.has(c.id)) await this.store.addRaw(c.id, raw);
       this.arrived.push(i);

@@ -8,7 +8,8 @@ import { isFreeRemote, WorkDir } from '../workdir/workdir.js';
 import { Restorer, StillComplete, stillComplete, TreeReport } from './restorer.js';
 import type { PlacedFiles } from '../workdir/tree-state.js';
 import { coverageOf } from './shard-cache.js';
-import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, manifestCheckCost, rememberLinkFacts } from './catalog.js';
+import { completeFromIndex, Derived, derivedLogger, finishDerived } from './derived.js';
+import { acceptLatest, cachedLatest, CheckedManifest, fetchManifest, fetchSnapshot, Latest, linkFactsOf, loadSnapshot, manifestCheckCost, rememberLinkFacts } from './catalog.js';
 import { KillRisk } from './kill-risk.js';
 import { absorbLandedRanges, fetchRanges } from './fetcher.js';
 import { BaseStream, cachedBaseStream, keptBaseStream } from './base-stream.js';
@@ -160,7 +161,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     store = await work.openStore();
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const { latest, from } = newest ? { latest: await indexOf(work, newest, sources, opts), from: newest.from } : lastSynced(work, sources);
+    const { latest, from } = newest ? { latest: await indexOf(work, newest, sources, opts, wire), from: newest.from } : lastSynced(work, sources);
     const { snapshot } = latest;
     if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
@@ -239,6 +240,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       const remote = pricing(main);
       // A partial index numbers chunks its own way; update frames name them by the whole index's.
       if (remote.rangeSupport === 'no' || latest.partial) return useUpdate(undefined);
+      // A skeleton index has the stream from nothing's frames alone (records need the ids).
+      if (latest.derived) return useUpdate(latest.derived.update);
       const packPath = `packs/${snapshot.packs[0] ?? ''}.pack`;
       const recordsCost = (p: Plan) => p.ranges.reduce((n, r) => n + remote.requestCost(packPath, r.end - r.start), 0);
       const routeOpts = { ...opts, offline: headsOffline, uncached: (why: string) => (estimate ??= why) };
@@ -290,6 +293,21 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     const forecast = (card: Plan, limit: number): ToFetch => toFetchOf(limit === Infinity ? card : planCard(Infinity), manifestCheckCost(work, pricing(main)), estimate);
     await chooseRoute(offline);
     let plan = planCard(cardLimit());
+    // Records (or a server without Range) need the chunk layer: the whole index, priced and fetched.
+    const wholeIndex = async () => {
+      await completeFromIndex(work, latest.entry, snapshot, () => loadSnapshot(work, main.remote, latest.entry, { signal: opts.signal }));
+      latest.derived = undefined;
+      present.clear();
+      for (const id of snapshot.chunks.idsOf(await work.store.heldIn(snapshot.chunks.idWords))) present.add(id);
+    };
+    if (needsIndex(latest, plan)) {
+      if (!spends) plan.cost += pricing(main).requestCost(`snapshots/${latest.entry.name}.snap`, latest.entry.size);
+      else {
+        await wholeIndex();
+        await chooseRoute(offline);
+        plan = planCard(cardLimit());
+      }
+    }
     const inUse = (): UpdateInUse[] => [
       ...(update ? [{ head: update.head, snapshot }] : []),
       ...(baseStream ? [{ head: baseStream.stream.head, snapshot: baseStream.base }] : []),
@@ -329,6 +347,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       return result;
     }
 
+    const derivedAtStart = latest.derived;
     // Track, per wanted file, how many of its distinct chunks are still missing.
     const waitingOn = new Map<number, FileEntry[]>();
     const missingCount = new Map<FileEntry, number>();
@@ -352,6 +371,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // its SHA-256 is the publisher's fault, not a peer's.
     const fromMain = new Set<number>();
     const placeOne = async (f: FileEntry) => {
+      // An entry made before its hash was derived from the stream or copied from the whole
+      // index (a plan's copy of the table): the skeleton's table has it now.
+      if (derivedAtStart) f = { ...f, sha256: derivedAtStart.derivation.hashOfPath(f.path) };
       try {
         const placed = await restorer.place(f, f.chunks.every((i) => fromMain.has(i)));
         if (placed === 'placed') {
@@ -452,17 +474,26 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
         result.plan = plan;
       }
       if (update && plan.frameRanges.length) {
+        const derive = latest.derived && update === latest.derived.update ? derivedLogger(work, snapshot, latest.entry.name, latest.derived.derivation) : undefined;
         try {
-          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, { ...mainOpts, partDir: work.tmpDir, present });
+          await fetchFrames(main.remote, snapshot, update, plan.frameRanges, work.store, {
+            ...mainOpts,
+            partDir: work.tmpDir,
+            present,
+            ...(derive ? { derive: { derivation: latest.derived!.derivation, onDerived: derive.onDerived } } : {}),
+          });
         } catch (e) {
           const code = (e as PaqueteError).code;
           if ((code !== 'DAMAGED_PACK' && code !== 'REMOTE_CHANGED') || opts.signal?.aborted) throw e;
           // A frame that does not decode costs its bytes, not the session, and a mirror or peer
           // without frames/ is no dead end: the chunks come as records.
           opts.events?.note?.(`${(e as Error).message}; fetching its chunks one by one instead`);
+          if (latest.derived) await wholeIndex();
           await useUpdate(undefined);
           plan = planFor(main, mainLimit());
           result.plan = plan;
+        } finally {
+          derive?.close();
         }
       }
       await fetchRanges(main.remote, snapshot, plan.ranges, work.store, mainOpts);
@@ -480,6 +511,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       removeStaleParts(work.tmpDir, inUse(), present);
     }
     if (placeError !== undefined) throw placeError;
+    // Every id and hash derived: the skeleton is the whole index, checked by the signed body hash.
+    if (latest.derived && finishDerived(work, latest.entry, snapshot, latest.derived)) latest.derived = undefined;
 
     // Files of older snapshots that this one no longer has go, if the user left them untouched.
     restorer.removeStale();
@@ -494,7 +527,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     result.completeFiles = plan.files.filter((f) => complete.has(f.path)).length;
     // Files kept as the user's or withheld as the publisher's fault are not the budget's doing.
     const notFetched = new Set([...blocked, ...restorer.report.inconsistent]);
-    const stillMissing = await missingBytes(work, snapshot, plan, notFetched);
+    const stillMissing = await missingBytes(work, snapshot, plan, notFetched, latest.derived);
     result.leftBytes = stillMissing;
     result.stoppedByBudget = budget !== Infinity && stillMissing > 0;
     // Planned again from what the card left, heads from the cache only: what the next sync spends.
@@ -539,10 +572,10 @@ function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
  * The newest manifest's index, from the remote that gave the manifest; from a free peer that
  * cannot give it (a LAN peer whose own index is partial: sync --want), from the paid remote.
  */
-async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: Source }, sources: Source[], opts: SyncOptions): Promise<Latest> {
+async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: Source }, sources: Source[], opts: SyncOptions, wire: WireBudget): Promise<Latest> {
   const fetchOpts = { signal: opts.signal, note: opts.events?.note, wants: opts.wants };
   try {
-    return await fetchSnapshot(work, newest.from.remote, newest.checked, fetchOpts);
+    return await fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, derive: wire.limit === Infinity && !sources.some((s) => s.free) });
   } catch (e) {
     const paid = sources.find((s) => !s.free);
     if (!newest.from.free || !paid || opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
@@ -793,12 +826,24 @@ async function takeWhatIsThere(
   }
 }
 
-/** Record bytes the wanted files still lack, from the store as it is now. */
-async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>): Promise<number> {
+/** Record bytes the wanted files still lack, from the store as it is now (chunks not derived yet lack). */
+async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>, derived?: Derived): Promise<number> {
   const ids = new Map<bigint, number>();
-  for (const pf of plan.files) if (!skip.has(pf.path)) for (const i of pf.file.chunks) ids.set(snapshot.chunks.id(i), i);
+  const underived = new Set<number>();
+  for (const pf of plan.files) {
+    if (skip.has(pf.path)) continue;
+    for (const i of pf.file.chunks) {
+      if (derived && !derived.derivation.knows(i)) underived.add(i);
+      else ids.set(snapshot.chunks.id(i), i);
+    }
+  }
   const have = await work.store.hasMany([...ids.keys()]);
   let n = 0;
   for (const [id, i] of ids) if (!have.has(id)) n += snapshot.chunks.recordLength(i);
+  for (const i of underived) n += snapshot.chunks.recordLength(i);
   return n;
 }
+
+/** A plan on a skeleton index that takes records of chunks not derived: it needs the whole index first. */
+const needsIndex = (latest: Latest, plan: Plan): boolean =>
+  !!latest.derived && plan.ranges.some((r) => r.chunks.some((i) => !latest.derived!.derivation.knows(i)));
