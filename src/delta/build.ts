@@ -99,29 +99,20 @@ export function cut(places: Place[], maxRaw: number, fits: (first: Place, next: 
 }
 
 /**
- * A segment of the update from nothing ends, once it holds a sixteenth of its source's content
- * (rounded down to a power of two, so a source growing a little keeps its bounds; at least
- * SEGMENT_MIN, at most SEGMENT_MAX_MIN), before the next file whose path hash says so (one in
- * SEGMENT_CUT_ONE_IN): its bounds depend on paths, not on where a change fell, so a file changed,
- * added or removed changes its own segment only (and, rarely, where that one ends). A sixteenth:
- * a card cut inside a segment of an older stream that the next release changed loses at most
- * that segment's bought prefix (the segments it completed are held; the next stream's other
- * segments are fetched whole), and cross-file context is what smaller segments cost: vite 8.4.0
- * (37 files, 2.5 MB; zstd -19 --long=27 of each segment, smallest files first) 481.7 kB in one
- * segment, 496.2 kB in 3 (+3.0%), 497.1 kB in 5, 499.2 kB cut at every fourth path (13).
+ * A segment of the update from nothing ends, once it holds SEGMENT_MIN of its source's content,
+ * before the next file whose path hash says so (one in SEGMENT_CUT_ONE_IN): its bounds depend on
+ * paths, not on where a change fell, so a file changed, added or removed changes its own segment
+ * only (and, rarely, where that one ends). Segments are compressed alone, so what one file shares
+ * with a file in another segment is paid twice: lucide-react 1.80.0 (36 MB, whose CommonJS bundle
+ * repeats its 4,862 ESM icon files) took 1.82 MB in 8 segments of a sixteenth of the source each,
+ * against 0.92 MB as one (zstd -19 --long=27 of the tar: 0.92 MB); date-fns 4.4.0 1.50x. So a
+ * source up to 64 MiB is one segment, and only mirrors larger than that (wheelhouses, big trees)
+ * keep unchanged segments by name.
  */
-export const SEGMENT_MIN = 64 << 10;
-export const SEGMENT_MAX_MIN = 4 << 20;
-/** A segment always ends before a file that would take it past this much (a larger file is a segment alone). */
-export const SEGMENT_MAX = 32 << 20;
+export const SEGMENT_MIN = 64 << 20;
+/** A segment always ends before a file that would take it past this much (a larger file is a segment alone): the window every reader accepts. */
+export const SEGMENT_MAX = SOLID_FRAME_RAW;
 const SEGMENT_CUT_ONE_IN = 4;
-
-/** Where a source's segments may end: a sixteenth of its content, as a power of two within [SEGMENT_MIN, SEGMENT_MAX_MIN]. */
-export function segmentMin(sourceBytes: number): number {
-  let m = SEGMENT_MIN;
-  while (m * 2 <= sourceBytes / 16 && m * 2 <= SEGMENT_MAX_MIN) m *= 2;
-  return m;
-}
 
 /** FNV-1a of a path: where segments may end, the same in every snapshot holding that path. */
 function pathHash(path: string): number {
@@ -141,7 +132,7 @@ export interface PlannedSegment {
 
 /**
  * The update from nothing in segments (docs/DESIGN-REMOTE-V3.md decision 5): N's files in index
- * order (source, then path) cut into runs of segmentMin to SEGMENT_MAX of content at path-hashed
+ * order (source, then path) cut into runs of SEGMENT_MIN to SEGMENT_MAX of content at path-hashed
  * bounds; each run's chunks once (a chunk in two segments is in both, so a segment's bytes depend
  * on its own files only), smallest files first within it, in frames of ≤ 128 MiB (SOLID_FRAME_RAW,
  * so a 60 MB file lies in one frame); segments ordered by their mean file size, smallest first.
@@ -152,15 +143,12 @@ export interface PlannedSegment {
  * (zstd -19 --long=27 of the files laid end to end).
  */
 export function planSegments(target: Snapshot): PlannedSegment[] {
-  const sourceBytes = new Map<string, number>();
-  for (const f of target.files) sourceBytes.set(sourceOf(f.path), (sourceBytes.get(sourceOf(f.path)) ?? 0) + f.size);
   const runs: number[][] = [];
   let run: number[] = [];
   let raw = 0;
   target.files.forEach((f, k) => {
     const first = run.length ? target.files[run[0]] : undefined;
-    const min = segmentMin(sourceBytes.get(sourceOf(f.path))!);
-    const ends = first && (sourceOf(first.path) !== sourceOf(f.path) || raw + f.size > SEGMENT_MAX || (raw >= min && pathHash(f.path) % SEGMENT_CUT_ONE_IN === 0));
+    const ends = first && (sourceOf(first.path) !== sourceOf(f.path) || raw + f.size > SEGMENT_MAX || (raw >= SEGMENT_MIN && pathHash(f.path) % SEGMENT_CUT_ONE_IN === 0));
     if (ends) {
       runs.push(run);
       run = [];
