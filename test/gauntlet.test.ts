@@ -239,7 +239,8 @@ async function startTamperer(root: string): Promise<Tamperer> {
       state.packRequests++;
       if (state.flipPacks && slice.length > 64) slice[slice.length >> 1] ^= 0xff;
     }
-    if (rel.startsWith('snapshots/') && state.flipSnapshots && slice.length > 16) slice[slice.length - 5] ^= 0x01;
+    // The index in every form a client may read it: the .snap, its layers, a root and its shards.
+    if (/^(snapshots|layers|roots|shards)\//.test(rel) && state.flipSnapshots && slice.length > 16) slice[slice.length - 5] ^= 0x01;
     const headers: Record<string, string> = { 'content-length': String(slice.length), etag, 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
     if (status === 206) headers['content-range'] = `bytes ${start}-${end}/${body.length}`;
     res.writeHead(status, headers);

@@ -9,6 +9,7 @@ import { encodeSnapshotBody, Snapshot, snapshotFileOfBody, snapshotVersion } fro
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import type { UpdateHead } from '../delta/update.js';
+import { keptSigned, loadSigned } from './signed-file.js';
 import { cachedUpdateHead, deltaChoices, loadUpdateHead, solidUpdate } from './updates.js';
 
 /**
@@ -49,22 +50,10 @@ export async function derivedApplies(work: WorkDir, manifest: ManifestBody, entr
   return !entry.sources.some((s) => existsSync(join(work.root, s.name)));
 }
 
-function cachedLayer(work: WorkDir, ref: RootRef, kind: 'files' | 'where'): Uint8Array | undefined {
-  const cached = work.readOptional(layerCache(ref, kind));
-  return cached && cached.length === ref.size && sha256Hex(cached) === ref.name ? cached : undefined;
-}
+const cachedLayer = (work: WorkDir, ref: RootRef, kind: 'files' | 'where'): Uint8Array | undefined => keptSigned(work, layerCache(ref, kind), ref, (b) => b);
 
-async function layerBytes(work: WorkDir, remote: Remote, ref: RootRef, kind: 'files' | 'where', signal?: AbortSignal): Promise<Uint8Array> {
-  const name = layerCache(ref, kind);
-  const cached = cachedLayer(work, ref, kind);
-  if (cached) return cached;
-  const bytes = await remote.get(name, { signal, size: ref.size });
-  if (bytes.length !== ref.size || sha256Hex(bytes) !== ref.name) {
-    throw new PaqueteError('BAD_SIGNATURE', `index ${kind} layer ${ref.name.slice(0, 12)} does not match the signed manifest (tampered or damaged in transit)`);
-  }
-  if (!work.readOnly) work.writeMeta(name, bytes);
-  return bytes;
-}
+const layerBytes = (work: WorkDir, remote: Remote, ref: RootRef, kind: 'files' | 'where', signal?: AbortSignal): Promise<Uint8Array> =>
+  loadSigned(work, remote, layerCache(ref, kind), ref, `index ${kind} layer`, (b) => b, { signal });
 
 /** The skeleton index of `entry` and its derivation, from the layers and the stream's head (fetched or cached), with what earlier sessions derived. */
 export async function loadDerived(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<{ snapshot: Snapshot; derived: Derived }> {
