@@ -151,17 +151,20 @@ export function readYields(r: ByteReader): number[] {
   return yields;
 }
 
-/** The 8-byte head header (magic, version, brotli, reserved) and the brotli body. */
-export function packHead(version: number, body: Uint8Array): Uint8Array {
+/**
+ * The 8-byte header (magic, version, brotli, reserved) and the brotli body: the shape of update
+ * and offer heads, and of the index layers (src/snapshot/layers.ts) with their own magic.
+ */
+export function packHead(version: number, body: Uint8Array, magic: Buffer = UPDATE_MAGIC): Uint8Array {
   const packed = brotliCompressSync(body, {
     params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
   });
-  return Buffer.concat([UPDATE_MAGIC, Buffer.from([version, BROTLI, 0, 0]), packed]);
+  return Buffer.concat([magic, Buffer.from([version, BROTLI, 0, 0]), packed]);
 }
 
 /** The body of a head of one of `versions`; a head of another version is refused with "upgrade paquete". */
-export function unpackHead(data: Uint8Array, what: string, versions: number[]): Uint8Array {
-  if (data.length < 8 || !UPDATE_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
+export function unpackHead(data: Uint8Array, what: string, versions: number[], magic: Buffer = UPDATE_MAGIC): Uint8Array {
+  if (data.length < 8 || !magic.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
   if (!versions.includes(data[4])) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
   if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
   try {

@@ -1,10 +1,10 @@
-import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
 import { chunkId } from '../chunk/id.js';
 import { ChunkTable, decodeSnapshotBody, encodeSnapshotBody, FileEntry, FileTable, fileTableOf, IndexHead, readIndexHead, Snapshot, snapshotVersion, writeChunkPlaces, writeIndexHead } from './snapshot.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE } from '../store/pack.js';
+import { packHead, unpackHead } from '../delta/update.js';
 
 /**
  * A snapshot index in two layers (docs/DESIGN-REMOTE-V3.md decision 2; layout in docs/FORMATS.md
@@ -26,7 +26,6 @@ import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE } from '../store/pack.js';
 export const FILES_MAGIC = Buffer.from('PQSF', 'ascii');
 export const WHERE_MAGIC = Buffer.from('PQSW', 'ascii');
 export const LAYER_VERSION = 1;
-const BROTLI = 2;
 
 /**
  * Content of the stream a piece covers, at least (then cut at the next chunk where no file of at
@@ -77,21 +76,8 @@ export interface WhereLayer {
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
-function packLayer(magic: Buffer, body: Uint8Array): Uint8Array {
-  const packed = brotliCompressSync(body, { params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length } });
-  return Buffer.concat([magic, Buffer.from([LAYER_VERSION, BROTLI, 0, 0]), packed]);
-}
-
-function unpackLayer(magic: Buffer, data: Uint8Array, what: string): Uint8Array {
-  if (data.length < 8 || !magic.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
-  if (data[4] !== LAYER_VERSION) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
-  if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
-  try {
-    return brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 30 });
-  } catch (e) {
-    throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
-  }
-}
+const packLayer = (magic: Buffer, body: Uint8Array): Uint8Array => packHead(LAYER_VERSION, body, magic);
+const unpackLayer = (magic: Buffer, data: Uint8Array, what: string): Uint8Array => unpackHead(data, what, [LAYER_VERSION], magic);
 
 /** Where each chunk first lies in the stream (its position among all frames' yields, end to end). */
 function streamPositions(chunks: number, frames: number[][]): Int32Array {
