@@ -125,19 +125,25 @@ describe('sharded index: pay for the index of what you want', () => {
     const log = indexRequests(await ng.accessLog());
     const shardUris = [`/shards/${ref.name}.shard`, ...ref.deltas.map((d) => `/shards/${d.name}.sd`)];
     assert.equal(log.length, 2, log.map((e) => e.uri).join(' '));
-    assert.equal(log[0].uri, `/roots/${entry.root!.name}.root`);
+    assert.equal(log[0].uri, `/roots/${entry.root!.delta!.name}.rd`, 'the root comes as a delta from the one held');
     assert.ok(shardUris.includes(log[1].uri), log[1].uri);
     assert.ok(ref.deltas.length > 0 && log[1].uri.endsWith('.sd'), 'a changed shard comes as a delta from the one held');
-    t.diagnostic(`update of proj1: index bytes ${wire(log)} (root ${entry.root!.size}, shard delta ${ref.deltas[0]?.size}, shard ${ref.size}; whole index ${entry.size})`);
+    t.diagnostic(`update of proj1: index bytes ${wire(log)} (root delta ${entry.root!.delta!.size}, root ${entry.root!.size}, shard delta ${ref.deltas[0]?.size}, shard ${ref.size}; whole index ${entry.size})`);
   });
 
-  test('an update elsewhere costs the want its root alone', async () => {
+  test('an update elsewhere costs the want the delta of its root alone, bytes in proportion to the change', async (t) => {
     writeWheel(join(dir, 'wheels'), project(7, '2.0'));
     await publish();
     const entry = latestEntry();
     await ng.clearLog();
     await paquete(['sync', '-C', 'work', '--want', 'pypi:proj0'], dir);
-    assert.deepEqual(indexRequests(await ng.accessLog()).map((e) => e.uri), [`/roots/${entry.root!.name}.root`]);
+    const log = indexRequests(await ng.accessLog());
+    assert.deepEqual(log.map((e) => e.uri), [`/roots/${entry.root!.delta!.name}.rd`]);
+    // The root lists all PROJECTS shards; the change is one project's entry (its name, sizes).
+    const paid = log.reduce((n, e) => n + e.bodyBytesSent, 0);
+    t.diagnostic(`update of proj7 for pypi:proj0: index bytes ${wire(log)} (root delta ${paid} of body); the whole root ${entry.root!.size}`);
+    assert.equal(paid, entry.root!.delta!.size);
+    assert.ok(entry.root!.delta!.size * 4 < entry.root!.size, `root delta ${entry.root!.delta!.size} against a root of ${entry.root!.size}`);
   });
 
   test('an update of one source fetches that source shard only', async () => {
@@ -151,7 +157,7 @@ describe('sharded index: pay for the index of what you want', () => {
     await ng.clearLog();
     await paquete(['sync', '-C', 'docs', '--want', 'docs:manual'], dir);
     const uris = indexRequests(await ng.accessLog()).map((e) => e.uri);
-    assert.equal(uris[0], `/roots/${entry.root!.name}.root`);
+    assert.equal(uris[0], `/roots/${entry.root!.delta!.name}.rd`);
     assert.deepEqual(uris.slice(1), manual.deltas.length ? [`/shards/${manual.deltas[0].name}.sd`] : [`/shards/${manual.name}.shard`]);
     assert.deepEqual(treeDigest(join(dir, 'docs/manual')), treeDigest(join(dir, 'html')));
     assert.ok(!existsSync(join(dir, 'docs/wheels')) && !existsSync(join(dir, 'docs/site')));

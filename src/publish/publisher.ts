@@ -426,7 +426,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       bytes: snapshot.files.reduce((n, f) => n + placedSize(f), 0),
       sources,
       body: sha256Hex(encodeSnapshotBody(snapshot)),
-      root: { name: shards.name, size: shards.size },
+      root: { name: shards.name, size: shards.size, body: shards.body, bodyLength: shards.bodyLength, ...(shards.delta ? { delta: shards.delta } : {}) },
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
       ...(offer ? { offer: { name: offer.name, size: offer.size } } : {}),
       ...(layers ? { layers } : {}),

@@ -2,7 +2,8 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../snapshot/manifest.js';
 import { encodeSnapshotBody, Snapshot, snapshotBody, snapshotFileOfCompressedBody, snapshotVersion } from '../snapshot/snapshot.js';
-import { decodeRoot, encodeRoot, Root, ShardDelta, ShardRef, splitSnapshot } from '../snapshot/shards.js';
+import { decodeRootBody, encodeRootBody, packRoot, Root, rootBody, rootDeltaPath, ShardDelta, ShardRef, splitSnapshot } from '../snapshot/shards.js';
+import { RootDeltaRef } from '../snapshot/manifest.js';
 import { compressFrame } from '../delta/zstd.js';
 import { parseRequirement } from '../sources/pep440.js';
 import { normalizeName, parseCoreMetadata } from '../sources/pypi.js';
@@ -18,6 +19,11 @@ import { RemoteChunkReader } from './published-file.js';
 export interface ShardsWritten {
   name: string;
   size: number;
+  /** SHA-256 and length of the root's uncompressed body. */
+  body: string;
+  bodyLength: number;
+  /** The root as a delta from the previous snapshot's root, when that is smaller than the root file. */
+  delta?: RootDeltaRef;
   root: Root;
   /** Shards written by this publish (the others were already there), and their bytes. */
   newShards: number;
@@ -25,20 +31,29 @@ export interface ShardsWritten {
 }
 
 const rootPath = (dir: string, name: string) => join(dir, 'roots', `${name}.root`);
+
+/** The previous snapshot's root: its file's name, decoded, and its uncompressed body (a root delta's base). */
+export interface PreviousRoot {
+  name: string;
+  root: Root;
+  body: Uint8Array;
+}
 export const shardPath = (name: string): string => `shards/${name}.shard`;
 export const shardDeltaPath = (name: string): string => `shards/${name}.sd`;
 
 /** The previous snapshot's root, when it has one (written before roots existed: none). */
-export function readPreviousRoot(remoteDir: string, ref: { name: string } | undefined): Root | undefined {
+export function readPreviousRoot(remoteDir: string, ref: { name: string } | undefined): PreviousRoot | undefined {
   if (!ref || !existsSync(rootPath(remoteDir, ref.name))) return undefined;
   try {
-    return decodeRoot(readFileSync(rootPath(remoteDir, ref.name)));
+    const body = rootBody(readFileSync(rootPath(remoteDir, ref.name)));
+    return { name: ref.name, root: decodeRootBody(body), body };
   } catch {
     return undefined; // a damaged root only costs this publish its deltas and kept cuts
   }
 }
 
-export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Root | undefined, opts: { level?: number } = {}): ShardsWritten {
+export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot: PreviousRoot | undefined, opts: { level?: number } = {}): ShardsWritten {
+  const previous = previousRoot?.root;
   mkdirSync(join(remoteDir, 'shards'), { recursive: true });
   mkdirSync(join(remoteDir, 'roots'), { recursive: true });
   const keyOf = (r: Root, s: ShardRef) => `${r.sources[s.source].name}\0${s.key}`;
@@ -87,10 +102,22 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previous: Roo
   });
   linkDependencies(remoteDir, snapshot, parts, refs, previous);
   const root: Root = { params: snapshot.params, created: snapshot.created, sources: snapshot.sources, shards: refs };
-  const bytes = encodeRoot(root);
+  const body = encodeRootBody(root);
+  const bytes = packRoot(body);
   const name = sha256Hex(bytes);
   writeFileAtomic(rootPath(remoteDir, name), bytes);
-  return { name, size: bytes.length, root, newShards, newBytes };
+  // The root lists every shard, so it grows with the mirror; an unchanged shard's entry keeps its
+  // bytes, so against the previous root only what changed costs a --want client anything.
+  let delta: RootDeltaRef | undefined;
+  if (previousRoot && previousRoot.name !== name) {
+    const frame = compressFrame(body, { level: opts.level ?? 19, dictionary: previousRoot.body });
+    if (frame.length < bytes.length) {
+      delta = { from: previousRoot.name, name: sha256Hex(frame), size: frame.length };
+      const dpath = join(remoteDir, rootDeltaPath(delta.name));
+      if (!existsSync(dpath)) writeFileAtomic(dpath, frame);
+    }
+  }
+  return { name, size: bytes.length, body: sha256Hex(body), bodyLength: body.length, ...(delta ? { delta } : {}), root, newShards, newBytes };
 }
 
 /** A zstd frame of a shard's new body against the old shard's body (a raw-content dictionary), or undefined without the old one. */

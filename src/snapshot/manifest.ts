@@ -39,7 +39,7 @@ export interface ManifestSnapshot {
    * The same index as a root naming shards (src/snapshot/shards.ts), at roots/<name>.root: what a
    * client with --want reads instead of the whole index. Clients before it ignore the field.
    */
-  root?: RootRef;
+  root?: IndexRootRef;
   /**
    * The index in two layers (src/snapshot/layers.ts): what a newcomer taking the stream from
    * nothing reads instead of the `.snap`, deriving ids and hashes from the stream. Clients before
@@ -57,6 +57,26 @@ export interface LayersRef {
 
 export interface RootRef {
   /** Hex SHA-256 of the root file, found at roots/<name>.root. */
+  name: string;
+  size: number;
+}
+
+/**
+ * A snapshot's index root: the file, and (publishers since root deltas) its uncompressed body's
+ * hash and length and a delta from the previous snapshot's root, so a --want client holding that
+ * root pays for what changed in it, not for a root that grows with the mirror.
+ */
+export interface IndexRootRef extends RootRef {
+  /** Hex SHA-256 of the root's uncompressed body (how a body rebuilt from a delta is checked). */
+  body?: string;
+  bodyLength?: number;
+  delta?: RootDeltaRef;
+}
+
+export interface RootDeltaRef {
+  /** Name of the earlier root file (an older entry's `root.name`) the delta starts from. */
+  from: string;
+  /** Hex SHA-256 of the delta file, found at roots/<name>.rd. */
   name: string;
   size: number;
 }
@@ -242,6 +262,11 @@ function checkBody(b: ManifestBody, where: string): void {
     }
     if (s.root !== undefined) {
       if (!isObject(s.root) || typeof s.root.name !== 'string' || !HEX64.test(s.root.name) || !isCount(s.root.size)) bad('bad index root');
+      const { body, bodyLength, delta } = s.root;
+      if ((body !== undefined || bodyLength !== undefined) && (typeof body !== 'string' || !HEX64.test(body) || !isCount(bodyLength))) bad('bad index root body');
+      if (delta !== undefined) {
+        if (body === undefined || !isObject(delta) || typeof delta.from !== 'string' || !HEX64.test(delta.from) || typeof delta.name !== 'string' || !HEX64.test(delta.name) || !isCount(delta.size)) bad('bad index root delta');
+      }
     }
     if (s.layers !== undefined) {
       const named = (r: unknown) => isObject(r) && typeof r.name === 'string' && HEX64.test(r.name) && isCount(r.size);

@@ -16,6 +16,8 @@ import { ChunkTable, FileEntry, readIndexHead, Snapshot, SourceEntry, writeIndex
  */
 export const ROOT_MAGIC = Buffer.from('PQRT', 'ascii');
 export const ROOT_VERSION = 1;
+/** Where a root delta (a manifest entry's `root.delta`) lies in a remote. */
+export const rootDeltaPath = (name: string): string => `roots/${name}.rd`;
 
 export interface ShardDelta {
   /** Name (body SHA-256) of the older shard of the same key that the delta starts from. */
@@ -236,7 +238,8 @@ export function mergeShards(root: Root, shards: { ref: ShardRef; snapshot: Snaps
   return { params: root.params, created: root.created, sources: root.sources, packs, chunks, files };
 }
 
-export function encodeRoot(root: Root): Uint8Array {
+/** The root's uncompressed body (what a root delta rebuilds and `IndexRootRef.body` hashes). */
+export function encodeRootBody(root: Root): Uint8Array {
   const w = new ByteWriter(1 << 12);
   writeIndexHead(w, root);
   w.varint(root.shards.length);
@@ -250,22 +253,34 @@ export function encodeRoot(root: Root): Uint8Array {
     w.varint(s.deltas.length);
     for (const d of s.deltas) w.bytes(Buffer.from(d.from, 'hex')).bytes(Buffer.from(d.name, 'hex')).varint(d.size);
   }
-  const body = w.finish();
+  return w.finish();
+}
+
+/** The root file of a body from encodeRootBody: the 8-byte header, then the body at brotli quality 11. */
+export function packRoot(body: Uint8Array): Uint8Array {
   const packed = brotliCompressSync(body, { params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_SIZE_HINT]: body.length } });
   return Buffer.concat([ROOT_MAGIC, Buffer.from([ROOT_VERSION, 2, 0, 0]), packed]);
 }
 
-export function decodeRoot(data: Uint8Array): Root {
+export const encodeRoot = (root: Root): Uint8Array => packRoot(encodeRootBody(root));
+
+/** A root file's uncompressed body, its header checked (a root delta's base is this). */
+export function rootBody(data: Uint8Array): Uint8Array {
   const what = 'index root';
   if (data.length < 8 || !ROOT_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
   if (data[4] !== ROOT_VERSION) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
   if (data[5] !== 2) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
-  let body: Uint8Array;
   try {
-    body = brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 28 });
+    return brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 28 });
   } catch (e) {
     throw new PaqueteError('BAD_FORMAT', `damaged ${what}: ${(e as Error).message}`);
   }
+}
+
+export const decodeRoot = (data: Uint8Array): Root => decodeRootBody(rootBody(data));
+
+export function decodeRootBody(body: Uint8Array): Root {
+  const what = 'index root';
   const r = new ByteReader(body, what);
   const { params, created, sources } = readIndexHead(r, what);
   const hex = (n: number) => Buffer.from(r.bytes(n)).toString('hex');

@@ -146,7 +146,7 @@ async function partialLatest(
   const { manifest, entry } = checked;
   if (!opts.wants?.length || !entry.root || cachedIndex(work, entry) || deltaChoices(work, manifest.body, entry).length) return undefined;
   try {
-    const root = await loadRoot(work, remote, entry.root, opts);
+    const root = await loadRoot(work, remote, manifest.body, entry.root, opts);
     const selected = shardsForWants(root, opts.wants);
     if (!selected || [...selected].reduce((n, i) => n + root.shards[i].size, 0) >= entry.size) return undefined;
     const { snapshot, partial } = await fetchPartial(work, remote, manifest.body, root, selected, opts);

@@ -2,21 +2,23 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { Remote } from '../remote/remote.js';
-import { ManifestBody, ManifestSnapshot, RootRef, sha256Hex } from '../snapshot/manifest.js';
-import { decodeRoot, mergeShards, Root, ShardRef, shardOfPath } from '../snapshot/shards.js';
+import { IndexRootRef, ManifestBody, ManifestSnapshot, sha256Hex } from '../snapshot/manifest.js';
+import { decodeRoot, decodeRootBody, mergeShards, Root, rootBody, rootDeltaPath, ShardRef, shardOfPath } from '../snapshot/shards.js';
 import { decodeSnapshotBody, isUncompressedSnapshot, Snapshot, snapshotBody, snapshotFileOfBody } from '../snapshot/snapshot.js';
 import { decompressExact } from '../delta/zstd.js';
 import { parseRequirement } from '../sources/pep440.js';
 import { normalizeName } from '../sources/pypi.js';
 import { SOURCE_KINDS } from '../sources/spec.js';
 import { WorkDir } from '../workdir/workdir.js';
-import { keptSigned, loadSigned } from './signed-file.js';
+import { isSignedBytes, loadSigned } from './signed-file.js';
 
 /**
  * The sharded index on the client (src/snapshot/shards.ts): which shards a want needs, fetching
  * them (whole, or as a delta from the version of the same key held here) within the budget, and
  * the partial index they merge into. Cached in .paquete/ as:
  *   roots/<name>.root    the publisher's root file (checked by its SHA-256 against the manifest)
+ *   roots/<name>.body    or the root's uncompressed body rebuilt from a root delta (checked by the
+ *                        manifest's `root.body`)
  *   shards/<name>.snap   each shard's index uncompressed (PQSN, compression 0), under its name
  *                        (the SHA-256 of its body), as the root names it and deltas name their base
  */
@@ -47,6 +49,7 @@ export function notIndexed(p: PartialIndex): Map<string, { files: number; bytes:
 }
 
 const rootCache = (name: string) => `roots/${name}.root`;
+const rootBodyCache = (name: string) => `roots/${name}.body`;
 const shardCache = (name: string) => `shards/${name}.snap`;
 
 /**
@@ -88,12 +91,62 @@ export function shardsForWants(root: Root, wants: string[]): Set<number> | undef
   return out;
 }
 
-/** The root a manifest entry names, from the cache or fetched with its signed size, checked and cached. */
-export const loadRoot = (work: WorkDir, remote: Remote, ref: RootRef, opts: { signal?: AbortSignal } = {}): Promise<Root> =>
-  loadSigned(work, remote, rootCache(ref.name), ref, 'index root', decodeRoot, opts);
+/**
+ * The uncompressed body of root `ref` kept here: the remote's file (checked by its name), or a
+ * body rebuilt from a delta (checked by the signed body hash); a damaged copy is none.
+ */
+function keptRootBody(work: WorkDir, ref: IndexRootRef): Uint8Array | undefined {
+  const file = work.readOptional(rootCache(ref.name));
+  if (file && sha256Hex(file) === ref.name) {
+    try {
+      return rootBody(file);
+    } catch {
+      // a file the publisher signed that does not inflate: fetched afresh
+    }
+  }
+  const body = ref.body ? work.readOptional(rootBodyCache(ref.name)) : undefined;
+  return body && sha256Hex(body) === ref.body ? body : undefined;
+}
 
 /** The cached root of `ref` if it is here and intact. */
-export const cachedRoot = (work: WorkDir, ref: RootRef): Root | undefined => keptSigned(work, rootCache(ref.name), ref, decodeRoot);
+export function cachedRoot(work: WorkDir, ref: IndexRootRef): Root | undefined {
+  const body = keptRootBody(work, ref);
+  try {
+    return body && decodeRootBody(body);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The root a manifest entry names: from the cache; else as its delta from the earlier root it
+ * names when that one is here (what changed in the root, not the root, which lists every shard
+ * of the mirror); else the root file. Each fetch asks for its signed size, so the budget owner
+ * reserves exactly that.
+ */
+export async function loadRoot(work: WorkDir, remote: Remote, manifest: ManifestBody, ref: IndexRootRef, opts: { signal?: AbortSignal } = {}): Promise<Root> {
+  const kept = cachedRoot(work, ref);
+  if (kept) return kept;
+  const d = ref.delta;
+  const baseRef = d && (manifest.snapshots.find((e) => e.root?.name === d.from)?.root ?? { name: d.from, size: 0 });
+  const base = baseRef && keptRootBody(work, baseRef);
+  if (d && base && ref.body && ref.bodyLength !== undefined) {
+    const frame = await remote.get(rootDeltaPath(d.name), { signal: opts.signal, size: d.size });
+    let root: Root | undefined;
+    let body: Uint8Array | undefined;
+    try {
+      if (isSignedBytes(d, frame)) body = decompressExact(frame, ref.bodyLength, base);
+      if (body && sha256Hex(body) === ref.body) root = decodeRootBody(body);
+    } catch {
+      // damaged on the way: the whole root below
+    }
+    if (root && body) {
+      if (!work.readOnly) work.writeMeta(rootBodyCache(ref.name), body);
+      return root;
+    }
+  }
+  return loadSigned(work, remote, rootCache(ref.name), ref, 'index root', decodeRoot, opts);
+}
 
 /** The cached body of shard `name` (its SHA-256), if here and intact. */
 function cachedBody(work: WorkDir, name: string): Uint8Array | undefined {
@@ -189,7 +242,7 @@ export function cachedPartial(work: WorkDir, entry: ManifestSnapshot): { snapsho
  */
 function pruneShards(work: WorkDir, manifest: ManifestBody): void {
   if (work.readOnly) return;
-  const roots = new Set(manifest.snapshots.flatMap((e) => (e.root ? [`${e.root.name}.root`] : [])));
+  const roots = new Set(manifest.snapshots.flatMap((e) => (e.root ? [`${e.root.name}.root`, `${e.root.name}.body`] : [])));
   const named = new Set<string>();
   for (const e of manifest.snapshots) {
     const root = e.root && cachedRoot(work, e.root);
