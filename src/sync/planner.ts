@@ -181,18 +181,27 @@ function heldOf(snapshot: Snapshot, present: Set<bigint>): Held {
  */
 class Marks {
   readonly has: Uint8Array;
-  readonly list: number[] = [];
-  constructor(size: number) {
-    this.has = new Uint8Array(size);
+  // The marked indices in a typed array grown by doubling: pushing 10M numbers onto an array
+  // was a tenth of a no-budget plan.
+  private items = new Uint32Array(1024);
+  size = 0;
+  constructor(length: number) {
+    this.has = new Uint8Array(length);
   }
   add(i: number): boolean {
     if (this.has[i]) return false;
     this.has[i] = 1;
-    this.list.push(i);
+    if (this.size === this.items.length) {
+      const grown = new Uint32Array(this.items.length * 2);
+      grown.set(this.items);
+      this.items = grown;
+    }
+    this.items[this.size++] = i;
     return true;
   }
-  get size(): number {
-    return this.list.length;
+  /** The marked indices in the order they were marked (a view: valid until the next add). */
+  get list(): Uint32Array {
+    return this.items.subarray(0, this.size);
   }
 }
 
@@ -354,6 +363,13 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
   const framed = new Marks(table.length);
   const take = (add: number[]): number | undefined => {
     const rest = framed.size ? add.filter((i) => !framed.has[i]) : add;
+    // With no limit and no frame to weigh, every file is taken: nothing to price (pricing sorted
+    // each file's chunks, a tenth of a 10M-chunk no-budget plan).
+    if (left === Infinity && !frames.offered) {
+      for (const i of rest) chosen.add(i);
+      costs.commit(rest);
+      return 0;
+    }
     // Most files of a big index do not fit once the card is spent: refused on their bytes alone.
     if (!frames.offered && costs.floor(rest) > left) return undefined;
     // With frames where they are worth it, else record by record, whichever fits.
@@ -614,7 +630,7 @@ function prefixCosts(snapshot: Snapshot, requestCost: (n: number) => number): Co
 }
 
 /** One range per pack, from its first byte to the end of the last chosen record. */
-function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
+function prefixRanges(snapshot: Snapshot, chosen: ArrayLike<number> & Iterable<number>): FetchRange[] {
   const t = snapshot.chunks;
   const byPack = new Map<number, number[]>();
   for (const i of chosen) {
@@ -634,7 +650,7 @@ function prefixRanges(snapshot: Snapshot, chosen: number[]): FetchRange[] {
  * records is fetched too when it is smaller than a request's headers: cheaper on the wire. Those
  * gap records are not in this snapshot's table and are discarded on arrival.
  */
-export function buildRanges(snapshot: Snapshot, chunkIndices: number[], maxGap: number): FetchRange[] {
+export function buildRanges(snapshot: Snapshot, chunkIndices: ArrayLike<number> & Iterable<number>, maxGap: number): FetchRange[] {
   const t = snapshot.chunks;
   const sorted = inPackOrder(t, chunkIndices);
   const ranges: FetchRange[] = [];
@@ -661,8 +677,8 @@ const packOrdered = new WeakMap<ChunkTable, boolean>();
  * a pass over a mark per chunk instead of a sort: sorting the 10M chunks of a no-budget plan took
  * ~10 s of a 10M-chunk dry run.
  */
-function inPackOrder(t: ChunkTable, chunkIndices: number[]): number[] {
-  const bySort = () => [...chunkIndices].sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
+function inPackOrder(t: ChunkTable, chunkIndices: ArrayLike<number> & Iterable<number>): Iterable<number> {
+  const bySort = () => Array.from(chunkIndices).sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
   if (chunkIndices.length < 4096 || chunkIndices.length * 16 < t.length) return bySort();
   let ordered = packOrdered.get(t);
   if (ordered === undefined) {
@@ -673,7 +689,8 @@ function inPackOrder(t: ChunkTable, chunkIndices: number[]): number[] {
   if (!ordered) return bySort();
   const marks = new Uint8Array(t.length);
   for (const i of chunkIndices) if (marks[i]++ === 255) return bySort();
-  const out: number[] = [];
-  for (let i = 0; i < marks.length; i++) for (let k = marks[i]; k > 0; k--) out.push(i);
+  const out = new Uint32Array(chunkIndices.length);
+  let n = 0;
+  for (let i = 0; i < marks.length; i++) for (let k = marks[i]; k > 0; k--) out[n++] = i;
   return out;
 }

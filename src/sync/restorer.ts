@@ -88,6 +88,8 @@ export interface TreeSite {
 
 /** Restorer.parentInTheWay's word for a parent folder that is not there (no reason text starts with a NUL). */
 const ABSENT = '\0absent';
+/** A file's signed SHA-256 as the tree state writes it. */
+const hexOf = (f: FileFacts) => Buffer.from(f.sha256).toString('hex');
 
 /** How a second mismatch (bytes not fetched from the publisher's remote in one go) is judged. */
 const MISMATCHES_TO_BLAME = 2;
@@ -128,9 +130,8 @@ export class Restorer {
 
   /** What is at `f`'s path. Hashes a file only when its size fits and its record does not. */
   look(f: FileFacts): Look {
-    const want = Buffer.from(f.sha256).toString('hex');
     const bad = this.state.inconsistent?.[f.path];
-    if (bad && bad.publisher && bad.sha256 === want) return { is: 'inconsistent' };
+    if (bad && bad.publisher && bad.sha256 === hexOf(f)) return { is: 'inconsistent' };
     const inTheWay = this.parentInTheWay(f.path);
     // Under a folder that is not there, nothing is at the path: no lstat (a first sync into an
     // empty directory asked 10k paths twice each). A file placed since has a record: looked at.
@@ -143,6 +144,8 @@ export class Restorer {
     if (st.isDirectory()) return { is: 'yours', why: 'a directory of yours is where the snapshot has a file' };
     if (!st.isFile()) return { is: 'yours', why: `${st.isSymbolicLink() ? 'a symlink' : 'something'} of yours is where the snapshot has a file`, replaceable: st.isSymbolicLink() };
     const rec = this.state.files[f.path];
+    // Made only for a file that is there: a newcomer's survey of 1M paths made 1M hex strings.
+    const want = hexOf(f);
     const asPlaced = rec !== undefined && rec.size === st.size && rec.mtimeMs === st.mtimeMs;
     if (asPlaced) return rec.sha256 === want ? { is: 'in-place' } : { is: 'free', replace: { size: st.size, mtimeMs: st.mtimeMs } };
     const yours: Look = { is: 'yours', why: rec ? 'changed since paquete placed it' : 'not placed by paquete', replaceable: true };
