@@ -80,9 +80,18 @@ describe('the budget is a hard limit on the wire', () => {
     const manifest = JSON.parse(readFileSync(join(dir, 'remote-many', 'manifest.json'), 'utf8'));
     const indexSize: number = manifest.signed.snapshots.at(-1).size;
     assert.ok(indexSize > 10_000, `index of ${indexSize} bytes`);
+    // A budget under the whole index but over the layers and the stream: the newcomer derives.
+    await paquete(['init', ng.url, 'many-d', '--trust', 'pub.key.pub'], dir);
+    await ng.clearLog();
+    const budget = indexSize - 2_000;
+    await paquete(['sync', '-C', 'many-d', '--budget', String(budget)], dir);
+    assert.ok(!(await ng.accessLog()).some((e) => e.uri.startsWith('/snapshots/')), 'the layers, not the whole index');
+    assert.ok((await ng.wireBytes()) <= budget, `${await ng.wireBytes()} bytes for a ${budget}-byte budget`);
+    // A budget that covers the manifest and neither the layers nor the whole index asks for neither.
     await paquete(['init', ng.url, 'many-w', '--trust', 'pub.key.pub'], dir);
     await ng.clearLog();
-    const r = await paquete(['sync', '-C', 'many-w', '--budget', String(indexSize - 2_000)], dir, 3);
+    const manifestCost = readFileSync(join(dir, 'remote-many', 'manifest.json')).length + 600;
+    const r = await paquete(['sync', '-C', 'many-w', '--budget', String(manifestCost + 300)], dir, 3);
     assert.match(r.stderr, /does not cover snapshots\//);
     const log = await ng.accessLog();
     assert.deepEqual(log.map((e) => e.uri), ['/manifest.json'], 'only the manifest was asked for');
@@ -94,6 +103,8 @@ describe('the budget is a hard limit on the wire', () => {
     const manifest = JSON.parse(readFileSync(join(remote, 'manifest.json'), 'utf8'));
     const name: string = manifest.signed.snapshots.at(-1).name;
     writeFileSync(join(remote, 'snapshots', `${name}.snap`), Buffer.alloc(60_000_000, 1));
+    // The index a newcomer reads first, its file layer, answered so too.
+    writeFileSync(join(remote, 'layers', `${manifest.signed.snapshots.at(-1).layers.files.name}.files`), Buffer.alloc(60_000_000, 1));
     const ng = await startNginx(remote);
     onCleanup(() => ng.stop());
     const proxy = await startFaultProxy(ng.url);

@@ -140,7 +140,7 @@ test('a newcomer reads the layers and the stream, never the .snap, and derives t
   }
 });
 
-test('a card with a budget reads the whole index (a card cut short and a release after it keep their routes), and places files', async () => {
+test('a card whose budget cannot carry the layers and the whole stream reads the whole index (a card cut short and a release after it keep their routes), and places files', async () => {
   const dir = join(root, 'cut');
   cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
   const nginx = await startNginx(join(dir, 'remote'));
@@ -153,6 +153,34 @@ test('a card with a budget reads the whole index (a card cut short and a release
     assert.ok(uris(await nginx.accessLog()).some((u) => u.startsWith('/snapshots/')));
     await ok(['sync', '-C', join(dir, 'w')], root);
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
+  } finally {
+    await nginx.stop();
+  }
+});
+
+test('a card whose budget covers the layers and the whole stream derives too: no .snap, within its budget by nginx\'s count', async (t) => {
+  const dir = join(root, 'card-derives');
+  cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
+  const nginx = await startNginx(join(dir, 'remote'));
+  try {
+    // What a newcomer with no budget pays (the layers route), by nginx's count.
+    await ok(['init', nginx.url, join(dir, 'clean'), '--trust', join(root, 'k.pub')], root);
+    await nginx.clearLog();
+    await ok(['sync', '-C', join(dir, 'clean')], root);
+    const clean = await nginx.wireBytes();
+    await ok(['init', nginx.url, join(dir, 'w'), '--trust', join(root, 'k.pub')], root);
+    await nginx.clearLog();
+    const budget = Math.ceil(clean * 1.1);
+    await ok(['sync', '-C', join(dir, 'w'), '--budget', String(budget)], root);
+    const log = await nginx.accessLog();
+    const wire = await nginx.wireBytes();
+    t.diagnostic(`card of ${budget} bytes: ${wire} on the wire; the newcomer with no budget ${clean}`);
+    assert.ok(!uris(log).some((u) => u.startsWith('/snapshots/')), `no whole index: ${uris(log).join(' ')}`);
+    assert.ok(uris(log).some((u) => u.endsWith('.files')) && uris(log).some((u) => u.endsWith('.where')));
+    assert.ok(wire <= budget, `${wire} bytes for a ${budget}-byte card`);
+    assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
+    const entry = latestEntry(join(dir, 'remote'));
+    assert.equal(sha256Hex(readFileSync(join(dir, 'w', '.paquete', 'snapshots', `${entry.name}.snap`)).subarray(8)), entry.body);
   } finally {
     await nginx.stop();
   }

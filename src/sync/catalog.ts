@@ -84,7 +84,14 @@ export async function fetchSnapshot(
   work: WorkDir,
   remote: Remote,
   checked: CheckedManifest,
-  opts: { signal?: AbortSignal; note?: (message: string) => void; wants?: string[]; indexFrom?: Remote; derive?: boolean } = {},
+  opts: {
+    signal?: AbortSignal;
+    note?: (message: string) => void;
+    wants?: string[];
+    indexFrom?: Remote;
+    /** Derive the index from the stream when it applies (derived.ts); `within`: a budget's bytes left, which the derivation must fit. */
+    derive?: boolean | { within: () => number };
+  } = {},
 ): Promise<Latest> {
   const { manifest, entry } = checked;
   // The manifest's remote is the one accepted; the index may come from another with the same
@@ -108,9 +115,11 @@ export async function fetchSnapshot(
   let cached = cachedIndex(work, entry);
   if (opts.derive && !cached && (await derivedApplies(work, manifest.body, entry, opts.wants))) {
     try {
-      const { snapshot, derived } = await loadDerived(work, from, entry, opts);
-      acceptLatest(work, remote, checked, opts);
-      return { manifest, entry, snapshot, derived };
+      const d = await loadDerived(work, from, entry, { signal: opts.signal, ...(typeof opts.derive === 'object' ? { within: opts.derive.within } : {}) });
+      if (d) {
+        acceptLatest(work, remote, checked, opts);
+        return { manifest, entry, ...d };
+      }
     } catch (e) {
       const code = (e as PaqueteError).code;
       if (opts.signal?.aborted || code === 'BUDGET') throw e;

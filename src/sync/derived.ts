@@ -3,14 +3,14 @@ import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { chunkId } from '../chunk/id.js';
 import { Remote } from '../remote/remote.js';
-import { ManifestBody, ManifestSnapshot, RootRef, sha256Hex } from '../snapshot/manifest.js';
+import { LayersRef, ManifestBody, ManifestSnapshot, RootRef, sha256Hex } from '../snapshot/manifest.js';
 import { decodeFileLayer, decodeWhereLayer, skeletonOf, StreamDerivation, VerifiedChunk } from '../snapshot/layers.js';
 import { encodeSnapshotBody, Snapshot, snapshotFileOfBody, snapshotVersion } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import type { UpdateHead } from '../delta/update.js';
 import { keptSigned, loadSigned } from './signed-file.js';
-import { cachedUpdateHead, deltaChoices, loadUpdateHead, solidUpdate } from './updates.js';
+import { cachedUpdateHead, deltaChoices, headPath, loadUpdateHead, solidUpdate } from './updates.js';
 
 /**
  * A first download that pays for no chunk id and no file hash (src/snapshot/layers.ts): the
@@ -55,14 +55,42 @@ const cachedLayer = (work: WorkDir, ref: RootRef, kind: 'files' | 'where'): Uint
 const layerBytes = (work: WorkDir, remote: Remote, ref: RootRef, kind: 'files' | 'where', signal?: AbortSignal): Promise<Uint8Array> =>
   loadSigned(work, remote, layerCache(ref, kind), ref, `index ${kind} layer`, (b) => b, { signal });
 
-/** The skeleton index of `entry` and its derivation, from the layers and the stream's head (fetched or cached), with what earlier sessions derived. */
-export async function loadDerived(work: WorkDir, remote: Remote, entry: ManifestSnapshot, opts: { signal?: AbortSignal } = {}): Promise<{ snapshot: Snapshot; derived: Derived }> {
+/**
+ * The skeleton index of `entry` and its derivation, from the layers and the stream's head (fetched
+ * or cached), with what earlier sessions derived. With a budget (`within`: the bytes it has left),
+ * a derivation is begun only when the layers still to fetch and the whole stream fit in it: a
+ * card that could not finish it would pay for the layers and then, for records or the next
+ * card's snapshot, for the whole index too. Undefined then (read the whole index); the head
+ * fetched to know is the stream route's own, which that route reuses.
+ */
+export async function loadDerived(
+  work: WorkDir,
+  remote: Remote,
+  entry: ManifestSnapshot,
+  opts: { signal?: AbortSignal; within?: () => number } = {},
+): Promise<{ snapshot: Snapshot; derived: Derived } | undefined> {
   const refs = entry.layers!;
+  const ref = solidUpdate(entry)!;
+  const begun = hasDerivation(work, entry.name);
+  // A budget that cannot carry the layers and the head asks for neither.
+  const head0 = cachedUpdateHead(work, ref, entry, null) ? 0 : remote.requestCost(headPath(ref), ref.size);
+  if (opts.within && !begun && layersCost(work, remote, refs) + head0 > opts.within()) return undefined;
   // The head first: a mirror without updates/ costs the layers nothing.
-  const head = await loadUpdateHead(work, remote, solidUpdate(entry)!, entry, null, opts);
+  const head = await loadUpdateHead(work, remote, ref, entry, null, opts);
+  if (opts.within && !begun && layersCost(work, remote, refs) + framesCost(remote, head) > opts.within()) return undefined;
   const files = await layerBytes(work, remote, refs.files, 'files', opts.signal);
   const where = await layerBytes(work, remote, refs.where, 'where', opts.signal);
   return derivedOf(work, entry, files, where, head);
+}
+
+/** Wire bytes of the layers not kept here, each one request of its signed size. */
+const layersCost = (work: WorkDir, remote: Remote, refs: LayersRef): number =>
+  (['files', 'where'] as const).reduce((n, kind) => (cachedLayer(work, refs[kind], kind) ? n : n + remote.requestCost(layerCache(refs[kind], kind), refs[kind].size)), 0);
+
+/** Wire bytes of the whole stream: every frames file of it, each one request. */
+function framesCost(remote: Remote, head: UpdateHead): number {
+  const segments = head.segments ?? [{ name: head.framesFile, size: head.framesSize }];
+  return segments.reduce((n, sg) => n + remote.requestCost(`frames/${sg.name}.frames`, sg.size), 0);
 }
 
 function derivedOf(work: WorkDir, entry: ManifestSnapshot, filesBytes: Uint8Array, whereBytes: Uint8Array, head: UpdateHead): { snapshot: Snapshot; derived: Derived } {

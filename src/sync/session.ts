@@ -575,7 +575,9 @@ function wantedOf(refused: NameProblem[], wants: string[]): NameProblem[] {
 async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: Source }, sources: Source[], opts: SyncOptions, wire: WireBudget): Promise<Latest> {
   const fetchOpts = { signal: opts.signal, note: opts.events?.note, wants: opts.wants };
   try {
-    return await fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, derive: wire.limit === Infinity && !sources.some((s) => s.free) });
+    // A budget takes the derived index only when the layers and the whole stream fit in what it has left.
+    const derive = !sources.some((s) => s.free) && (wire.limit === Infinity || { within: () => wire.left });
+    return await fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, derive });
   } catch (e) {
     const paid = sources.find((s) => !s.free);
     if (!newest.from.free || !paid || opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
