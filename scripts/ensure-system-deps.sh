@@ -12,6 +12,7 @@
 #   git               <- git    (git sources: bundles, clone through `paquete serve`)
 #   python3 -m pip    <- python3 python3-pip python3-venv (pip install through `paquete serve`)
 #   chromium          <- chromium fonts-dejavu-core (headless screenshot of `paquete serve`'s catalog page)
+#   zstd              <- zstd   (the --patch-from floor test/one-release.test.ts holds an update to)
 set -euo pipefail
 
 missing=()
@@ -25,6 +26,10 @@ if ! command -v git >/dev/null 2>&1; then
 fi
 if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
   missing+=(python3 python3-pip python3-venv)
+fi
+
+if ! command -v zstd >/dev/null 2>&1; then
+  missing+=(zstd)
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then
