@@ -82,6 +82,35 @@ test('the plan never costs more than the budget (property)', () => {
   );
 });
 
+test('a no-budget plan (taken unpriced) is the plan of a budget that covers it; a spent card refuses on bytes alone (property)', () => {
+  const shape = (p: ReturnType<typeof planSession>) => ({
+    files: p.files.map((f) => [f.path, f.outcome, f.missingBytes]),
+    ranges: p.ranges.map((r) => [r.start, r.end, [...r.chunks]]),
+    cost: p.cost,
+    neededBytes: p.neededBytes,
+  });
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 0, maxLength: 8 }), { minLength: 1, maxLength: 12 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      fc.integer({ min: 0, max: HEADERS }),
+      (files, presentPicks, small) => {
+        const s = snapshotOf(Object.fromEntries(files.map((f, i) => [`s/f${i}`, f])));
+        const present = new Set(presentPicks.filter(() => s.chunks.length > 0).map((p) => s.chunks.id(p % s.chunks.length)));
+        const free = planSession({ ...base, snapshot: s, present, budget: Infinity });
+        const covered = planSession({ ...base, snapshot: s, present, budget: Number.MAX_SAFE_INTEGER });
+        assert.deepEqual(shape(free), shape(covered));
+        // Less than one request's headers: only files lacking nothing complete; bytes lacking as before.
+        const spent = planSession({ ...base, snapshot: s, present, budget: small });
+        assert.equal(spent.cost, 0);
+        assert.equal(spent.neededBytes, free.neededBytes);
+        for (const f of spent.files) assert.equal(f.outcome, f.missingBytes === 0 ? 'complete' : 'waiting', f.path);
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
 test('ranges join neighbours and small gaps, but not large gaps', () => {
   const s = snapshotOf({ 's/a': [100, 100, 5000, 100] });
   const ranges = buildRanges(s, [0, 1, 3], HEADERS);

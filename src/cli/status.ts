@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { cachedLatest, hasCachedIndex, trustedManifest } from '../sync/catalog.js';
+import { cachedLatest, hasCachedIndex, Latest, trustedManifest } from '../sync/catalog.js';
 import { expiryOf, latestSnapshot, Manifest, ManifestSnapshot } from '../snapshot/manifest.js';
 import { assessCompleteness, Completeness, completeAsSynced, SourceCompleteness } from '../sync/completeness.js';
 import type { WorkDir } from '../workdir/workdir.js';
@@ -23,13 +23,13 @@ function state(r: SourceCompleteness): string {
  * The latest snapshot as last synced, and what of it is here: without reading the index when
  * the tree is still complete as the last sync of everything left it (src/sync/completeness.ts).
  */
-async function reckon(work: WorkDir): Promise<{ manifest: Manifest; entry: ManifestSnapshot; completeness: Completeness; partial?: PartialIndex } | undefined> {
+async function reckon(work: WorkDir): Promise<{ manifest: Manifest; entry: ManifestSnapshot; completeness: Completeness; partial?: PartialIndex; latest?: Latest } | undefined> {
   const manifest = trustedManifest(work);
   const entry = manifest && latestSnapshot(manifest.body);
   const quick = manifest && entry && hasCachedIndex(work, entry.name) ? completeAsSynced(work, entry) : undefined;
   if (manifest && entry && quick) return { manifest, entry, completeness: quick };
   const latest = cachedLatest(work);
-  return latest && { manifest: latest.manifest, entry: latest.entry, completeness: await assessCompleteness(work, latest.snapshot), partial: latest.partial };
+  return latest && { manifest: latest.manifest, entry: latest.entry, completeness: await assessCompleteness(work, latest.snapshot), partial: latest.partial, latest };
 }
 
 export const statusCommand = {
@@ -50,7 +50,7 @@ export const statusCommand = {
       const { entry, manifest } = latest;
       const { sources: all, total, notPlaced } = latest.completeness;
       // The sync's own plan, made here with no network: what it would spend now (src/sync/forecast.ts).
-      const toFetch = (total.missingSize > 0 ? await toFetchNow(work) : null) ?? toFetchOf(undefined, 0, null);
+      const toFetch = (total.missingSize > 0 ? await toFetchNow(work, latest.latest) : null) ?? toFetchOf(undefined, 0, null);
       if (total.missingSize === 0) keepToFetch(work, entry.name, toFetch);
       out.answer(`snapshot ${entry.name.slice(0, 12)} (serial ${manifest.body.serial}, ${entry.created}) from ${remote}`);
       const expires = expiryOf(manifest.body);

@@ -1,5 +1,5 @@
 import { isNameRefusal } from './tree-names.js';
-import { FileEntry, placedSize, Snapshot } from '../snapshot/snapshot.js';
+import { factsOf, FileFacts, fileTableOf, Snapshot } from '../snapshot/snapshot.js';
 import type { ChunkStore } from '../store/store.js';
 import type { Generation } from '../workdir/generation.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -101,7 +101,7 @@ export function completeAsSynced(work: WorkDir, entry: ManifestSnapshot): Comple
 export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, generation?: { gen: Generation; store: ChunkStore }): Promise<Completeness> {
   const state = generation?.gen.state ?? work.treeState();
   const restorer = new Restorer(work, snapshot, state);
-  const look = (f: FileEntry): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
+  const look = (f: FileFacts): Look => (generation ? (generation.gen.has(f.path, Buffer.from(f.sha256).toString('hex')) ? { is: 'in-place' } : { is: 'free' }) : restorer.look(f));
   const held = await (generation?.store ?? work.store).heldIn(snapshot.chunks.idWords);
   const rows = new Map<string, SourceCompleteness>();
   for (const src of snapshot.sources) rows.set(src.name, row(src.kind, src.name));
@@ -109,17 +109,21 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
   const missing = new Map<string, number>();
   const counted = new Uint8Array(snapshot.chunks.length);
   const notPlaced: NotPlaced = { kept: [], inconsistent: [], failed: [] };
-  for (const f of snapshot.files) {
-    const name = f.path.split('/')[0];
+  // From the table: a file's facts, not its entry (an object and a chunk array per file of 1M).
+  const files = fileTableOf(snapshot);
+  for (let k = 0; k < files.length; k++) {
+    const f = factsOf(files, k);
+    const size = files.placedSize(k);
+    const name = files.sourceName(k);
     const r = rows.get(name) ?? row('', name);
     rows.set(name, r);
     r.files++;
-    r.bytes += placedSize(f);
+    r.bytes += size;
     const l = look(f);
     if (l.is === 'in-place') {
       complete.add(f.path);
       r.complete++;
-      r.completeBytes += placedSize(f);
+      r.completeBytes += size;
       continue;
     }
     if (l.is !== 'free') {
@@ -141,13 +145,13 @@ export async function assessCompleteness(work: WorkDir, snapshot: Snapshot, gene
       }
     }
     let lacking = 0;
-    for (const i of f.chunks) {
+    for (const i of files.chunks(k)) {
       if (counted[i] || held[i]) continue;
       counted[i] = 1;
       lacking += snapshot.chunks.recordLength(i);
     }
     r.missingBytes += lacking;
-    r.missingSize += placedSize(f);
+    r.missingSize += size;
     missing.set(f.path, lacking);
   }
   // look() may have hashed files placed by hand or after a crash: remember them (serve

@@ -401,7 +401,11 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
       outcome[k] = Outcome.Present;
       continue;
     }
+    // Once what is left cannot pay one request's headers, a file with any chunk to fetch is
+    // refused by take() on its bytes alone: counted, with no list made (most files of a big index).
+    const spent = left <= perRequest && !frames.offered && input.rangesHonoured !== false;
     const add: number[] = [];
+    let lacks = false;
     for (let j = chunkStart[f]; j < chunkStart[f + 1]; j++) {
       const i = chunkList[j];
       if (held[i]) continue;
@@ -409,9 +413,11 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
         needed[i] = 1;
         neededBytes += table.recordLength(i);
       }
-      if (!chosen.has[i]) add.push(i);
+      if (chosen.has[i]) continue;
+      if (spent) lacks = true;
+      else add.push(i);
     }
-    const price = take(add);
+    const price = lacks ? undefined : take(add);
     if (price !== undefined) {
       left -= price;
       outcome[k] = Outcome.Complete;

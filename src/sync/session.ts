@@ -62,6 +62,8 @@ export interface SyncOptions {
    * a route and that is not here makes the forecast an estimate (toFetch.estimate says why).
    */
   offline?: boolean;
+  /** Offline: the snapshot last synced as the caller already read it (status): not read and decoded again. */
+  synced?: Latest;
 }
 
 export interface SyncEvents {
@@ -161,7 +163,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     store = await work.openStore();
     // Soft commits already cover a killed process; this bounds what a power cut can take.
     store.flushEvery = { bytes: 4 << 20, ms: 1000 };
-    const { latest, from } = newest ? { latest: await indexOf(work, newest, sources, opts, wire), from: newest.from } : lastSynced(work, sources);
+    const { latest, from } = newest ? { latest: await indexOf(work, newest, sources, opts, wire), from: newest.from } : lastSynced(work, sources, opts.synced);
     const { snapshot } = latest;
     if (!offline) pruneUpdateHeads(work, latest.manifest.body);
     // Names this disk cannot hold are found before anything is written, and left out.
@@ -315,8 +317,11 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     if (!offline) removeStaleParts(work.tmpDir, inUse(), present);
     opts.events?.planned?.(plan, spent());
     const wantedFiles = plan.files.length;
-    const wantedPaths = new Set(plan.files.map((f) => f.path));
-    const wanted = (path: string) => wantedPaths.has(path);
+    // Asked only of the user's files and the publisher's faults found: made only then (a Set of
+    // 1M paths was half a second of a 1M-file dry run).
+    let wantedPaths: Set<string> | undefined;
+    const wantedSet = () => (wantedPaths ??= new Set(plan.files.map((f) => f.path)));
+    const wanted = (path: string) => wantedSet().has(path);
     restorer.report.kept.push(...yours.filter((k) => wanted(k.path)));
     const result: SyncResult = {
       snapshot: latest.entry.name,
@@ -346,6 +351,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
       result.read = read();
       return result;
     }
+    // The files wanted are those of this first plan, whatever plans the sync makes below.
+    wantedSet();
 
     const derivedAtStart = latest.derived;
     // Track, per wanted file, how many of its distinct chunks are still missing.
@@ -516,7 +523,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
 
     // Files of older snapshots that this one no longer has go, if the user left them untouched.
     restorer.removeStale();
-    restorer.finish({ asked: opts.wants ?? [], wants, wanted: wantedPaths, inPlace: complete });
+    restorer.finish({ asked: opts.wants ?? [], wants, wanted: wantedSet(), inPlace: complete });
     work.saveTreeState(state);
     // The one moment readers (serve) move to what this session placed: one rename.
     await work.switchGeneration();
@@ -551,9 +558,9 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
  * What a sync with no budget would spend now and complete, planned here with no network (status,
  * and import or seed after they filled the store): runSync's own plan, offline.
  */
-export async function toFetchNow(work: WorkDir): Promise<ToFetch | null> {
+export async function toFetchNow(work: WorkDir, synced?: Latest): Promise<ToFetch | null> {
   try {
-    return (await runSync(work, { offline: true })).toFetch;
+    return (await runSync(work, { offline: true, synced })).toFetch;
   } catch (e) {
     // No index cached for the trusted manifest (a bundle's manifest without its index): no figure.
     if ((e as PaqueteError).code === 'NO_SNAPSHOT') return null;
@@ -590,8 +597,8 @@ async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: 
  * The snapshot last synced, as status and serve plan with it: the paid remote (or the first)
  * prices the plan, as it would in a sync.
  */
-function lastSynced(work: WorkDir, sources: Source[]): { latest: Latest; from: Source } {
-  const latest = cachedLatest(work);
+function lastSynced(work: WorkDir, sources: Source[], read?: Latest): { latest: Latest; from: Source } {
+  const latest = read ?? cachedLatest(work);
   if (!latest) throw new PaqueteError('NO_SNAPSHOT', `${work.root}: nothing synced yet`, 'run paquete sync');
   return { latest, from: sources.find((s) => !s.free) ?? sources[0] };
 }
