@@ -407,7 +407,7 @@ describe('git sources: the client side on its own', () => {
     // A bare repository is a source too.
     await git(dir, 'clone', '-q', '--bare', 'src', 'bare.git');
     await paquete(['publish', 'git:x=bare.git', '--to', 'r4', '--key', 'k'], dir);
-    assert.deepEqual(readdirSync(join(dir, 'r4')).sort(), ['.publisher', 'frames', 'layers', 'manifest.json', 'packs', 'roots', 'shards', 'snapshots', 'updates'], 'no staging left in the remote');
+    assert.deepEqual(readdirSync(join(dir, 'r4')).sort(), ['frames', 'layers', 'manifest.json', 'packs', 'roots', 'shards', 'snapshots', 'updates'], 'no staging left in the remote');
   });
 });
 

@@ -15,13 +15,13 @@ import { publish, PublishOptions } from '../src/publish/publisher.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
 import { decodeManifest, latestSnapshot } from '../src/snapshot/manifest.js';
 import { decodeSnapshot } from '../src/snapshot/snapshot.js';
-import { decodePublisherCache, encodePublisherCache, PUBLISHER_CACHE_DIR, PublisherCache } from '../src/publish/publisher-cache.js';
+import { decodePublisherCache, encodePublisherCache, OLD_PUBLISHER_CACHE_DIR, PublisherCache, publisherStateDir } from '../src/publish/publisher-cache.js';
 
 after(cleanupAll);
 
 const { key, publicKey } = parseSecretKey(generateKeys().secretPem, 'test key');
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const cacheFile = (remote: string) => join(remote, PUBLISHER_CACHE_DIR, 'files');
+const cacheFile = (remote: string) => join(publisherStateDir(remote), 'files');
 
 /**
  * Waits until every file under `root` was last changed more than the cache's racy window (2 s)
@@ -105,11 +105,11 @@ describe('publisher cache', () => {
     assert.deepEqual(second.rebuilt, first.rebuilt, 'a reused wheel counts as when it was cut');
     assert.deepEqual(published(join(dir, 'r')), actual(src, 's', names));
 
-    // A copy of the remote without its cache: the next publish there reads every file, and
-    // writes the same index byte for byte.
+    // A copy of the remote (the cache is not in it: it is the publisher's, named by the remote's path): the
+    // next publish there reads every file, and writes the same index byte for byte.
     const twin = join(dir, 'twin');
     cpSync(join(dir, 'r'), twin, { recursive: true });
-    rmSync(join(twin, PUBLISHER_CACHE_DIR), { recursive: true });
+    assert.ok(!existsSync(cacheFile(twin)));
     writeFileSync(join(src, 'd1/f1.txt'), Buffer.from(readFileSync(join(src, 'd1/f1.txt'), 'utf8').toLowerCase()));
     const uncached = await publish(opts(twin));
     const cached = await publish(opts(join(dir, 'r')));
@@ -118,6 +118,43 @@ describe('publisher cache', () => {
     const snapOf = (remote: string) => readFileSync(join(remote, 'snapshots', `${latestName(remote)}.snap`));
     assert.equal(latestName(join(dir, 'r')), latestName(twin), 'the same snapshot, named by its bytes');
     assert.deepEqual(snapOf(join(dir, 'r')), snapOf(twin));
+  });
+
+  test('the publisher state is in the state home, never in or beside what is served; a cache in the old place is used once and moved out', async () => {
+    const dir = await tmpDir('pubcache-place-');
+    const src = join(dir, 'src');
+    const tree: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) tree[`d${i % 3}/f${i}.txt`] = textFile(300 + i, 30);
+    writeTree(src, tree);
+    const remote = join(dir, 'www', 'r');
+    const opts: PublishOptions = { sources: [{ kind: 'tree', name: 's', path: src }], remoteDir: remote, secret: key, publicKey, level: 3 };
+    await settle(src);
+    await publish(opts);
+    assert.ok(publisherStateDir(remote).startsWith(join(process.env.XDG_STATE_HOME!, 'paquete', 'publisher') + '/'), publisherStateDir(remote));
+    assert.ok(existsSync(cacheFile(remote)));
+    assert.deepEqual(readdirSync(join(dir, 'www')), ['r'], 'nothing beside the remote either');
+    // Nothing a static server of the remote hands out holds a source file's stat.
+    const served = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? served(join(d, e.name)) : [join(d, e.name)]));
+    const cacheBytes = readFileSync(cacheFile(remote));
+    for (const f of served(remote)) {
+      const b = readFileSync(f);
+      assert.ok(!b.equals(cacheBytes) && !b.subarray(0, 4).equals(Buffer.from('PQPC')), `${f} is no publisher cache`);
+    }
+    assert.ok(!existsSync(join(remote, OLD_PUBLISHER_CACHE_DIR)));
+
+    // A remote published before the move: its cache inside it, none beside it.
+    const legacy = join(remote, OLD_PUBLISHER_CACHE_DIR);
+    cpSync(publisherStateDir(remote), legacy, { recursive: true });
+    rmSync(publisherStateDir(remote), { recursive: true });
+    writeFileSync(join(src, 'd1/f1.txt'), 'changed\n');
+    await settle(src);
+    const migrated = await publish(opts);
+    assert.equal(migrated.unchanged, 19, 'the old cache is used for the publish that moves it');
+    assert.ok(!existsSync(legacy), 'and is gone from the remote');
+    assert.ok(existsSync(cacheFile(remote)));
+    assert.equal(PublisherCache.read(remote, latestName(remote))?.body.snapshot, latestName(remote));
+    assert.equal((await publish(opts)).unchanged, 20);
+    assert.deepEqual(published(remote), actual(src, 's', Object.keys(tree)));
   });
 
   test('a cache of another snapshot, or damaged, is not trusted: every file is read', async () => {
@@ -184,7 +221,7 @@ describe('publisher cache', () => {
       assert.deepEqual(published(join(dir, 'r')), actual(src, 's', Object.keys(tree)), `after kill ${trial}`);
       const c = PublisherCache.read(join(dir, 'r'), latestName(join(dir, 'r')));
       assert.ok(c, 'the publish after a kill leaves a cache of its snapshot');
-      assert.ok(readdirSync(join(dir, 'r', PUBLISHER_CACHE_DIR)).length <= 2, 'no pile of torn temporary caches');
+      assert.ok(readdirSync(publisherStateDir(join(dir, 'r'))).length <= 2, 'no pile of torn temporary caches');
     }
   });
 });

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, join, resolve } from 'node:path';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { writeFileAtomic } from '../util/fsx.js';
 
 /**
- * The publisher cache (`<remote>/.publisher/files`, docs/FORMATS.md §Publisher cache): what each
+ * The publisher cache (`$XDG_STATE_HOME/paquete/publisher/<remote key>/files`, docs/FORMATS.md
+ * §Publisher cache): what each
  * source file looked like (size, mtime, ctime, inode, device) when the remote's latest snapshot
  * was published. A publish stats every file, as `rsync -a` does, and takes a file whose stat is
  * unchanged from the previous snapshot as it is (its SHA-256 and chunks) instead of reading and
@@ -17,7 +19,28 @@ import { writeFileAtomic } from '../util/fsx.js';
  * publish killed before or after signing leaves a cache that is simply not used; the file is
  * written whole (atomic rename) and carries its own SHA-256, so a torn or damaged one is ignored.
  */
-export const PUBLISHER_CACHE_DIR = '.publisher';
+/**
+ * Where the cache lived until it moved beside the remote: inside it, so any static server of the
+ * remote handed out every source file's size, times and inode. Read once if the new place has no
+ * cache, and removed by the next write.
+ */
+export const OLD_PUBLISHER_CACHE_DIR = '.publisher';
+/**
+ * The publisher's state directory of a remote, in the publishing user's state home, never in or
+ * beside what is served (a remote is usually one directory of a served tree: /srv/www/mirror):
+ * named by the remote's real path, so a copy or a move of the remote starts with no cache.
+ */
+export function publisherStateDir(remoteDir: string): string {
+  let real = resolve(remoteDir);
+  try {
+    real = realpathSync(real);
+  } catch {
+    // not there yet: its cache is not either
+  }
+  const home = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  const name = `${basename(real).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 40) || 'root'}-${createHash('sha256').update(real).digest('hex').slice(0, 16)}`;
+  return join(home, 'paquete', 'publisher', name);
+}
 const CACHE_FILE = 'files';
 const MAGIC = Buffer.from('PQPC', 'ascii');
 const VERSION = 1;
@@ -135,7 +158,8 @@ export function decodePublisherCache(data: Uint8Array): PublisherCacheBody {
   return { snapshot, walkedMs, sources };
 }
 
-const cachePath = (remoteDir: string) => join(remoteDir, PUBLISHER_CACHE_DIR, CACHE_FILE);
+const cachePath = (remoteDir: string) => join(publisherStateDir(remoteDir), CACHE_FILE);
+const oldCachePath = (remoteDir: string) => join(remoteDir, OLD_PUBLISHER_CACHE_DIR, CACHE_FILE);
 
 /** The cache as a lookup: an entry is given back only while the file's stat is what it recorded. */
 export class PublisherCache {
@@ -147,9 +171,11 @@ export class PublisherCache {
 
   /** The cache of `remoteDir` if it describes `snapshot` (the remote's latest, as its signed manifest names it), else undefined. */
   static read(remoteDir: string, snapshot: string | undefined): PublisherCache | undefined {
-    if (!snapshot || !existsSync(cachePath(remoteDir))) return undefined;
+    if (!snapshot) return undefined;
+    const path = existsSync(cachePath(remoteDir)) ? cachePath(remoteDir) : oldCachePath(remoteDir);
+    if (!existsSync(path)) return undefined;
     try {
-      const body = decodePublisherCache(readFileSync(cachePath(remoteDir)));
+      const body = decodePublisherCache(readFileSync(path));
       return body.snapshot === snapshot ? new PublisherCache(body) : undefined;
     } catch {
       return undefined; // damaged, torn or of another version: every file is chunked again
@@ -173,7 +199,9 @@ export class PublisherCache {
 /** Replaces the cache whole (atomic rename): a publish killed while writing it leaves the old one, or none. */
 export function writePublisherCache(remoteDir: string, body: PublisherCacheBody): void {
   // A publish killed while writing left its temporary file: one at most stays beside the cache.
-  const dir = join(remoteDir, PUBLISHER_CACHE_DIR);
+  const dir = publisherStateDir(remoteDir);
   if (existsSync(dir)) for (const n of readdirSync(dir)) if (n.startsWith(`${CACHE_FILE}.tmp-`)) rmSync(join(dir, n), { force: true });
   writeFileAtomic(cachePath(remoteDir), encodePublisherCache(body));
+  // The cache of a remote published before it moved out: gone from what is served once the new one is durable.
+  rmSync(join(remoteDir, OLD_PUBLISHER_CACHE_DIR), { recursive: true, force: true });
 }

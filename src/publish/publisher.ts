@@ -25,7 +25,7 @@ import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer
 import { CompressPool } from '../delta/compress-pool.js';
 import { pruneUpdates, retainedEntries, streamKept } from './prune.js';
 import { readPreviousRoot, writeShards } from './shards.js';
-import { CacheEntry, CachedForm, FileStat, PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
+import { CacheEntry, CachedForm, FileStat, OLD_PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
 import { writeLayers } from './layers.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
@@ -585,7 +585,7 @@ function readRemoteState(remoteDir: string, key: PublicKey, rotateFrom?: PublicK
     if (existsSync(remoteDir)) {
       if (!statSync(remoteDir).isDirectory()) throw new PaqueteError('USAGE', `${remoteDir} is not a directory`);
       // A first publish killed while writing the manifest leaves writeFileAtomic's `manifest.json.tmp-…`.
-      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`) && !n.startsWith(PUBLISH_LOCK) && n !== PUBLISHER_CACHE_DIR);
+      const stray = readdirSync(remoteDir).filter((n) => !REMOTE_DIRS.includes(n) && !n.startsWith('.tmp-') && !n.startsWith(`${MANIFEST_PATH}.tmp-`) && !n.startsWith(PUBLISH_LOCK) && n !== OLD_PUBLISHER_CACHE_DIR);
       if (stray.length) {
         throw new PaqueteError('NOT_A_REMOTE', `${remoteDir} is not empty and is not a paquete remote (it holds ${stray[0]}…)`, 'publish to a new or empty directory');
       }

@@ -15,7 +15,7 @@
  * Set PAQUETE_KEEP_TMP=1 to keep the directories for a post-mortem (their paths go to stderr).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +25,15 @@ import assert from 'node:assert/strict';
 const keepTmp = process.env.PAQUETE_KEEP_TMP === '1';
 const dirs = new Set<string>();
 const hooks: Array<() => void | Promise<void>> = [];
+
+/**
+ * The publisher's state (src/publish/publisher-cache.ts) of every publish a test makes, in-process
+ * or by the CLI it spawns, goes to a directory of this test process, not the user's ~/.local/state.
+ */
+if (!process.env.PAQUETE_TEST_STATE) {
+  process.env.XDG_STATE_HOME = process.env.PAQUETE_TEST_STATE = mkdtempSync(path.join(os.tmpdir(), 'paquete-state-'));
+  dirs.add(process.env.XDG_STATE_HOME);
+}
 
 /** A fresh empty directory under os.tmpdir(); registered for cleanupAll(). */
 export async function tmpDir(prefix = 'paquete-test-'): Promise<string> {
