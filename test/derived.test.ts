@@ -16,6 +16,7 @@ import { decodeSnapshot, encodeSnapshotBody, snapshotBody } from '../src/snapsho
 import { decodeFileLayer, decodeWhereLayer, PIECE_BYTES, planPieces, skeletonOf, StreamDerivation } from '../src/snapshot/layers.js';
 import { decodeUpdateHead } from '../src/delta/update.js';
 import { RemoteChunkReader } from '../src/publish/published-file.js';
+import { planSession } from '../src/sync/planner.js';
 
 after(cleanupAll);
 
@@ -70,6 +71,10 @@ test('the layers are the index: the skeleton with the stream\'s ids and hashes e
   assert.ok(files.hashed.reduce((n, b) => n + b, 0) <= 3, 'only the files over a piece carry theirs');
   const head = decodeUpdateHead(readFileSync(join(remote, 'updates', `${files.stream}.upd`)));
   const d = new StreamDerivation(skeleton, files, head.frames.map((f) => f.yields));
+  // A plan made before anything is derived (as a session's is): its entries read their hash from
+  // the skeleton's table, so each is placed against the hash derived after the plan was made.
+  const planned = planSession({ snapshot: skeleton, present: new Set(), complete: new Set(), wants: [], budget: Infinity, requestCost: () => 0 }).files.map((l) => l.file);
+  assert.ok(planned.some((f) => f.sha256.every((b) => b === 0)), 'planned before their hash is known');
   const reader = new RemoteChunkReader(remote);
   try {
     head.frames.forEach((fr, f) => {
@@ -80,6 +85,8 @@ test('the layers are the index: the skeleton with the stream\'s ids and hashes e
     reader.close();
   }
   assert.ok(d.complete);
+  const wholeHash = new Map(whole.files.map((f) => [f.path, Buffer.from(f.sha256).toString('hex')]));
+  for (const f of planned) assert.equal(Buffer.from(f.sha256).toString('hex'), wholeHash.get(f.path), `${f.path}: the plan's entry sees its derived hash`);
   assert.equal(sha256Hex(encodeSnapshotBody(skeleton)), entry.body);
   assert.deepEqual(Buffer.from(encodeSnapshotBody(skeleton)), Buffer.from(snapshotBody(readFileSync(join(remote, 'snapshots', `${entry.name}.snap`)))));
   // A piece that does not hash to its signed SHA-256 derives nothing.

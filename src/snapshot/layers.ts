@@ -377,21 +377,6 @@ export class StreamDerivation {
     this.knownChunk[i] = 1;
   }
 
-  private byPath: Map<string, number> | undefined;
-
-  /**
-   * The SHA-256 of the file at `path` as derived (zero until then): what a file entry made
-   * before it was derived (a plan's, from a copy of the table) is placed against.
-   */
-  hashOfPath(path: string): Uint8Array {
-    if (!this.byPath) {
-      this.byPath = new Map();
-      for (let k = 0; k < this.table.length; k++) this.byPath.set(this.table.path(k), k);
-    }
-    const k = this.byPath.get(path);
-    return k === undefined ? new Uint8Array(32) : Uint8Array.from(this.table.sha256(k));
-  }
-
   /** File k's SHA-256 (zero until derived): a view into the skeleton's table. */
   fileHash(k: number): Uint8Array {
     return this.table.sha256(k);

@@ -354,7 +354,6 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // The files wanted are those of this first plan, whatever plans the sync makes below.
     wantedSet();
 
-    const derivedAtStart = latest.derived;
     // Track, per wanted file, how many of its distinct chunks are still missing.
     const waitingOn = new Map<number, FileEntry[]>();
     const missingCount = new Map<FileEntry, number>();
@@ -378,9 +377,8 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     // its SHA-256 is the publisher's fault, not a peer's.
     const fromMain = new Set<number>();
     const placeOne = async (f: FileEntry) => {
-      // An entry made before its hash was derived from the stream or copied from the whole
-      // index (a plan's copy of the table): the skeleton's table has it now.
-      if (derivedAtStart) f = { ...f, sha256: derivedAtStart.derivation.hashOfPath(f.path) };
+      // f.sha256 is a view into the snapshot's file table (PlanLine: FileTable.entry), the one a
+      // stream derivation writes each file's hash into: derived after the plan, it is read here.
       try {
         const placed = await restorer.place(f, f.chunks.every((i) => fromMain.has(i)));
         if (placed === 'placed') {
