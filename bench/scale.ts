@@ -96,6 +96,8 @@ for (const n of SIZES) {
   const work = path.join(CACHE_DIR, 'scale', `run-${n}`);
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
+  // The publisher's state (src/publish/publisher-cache.ts) of this run's remote, removed with it, not left in ~/.local/state.
+  process.env.XDG_STATE_HOME = path.join(work, 'state');
   // A copy to change for the update rows, so the cached tree stays as generated.
   execFileSync('cp', ['-a', src0, path.join(work, 'src')]);
   const pq = (step: string, ...argv: string[]) => timed(n, step, process.execPath, [BIN, ...argv], work);
