@@ -1,5 +1,5 @@
 import { FileEntry, Snapshot } from '../snapshot/snapshot.js';
-import { baseFileChooser, cut, DELTA_FRAME_RAW, DELTA_FRAME_SPAN, Place, pool, windowMapper } from './build.js';
+import { baseFileChooser, cut, DELTA_FRAME_RAW, DELTA_FRAME_SPAN, Place, pool, sourceOf, windowMapper } from './build.js';
 
 /**
  * Which frames the offer to N holds (format in src/delta/offer.ts), pure: snapshots in, plan out.
@@ -262,7 +262,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[], rungs?: number[
     const position = group[0].waypoint?.position;
     const into = position ? S[position - 1] : target;
     const waypoint = position ? into : undefined;
-    const deltas: { yields: number[]; bases: OfferBase[] }[] = [];
+    const deltas: { yields: number[]; bases: OfferBase[]; group: string }[] = [];
     const alone: Place[] = [];
     const aloneSeen = new Set<bigint>();
     for (const u of group) {
@@ -274,7 +274,7 @@ export function planOffer(target: Snapshot, earlier: Snapshot[], rungs?: number[
         }
         continue;
       }
-      deltas.push(...deltaPieces(into, F, u.base.snapshot, u.base.file));
+      for (const d of deltaPieces(into, F, u.base.snapshot, u.base.file)) deltas.push({ ...d, group: sourceOf(F.path) });
     }
     for (const f of pool(deltas, (i) => into.chunks.rawLength[i])) out.push({ yields: f.yields, bases: f.bases, origins, waypoint });
     for (const piece of cut(alone, DELTA_FRAME_RAW)) out.push({ yields: piece.map((p) => p.index), bases: [], origins });
