@@ -142,7 +142,7 @@ describe('offers keyed by content, over nginx', () => {
     assert.equal(bytes[4], 3);
     assert.throws(
       () => decodeUpdateHead(bytes),
-      (e: Error & { code?: string; hint?: string }) => e.code === 'BAD_FORMAT' && /version 3 is not supported/.test(e.message) && /upgrade paquete/.test(String(e.hint)),
+      (e: Error & { code?: string; hint?: string }) => e.code === 'BAD_FORMAT' && /version 3, which this paquete .* does not read/.test(e.message) && /upgrade paquete/.test(String(e.hint)),
     );
   });
 

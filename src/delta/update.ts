@@ -1,5 +1,6 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 
 /**
@@ -165,7 +166,7 @@ export function packHead(version: number, body: Uint8Array, magic: Buffer = UPDA
 /** The body of a head of one of `versions`; a head of another version is refused with "upgrade paquete". */
 export function unpackHead(data: Uint8Array, what: string, versions: number[], magic: Buffer = UPDATE_MAGIC): Uint8Array {
   if (data.length < 8 || !magic.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
-  if (!versions.includes(data[4])) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
+  requireFormat(what, what, data[4], versions);
   if (data[5] !== BROTLI) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
   try {
     return brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 30 });

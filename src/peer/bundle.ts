@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { MAX_CHUNK, RECORD_HEADER_SIZE } from '../store/pack.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 
@@ -104,9 +105,7 @@ export function decodePrelude(prelude: Uint8Array): number {
     throw new PaqueteError('BAD_FORMAT', 'not a paquete bundle volume (bad magic)');
   }
   if (prelude.length < PRELUDE_SIZE) throw new PaqueteError('BAD_FORMAT', `damaged bundle volume: cut short after ${prelude.length} bytes`);
-  if (prelude[4] !== BUNDLE_VERSION) {
-    throw new PaqueteError('BAD_FORMAT', `bundle version ${prelude[4]} is not supported by this paquete`, 'upgrade paquete');
-  }
+  requireFormat('bundle volume', 'bundle', prelude[4], [BUNDLE_VERSION]);
   const headLength = Buffer.from(prelude.buffer, prelude.byteOffset, PRELUDE_SIZE).readUInt32LE(8);
   if (headLength > MAX_HEAD) throw new PaqueteError('BAD_FORMAT', `damaged bundle volume: head length ${headLength} is absurd`);
   return headLength;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 
 /**
@@ -77,9 +78,7 @@ export function decodeHave(data: Uint8Array): HaveSummary {
     throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic); make one with paquete have --out FILE`);
   }
   if (data.length < FIXED_SIZE + CHECKSUM_SIZE) throw new PaqueteError('BAD_FORMAT', `damaged ${what}: only ${data.length} bytes`);
-  if (data[4] !== HAVE_VERSION) {
-    throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
-  }
+  requireFormat(what, 'have-list', data[4], [HAVE_VERSION]);
   if (data[5] !== HAVE_CODING_RICE) {
     throw new PaqueteError('BAD_FORMAT', `${what} uses id coding ${data[5]}, which this paquete cannot read`, 'upgrade paquete');
   }

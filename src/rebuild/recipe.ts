@@ -1,4 +1,5 @@
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { DeflateParams, FaithfulDeflate, validParams } from './deflate.js';
 
@@ -75,7 +76,7 @@ function bad(why: string): PaqueteError {
 /** Checks the 12-byte header; returns the body length. */
 export function recipeBodyLength(header: Uint8Array): number {
   if (header.length < RECIPE_HEADER_SIZE || !RECIPE_MAGIC.equals(header.subarray(0, 4))) throw bad('bad magic');
-  if (header[4] !== RECIPE_VERSION) throw new PaqueteError('BAD_FORMAT', `rebuild recipe version ${header[4]} is not supported by this paquete`, 'upgrade paquete');
+  requireFormat('rebuild recipe', 'rebuild recipe', header[4], [RECIPE_VERSION]);
   if (header[5] !== Container.Zip && header[5] !== Container.Gzip) throw bad(`unknown container ${header[5]}`);
   const n = Buffer.from(header.buffer, header.byteOffset, RECIPE_HEADER_SIZE).readUInt32LE(8);
   if (n > RECIPE_MAX) throw bad(`a ${n}-byte recipe is more than ${RECIPE_MAX}`);

@@ -1,6 +1,7 @@
 import stringify from 'fast-json-stable-stringify';
 import { createHash, KeyObject } from 'node:crypto';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { fingerprint, PublicKey, publicKeyFromRaw, signBytes, verifyBytes } from './keys.js';
 import { SourceEntry, isUncompressedSnapshot } from './snapshot.js';
 import { checkSources } from './paths.js';
@@ -185,9 +186,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
   if (!body || typeof body !== 'object' || body.format !== MANIFEST_FORMAT) {
     throw new PaqueteError('NOT_A_REMOTE', `${where} has no paquete manifest`);
   }
-  if (body.version !== MANIFEST_VERSION) {
-    throw new PaqueteError('BAD_FORMAT', `${where} uses manifest version ${JSON.stringify(body.version)}; this paquete reads ${MANIFEST_VERSION}`, 'upgrade paquete');
-  }
+  requireFormat(`the manifest at ${where}`, 'manifest', body.version as number | string, [MANIFEST_VERSION]);
   checkBody(body, where);
   const publisher = publicKeyFromRaw(Buffer.from(body.publisher, 'base64'));
   const sig = typeof d.signature === 'string' && SIGNATURE_B64.test(d.signature) ? Buffer.from(d.signature, 'base64') : Buffer.alloc(0);

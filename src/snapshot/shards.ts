@@ -1,6 +1,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { ChunkParams } from '../chunk/params.js';
 import { parseDistFileName } from '../sources/pypi.js';
 import { ChunkTable, FileEntry, readIndexHead, Snapshot, SourceEntry, writeIndexHead } from './snapshot.js';
@@ -268,7 +269,7 @@ export const encodeRoot = (root: Root): Uint8Array => packRoot(encodeRootBody(ro
 export function rootBody(data: Uint8Array): Uint8Array {
   const what = 'index root';
   if (data.length < 8 || !ROOT_MAGIC.equals(data.subarray(0, 4))) throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
-  if (data[4] !== ROOT_VERSION) throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
+  requireFormat(what, 'index root', data[4], [ROOT_VERSION]);
   if (data[5] !== 2) throw new PaqueteError('BAD_FORMAT', `${what} uses unknown compression ${data[5]}`);
   try {
     return brotliDecompressSync(data.subarray(8), { maxOutputLength: 1 << 28 });

@@ -1,6 +1,7 @@
 import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { ChunkParams, validateParams } from '../chunk/params.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE, Repr, MAX_CHUNK } from '../store/pack.js';
 import { checkSources, snapshotPathChecker } from './paths.js';
@@ -197,9 +198,7 @@ export function snapshotBody(data: Uint8Array, maxBody = 1 << 30): Uint8Array {
   if (data.length < 8 || !SNAPSHOT_MAGIC.equals(data.subarray(0, 4))) {
     throw new PaqueteError('BAD_FORMAT', `not a paquete ${what} (bad magic)`);
   }
-  if (!KNOWN_VERSIONS.has(data[4])) {
-    throw new PaqueteError('BAD_FORMAT', `${what} version ${data[4]} is not supported by this paquete`, 'upgrade paquete');
-  }
+  requireFormat(what, 'snapshot index', data[4], [...KNOWN_VERSIONS]);
   let body: Uint8Array;
   if (data[5] === Compression.None) body = data.subarray(8);
   else if (data[5] === Compression.Brotli) {
@@ -276,7 +275,7 @@ export function readIndexHead(r: ByteReader, what: string): IndexHead {
 
 export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot {
   const what = 'snapshot index';
-  if (!KNOWN_VERSIONS.has(version)) throw new PaqueteError('BAD_FORMAT', `${what} version ${version} is not supported by this paquete`, 'upgrade paquete');
+  requireFormat(what, 'snapshot index', version, [...KNOWN_VERSIONS]);
   const r = new ByteReader(body, what);
   const { params, created, sources } = readIndexHead(r, what);
   const packs: string[] = [];
