@@ -186,7 +186,7 @@ export function decodeManifest(bytes: Uint8Array, where: string): Manifest {
   if (!body || typeof body !== 'object' || body.format !== MANIFEST_FORMAT) {
     throw new PaqueteError('NOT_A_REMOTE', `${where} has no paquete manifest`);
   }
-  requireFormat(`the manifest at ${where}`, 'manifest', body.version as number | string, [MANIFEST_VERSION]);
+  requireFormat(`the manifest at ${where}`, 'manifest', body.version, [MANIFEST_VERSION]);
   checkBody(body, where);
   const publisher = publicKeyFromRaw(Buffer.from(body.publisher, 'base64'));
   const sig = typeof d.signature === 'string' && SIGNATURE_B64.test(d.signature) ? Buffer.from(d.signature, 'base64') : Buffer.alloc(0);

@@ -25,20 +25,33 @@ function versionList(reads: readonly number[]): string {
   return contiguous ? `${s[0]}-${s[s.length - 1]}` : s.join(', ');
 }
 
+/**
+ * A version as met, for a message: whatever a hostile file put there (an object whose "toString"
+ * is data, not a function, cannot become a string), shown as JSON, never thrown over.
+ */
+function shown(version: unknown): string {
+  if (typeof version === 'number') return String(version);
+  try {
+    return JSON.stringify(version) ?? typeof version;
+  } catch {
+    return typeof version;
+  }
+}
+
 /** The hint of a refused version: what to do, with the release needed. */
-export const upgradeHint = (format: string, version: number | string): string =>
-  `upgrade paquete: this is paquete ${PAQUETE_RELEASE}; ${format} version ${version} needs a newer release (one that reads it)`;
+export const upgradeHint = (format: string, version: unknown): string =>
+  `upgrade paquete: this is paquete ${PAQUETE_RELEASE}; ${format} version ${shown(version)} needs a newer release (one that reads it)`;
 
 /**
  * Passes when `version` is one of `reads`; otherwise throws BAD_FORMAT naming `what` (the file),
  * the `format`, the version met, the versions this paquete reads, and the upgrade hint.
  */
-export function requireFormat(what: string, format: string, version: number | string, reads: readonly number[]): void {
+export function requireFormat(what: string, format: string, version: unknown, reads: readonly number[]): void {
   if (typeof version === 'number' && reads.includes(version)) return;
   const older = typeof version === 'number' && version < Math.min(...reads);
   throw new PaqueteError(
     'BAD_FORMAT',
-    `${what} is ${format} version ${JSON.stringify(version)}, which this paquete ${PAQUETE_RELEASE} does not read (it reads ${format} ${versionList(reads)})`,
+    `${what} is ${format} version ${shown(version)}, which this paquete ${PAQUETE_RELEASE} does not read (it reads ${format} ${versionList(reads)})`,
     // A version older than any this reads was written before a format change that left it behind:
     // the remote must be published again; any other (newer, or a gap such as an offer read as a head) needs a newer reader.
     older ? `publish the remote again with paquete ${PAQUETE_RELEASE}` : upgradeHint(format, version),
