@@ -131,12 +131,10 @@ export async function loadRoot(work: WorkDir, remote: Remote, manifest: Manifest
   const baseRef = d && (manifest.snapshots.find((e) => e.root?.name === d.from)?.root ?? { name: d.from, size: 0 });
   const base = baseRef && keptRootBody(work, baseRef);
   if (d && base && ref.body && ref.bodyLength !== undefined) {
-    const frame = await remote.get(rootDeltaPath(d.name), { signal: opts.signal, size: d.size });
+    const body = await patchedBody(remote, rootDeltaPath(d.name), d, base, ref.bodyLength, ref.body, opts.signal);
     let root: Root | undefined;
-    let body: Uint8Array | undefined;
     try {
-      if (isSignedBytes(d, frame)) body = decompressExact(frame, ref.bodyLength, base);
-      if (body && sha256Hex(body) === ref.body) root = decodeRootBody(body);
+      root = body && decodeRootBody(body);
     } catch {
       // damaged on the way: the whole root below
     }
@@ -146,6 +144,30 @@ export async function loadRoot(work: WorkDir, remote: Remote, manifest: Manifest
     }
   }
   return loadSigned(work, remote, rootCache(ref.name), ref, 'index root', decodeRoot, opts);
+}
+
+/**
+ * A body rebuilt from a delta (a zstd frame against `base`, fetched with its signed size): the
+ * signed delta, inflated to at most the signed length, hashing to `bodyHash`; undefined when any
+ * of that fails (damaged on the way), so the caller falls back to the whole file.
+ */
+async function patchedBody(
+  remote: Remote,
+  path: string,
+  delta: { name: string; size: number },
+  base: Uint8Array,
+  length: number,
+  bodyHash: string,
+  signal?: AbortSignal,
+): Promise<Uint8Array | undefined> {
+  const frame = await remote.get(path, { signal, size: delta.size });
+  try {
+    if (!isSignedBytes(delta, frame)) return undefined;
+    const body = decompressExact(frame, length, base);
+    return sha256Hex(body) === bodyHash ? body : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The cached body of shard `name` (its SHA-256), if here and intact. */
@@ -166,14 +188,7 @@ async function loadShard(work: WorkDir, remote: Remote, ref: ShardRef, opts: { s
     for (const d of ref.deltas) {
       const base = cachedBody(work, d.from);
       if (!base) continue;
-      const delta = await remote.get(`shards/${d.name}.sd`, { signal: opts.signal, size: d.size });
-      try {
-        if (delta.length !== d.size || sha256Hex(delta) !== d.name) throw new Error('not the signed delta');
-        const rebuilt = decompressExact(delta, ref.bodyLength, base);
-        if (sha256Hex(rebuilt) === ref.name) body = rebuilt;
-      } catch {
-        // damaged on the way: the whole shard below
-      }
+      body = await patchedBody(remote, `shards/${d.name}.sd`, d, base, ref.bodyLength, ref.name, opts.signal);
       if (body) break;
     }
   }
