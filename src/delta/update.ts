@@ -2,6 +2,7 @@ import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:
 import { PaqueteError } from '../errors.js';
 import { requireFormat } from '../util/format-gate.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
+import { INDEX_VERSIONS } from '../snapshot/snapshot.js';
 
 /**
  * An update: how a client builds snapshot N cheaply from what it already holds. Its head
@@ -257,7 +258,7 @@ export function decodeUpdateHead(data: Uint8Array): UpdateHead {
     if (!segments.length) r.fail('a segmented update has no segment');
     for (let k = 0; k < segments.length; k++) segments[k] = { name: Buffer.from(r.bytes(32)).toString('hex'), size: r.varint(), frames: r.varint() };
     indexVersion = r.varint();
-    if (indexVersion !== 2 && indexVersion !== 3) r.fail(`a segmented update of an index of version ${indexVersion}`);
+    requireFormat(`the index a segmented ${what} builds`, 'snapshot index', indexVersion, INDEX_VERSIONS);
     framesFile = segments[0].name;
     framesSize = segments.reduce((n, s) => n + s.size, 0);
   } else {

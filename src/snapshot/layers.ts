@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
 import { chunkId } from '../chunk/id.js';
-import { ChunkTable, decodeSnapshotBody, encodeSnapshotBody, FileEntry, FileTable, fileTableOf, IndexHead, readIndexHead, Snapshot, snapshotVersion, writeChunkPlaces, writeIndexHead } from './snapshot.js';
+import { requireFormat } from '../util/format-gate.js';
+import { ChunkTable, decodeSnapshotBody, INDEX_VERSIONS, encodeSnapshotBody, FileEntry, FileTable, fileTableOf, IndexHead, readIndexHead, Snapshot, snapshotVersion, writeChunkPlaces, writeIndexHead } from './snapshot.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE } from '../store/pack.js';
 import { packHead, unpackHead } from '../delta/update.js';
 
@@ -192,7 +193,7 @@ export function decodeFileLayer(data: Uint8Array): FileLayer {
   const r = new ByteReader(unpackLayer(FILES_MAGIC, data, what), what);
   const snapshot = hex(r.bytes(32));
   const version = r.u8();
-  if (version !== 2 && version !== 3) r.fail(`index version ${version}`);
+  requireFormat(what, 'snapshot index', version, INDEX_VERSIONS);
   const head = readIndexHead(r, what);
   const n = r.count(1, 'chunk');
   const rawLength = new Uint32Array(n);

@@ -4,7 +4,7 @@ import { PaqueteError } from '../errors.js';
 import { requireFormat } from '../util/format-gate.js';
 import { ChunkParams } from '../chunk/params.js';
 import { parseDistFileName } from '../sources/pypi.js';
-import { ChunkTable, FileEntry, readIndexHead, Snapshot, SourceEntry, writeIndexHead } from './snapshot.js';
+import { ChunkTable, FileEntry, INDEX_VERSIONS, readIndexHead, Snapshot, SourceEntry, writeIndexHead } from './snapshot.js';
 
 /**
  * The sharded index (docs/DESIGN-REMOTE-V3.md decision 1; layout in docs/FORMATS.md §Root and
@@ -294,7 +294,7 @@ export function decodeRootBody(body: Uint8Array): Root {
     const name = hex(32);
     const size = r.varint();
     const version = r.u8();
-    if (version !== 2 && version !== 3) r.fail(`shard ${i} has index version ${version}`);
+    requireFormat(`shard ${i} of the ${what}`, 'snapshot index', version, INDEX_VERSIONS);
     const bodyLength = r.varint();
     const files = r.varint();
     const bytes = r.varint();

@@ -79,7 +79,9 @@ export const SNAPSHOT_MAGIC = Buffer.from('PQSN', 'ascii');
  */
 export const SNAPSHOT_VERSION = 2;
 export const SNAPSHOT_VERSION_REBUILT = 3;
-const KNOWN_VERSIONS = new Set([SNAPSHOT_VERSION, SNAPSHOT_VERSION_REBUILT]);
+/** The index versions this paquete reads (the format gate's list for an index, a shard, a layer). */
+export const INDEX_VERSIONS: readonly number[] = [SNAPSHOT_VERSION, SNAPSHOT_VERSION_REBUILT];
+const KNOWN_VERSIONS = new Set(INDEX_VERSIONS);
 
 /** The size of a file as placed in the tree (and served). */
 export const placedSize = (f: Pick<FileEntry, 'size' | 'rebuiltSize'>): number => f.rebuiltSize ?? f.size;

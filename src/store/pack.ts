@@ -1,5 +1,6 @@
 import { deflateRawSync, inflateRawSync, brotliDecompressSync, type BrotliOptions } from 'node:zlib';
 import { PaqueteError } from '../errors.js';
+import { requireFormat } from '../util/format-gate.js';
 import { idToHex } from '../chunk/index.js';
 
 /**
@@ -44,9 +45,7 @@ export function checkPackHeader(h: Uint8Array, what: string): void {
   if (h.length < PACK_HEADER_SIZE || !PACK_MAGIC.equals(h.subarray(0, 4))) {
     throw new PaqueteError('DAMAGED_PACK', `${what} is not a paquete pack (bad magic)`);
   }
-  if (h[4] !== PACK_VERSION) {
-    throw new PaqueteError('DAMAGED_PACK', `${what} has pack version ${h[4]}; this paquete reads version ${PACK_VERSION}`, 'upgrade paquete');
-  }
+  requireFormat(what, 'pack', h[4], [PACK_VERSION]);
 }
 
 /** Chooses the representation: compressed only when it saves something worth a header. */
