@@ -20,6 +20,7 @@ interface Args extends GlobalArgs {
   'avg-chunk'?: number;
   level: number;
   'updates-from': number;
+  threads?: number;
   solid: boolean;
   expires: string;
   'prune-after': string;
@@ -38,6 +39,7 @@ export const publishCommand = {
       .option('key', { type: 'string', describe: 'secret key from paquete keygen (default: ~/.config/paquete/publisher.key, created on first use)' })
       .option('avg-chunk', { type: 'string', coerce: sizeOption('--avg-chunk', 1), describe: `average chunk size for a new remote (default ${DEFAULT_PARAMS.avgSize}); min is avg/4, max avg*8` })
       .option('level', { type: 'number', default: 19, describe: 'zstd level (1-22) of the updates; lower publishes faster, clients download more' })
+      .option('threads', { type: 'number', describe: 'worker threads compressing (default: one per core); the remote is the same bytes whatever the number' })
       .option('updates-from', { type: 'number', default: 3, describe: 'write delta updates from this many of the newest earlier snapshots (frames from the newest, index deltas from the others; 0: no deltas and no offer)' })
       .option('offer-share', { type: 'number', default: 1, describe: 'disk the offer (deltas keyed by content) may take, as a share of one compressed copy of the snapshot' })
       .option('prune-after', { type: 'string', default: '7d', describe: 'delete old update files this long after no manifest entry names them (12h, 7d; 0: at once)' })
@@ -77,7 +79,7 @@ export const publishCommand = {
     let r;
     try {
       r = await publish({
-        sources, remoteDir, secret: key, publicKey, params, level: argv.level, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs, pruneAfterMs, offerShare: argv['offer-share'],
+        sources, remoteDir, secret: key, publicKey, params, level: argv.level, threads: argv.threads, updatesFrom: argv['updates-from'], solid: argv.solid, expiresInMs, pruneAfterMs, offerShare: argv['offer-share'],
         rotateFrom: rotated, waitForLock: argv.wait, onLockWait: (holder) => out.warn(`waiting: ${holder}`),
         onProgress: (p) => {
           // Each phase is a bar of its own: chunking the sources, then each update's compression.

@@ -1,4 +1,5 @@
-import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
+import { brotliDecompressSync } from 'node:zlib';
+import { brotli, BrotliCompress, BrotliParams } from '../util/brotli.js';
 import { PaqueteError } from '../errors.js';
 import { requireFormat } from '../util/format-gate.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
@@ -158,11 +159,18 @@ export function readYields(r: ByteReader): number[] {
  * and offer heads, and of the index layers (src/snapshot/layers.ts) with their own magic.
  */
 export function packHead(version: number, body: Uint8Array, magic: Buffer = UPDATE_MAGIC): Uint8Array {
-  const packed = brotliCompressSync(body, {
-    params: { [zc.BROTLI_PARAM_QUALITY]: 11, [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
-  });
-  return Buffer.concat([magic, Buffer.from([version, BROTLI, 0, 0]), packed]);
+  return headOfPacked(version, brotli(body, HEAD_BROTLI), magic);
 }
+
+/** The same, compressed wherever `compress` runs (a publish: on its worker threads); the same bytes. */
+export async function packHeadVia(version: number, body: Uint8Array, magic: Buffer, compress: BrotliCompress): Promise<Uint8Array> {
+  return headOfPacked(version, await compress(body, HEAD_BROTLI), magic);
+}
+
+/** Heads and layers: brotli at its best (they are small, and cross the paid link). */
+const HEAD_BROTLI: BrotliParams = { quality: 11, lgwin: 22 };
+
+const headOfPacked = (version: number, packed: Uint8Array, magic: Buffer): Uint8Array => Buffer.concat([magic, Buffer.from([version, BROTLI, 0, 0]), packed]);
 
 /** The body of a head of one of `versions`; a head of another version is refused with "upgrade paquete". */
 export function unpackHead(data: Uint8Array, what: string, versions: number[], magic: Buffer = UPDATE_MAGIC): Uint8Array {

@@ -3,7 +3,8 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeUpdateHead } from '../delta/update.js';
 import { LayersRef, sha256Hex } from '../snapshot/manifest.js';
-import { encodeFileLayer, encodeWhereLayer, planPieces, StreamPiece } from '../snapshot/layers.js';
+import { FILES_MAGIC, fileLayerBody, packLayerVia, planPieces, StreamPiece, WHERE_MAGIC, whereLayerBody } from '../snapshot/layers.js';
+import { BrotliCompress, brotliHere } from '../util/brotli.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { writeFileAtomic } from '../util/fsx.js';
 import { RemoteChunkReader } from './published-file.js';
@@ -15,9 +16,10 @@ export const whereLayerPath = (name: string): string => `layers/${name}.where`;
  * Writes snapshot `snapName`'s two index layers (src/snapshot/layers.ts) for its update from
  * nothing (`stream`, the head's name): the stream's pieces hashed from the chunks as the remote's
  * packs hold them, read in the stream's order. Without a stream there is nothing to derive from,
- * so no layers (a newcomer reads the `.snap`).
+ * so no layers (a newcomer reads the `.snap`). Both are compressed by `compress` (a publish's
+ * worker threads) side by side.
  */
-export function writeLayers(remoteDir: string, snapshot: Snapshot, snapName: string, stream: string): LayersRef {
+export async function writeLayers(remoteDir: string, snapshot: Snapshot, snapName: string, stream: string, compress: BrotliCompress = brotliHere): Promise<LayersRef> {
   const head = decodeUpdateHead(readFileSync(join(remoteDir, 'updates', `${stream}.upd`)));
   const frames = head.frames.map((f) => f.yields);
   const { pieces: cuts, hashed } = planPieces(snapshot, frames);
@@ -38,8 +40,10 @@ export function writeLayers(remoteDir: string, snapshot: Snapshot, snapName: str
     reader.close();
   }
   mkdirSync(join(remoteDir, 'layers'), { recursive: true });
-  const files = encodeFileLayer(snapshot, snapName, hashed, stream, pieces);
-  const where = encodeWhereLayer(snapshot, snapName);
+  const [files, where] = await Promise.all([
+    packLayerVia(FILES_MAGIC, fileLayerBody(snapshot, snapName, hashed, stream, pieces), compress),
+    packLayerVia(WHERE_MAGIC, whereLayerBody(snapshot, snapName), compress),
+  ]);
   const ref: LayersRef = { files: { name: sha256Hex(files), size: files.length }, where: { name: sha256Hex(where), size: where.length } };
   writeFileAtomic(join(remoteDir, filesLayerPath(ref.files.name)), files);
   writeFileAtomic(join(remoteDir, whereLayerPath(ref.where.name)), where);

@@ -7,7 +7,7 @@ import { PaqueteError } from '../errors.js';
 import { ChunkParams, DEFAULT_PARAMS } from '../chunk/params.js';
 import { chunkBytesWithIds, createChunker, initHash, OnChunkWithId, withIds } from '../chunk/index.js';
 import { encodeRecord, packHeader, RECORD_HEADER_SIZE, Repr } from '../store/pack.js';
-import { ChunkEntry, ChunkTable, encodeSnapshot, encodeSnapshotBody, FileEntry, placedSize, Snapshot, SourceEntry } from '../snapshot/snapshot.js';
+import { ChunkEntry, ChunkTable, encodeSnapshotBody, FileEntry, placedSize, Snapshot, snapshotFileOfBodyVia, snapshotVersion, SourceEntry } from '../snapshot/snapshot.js';
 import { rebuildContainer, StoredForm } from '../rebuild/form.js';
 import { decodeManifest, encodeManifest, latestSnapshot, ManifestBody, ManifestSnapshot, MANIFEST_FORMAT, MANIFEST_PATH, MANIFEST_VERSION, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey } from '../snapshot/keys.js';
@@ -21,10 +21,13 @@ import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { stageSources, StagedSources } from '../sources/stage.js';
 import { chunkFileFixed } from '../chunk/fixed.js';
 import { readPublishedFile, readRemoteSnapshot } from './published-file.js';
-import { OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
+import { Named, OfferWritten, UpdateProgress, UpdatesOptions, UpdateWritten, writeOffer, writeUpdates } from './updates.js';
 import { CompressPool } from '../delta/compress-pool.js';
+import { CompressOptions } from '../delta/zstd.js';
+import { BrotliParams } from '../util/brotli.js';
+import { LayersRef } from '../snapshot/manifest.js';
 import { pruneUpdates, retainedEntries, streamKept } from './prune.js';
-import { readPreviousRoot, writeShards } from './shards.js';
+import { readPreviousRoot, ShardsWritten, writeShards } from './shards.js';
 import { CacheEntry, CachedForm, FileStat, OLD_PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
 import { writeLayers } from './layers.js';
 
@@ -42,6 +45,11 @@ export interface PublishOptions {
   /** Progress of the long parts: chunking the sources, then compressing each update. */
   onProgress?: (p: PublishProgress) => void;
   now?: Date;
+  /**
+   * Worker threads compressing (zstd frames, brotli index files); default one per core
+   * (os.availableParallelism()). The remote's bytes are the same whatever the number.
+   */
+  threads?: number;
   /** zstd level (1–22) of the update frames; default 19, the level the measurements were taken at. */
   level?: number;
   /**
@@ -137,6 +145,7 @@ export interface RebuiltReport {
 function updatesOptions(opts: PublishOptions): UpdatesOptions {
   const level = opts.level ?? 19;
   if (!Number.isInteger(level) || level < 1 || level > 22) throw new PaqueteError('USAGE', `the zstd level must be 1 to 22, got ${level}`);
+  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) throw new PaqueteError('USAGE', `the number of compression threads must be 1 or more, got ${opts.threads}`);
   const updatesFrom = opts.updatesFrom ?? 3;
   if (!Number.isInteger(updatesFrom) || updatesFrom < 0) {
     throw new PaqueteError('USAGE', `the number of earlier snapshots to write updates from must be 0 or more, got ${updatesFrom}`);
@@ -382,39 +391,50 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
   sources.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const lookup = (id: bigint) => fresh.get(id) ?? known.get(id)!;
   const snapshot = buildSnapshot(params, sources, fileChunks, lookup, opts.now ?? new Date());
-  // Names some client disks cannot hold: published (ext4 holds them), and said.
-  const nameWarnings = nameProblems(snapshot.files.map((f) => f.path), PORTABLE_RULES);
-  const snapBytes = encodeSnapshot(snapshot);
-  const snapName = sha256Hex(snapBytes);
-  writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
-  // The same index as a root naming shards (per PyPI project, per path range): a client with
-  // --want pays for the shards of what it wants; unchanged shards keep their names.
-  const earlierEntries = previous.manifest?.snapshots ?? [];
-  const shards = writeShards(remoteDir, snapshot, readPreviousRoot(remoteDir, earlierEntries[earlierEntries.length - 1]?.root), { level: opts.level });
-
-  const updatesStarted = performance.now();
-  const earlier = previous.manifest?.snapshots ?? [];
-  // One worker per core for every frame of this publish. The offer comes after the updates (a
-  // progress bar per phase, and its budget is their size).
-  const pool = new CompressPool();
+  // One worker per core for every frame and index file of this publish.
+  const pool = new CompressPool(opts.threads);
+  const compress = { brotli: (b: Uint8Array, p: BrotliParams) => pool.brotli(b, p), zstd: (b: Uint8Array, o: CompressOptions) => pool.compress(b, o) };
+  let snapBytes: Uint8Array;
+  let snapBody: Uint8Array;
+  let snapName: string;
+  let shards: ShardsWritten;
   let updates: UpdateWritten[];
   let offer: OfferWritten | undefined;
+  let layers: LayersRef | undefined;
+  let updatesMs: number;
+  const earlier = previous.manifest?.snapshots ?? [];
   try {
-    updates = await writeUpdates(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool });
+    snapBody = encodeSnapshotBody(snapshot);
+    snapBytes = await snapshotFileOfBodyVia(snapBody, snapshotVersion(snapshot), compress.brotli);
+    snapName = sha256Hex(snapBytes);
+    writeFileAtomic(join(remoteDir, 'snapshots', `${snapName}.snap`), snapBytes);
+    // The same index as a root naming shards (per PyPI project, per path range): a client with
+    // --want pays for the shards of what it wants; unchanged shards keep their names. Compressed
+    // on the workers while this thread reads the chunks of the updates' frames.
+    const sharding = writeShards(remoteDir, snapshot, readPreviousRoot(remoteDir, earlier[earlier.length - 1]?.root), { level: opts.level, compress });
+    sharding.catch(() => undefined); // taken below, after the updates
+    const updatesStarted = performance.now();
+    // The offer comes after the updates (a progress bar per phase, and its budget is their size).
+    const bases = new Map<string, Named>();
+    updates = await writeUpdates(remoteDir, { name: snapName, snapshot, body: snapBody }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, bases });
     // The offer and the updates together stay within one compressed copy of N (the stream from
     // nothing, or N's records without it): the remote holds at most twice that for updates.
     const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.storedLength.reduce((n, l) => n + l, 0);
     const deltaBytes = updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes), 0);
     const budget = Math.max(0, (opts.offerShare ?? 1) * solidBytes - deltaBytes);
-    offer = await writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, budget });
+    offer = await writeOffer(remoteDir, { name: snapName, snapshot }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, bases, budget });
+    updatesMs = performance.now() - updatesStarted;
+    const streamRef = updates.find((u) => u.from === '');
+    // The index in two layers for a newcomer taking the stream: ids and hashes derived from it.
+    layers = streamRef ? await writeLayers(remoteDir, snapshot, snapName, streamRef.name, compress.brotli) : undefined;
+    shards = await sharding;
   } finally {
     await pool.close();
   }
-  const updatesMs = performance.now() - updatesStarted;
+  // Names some client disks cannot hold: published (ext4 holds them), and said.
+  const nameWarnings = nameProblems(snapshot.files.map((f) => f.path), PORTABLE_RULES);
   const stream = updates.find((u) => u.from === '');
   const room = (stream?.framesBytes ?? 0) - updates.reduce((n, u) => n + (u.from === '' ? 0 : u.framesBytes + u.size), 0) - (offer ? offer.framesBytes + offer.size : 0);
-  // The index in two layers for a newcomer taking the stream: ids and hashes derived from it.
-  const layers = stream ? writeLayers(remoteDir, snapshot, snapName, stream.name) : undefined;
 
   const body = nextManifest(opts, previous, [
     ...retainedEntries(earlier, streamKept(remoteDir, earlier[earlier.length - 1], stream?.name, room)),
@@ -425,7 +445,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
       files: snapshot.files.length,
       bytes: snapshot.files.reduce((n, f) => n + placedSize(f), 0),
       sources,
-      body: sha256Hex(encodeSnapshotBody(snapshot)),
+      body: sha256Hex(snapBody),
       root: { name: shards.name, size: shards.size, body: shards.body, bodyLength: shards.bodyLength, ...(shards.delta ? { delta: shards.delta } : {}) },
       ...(updates.length ? { updates: updates.map(({ from, name, size }) => ({ from, name, size })) } : {}),
       ...(offer ? { offer: { name: offer.name, size: offer.size } } : {}),

@@ -1,10 +1,11 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256Hex } from '../snapshot/manifest.js';
-import { encodeSnapshotBody, Snapshot, snapshotBody, snapshotFileOfCompressedBody, snapshotVersion } from '../snapshot/snapshot.js';
+import { encodeSnapshotBody, Snapshot, snapshotBody, snapshotFileOfBodyVia, snapshotVersion } from '../snapshot/snapshot.js';
 import { decodeRootBody, encodeRootBody, packRoot, Root, rootBody, rootDeltaPath, ShardDelta, ShardRef, splitSnapshot } from '../snapshot/shards.js';
 import { RootDeltaRef } from '../snapshot/manifest.js';
-import { compressFrame } from '../delta/zstd.js';
+import { compressFrame, CompressOptions } from '../delta/zstd.js';
+import { BrotliCompress, brotliHere } from '../util/brotli.js';
 import { parseRequirement } from '../sources/pep440.js';
 import { normalizeName, parseCoreMetadata } from '../sources/pypi.js';
 import { writeFileAtomic } from '../util/fsx.js';
@@ -52,7 +53,24 @@ export function readPreviousRoot(remoteDir: string, ref: { name: string } | unde
   }
 }
 
-export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot: PreviousRoot | undefined, opts: { level?: number } = {}): ShardsWritten {
+/**
+ * Where a publish compresses: its worker threads (src/delta/compress-pool.ts), or this thread.
+ * The shards and their deltas are compressed side by side; the bytes are the same either way.
+ */
+export interface Compressors {
+  brotli: BrotliCompress;
+  zstd: (content: Uint8Array, opts: CompressOptions) => Promise<Uint8Array>;
+}
+
+const here: Compressors = { brotli: brotliHere, zstd: async (content, opts) => compressFrame(content, opts) };
+
+export async function writeShards(
+  remoteDir: string,
+  snapshot: Snapshot,
+  previousRoot: PreviousRoot | undefined,
+  opts: { level?: number; compress?: Compressors } = {},
+): Promise<ShardsWritten> {
+  const compress = opts.compress ?? here;
   const previous = previousRoot?.root;
   mkdirSync(join(remoteDir, 'shards'), { recursive: true });
   mkdirSync(join(remoteDir, 'roots'), { recursive: true });
@@ -67,7 +85,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
   const parts = splitSnapshot(snapshot, previousKeys);
   let newShards = 0;
   let newBytes = 0;
-  const refs: ShardRef[] = parts.map((p) => {
+  const refs: ShardRef[] = await Promise.all(parts.map(async (p) => {
     const body = encodeSnapshotBody(p.snapshot);
     const name = sha256Hex(body);
     const path = join(remoteDir, shardPath(name));
@@ -76,7 +94,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
     let size: number;
     if (existsSync(path)) size = statSync(path).size;
     else {
-      const file = snapshotFileOfCompressedBody(body, snapshotVersion(p.snapshot));
+      const file = await snapshotFileOfBodyVia(body, snapshotVersion(p.snapshot), compress.brotli);
       writeFileAtomic(path, file);
       size = file.length;
       newShards++;
@@ -85,7 +103,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
     const old = before.get(`${snapshot.sources[p.source].name}\0${p.key}`);
     const deltas: ShardDelta[] = [];
     if (old && old.name !== name) {
-      const delta = shardDelta(remoteDir, old, body, opts.level ?? 19);
+      const delta = await shardDelta(remoteDir, old, body, opts.level ?? 19, compress);
       if (delta && delta.length < size) {
         const deltaName = sha256Hex(delta);
         const dpath = join(remoteDir, shardDeltaPath(deltaName));
@@ -99,7 +117,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
       bytes: p.snapshot.files.reduce((n, f) => n + (f.rebuiltSize ?? f.size), 0),
       chunks: p.snapshot.chunks.length, deps: [], deltas,
     };
-  });
+  }));
   linkDependencies(remoteDir, snapshot, parts, refs, previous);
   const root: Root = { params: snapshot.params, created: snapshot.created, sources: snapshot.sources, shards: refs };
   const body = encodeRootBody(root);
@@ -110,7 +128,7 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
   // bytes, so against the previous root only what changed costs a --want client anything.
   let delta: RootDeltaRef | undefined;
   if (previousRoot && previousRoot.name !== name) {
-    const frame = compressFrame(body, { level: opts.level ?? 19, dictionary: previousRoot.body });
+    const frame = await compress.zstd(body, { level: opts.level ?? 19, dictionary: previousRoot.body });
     if (frame.length < bytes.length) {
       delta = { from: previousRoot.name, name: sha256Hex(frame), size: frame.length };
       const dpath = join(remoteDir, rootDeltaPath(delta.name));
@@ -121,11 +139,11 @@ export function writeShards(remoteDir: string, snapshot: Snapshot, previousRoot:
 }
 
 /** A zstd frame of a shard's new body against the old shard's body (a raw-content dictionary), or undefined without the old one. */
-function shardDelta(remoteDir: string, old: ShardRef, body: Uint8Array, level: number): Uint8Array | undefined {
+async function shardDelta(remoteDir: string, old: ShardRef, body: Uint8Array, level: number, compress: Compressors): Promise<Uint8Array | undefined> {
   const path = join(remoteDir, shardPath(old.name));
   if (!existsSync(path)) return undefined;
   try {
-    return compressFrame(body, { level, dictionary: snapshotBody(readFileSync(path)) });
+    return await compress.zstd(body, { level, dictionary: snapshotBody(readFileSync(path)) });
   } catch {
     return undefined;
   }

@@ -5,7 +5,8 @@ import { chunkId } from '../chunk/id.js';
 import { requireFormat } from '../util/format-gate.js';
 import { ChunkTable, decodeSnapshotBody, INDEX_VERSIONS, encodeSnapshotBody, FileEntry, FileTable, fileTableOf, IndexHead, readIndexHead, Snapshot, snapshotVersion, writeChunkPlaces, writeIndexHead } from './snapshot.js';
 import { PACK_HEADER_SIZE, RECORD_HEADER_SIZE } from '../store/pack.js';
-import { packHead, unpackHead } from '../delta/update.js';
+import { packHead, packHeadVia, unpackHead } from '../delta/update.js';
+import { BrotliCompress } from '../util/brotli.js';
 
 /**
  * A snapshot index in two layers (docs/DESIGN-REMOTE-V3.md decision 2; layout in docs/FORMATS.md
@@ -78,6 +79,8 @@ const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest();
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
 const packLayer = (magic: Buffer, body: Uint8Array): Uint8Array => packHead(LAYER_VERSION, body, magic);
+/** A layer body (fileLayerBody, whereLayerBody) packed as encodeFileLayer and encodeWhereLayer pack it, compressed wherever `compress` runs. */
+export const packLayerVia = (magic: Buffer, body: Uint8Array, compress: BrotliCompress): Promise<Uint8Array> => packHeadVia(LAYER_VERSION, body, magic, compress);
 const unpackLayer = (magic: Buffer, data: Uint8Array, what: string): Uint8Array => unpackHead(data, what, [LAYER_VERSION], magic);
 
 /** Where each chunk first lies in the stream (its position among all frames' yields, end to end). */
@@ -157,6 +160,11 @@ export function planPieces(s: Snapshot, frames: number[][]): { pieces: number[][
 
 /** The file layer of snapshot `s` (named `snapshot`), its stream `stream` cut into `pieces` with their hashes. */
 export function encodeFileLayer(s: Snapshot, snapshot: string, hashed: Uint8Array, stream: string, pieces: StreamPiece[][]): Uint8Array {
+  return packLayer(FILES_MAGIC, fileLayerBody(s, snapshot, hashed, stream, pieces));
+}
+
+/** The file layer before brotli (encodeFileLayer packs it). */
+export function fileLayerBody(s: Snapshot, snapshot: string, hashed: Uint8Array, stream: string, pieces: StreamPiece[][]): Uint8Array {
   const version = snapshotVersion(s);
   const w = new ByteWriter(1 << 16);
   w.bytes(Buffer.from(snapshot, 'hex')).u8(version);
@@ -185,7 +193,7 @@ export function encodeFileLayer(s: Snapshot, snapshot: string, hashed: Uint8Arra
     w.varint(frame.length);
     for (const pc of frame) w.varint(pc.yields).bytes(pc.sha256);
   }
-  return packLayer(FILES_MAGIC, w.finish());
+  return w.finish();
 }
 
 export function decodeFileLayer(data: Uint8Array): FileLayer {
@@ -236,11 +244,16 @@ export function decodeFileLayer(data: Uint8Array): FileLayer {
 
 /** The where layer: `s`'s packs and every chunk's record, as in the index's chunk table without ids. */
 export function encodeWhereLayer(s: Snapshot, snapshot: string): Uint8Array {
+  return packLayer(WHERE_MAGIC, whereLayerBody(s, snapshot));
+}
+
+/** The where layer before brotli (encodeWhereLayer packs it). */
+export function whereLayerBody(s: Snapshot, snapshot: string): Uint8Array {
   const w = new ByteWriter(1 << 16);
   w.bytes(Buffer.from(snapshot, 'hex'));
   const t = s.chunks;
   writeChunkPlaces(w, s, (i, gap) => w.varint(t.pack[i]).zigzag(gap).u8(t.repr[i]).varint(t.storedLength[i]));
-  return packLayer(WHERE_MAGIC, w.finish());
+  return w.finish();
 }
 
 export function decodeWhereLayer(data: Uint8Array): WhereLayer {

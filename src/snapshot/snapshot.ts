@@ -1,4 +1,5 @@
-import { brotliCompressSync, brotliDecompressSync, constants as zc } from 'node:zlib';
+import { brotliDecompressSync } from 'node:zlib';
+import { brotli, BrotliCompress, BrotliParams } from '../util/brotli.js';
 import { ByteReader, ByteWriter } from '../util/bytes.js';
 import { PaqueteError } from '../errors.js';
 import { requireFormat } from '../util/format-gate.js';
@@ -121,11 +122,21 @@ export const INDEX_Q11_LIMIT = 256 << 10;
  */
 export const indexQuality = (bodyLength: number): number => (bodyLength <= INDEX_Q11_LIMIT ? 11 : 6);
 
+/** How an index body of this length is compressed (brotli). */
+export const indexBrotli = (bodyLength: number): BrotliParams => ({ quality: indexQuality(bodyLength), lgwin: 22 });
+
 /** The index file of an encoded body (brotli), as the publisher writes it. */
 export function snapshotFileOfCompressedBody(body: Uint8Array, version: number): Uint8Array {
-  const packed = brotliCompressSync(body, {
-    params: { [zc.BROTLI_PARAM_QUALITY]: indexQuality(body.length), [zc.BROTLI_PARAM_LGWIN]: 22, [zc.BROTLI_PARAM_SIZE_HINT]: body.length },
-  });
+  return snapshotFileOfPacked(brotli(body, indexBrotli(body.length)), version);
+}
+
+/** The same, compressed wherever `compress` runs (a publish: on its worker threads); the same bytes. */
+export async function snapshotFileOfBodyVia(body: Uint8Array, version: number, compress: BrotliCompress): Promise<Uint8Array> {
+  return snapshotFileOfPacked(await compress(body, indexBrotli(body.length)), version);
+}
+
+/** The header, then the body as brotli packed it with indexBrotli. */
+function snapshotFileOfPacked(packed: Uint8Array, version: number): Uint8Array {
   const header = Buffer.from([...SNAPSHOT_MAGIC, version, Compression.Brotli, 0, 0]);
   return Buffer.concat([header, packed]);
 }
