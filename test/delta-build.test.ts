@@ -178,15 +178,14 @@ describe('updates written by publish', () => {
 
   test('each changed file is compressed against its likeliest old file: same path, most shared chunks, same name', () => {
     // File by file, before small frames are pooled (pooling only lays their dictionaries end to end).
-    const { perFile, alone } = planFileFrames(v2.snapshot, v1.snapshot);
-    const head = { frames: [...perFile, { yields: alone.map((p) => p.index), bases: [] }] };
+    const head = { frames: planFileFrames(v2.snapshot, v1.snapshot) };
     const fileOf = new Map<number, string>();
     for (const f of [...v2.snapshot.files].reverse()) for (const i of f.chunks) fileOf.set(i, f.path);
     const basesOf = (path: string) => head.frames.filter((f) => fileOf.get(f.yields[0]) === path).flatMap((f) => f.bases.map((b) => v1.snapshot.files[b.file].path));
     assert.ok(basesOf('site/big.js').every((p) => p === 'site/big.js') && basesOf('site/big.js').length > 0);
     assert.deepEqual([...new Set(basesOf('site/lib/new-name.js'))], ['site/lib/old-name.js']);
     assert.deepEqual(basesOf('site/pkg-1.1/setup.py'), ['site/pkg-1.0/setup.py']);
-    assert.deepEqual(basesOf('site/fresh/new.txt'), [], 'a file like no old file goes in frames against nothing');
+    assert.deepEqual(basesOf('site/fresh/new.txt'), [], 'a file like no old file has no base of its own (it takes its pool\'s dictionary)');
     // big.js is larger than a whole-file dictionary: its frames get windows, not the whole file.
     const windows = head.frames.flatMap((f) => f.bases).filter((b) => v1.snapshot.files[b.file].path === 'site/big.js');
     assert.ok(windows.every((b) => b.length < v1.snapshot.files[b.file].size));

@@ -30,6 +30,20 @@ export interface CompressOptions {
 
 const windowLogFor = (bytes: number) => Math.min(MAX_WINDOW_LOG, Math.max(20, Math.ceil(Math.log2(Math.max(1, bytes)))));
 
+/**
+ * The binary-tree match finders of levels 13-22 (btlazy2 and the optimal parsers) find matches
+ * only 2^(chainLog-1) bytes back, whatever the window: at level 19 chainLog is 24, so 8 MiB. A
+ * pooled delta frame lays its files' base windows end to end before its content, and a file's
+ * window then lies tens of MiB back: typescript 5.8.3→5.9.3 (10.5 MB of changed chunks against
+ * 29.1 MB of windows, one pool) took 225.6 KB of frames at chainLog 24, 201.0 KB at 25, 174.3
+ * KB at 26 and 27 (about the same CPU, 19 s). So a frame with a dictionary gets the chainLog of
+ * its window, up to BT_CHAIN_LOG_MAX. The price is the compressor's memory (4 bytes per entry:
+ * 256 MiB at 26, in each worker), not the reader's: decoding does not use the chain table.
+ */
+const BT_CHAIN_LOG_MAX = 26;
+/** Levels whose match finder is a binary tree with a chainLog of at most 25 (20: 25; 21-22 have 26-27 already). */
+const BT_LEVELS = { min: 13, max: 20 };
+
 /** One zstd frame of `content`, with its size in the frame header. */
 export function compressFrame(content: Uint8Array, opts: CompressOptions): Uint8Array {
   return new FrameCompressor().compress(content, opts);
@@ -50,7 +64,12 @@ export class FrameCompressor {
     cctx.reset(binding.ResetDirective.sessionAndParameters);
     cctx.setParameter(binding.CParameter.compressionLevel, opts.level);
     // The window must reach back over the dictionary as well as the content.
-    cctx.setParameter(binding.CParameter.windowLog, windowLogFor(content.length + (opts.dictionary?.length ?? 0)));
+    const windowLog = windowLogFor(content.length + (opts.dictionary?.length ?? 0));
+    cctx.setParameter(binding.CParameter.windowLog, windowLog);
+    if (opts.dictionary?.length && opts.level >= BT_LEVELS.min && opts.level <= BT_LEVELS.max && windowLog > 24) {
+      // Only ever raised: a window of 2^25 or more at these levels (level 20's own chainLog is 25).
+      cctx.setParameter(binding.CParameter.chainLog, Math.min(windowLog, BT_CHAIN_LOG_MAX));
+    }
     cctx.setParameter(binding.CParameter.checksumFlag, 0);
     if (!opts.dictionary?.length && content.length >= LONG_MATCH_MIN) cctx.setParameter(binding.CParameter.enableLongDistanceMatching, 1);
     if (opts.dictionary?.length) cctx.loadDictionary(opts.dictionary);
