@@ -7,16 +7,30 @@
  * the newest tar; and per publish its CPU and the remote's disk.
  *
  *   node dist/bench/stale.js [--package vite] [--versions 8.1.6,8.1.7,…] [--behind 1,2,4,8,11,16] [--json FILE]
+ *   node dist/bench/stale.js --kind git [--repo DIR] [--commits 53]     the last N first-parent commits of a real repository
+ *   node dist/bench/stale.js --kind pypi [--project numpy] [--versions 2.0.0,…]   wheels of this machine's wheelhouse
  *
- * Releases come from the npm registry through `npm pack` (bench/corpus.ts, cached in bench/.cache).
+ * npm releases come from the registry through `npm pack` (bench/corpus.ts, cached in bench/.cache),
+ * and the floor is between tars of the unpacked trees. git: snapshot i is the repository with its
+ * one branch at the i-th commit (a clone of --repo, by default a nanoid mirror fetched beside the
+ * bench), the floor between full bundles of the branch (`git bundle create f main`), and git's own
+ * `git bundle create f ^OLD main` beside it. pypi: snapshot i is a wheelhouse holding the i-th
+ * version's wheel only, the floor between tars of the wheels' unpacked contents (bench/wheels.ts).
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { gitServeDir } from '../src/sources/git.js';
+import { compareVersions, parseVersion } from '../src/sources/pep440.js';
+import { parseDistFileName } from '../src/sources/pypi.js';
 import { startNginx } from '../test/helpers/nginx.js';
-import { CACHE_DIR, fetchNpmPackage, tarOf } from './corpus.js';
-import { counted, fmtBytes, ratio, sameTree, timedRun, treeBytes, wireOf } from './measure.js';
+import { CACHE_DIR, fetchNpmPackage, listWheels, tarOf, wheelhouses } from './corpus.js';
+import { counted, fmtBytes, ratio, sameTree, sha256File, timedRun, treeBytes, wireOf } from './measure.js';
+
+const exec = promisify(execFile);
 
 const PAQUETE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 const paquete = (args: string[]) => timedRun(process.execPath, [PAQUETE, ...args]);
@@ -51,8 +65,8 @@ interface PublishRow {
   /** The stream's segments, and those kept from the previous stream by name. */
   segments: number;
   reusedSegments: number;
-  /** One compressed copy: zstd -19 --long=27 of this release's tar. */
-  copy: number;
+  /** One compressed copy: zstd -19 --long=27 of this release's tar (a full bundle for git; undefined: not measured). */
+  copy?: number;
   /** The client that syncs after every release: this sync's bytes by nginx's count (none after the first release). */
   sync?: number;
   updatesDisk: number;
@@ -66,28 +80,153 @@ interface StaleRow {
   bytes: number;
   requests: number;
   floor: number;
+  /** The source's own incremental form (git bundle ^OLD), when it has one. */
+  native?: number;
   ok: boolean;
   kinds: string;
 }
 
-async function main(): Promise<void> {
-  const pkg = argValue('--package') ?? 'vite';
-  const versions = (argValue('--versions') ?? (pkg === 'vite' ? VITE.join(',') : '')).split(',').filter(Boolean);
-  if (versions.length < 2) throw new Error('give --versions a,b,c (two or more, oldest first)');
-  const last = versions.length - 1;
-  const behinds = (argValue('--behind') ?? '1,2,4,8,11,16').split(',').map(Number).filter((b) => b >= 1 && b <= last);
+/**
+ * One source's consecutive snapshots: what to publish for snapshot i, whether a client holds
+ * snapshot i, the patch-from floor between two snapshots and one compressed copy of one.
+ */
+interface Series {
+  title: string;
+  names: string[];
+  /** Gets snapshot i ready (in order, oldest first) and returns the SOURCE argument of `paquete publish`. */
+  prepare(i: number): Promise<string>;
+  holds(i: number, client: string): Promise<boolean>;
+  floor(from: number, to: number): Promise<number>;
+  /** zstd -19 --long=27 of snapshot i as the floor's files (undefined: not measured for this kind). */
+  copy(i: number): Promise<number | undefined>;
+  /** Beside the floor: what the source's own tool would send (git's incremental bundle). */
+  native?(from: number, to: number): Promise<number>;
+}
 
-  log(`fetching ${pkg} ${versions.join(', ')}`);
+async function npmSeries(pkg: string, versions: string[]): Promise<Series> {
+  log(`fetching ${pkg} ${versions[0]} … ${versions[versions.length - 1]} (${versions.length})`);
   const dirs: string[] = [];
   const tars: string[] = [];
   for (const v of versions) {
     dirs.push(await fetchNpmPackage(pkg, v));
     tars.push(await tarOf(dirs[dirs.length - 1], `${pkg}@${v}`));
   }
+  return {
+    title: `${pkg} ${versions[0]} … ${versions[versions.length - 1]} (${versions.length} npm releases; floor between tars of the trees)`,
+    names: versions,
+    prepare: async (i) => `${pkg}=${dirs[i]}`,
+    holds: async (i, client) => sameTree(dirs[i], path.join(client, pkg)),
+    floor: (from, to) => zstdSize(['-19', '--long=27', `--patch-from=${tars[from]}`], tars[to]),
+    copy: (i) => zstdSize(['-19', '--long=27'], tars[i]),
+  };
+}
 
-  const work = path.join(CACHE_DIR, 'stale-run');
+const GIT_ENV = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C' };
+const git = async (cwd: string, ...args: string[]) => (await exec('git', args, { cwd, env: GIT_ENV, maxBuffer: 64 << 20 })).stdout.trim();
+
+async function gitSeries(repo: string, count: number, work: string): Promise<Series> {
+  const name = path.basename(repo.replace(/\/?(repo|\.git)?\/?$/, '')).replace(/[^A-Za-z0-9._-]/g, '-') || 'repo';
+  const src = path.join(work, `${name}.git`);
+  await exec('git', ['clone', '-q', '--bare', '--no-tags', '--single-branch', repo, src], { env: GIT_ENV });
+  const branch = (await git(src, 'symbolic-ref', '--short', 'HEAD')) || 'main';
+  const commits = (await git(src, 'rev-list', '--first-parent', `--max-count=${count}`, branch)).split('\n').reverse();
+  const bundles: string[] = [];
+  const bundleAt = async (i: number) => {
+    if (bundles[i]) return bundles[i];
+    const out = path.join(work, `${name}-${i}.bundle`);
+    await git(src, 'branch', '-f', 'stale-floor', commits[i]);
+    await git(src, 'bundle', 'create', '-q', out, 'stale-floor');
+    return (bundles[i] = out);
+  };
+  return {
+    title: `git ${name}: ${commits.length} consecutive first-parent commits of ${branch} (${commits[0].slice(0, 7)} … ${commits[commits.length - 1].slice(0, 7)}; floor between full bundles of the branch)`,
+    names: commits.map((c) => c.slice(0, 7)),
+    prepare: async (i) => {
+      await git(src, 'update-ref', `refs/heads/${branch}`, commits[i]);
+      await git(src, 'branch', '-D', 'stale-floor').catch(() => '');
+      return `git:${name}=${src}`;
+    },
+    holds: async (i, client) => {
+      const served = await gitServeDir(client, name);
+      return (await git(served, 'rev-parse', `refs/heads/${branch}`)) === commits[i];
+    },
+    floor: async (from, to) => zstdSize(['-19', '--long=27', `--patch-from=${await bundleAt(from)}`], await bundleAt(to)),
+    copy: async (i) => fs.statSync(await bundleAt(i)).size,
+    native: async (from, to) => {
+      const out = path.join(work, `${name}-${from}-${to}.bundle`);
+      await git(src, 'branch', '-f', 'stale-floor', commits[to]);
+      await git(src, 'bundle', 'create', '-q', out, 'stale-floor', `^${commits[from]}`);
+      const n = fs.statSync(out).size;
+      fs.rmSync(out);
+      return n;
+    },
+  };
+}
+
+async function pypiSeries(project: string, versions: string[] | undefined, work: string): Promise<Series> {
+  const byVersion = new Map<string, string>();
+  for (const root of wheelhouses()) {
+    for (const w of listWheels(root)) {
+      const d = parseDistFileName(path.basename(w));
+      if (d && d.normalized === project && /cp311-cp311-manylinux/.test(w) && !byVersion.has(d.version)) byVersion.set(d.version, w);
+    }
+  }
+  const chosen = (versions ?? [...byVersion.keys()].sort((a, b) => compareVersions(parseVersion(a)!, parseVersion(b)!))).filter((v) => byVersion.has(v));
+  if (chosen.length < 2) throw new Error(`${project}: fewer than two cp311 manylinux wheels in ${wheelhouses().join(', ')}`);
+  const wheels = chosen.map((v) => byVersion.get(v)!);
+  const src = path.join(work, `${project}-wheels`);
+  fs.mkdirSync(src, { recursive: true });
+  const tars: string[] = [];
+  const contentsTar = async (i: number) => {
+    if (tars[i]) return tars[i];
+    const dir = path.join(CACHE_DIR, 'wheel-contents', path.basename(wheels[i]));
+    if (!fs.existsSync(path.join(dir, '.complete'))) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      await exec('python3', ['-m', 'zipfile', '-e', wheels[i], dir]);
+      fs.writeFileSync(path.join(dir, '.complete'), '');
+    }
+    return (tars[i] = await tarOf(dir, `wheel-${path.basename(wheels[i])}`));
+  };
+  return {
+    title: `pypi ${project} ${chosen[0]} … ${chosen[chosen.length - 1]} (${chosen.length} wheels, one at a time in the wheelhouse; floor between tars of the unpacked contents)`,
+    names: chosen,
+    prepare: async (i) => {
+      for (const f of fs.readdirSync(src)) fs.rmSync(path.join(src, f));
+      fs.copyFileSync(wheels[i], path.join(src, path.basename(wheels[i])));
+      return `pypi:p=${src}`;
+    },
+    holds: async (i, client) => {
+      const placed = path.join(client, 'p', path.basename(wheels[i]));
+      return fs.existsSync(placed) && sha256File(placed) === sha256File(wheels[i]) && fs.readdirSync(path.join(client, 'p')).length === 1;
+    },
+    floor: async (from, to) => zstdSize(['-19', '--long=27', `--patch-from=${await contentsTar(from)}`], await contentsTar(to)),
+    copy: async (i) => (i === wheels.length - 1 ? zstdSize(['-19', '--long=27'], await contentsTar(i)) : undefined),
+  };
+}
+
+async function main(): Promise<void> {
+  const kind = argValue('--kind') ?? 'npm';
+  const work = path.join(CACHE_DIR, kind === 'npm' ? 'stale-run' : `stale-run-${kind}`);
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(work, { recursive: true });
+  const versionsArg = argValue('--versions')?.split(',').filter(Boolean);
+  let series: Series;
+  if (kind === 'git') {
+    const repo = argValue('--repo');
+    if (!repo) throw new Error('give --repo DIR (a git repository; a mirror of a real one, e.g. ai/nanoid)');
+    series = await gitSeries(repo, Number(argValue('--commits') ?? 53), work);
+  } else if (kind === 'pypi') {
+    series = await pypiSeries((argValue('--project') ?? 'numpy').toLowerCase(), versionsArg, work);
+  } else {
+    const pkg = argValue('--package') ?? 'vite';
+    const versions = versionsArg ?? (pkg === 'vite' ? VITE : []);
+    if (versions.length < 2) throw new Error('give --versions a,b,c (two or more, oldest first)');
+    series = await npmSeries(pkg, versions);
+  }
+  const versions = series.names;
+  const last = versions.length - 1;
+  const behinds = (argValue('--behind') ?? '1,2,4,8,11,16').split(',').map(Number).filter((b) => b >= 1 && b <= last);
+
   const remote = path.join(work, 'remote');
   const key = path.join(work, 'pub.key');
   await paquete(['keygen', '--out', key]);
@@ -96,15 +235,14 @@ async function main(): Promise<void> {
   const client = (name: string) => path.join(work, name);
   const sync = (w: string) => paquete(['sync', '-C', w, '--json', '--quiet']);
   const init = (w: string) => paquete(['init', ng.url, w, '--trust', `${key}.pub`, '--json', '--quiet']);
-  const pkgDir = (w: string) => path.join(w, pkg);
 
   const publishes: PublishRow[] = [];
   let everyBytes = 0;
   let everyOk = true;
   try {
     for (let i = 0; i <= last; i++) {
-      log(`publish ${pkg}@${versions[i]}`);
-      const r = await paquete(['publish', `${pkg}=${dirs[i]}`, '--to', remote, '--key', key, '--prune-after', '0', '--json', '--quiet']);
+      log(`publish ${versions[i]}`);
+      const r = await paquete(['publish', await series.prepare(i), '--to', remote, '--key', key, '--prune-after', '0', '--json', '--quiet']);
       const out = JSON.parse(r.stdout) as {
         updates: { from: string; framesBytes: number; segments?: number; reusedSegments?: number }[];
         offer?: { frames: number; waypointFrames: number; contents: number; reused: number; dropped: number; framesBytes: number; size: number; rungs: number[] };
@@ -126,7 +264,7 @@ async function main(): Promise<void> {
         solid: out.updates.find((u) => u.from === '')?.framesBytes ?? 0,
         segments: out.updates.find((u) => u.from === '')?.segments ?? 0,
         reusedSegments: out.updates.find((u) => u.from === '')?.reusedSegments ?? 0,
-        copy: await zstdSize(['-19', '--long=27'], tars[i]),
+        copy: await series.copy(i),
         updatesDisk: dirBytes(path.join(remote, 'updates')) + dirBytes(path.join(remote, 'frames')),
         remoteDisk: dirBytes(remote),
         pruned: out.pruned,
@@ -146,7 +284,7 @@ async function main(): Promise<void> {
         const c = await counted(ng, () => sync(client('every')));
         everyBytes += wireOf(c.entries).bytes;
         publishes[i].sync = wireOf(c.entries).bytes;
-        everyOk &&= sameTree(dirs[i], pkgDir(client('every')));
+        everyOk &&= await series.holds(i, client('every'));
       }
     }
 
@@ -155,7 +293,8 @@ async function main(): Promise<void> {
       log(`client ${b} behind syncs to ${versions[last]}`);
       const c = await counted(ng, () => sync(client(`behind-${b}`)));
       const w = wireOf(c.entries);
-      const floor = await zstdSize(['-19', '--long=27', `--patch-from=${tars[last - b]}`], tars[last]);
+      const floor = await series.floor(last - b, last);
+      const native = await series.native?.(last - b, last);
       const kinds = new Map<string, number>();
       for (const e of c.entries) {
         const k = e.uri.split('/')[1].replace(/\.json$/, '');
@@ -167,7 +306,8 @@ async function main(): Promise<void> {
         bytes: w.bytes,
         requests: w.requests,
         floor,
-        ok: sameTree(dirs[last], pkgDir(client(`behind-${b}`))),
+        native,
+        ok: await series.holds(last, client(`behind-${b}`)),
         kinds: [...kinds].map(([k, n]) => `${k} ${fmtBytes(n)}`).join(', '),
       });
     }
@@ -176,18 +316,18 @@ async function main(): Promise<void> {
       await init(client('newcomer'));
       return sync(client('newcomer'));
     });
-    const newcomer = { bytes: wireOf(n.entries).bytes, floor: await zstdSize(['-19', '--long=27'], tars[last]), ok: sameTree(dirs[last], pkgDir(client('newcomer'))) };
+    const newcomer = { bytes: wireOf(n.entries).bytes, floor: (await series.copy(last)) ?? 0, ok: await series.holds(last, client('newcomer')) };
 
     const kib16 = 16 * 1024;
-    console.log(`## Stale clients: ${pkg} ${versions[0]} … ${versions[last]} (${versions.length} releases), ${new Date().toISOString().slice(0, 10)}\n`);
+    console.log(`## Stale clients: ${series.title}, ${new Date().toISOString().slice(0, 10)}\n`);
     console.log(`${os.cpus()[0]?.model ?? 'cpu'}, ${os.cpus().length} cpus, node ${process.version}. Bytes: nginx's access log ($request_length + $bytes_sent), every request of the sync.\n`);
-    console.log('| behind | from | paquete (nginx) | requests | floor: zstd -19 --long=27 --patch-from (tars) | ratio | bound 1.5x + 16 KiB | tree | by kind |');
-    console.log('|---|---|---:|---:|---:|---:|---|---|---|');
+    console.log(`| behind | from | paquete (nginx) | requests | floor: zstd -19 --long=27 --patch-from | ratio | bound 1.5x + 16 KiB |${series.native ? ' git bundle ^OLD |' : ''} tree | by kind |`);
+    console.log(`|---|---|---:|---:|---:|---:|---|${series.native ? '---:|' : ''}---|---|`);
     for (const r of rows) {
       const bound = 1.5 * r.floor + kib16;
-      console.log(`| ${r.behind} | ${r.from} | ${fmtBytes(r.bytes)} | ${r.requests} | ${fmtBytes(r.floor)} | ${ratio(r.bytes, r.floor)} | ${r.bytes <= bound ? 'met' : 'MISSED'} (${fmtBytes(bound)}) | ${r.ok ? 'identical' : 'DIFFERS'} | ${r.kinds} |`);
+      console.log(`| ${r.behind} | ${r.from} | ${fmtBytes(r.bytes)} | ${r.requests} | ${fmtBytes(r.floor)} | ${ratio(r.bytes, r.floor)} | ${r.bytes <= bound ? 'met' : 'MISSED'} (${fmtBytes(bound)}) |${series.native ? ` ${fmtBytes(r.native)} |` : ''} ${r.ok ? 'identical' : 'DIFFERS'} | ${r.kinds} |`);
     }
-    console.log(`| newcomer | — | ${fmtBytes(newcomer.bytes)} | | ${fmtBytes(newcomer.floor)} (zstd -19 --long=27) | ${ratio(newcomer.bytes, newcomer.floor)} | | ${newcomer.ok ? 'identical' : 'DIFFERS'} | |`);
+    console.log(`| newcomer | — | ${fmtBytes(newcomer.bytes)} | | ${fmtBytes(newcomer.floor)} (zstd -19 --long=27) | ${ratio(newcomer.bytes, newcomer.floor)} | |${series.native ? ' |' : ''} ${newcomer.ok ? 'identical' : 'DIFFERS'} | |`);
     const once = rows.find((r) => r.behind === last);
     console.log(
       `\nFrom ${versions[0]}: syncing after every release ${fmtBytes(everyBytes)} (${last} syncs, trees ${everyOk ? 'identical' : 'DIFFER'}); ` +
@@ -204,7 +344,7 @@ async function main(): Promise<void> {
       );
     }
     const jsonOut = argValue('--json');
-    if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ pkg, versions, rows, newcomer, everyBytes, publishes }, null, 1));
+    if (jsonOut) fs.writeFileSync(jsonOut, JSON.stringify({ title: series.title, versions, rows, newcomer, everyBytes, publishes }, null, 1));
   } finally {
     await ng.stop();
   }
