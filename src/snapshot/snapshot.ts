@@ -286,23 +286,23 @@ export function readIndexHead(r: ByteReader, what: string): IndexHead {
   return { params, created, sources };
 }
 
-export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot {
-  const what = 'snapshot index';
-  requireFormat(what, 'snapshot index', version, [...KNOWN_VERSIONS]);
-  const r = new ByteReader(body, what);
-  const { params, created, sources } = readIndexHead(r, what);
-  const packs: string[] = [];
-  for (let n = r.count(32, 'pack'); n > 0; n--) packs.push(Buffer.from(r.bytes(32)).toString('hex'));
-  const chunkCount = r.count(13, 'chunk');
-  const chunks = new ChunkTable(chunkCount);
-  const nextOffset = new Float64Array(packs.length).fill(PACK_HEADER_SIZE);
-  // Read from the body directly while a whole entry surely fits (8 id bytes, 4 varints of at
-  // most 8 bytes and a byte), else, and for any varint the fast path declines, by the checked
-  // reader, which also words the error. ByteReader's calls took ~1 µs a chunk: 10 s of a
-  // 10M-chunk index.
+/** Representations a record may have, by byte: anything else is refused with the index, not met later. */
+const REPR_OK = new Uint8Array(256);
+for (const v of KNOWN_REPRS) REPR_OK[v] = 1;
+
+/**
+ * The chunk section into the table's columns. Read from the body directly while a whole entry
+ * surely fits (8 id bytes, 4 varints of at most 8 bytes and a byte), else, and for any varint
+ * the fast path declines, by the checked
+ * reader, which also words the error. ByteReader's calls took ~1 µs a chunk: 10 s of a
+ * 10M-chunk index.
+ */
+function decodeChunks(r: ByteReader, body: Uint8Array, chunks: ChunkTable, packCount: number): void {
+  const nextOffset = new Float64Array(packCount).fill(PACK_HEADER_SIZE);
   const end = body.length;
-  const ids = chunks.idWords;
-  for (let i = 0, pos = r.pos; i < chunkCount; i++) {
+  const { idWords: ids, pack: packs, offset: offsets, repr: reprs, rawLength: raws, storedLength: storeds } = chunks;
+  let pos = r.pos;
+  for (let i = 0; i < chunks.length; i++) {
     let pack = -1;
     let gap = -1;
     let repr = 0;
@@ -318,9 +318,9 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
         rawLength = fastVarint(body, varintEnd + 1);
       }
       if (rawLength >= 0) storedLength = fastVarint(body, varintEnd);
+      if (storedLength >= 0) pos = varintEnd;
     }
-    if (storedLength >= 0) pos = varintEnd;
-    else {
+    if (storedLength < 0) {
       r.pos = pos;
       ids[2 * i] = r.u32be();
       ids[2 * i + 1] = r.u32be();
@@ -331,19 +331,34 @@ export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot 
       storedLength = r.varint();
       pos = r.pos;
     }
-    r.pos = pos;
-    if (pack >= packs.length) r.fail(`chunk ${i} names pack ${pack} of ${packs.length}`);
-    const offset = nextOffset[pack] + (gap % 2 === 0 ? gap / 2 : -(gap + 1) / 2);
-    if (!KNOWN_REPRS.has(repr)) r.fail(`chunk ${i} has unknown representation ${repr}`);
-    if (offset < PACK_HEADER_SIZE) r.fail(`chunk ${i} lies inside the pack header`);
-    if (rawLength > MAX_CHUNK || storedLength > MAX_CHUNK + 1024) r.fail(`chunk ${i} claims ${rawLength} bytes`);
-    chunks.pack[i] = pack;
-    chunks.offset[i] = offset;
-    chunks.repr[i] = repr;
-    chunks.rawLength[i] = rawLength;
-    chunks.storedLength[i] = storedLength;
+    const offset = pack < packCount ? nextOffset[pack] + (gap % 2 === 0 ? gap / 2 : -(gap + 1) / 2) : 0;
+    if (pack >= packCount || !REPR_OK[repr] || offset < PACK_HEADER_SIZE || rawLength > MAX_CHUNK || storedLength > MAX_CHUNK + 1024) {
+      r.pos = pos;
+      if (pack >= packCount) r.fail(`chunk ${i} names pack ${pack} of ${packCount}`);
+      if (!REPR_OK[repr]) r.fail(`chunk ${i} has unknown representation ${repr}`);
+      if (offset < PACK_HEADER_SIZE) r.fail(`chunk ${i} lies inside the pack header`);
+      r.fail(`chunk ${i} claims ${rawLength} bytes`);
+    }
+    packs[i] = pack;
+    offsets[i] = offset;
+    reprs[i] = repr;
+    raws[i] = rawLength;
+    storeds[i] = storedLength;
     nextOffset[pack] = offset + RECORD_HEADER_SIZE + storedLength;
   }
+  r.pos = pos;
+}
+
+export function decodeSnapshotBody(body: Uint8Array, version: number): Snapshot {
+  const what = 'snapshot index';
+  requireFormat(what, 'snapshot index', version, [...KNOWN_VERSIONS]);
+  const r = new ByteReader(body, what);
+  const { params, created, sources } = readIndexHead(r, what);
+  const packs: string[] = [];
+  for (let n = r.count(32, 'pack'); n > 0; n--) packs.push(Buffer.from(r.bytes(32)).toString('hex'));
+  const chunkCount = r.count(13, 'chunk');
+  const chunks = new ChunkTable(chunkCount);
+  decodeChunks(r, body, chunks, packs.length);
   const table = decodeFiles(r, body, version, chunks);
   return snapshotOfTable({ params, created, sources }, packs, chunks, table);
 }
@@ -363,6 +378,8 @@ function decodeFiles(r: ByteReader, body: Uint8Array, version: number, chunks: C
   const b = new FileTableBuilder(fileCount, Math.max(chunkCount, fileCount));
   const paths = snapshotPathChecker();
   const seen = new PathSet(fileCount, b);
+  const raws = chunks.rawLength;
+  const bodyEnd = body.length;
   let prev = -1;
   for (let i = 0; i < fileCount; i++) {
     const len = r.varint();
@@ -404,17 +421,26 @@ function decodeFiles(r: ByteReader, body: Uint8Array, version: number, chunks: C
     seen.insert(i, hash >>> 0);
     const n = r.count(1, 'file chunk');
     let total = 0;
+    let pos = r.pos;
     for (let j = 0; j < n; j++) {
       // Unchecked while a longest varint surely fits (as the chunk section reads), else checked.
-      let gap = r.pos + 8 <= body.length ? fastVarint(body, r.pos) : -1;
-      if (gap >= 0) r.pos = varintEnd;
-      else gap = r.varint();
+      let gap = pos + 8 <= bodyEnd ? fastVarint(body, pos) : -1;
+      if (gap >= 0) pos = varintEnd;
+      if (gap < 0) {
+        r.pos = pos;
+        gap = r.varint();
+        pos = r.pos;
+      }
       const idx = prev + 1 + (gap % 2 === 0 ? gap / 2 : -(gap + 1) / 2);
-      if (idx < 0 || idx >= chunkCount) r.fail(`file ${JSON.stringify(path)} names chunk ${idx} of ${chunkCount}`);
+      if (idx < 0 || idx >= chunkCount) {
+        r.pos = pos;
+        r.fail(`file ${JSON.stringify(path)} names chunk ${idx} of ${chunkCount}`);
+      }
       b.chunk(idx);
-      total += chunks.rawLength[idx];
+      total += raws[idx];
       prev = idx;
     }
+    r.pos = pos;
     if (total !== size) r.fail(`file ${JSON.stringify(path)} is ${size} bytes but its chunks add up to ${total}`);
   }
   r.end();

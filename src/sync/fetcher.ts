@@ -36,7 +36,7 @@ export async function fetchRanges(
 ): Promise<void> {
   for (const range of ranges) {
     opts.signal?.throwIfAborted();
-    const expected = new Map(range.chunks.map((i) => [snapshot.chunks.offset[i], i]));
+    const expected = new Map(Array.from(range.chunks, (i) => [snapshot.chunks.offset[i], i] as const));
     const stream = new RecordStream();
     let offset = Math.max(range.start, PACK_HEADER_SIZE);
     // A range from byte 0 (servers that ignore Range) begins with the pack header: skip it.

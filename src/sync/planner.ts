@@ -1,6 +1,7 @@
 import { ChunkTable, FileEntry, fileTableOf, FileTable, Snapshot } from '../snapshot/snapshot.js';
 import { matcher } from '../util/glob.js';
 import { IdSet } from '../store/id-set.js';
+import { RECORD_HEADER_SIZE } from '../store/pack.js';
 
 /**
  * The session planner: which files to bring, which byte ranges of which packs to fetch, and what
@@ -97,8 +98,12 @@ export interface FetchRange {
   pack: string;
   start: number;
   end: number;
-  /** Indices into snapshot.chunks of the records in this range, in offset order. */
-  chunks: number[];
+  /**
+   * Indices into snapshot.chunks of the records in this range, in offset order: a view into one
+   * array of the plan's chunks in pack order (no array per range: 10M chunk indices pushed onto
+   * range lists were a tenth of a 10M-chunk dry run).
+   */
+  chunks: Uint32Array;
 }
 
 export type FileOutcome = 'present' | 'complete' | 'partial' | 'waiting';
@@ -322,54 +327,85 @@ export function planFrameStream(
   return { ranges, cost: cost() };
 }
 
-function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan {
-  const { snapshot, complete, budget, requestCost } = input;
-  const table = snapshot.chunks;
-  const which = input.wants.length ? matcher(input.wants) : () => 0;
-  // Header bytes of one request at its largest (requestCost(0): see Remote.requestCost).
-  const perRequest = requestCost(0);
+/**
+ * The wanted files in plan order, what each alone lacks, and the chunks the ones not in place
+ * lack together (each once): one walk over the wanted files' chunks, whatever the budget.
+ */
+interface Wanted {
+  order: number[];
+  lacking: Float64Array;
+  /** 1 for each chunk a wanted file not in place lacks. */
+  needed: Uint8Array;
+  neededCount: number;
+  neededBytes: number;
+}
 
-  const files = fileTableOf(snapshot);
-  // What each file alone still lacks (a chunk it holds twice counted once): the ordering key.
-  const stamp = new Int32Array(table.length).fill(-1);
+function wantedOf(input: PlanInput, held: Held, files: FileTable, isComplete: (f: number) => boolean): Wanted {
+  const table = input.snapshot.chunks;
+  const which = input.wants.length ? matcher(input.wants) : () => 0;
   const { chunkList, chunkStart } = files;
-  const ownMissing = (f: number) => {
-    let bytes = 0;
-    for (let j = chunkStart[f]; j < chunkStart[f + 1]; j++) {
-      const i = chunkList[j];
-      if (held[i] || stamp[i] === f) continue;
-      stamp[i] = f;
-      bytes += table.recordLength(i);
-    }
-    return bytes;
-  };
-  // The wanted files as indices, with their rank (which --want) and bytes lacking by index.
+  const { storedLength } = table;
+  // A chunk's last file, so a chunk a file holds twice is counted once for it.
+  const stamp = new Int32Array(table.length).fill(-1);
+  const needed = new Uint8Array(table.length);
+  let neededCount = 0;
+  let neededBytes = 0;
   const rank = new Int32Array(files.length);
   const lacking = new Float64Array(files.length);
   const order: number[] = [];
   for (let f = 0; f < files.length; f++) {
     rank[f] = input.wants.length ? which(files.path(f)) : 0;
     if (rank[f] < 0) continue;
-    lacking[f] = ownMissing(f);
+    const counts = !isComplete(f);
+    let bytes = 0;
+    for (let j = chunkStart[f]; j < chunkStart[f + 1]; j++) {
+      const i = chunkList[j];
+      if (held[i] || stamp[i] === f) continue;
+      stamp[i] = f;
+      const record = RECORD_HEADER_SIZE + storedLength[i];
+      bytes += record;
+      if (counts && !needed[i]) {
+        needed[i] = 1;
+        neededCount++;
+        neededBytes += record;
+      }
+    }
+    lacking[f] = bytes;
     order.push(f);
   }
   sortWanted(order, rank, lacking, pathOrder(files));
+  return { order, lacking, needed, neededCount, neededBytes };
+}
+
+function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan {
+  const { snapshot, complete, budget, requestCost } = input;
+  const table = snapshot.chunks;
+  // Header bytes of one request at its largest (requestCost(0): see Remote.requestCost).
+  const perRequest = requestCost(0);
+  const files = fileTableOf(snapshot);
   const isComplete = completeIn(complete, files);
+  const { order, lacking, needed, neededCount, neededBytes } = wantedOf(input, held, files, isComplete);
+  const lineOf = (k: number, outcome: Outcome) => new PlanLine(files, order[k], outcome, lacking[order[k]]);
+  const rangesHonoured = input.rangesHonoured !== false;
+  const frames = frameCosts(input, held, files, order, perRequest);
+
+  // With no limit and no frame to weigh, every file not in place is taken and every chunk lacking
+  // fetched: nothing to price or choose (pricing sorted each file's chunks, a tenth of a 10M-chunk
+  // no-budget plan; choosing walked every chunk a second time).
+  if (budget === Infinity && !frames.offered && rangesHonoured) {
+    const ranges = rangesOf(snapshot, markedInPackOrder(table, needed, neededCount), perRequest);
+    const lines: PlannedFile[] = new Array(order.length);
+    for (let k = 0; k < order.length; k++) lines[k] = lineOf(k, isComplete(order[k]) ? Outcome.Present : Outcome.Complete);
+    const cost = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0);
+    return { files: lines, ranges, frameRanges: [], cost, neededBytes, leftBytes: 0 };
+  }
 
   const chosen = new Marks(table.length);
-  const costs = input.rangesHonoured === false ? prefixCosts(snapshot, requestCost) : rangeCosts(table, perRequest);
-  const frames = frameCosts(input, held, files, order, perRequest);
+  const costs = rangesHonoured ? rangeCosts(table, perRequest) : prefixCosts(snapshot, requestCost);
   // Chunks that chosen frames bring: free for every file after the one that paid for the frame.
   const framed = new Marks(table.length);
   const take = (add: number[]): number | undefined => {
     const rest = framed.size ? add.filter((i) => !framed.has[i]) : add;
-    // With no limit and no frame to weigh, every file is taken: nothing to price (pricing sorted
-    // each file's chunks, a tenth of a 10M-chunk no-budget plan).
-    if (left === Infinity && !frames.offered) {
-      for (const i of rest) chosen.add(i);
-      costs.commit(rest);
-      return 0;
-    }
     // Most files of a big index do not fit once the card is spent: refused on their bytes alone.
     if (!frames.offered && costs.floor(rest) > left) return undefined;
     // With frames where they are worth it, else record by record, whichever fits.
@@ -390,11 +426,9 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
     return undefined;
   };
   const outcome = new Uint8Array(order.length);
-  let neededBytes = 0;
   let left = budget;
   const deferred: number[] = [];
-  // Chunks counted in neededBytes, each once.
-  const needed = new Uint8Array(table.length);
+  const { chunkList, chunkStart } = files;
   for (let k = 0; k < order.length; k++) {
     const f = order[k];
     if (isComplete(f)) {
@@ -402,20 +436,19 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
       continue;
     }
     // Once what is left cannot pay one request's headers, a file with any chunk to fetch is
-    // refused by take() on its bytes alone: counted, with no list made (most files of a big index).
-    const spent = left <= perRequest && !frames.offered && input.rangesHonoured !== false;
+    // refused by take() on its bytes alone: found at its first such chunk, with no list made
+    // (most files of a big index).
+    const spent = left <= perRequest && !frames.offered && rangesHonoured;
     const add: number[] = [];
     let lacks = false;
     for (let j = chunkStart[f]; j < chunkStart[f + 1]; j++) {
       const i = chunkList[j];
-      if (held[i]) continue;
-      if (!needed[i]) {
-        needed[i] = 1;
-        neededBytes += table.recordLength(i);
+      if (held[i] || chosen.has[i]) continue;
+      if (spent) {
+        lacks = true;
+        break;
       }
-      if (chosen.has[i]) continue;
-      if (spent) lacks = true;
-      else add.push(i);
+      add.push(i);
     }
     const price = lacks ? undefined : take(add);
     if (price !== undefined) {
@@ -442,14 +475,14 @@ function planWithHeld(input: PlanInput, held: Held, preferFrames: boolean): Plan
     if (advanced) outcome[k] = Outcome.Partial;
   }
 
-  const ranges = input.rangesHonoured === false ? prefixRanges(snapshot, chosen.list) : buildRanges(snapshot, chosen.list, perRequest);
+  const ranges = rangesHonoured ? buildRanges(snapshot, chosen.list, perRequest) : prefixRanges(snapshot, chosen.list);
   const frameRanges = frames.ranges();
   const total = ranges.reduce((n, r) => n + requestCost(r.end - r.start), 0) + frames.cost(frameRanges);
   let fetched = 0;
   for (const i of chosen.list) if (!held[i]) fetched += table.recordLength(i);
   for (const i of framed.list) if (!held[i] && !chosen.has[i]) fetched += table.recordLength(i);
   const lines: PlannedFile[] = new Array(order.length);
-  for (let k = 0; k < order.length; k++) lines[k] = new PlanLine(files, order[k], outcome[k], lacking[order[k]]);
+  for (let k = 0; k < order.length; k++) lines[k] = lineOf(k, outcome[k]);
   return { files: lines, ranges, frameRanges, cost: total, neededBytes, leftBytes: Math.max(0, neededBytes - fetched) };
 }
 
@@ -488,6 +521,15 @@ function sortWanted(order: number[], rank: Int32Array, lacking: Float64Array, by
  * (one pass to see), else by a sort of the paths.
  */
 function pathOrder(files: FileTable): ArrayLike<number> {
+  let place = pathPlaces.get(files);
+  if (!place) pathPlaces.set(files, (place = placesByPath(files)));
+  return place;
+}
+
+/** Each table's path order, found once (a table never changes; a dry run plans twice). */
+const pathPlaces = new WeakMap<FileTable, Uint32Array>();
+
+function placesByPath(files: FileTable): Uint32Array {
   const { pathBytes: b, pathStart: at } = files;
   const before = (x: number, y: number) => b.compare(b, at[y], at[y + 1], at[x], at[x + 1]);
   let sorted = true;
@@ -647,7 +689,7 @@ function prefixRanges(snapshot: Snapshot, chosen: ArrayLike<number> & Iterable<n
   return [...byPack].map(([pack, list]) => {
     list.sort((a, b) => t.offset[a] - t.offset[b]);
     const last = list[list.length - 1];
-    return { pack: snapshot.packs[pack], start: 0, end: t.offset[last] + t.recordLength(last), chunks: list };
+    return { pack: snapshot.packs[pack], start: 0, end: t.offset[last] + t.recordLength(last), chunks: Uint32Array.from(list) };
   });
 }
 
@@ -657,45 +699,73 @@ function prefixRanges(snapshot: Snapshot, chosen: ArrayLike<number> & Iterable<n
  * gap records are not in this snapshot's table and are discarded on arrival.
  */
 export function buildRanges(snapshot: Snapshot, chunkIndices: ArrayLike<number> & Iterable<number>, maxGap: number): FetchRange[] {
+  return rangesOf(snapshot, inPackOrder(snapshot.chunks, chunkIndices), maxGap);
+}
+
+/** buildRanges of chunks already in pack order: each range's chunks a view into `sorted`. */
+function rangesOf(snapshot: Snapshot, sorted: Uint32Array, maxGap: number): FetchRange[] {
   const t = snapshot.chunks;
-  const sorted = inPackOrder(t, chunkIndices);
   const ranges: FetchRange[] = [];
-  let cur: (FetchRange & { packIndex: number }) | undefined;
-  for (const i of sorted) {
-    const offset = t.offset[i];
-    const end = offset + t.recordLength(i);
-    if (cur && cur.packIndex === t.pack[i] && offset >= cur.end && offset - cur.end <= maxGap) {
-      cur.end = end;
-      cur.chunks.push(i);
+  let first = 0;
+  let start = 0;
+  let end = 0;
+  for (let k = 0; k <= sorted.length; k++) {
+    const i = sorted[k];
+    const offset = k < sorted.length ? t.offset[i] : 0;
+    if (k > 0 && k < sorted.length && t.pack[i] === t.pack[sorted[first]] && offset >= end && offset - end <= maxGap) {
+      end = offset + t.recordLength(i);
       continue;
     }
-    cur = { pack: snapshot.packs[t.pack[i]], packIndex: t.pack[i], start: offset, end, chunks: [i] };
-    ranges.push(cur);
+    if (k > 0) ranges.push({ pack: snapshot.packs[t.pack[sorted[first]]], start, end, chunks: sorted.subarray(first, k) });
+    if (k < sorted.length) {
+      first = k;
+      start = offset;
+      end = offset + t.recordLength(i);
+    }
   }
-  return ranges.map(({ pack, start, end, chunks }) => ({ pack, start, end, chunks }));
+  return ranges;
 }
 
 /** Whether a table's chunks lie in (pack, offset) order by index, as a publisher writes them: found once per table. */
 const packOrdered = new WeakMap<ChunkTable, boolean>();
 
-/**
- * The chunks sorted by pack, then offset. For many chunks of a table already in that order, by
- * a pass over a mark per chunk instead of a sort: sorting the 10M chunks of a no-budget plan took
- * ~10 s of a 10M-chunk dry run.
- */
-function inPackOrder(t: ChunkTable, chunkIndices: ArrayLike<number> & Iterable<number>): Iterable<number> {
-  const bySort = () => Array.from(chunkIndices).sort((a, b) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b]);
-  if (chunkIndices.length < 4096 || chunkIndices.length * 16 < t.length) return bySort();
+function isPackOrdered(t: ChunkTable): boolean {
   let ordered = packOrdered.get(t);
   if (ordered === undefined) {
     ordered = true;
     for (let i = 1; i < t.length && ordered; i++) ordered = t.pack[i - 1] < t.pack[i] || (t.pack[i - 1] === t.pack[i] && t.offset[i - 1] < t.offset[i]);
     packOrdered.set(t, ordered);
   }
-  if (!ordered) return bySort();
+  return ordered;
+}
+
+const byPlace = (t: ChunkTable) => (a: number, b: number) => t.pack[a] - t.pack[b] || t.offset[a] - t.offset[b];
+
+/**
+ * The chunks sorted by pack, then offset. For many chunks of a table already in that order, by
+ * a pass over a mark per chunk instead of a sort: sorting the 10M chunks of a no-budget plan took
+ * ~10 s of a 10M-chunk dry run.
+ */
+function inPackOrder(t: ChunkTable, chunkIndices: ArrayLike<number> & Iterable<number>): Uint32Array {
+  const bySort = () => Uint32Array.from(chunkIndices).sort(byPlace(t));
+  if (chunkIndices.length < 4096 || chunkIndices.length * 16 < t.length || !isPackOrdered(t)) return bySort();
   const marks = new Uint8Array(t.length);
   for (const i of chunkIndices) if (marks[i]++ === 255) return bySort();
-  const out = new Uint32Array(chunkIndices.length);
+  return marksInOrder(marks, chunkIndices.length);
+}
+
+/** The chunks marked 1 in `marks` (`count` of them), in pack order. */
+function markedInPackOrder(t: ChunkTable, marks: Uint8Array, count: number): Uint32Array {
+  if (isPackOrdered(t)) return marksInOrder(marks, count);
+  const out = new Uint32Array(count);
+  let n = 0;
+  for (let i = 0; i < marks.length; i++) if (marks[i]) out[n++] = i;
+  return out.sort(byPlace(t));
+}
+
+/** Each index as many times as it is marked, in index order. */
+function marksInOrder(marks: Uint8Array, count: number): Uint32Array {
+  const out = new Uint32Array(count);
   let n = 0;
   for (let i = 0; i < marks.length; i++) for (let k = marks[i]; k > 0; k--) out[n++] = i;
   return out;
