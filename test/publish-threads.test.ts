@@ -14,6 +14,9 @@ import { editText, textFile, treeDigest, writeTree } from './helpers/trees.js';
 import { requireNginx, startNginx } from './helpers/nginx.js';
 import { publish, PublishOptions, PUBLISH_LOCK } from '../src/publish/publisher.js';
 import { generateKeys, parseSecretKey } from '../src/snapshot/keys.js';
+import { decodeManifest, latestSnapshot } from '../src/snapshot/manifest.js';
+import { decodeSnapshot } from '../src/snapshot/snapshot.js';
+import { writeLayers } from '../src/publish/layers.js';
 
 after(cleanupAll);
 
@@ -79,6 +82,12 @@ describe('publish on worker threads', () => {
     assert.ok(frames.length >= 2 && frames.length <= 3, `frames files written: ${frames}`);
     assert.equal(added('shards/').filter((p) => p.endsWith('.shard')).length, 1, "a's shard only");
     assert.equal(update.newChunks > 0 && update.newChunks <= 4, true, `new chunks: ${update.newChunks}`);
+
+    // The layers' piece hashes were taken while the stream was compressed (b's kept segment read
+    // from the packs): the same layers as reading every chunk of the stream back.
+    const entry = latestSnapshot(decodeManifest(readFileSync(join(dir, 'many', 'manifest.json')), 'many').body)!;
+    const snap = decodeSnapshot(readFileSync(join(dir, 'many', 'snapshots', `${entry.name}.snap`)));
+    assert.deepEqual(await writeLayers(join(dir, 'many'), snap, entry.name, stream.name), entry.layers);
 
     await ng.clearLog();
     const r = await paquete(['sync', '-C', 'client', '--json'], dir);

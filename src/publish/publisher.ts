@@ -29,7 +29,7 @@ import { LayersRef } from '../snapshot/manifest.js';
 import { pruneUpdates, retainedEntries, streamKept } from './prune.js';
 import { readPreviousRoot, ShardsWritten, writeShards } from './shards.js';
 import { CacheEntry, CachedForm, FileStat, OLD_PUBLISHER_CACHE_DIR, PublisherCache, writePublisherCache } from './publisher-cache.js';
-import { writeLayers } from './layers.js';
+import { StreamPieceHashes, writeLayers } from './layers.js';
 
 /** Remote packs are split here: small enough to cache and copy, far below FAT32's 4 GiB. */
 const REMOTE_PACK_LIMIT = 512 << 20;
@@ -416,7 +416,8 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     const updatesStarted = performance.now();
     // The offer comes after the updates (a progress bar per phase, and its budget is their size).
     const bases = new Map<string, Named>();
-    updates = await writeUpdates(remoteDir, { name: snapName, snapshot, body: snapBody }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, bases });
+    const pieces = new StreamPieceHashes();
+    updates = await writeUpdates(remoteDir, { name: snapName, snapshot, body: snapBody }, earlier, { ...updateOpts, onProgress: opts.onProgress, pool, bases, pieces });
     // The offer and the updates together stay within one compressed copy of N (the stream from
     // nothing, or N's records without it): the remote holds at most twice that for updates.
     const solidBytes = updates.find((u) => u.from === '')?.framesBytes ?? snapshot.chunks.storedLength.reduce((n, l) => n + l, 0);
@@ -426,7 +427,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     updatesMs = performance.now() - updatesStarted;
     const streamRef = updates.find((u) => u.from === '');
     // The index in two layers for a newcomer taking the stream: ids and hashes derived from it.
-    layers = streamRef ? await writeLayers(remoteDir, snapshot, snapName, streamRef.name, compress.brotli) : undefined;
+    layers = streamRef ? await writeLayers(remoteDir, snapshot, snapName, streamRef.name, compress.brotli, pieces) : undefined;
     shards = await sharding;
   } finally {
     await pool.close();

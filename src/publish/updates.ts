@@ -11,6 +11,7 @@ import { checkSnapshotBytes, ManifestSnapshot, sha256Hex, UpdateRef } from '../s
 import { decodeSnapshotBody, encodeSnapshotBody, Snapshot, snapshotBody, snapshotVersion } from '../snapshot/snapshot.js';
 import { ContentNamedFile, fsyncPath, writeFileAtomic } from '../util/fsx.js';
 import { readRemoteSnapshot, RemoteChunkReader } from './published-file.js';
+import { StreamPieceHashes } from './layers.js';
 
 /**
  * Writes a new snapshot's updates into the remote: `frames/<sha256>.frames`, then the head
@@ -41,6 +42,8 @@ export interface UpdatesOptions {
    * once (at 30k files, reading and encoding the same bases again was 3 s of a 1% publish).
    */
   bases?: Map<string, Named>;
+  /** Takes the layers' piece hashes as the stream's chunks are read (src/publish/layers.ts). */
+  pieces?: StreamPieceHashes;
 }
 
 /** Runs `work` with opts' pool, or a pool of its own that is closed after. */
@@ -88,7 +91,7 @@ export interface Named {
 export function writeUpdates(remoteDir: string, target: { name: string; snapshot: Snapshot; body?: Uint8Array }, earlier: ManifestSnapshot[], opts: UpdatesOptions): Promise<UpdateWritten[]> {
   return withPool(opts, async (pool) => {
     const n: Named = { ...target, body: target.body ?? encodeSnapshotBody(target.snapshot) };
-    const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), pool, level: opts.level, onProgress: opts.onProgress };
+    const io: UpdateIO = { remoteDir, reader: new RemoteChunkReader(remoteDir), pool, level: opts.level, onProgress: opts.onProgress, pieces: opts.pieces };
     const written: UpdateWritten[] = [];
     try {
       const bases = readableBases(remoteDir, earlier, opts.updatesFrom, opts.bases);
@@ -142,6 +145,7 @@ interface UpdateIO {
   pool: CompressPool;
   level: number;
   onProgress?: (p: UpdateProgress) => void;
+  pieces?: StreamPieceHashes;
 }
 
 /** The previous snapshot's stream from nothing, when it is segmented and its index reads: what the new stream may keep of it. */
@@ -171,7 +175,7 @@ function segmentKey(level: number, frames: { yields: number[] }[], s: Snapshot):
  * changed, and the remote holds one copy of what did not. The frames of the segments compressed
  * afresh go through the pool together (one worker per core), each landing in its segment's file.
  */
-async function writeStream({ remoteDir, reader, pool, level, onProgress }: UpdateIO, target: Named, previous: { head: UpdateHead; snapshot: Snapshot } | undefined): Promise<UpdateWritten> {
+async function writeStream({ remoteDir, reader, pool, level, onProgress, pieces }: UpdateIO, target: Named, previous: { head: UpdateHead; snapshot: Snapshot } | undefined): Promise<UpdateWritten> {
   const started = performance.now();
   const framesDir = join(remoteDir, 'frames');
   const planned = planSegments(target.snapshot);
@@ -189,6 +193,13 @@ async function writeStream({ remoteDir, reader, pool, level, onProgress }: Updat
     return old && existsSync(join(framesDir, `${old.segment.name}.frames`)) ? old : undefined;
   });
   const fresh = planned.filter((_, k) => !reuse[k]);
+  // Frames in head order, and those of fresh segments in the order encodeFrames reads them.
+  const freshFrames: number[] = [];
+  let frameAt = 0;
+  planned.forEach((p, k) => {
+    for (let j = 0; j < p.frames.length; j++, frameAt++) if (!reuse[k]) freshFrames.push(frameAt);
+  });
+  pieces?.plan(target.snapshot, planned.flatMap((p) => p.frames.map((f) => f.yields)), freshFrames);
   const contentOf = (f: PlannedSegment['frames'][number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
   const bytesTotal = fresh.reduce((n, p) => n + p.frames.reduce((m, f) => m + contentOf(f), 0), 0);
   let bytesDone = 0;
@@ -203,7 +214,11 @@ async function writeStream({ remoteDir, reader, pool, level, onProgress }: Updat
   try {
     await encodeFrames(plan, {
       target: target.snapshot,
-      readChunk: (s, i) => reader.read(s, i),
+      readChunk: (s, i) => {
+        const bytes = reader.read(s, i);
+        pieces?.feed(i, bytes);
+        return bytes;
+      },
       level,
       write: (frame) => {
         if (!file) {
