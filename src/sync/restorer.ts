@@ -349,9 +349,14 @@ export class Restorer {
    * turned into a symlink would take the unlink outside DIR.
    */
   removeStale(): void {
-    const inSnapshot = new Set(this.snapshot.files.map((f) => f.path));
-    for (const [path, rec] of Object.entries(this.state.files)) {
+    // Paths from the file table: `snapshot.files` made an entry per file for this one look
+    // (0.16 s of a 1% update's profile at 10k files).
+    const table = fileTableOf(this.snapshot);
+    const inSnapshot = new Set<string>();
+    for (let i = 0; i < table.length; i++) inSnapshot.add(table.path(i));
+    for (const path in this.state.files) {
       if (inSnapshot.has(path) || !this.covers(path)) continue;
+      const rec = this.state.files[path];
       this.record(path, undefined);
       const abs = join(this.site.root, path);
       const parents = parentsOf(this.site.root, path);

@@ -532,7 +532,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     result.completeFiles = plan.files.filter((f) => complete.has(f.path)).length;
     // Files kept as the user's or withheld as the publisher's fault are not the budget's doing.
     const notFetched = new Set([...blocked, ...restorer.report.inconsistent]);
-    const stillMissing = await missingBytes(work, snapshot, plan, notFetched, latest.derived);
+    const stillMissing = await missingBytes(work, snapshot, plan, notFetched, complete, latest.derived);
     result.leftBytes = stillMissing;
     result.stoppedByBudget = budget !== Infinity && stillMissing > 0;
     // Planned again from what the card left, heads from the cache only: what the next sync spends.
@@ -833,12 +833,17 @@ async function takeWhatIsThere(
   }
 }
 
-/** Record bytes the wanted files still lack, from the store as it is now (chunks not derived yet lack). */
-async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>, derived?: Derived): Promise<number> {
+/**
+ * Record bytes the wanted files still lack, from the store as it is now (chunks not derived yet
+ * lack). A file in place (`inPlace`) lacks nothing, whatever the store holds: its chunks are not
+ * asked (every chunk of the tree was asked of LevelDB after each sync, 10k lookups after a 1%
+ * update of 10k files that changed 100).
+ */
+async function missingBytes(work: WorkDir, snapshot: Snapshot, plan: Plan, skip: Set<string>, inPlace: Set<string>, derived?: Derived): Promise<number> {
   const ids = new Map<bigint, number>();
   const underived = new Set<number>();
   for (const pf of plan.files) {
-    if (skip.has(pf.path)) continue;
+    if (skip.has(pf.path) || inPlace.has(pf.path)) continue;
     for (const i of pf.file.chunks) {
       if (derived && !derived.derivation.knows(i)) underived.add(i);
       else ids.set(snapshot.chunks.id(i), i);

@@ -74,6 +74,12 @@ interface Staged {
 }
 
 const fsyncAsync = promisify(fsync);
+/**
+ * The process's umask, read once (paquete never sets it; a worker thread may not). A temp file is
+ * always new (a unique name), so open() gave it exactly mode & ~UMASK: fchmod is needed only when
+ * that took bits off (10k of a first sync's system calls, under the usual 022 and modes 644/755).
+ */
+const UMASK = process.umask();
 /** The name of a file being assembled in the temp directory. */
 export const TEMP_FILE = /^[0-9a-f]{16}\.part$/;
 /** A group is synced at once when it holds this many files or bytes (open descriptors, memory). */
@@ -200,8 +206,9 @@ export class TreeWriter {
       try {
         const r = synced[k];
         if (r.status === 'rejected') throw r.reason;
-        // By descriptor: no path lookups. The mode is set past the umask; a rename keeps the mtime.
-        fchmodSync(open.fd, open.job.mode);
+        // By descriptor: no path lookups. The mode is set past the umask, only when the umask took
+        // bits off it (open() made the file with mode & ~umask); a rename keeps the mtime.
+        if ((open.job.mode & UMASK) !== 0) fchmodSync(open.fd, open.job.mode);
         const st = fstatSync(open.fd);
         closeSync(open.fd);
         open.fd = -1;
