@@ -16,7 +16,8 @@ import fc from 'fast-check';
 import { cleanupAll, tmpDir, paqueteExpecting } from './helpers/tmp.js';
 import { writeTree } from './helpers/trees.js';
 import { forgeSnapshot } from './helpers/forge.js';
-import { NameRules, nameProblems, PORTABLE_RULES } from '../src/snapshot/paths.js';
+import { NameRules, nameProblems, nameProblemsOf, PORTABLE_RULES } from '../src/snapshot/paths.js';
+import { FileTable } from '../src/snapshot/file-table.js';
 import { probeNameRules } from '../src/workdir/fs-probe.js';
 import { decodeGitRefs } from '../src/sources/git-refs.js';
 import { isProjectName, parseDistFileName } from '../src/sources/pypi.js';
@@ -330,6 +331,19 @@ describe('fuzz: hostile names in every name-bearing field are refused or stay in
         for (const p of kept) for (const q of kept) if (p !== q) assert.ok(!fold(q).startsWith(fold(p) + '/'), `${p} is a folder of ${q}`);
       }),
       { numRuns: 3000 },
+    );
+  });
+
+  test('nameProblemsOf a file table judges as nameProblems of its paths, on every disk profile (property)', () => {
+    const profiles: NameRules[] = [PORTABLE_RULES, EXT4, { ...EXT4, maxComponent: 6, maxPathBytes: 14 }, { ...PORTABLE_RULES, maxComponent: 5, windowsNames: false, caseInsensitive: false, normalizationInsensitive: false }];
+    const part = fc.array(fc.constantFrom('a', 'B', '\u00e9', 'e\u0301', 'x', ':', '.', 'con'), { minLength: 1, maxLength: 9 }).map((l) => l.join(''));
+    fc.assert(
+      fc.property(fc.array(fc.array(part, { minLength: 1, maxLength: 4 }), { maxLength: 10 }), fc.constantFrom(...profiles), (raw, rules) => {
+        const paths = [...new Set(raw.map((p) => `s/${p.join('/')}`))];
+        const table = FileTable.of(paths.map((path) => ({ path, mode: 0o644, size: 0, sha256: new Uint8Array(32), chunks: [] })));
+        assert.deepEqual(nameProblemsOf(table, rules), nameProblems(paths, rules));
+      }),
+      { numRuns: 2000 },
     );
   });
 

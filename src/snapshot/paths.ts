@@ -288,3 +288,40 @@ export function nameProblems(paths: readonly string[], rules: NameRules): NamePr
   }
   return problems;
 }
+
+/** The paths of a snapshot's file table, as its columns hold them. */
+export interface PathColumns {
+  readonly length: number;
+  readonly pathBytes: Uint8Array;
+  readonly pathStart: Uint32Array;
+  path(i: number): string;
+}
+
+/**
+ * nameProblems of a file table's paths. Where the disk's only rules are lengths in bytes (ext4,
+ * btrfs, XFS: no folding, no FAT names), each path is judged alone, and one whose bytes are
+ * within every length cannot have a problem: only the others are made into strings and judged.
+ * Splitting 1M paths into names for that was ~1 s of a 1M-file dry run.
+ */
+export function nameProblemsOf(files: PathColumns, rules: NameRules): NameProblem[] {
+  const byBytesAlone = !rules.caseInsensitive && !rules.normalizationInsensitive && !rules.windowsNames && rules.componentUnit === 'bytes';
+  const paths: string[] = [];
+  const { pathBytes: b, pathStart: at } = files;
+  for (let i = 0; i < files.length; i++) {
+    if (byBytesAlone && withinLengths(b, at[i], at[i + 1], rules)) continue;
+    paths.push(files.path(i));
+  }
+  return nameProblems(paths, rules);
+}
+
+/** Whether the path b[start, end) is within the disk's path and name lengths in bytes. */
+function withinLengths(b: Uint8Array, start: number, end: number, rules: NameRules): boolean {
+  if (end - start > rules.maxPathBytes) return false;
+  let name = start;
+  for (let k = start; k < end; k++) {
+    if (b[k] !== 0x2f) continue;
+    if (k - name > rules.maxComponent) return false;
+    name = k + 1;
+  }
+  return end - name <= rules.maxComponent;
+}

@@ -1,4 +1,4 @@
-import { NameProblem, nameProblems } from '../snapshot/paths.js';
+import { NameProblem, nameProblemsOf } from '../snapshot/paths.js';
 import { fileTableOf, Snapshot } from '../snapshot/snapshot.js';
 import { nameRulesFor } from '../workdir/fs-probe.js';
 import { WorkDir } from '../workdir/workdir.js';
@@ -12,10 +12,7 @@ import { WorkDir } from '../workdir/workdir.js';
  */
 export function refusedNames(work: WorkDir, snapshot: Snapshot): Map<string, NameProblem> {
   const rules = nameRulesFor(work.meta, work.root);
-  const files = fileTableOf(snapshot);
-  const paths: string[] = new Array(files.length);
-  for (let i = 0; i < files.length; i++) paths[i] = files.path(i);
-  return new Map(nameProblems(paths, rules).map((p) => [p.path, p]));
+  return new Map(nameProblemsOf(fileTableOf(snapshot), rules).map((p) => [p.path, p]));
 }
 
 /** The words a refused file is reported with beside the others not placed (as the system's ENAMETOOLONG is). */
