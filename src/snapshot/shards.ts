@@ -77,23 +77,48 @@ export function projectKeyOf(kind: string, rel: string): string {
 }
 
 /** The index into root.shards of the shard that holds (or would hold) `path`, or -1 (a source the root lacks). */
-export function shardOfPath(root: Root, path: string): number {
-  const cut = path.indexOf('/');
-  const source = root.sources.findIndex((s) => s.name === path.slice(0, cut));
-  if (source < 0 || cut < 0) return -1;
-  const rel = path.slice(cut + 1);
-  const kind = root.sources[source].kind;
-  let found = -1;
-  if (kind === 'pypi') {
-    const key = projectKeyOf(kind, rel);
-    return root.shards.findIndex((s) => s.source === source && s.key === key);
-  }
-  // The last range of the source whose first path is not after this one.
-  for (let i = 0; i < root.shards.length; i++) {
-    const s = root.shards[i];
-    if (s.source === source && compareBytes(s.key, rel) <= 0) found = i;
-  }
-  return found;
+export const shardOfPath = (root: Root, path: string): number => shardLocator(root)(path);
+
+const locators = new WeakMap<Root, (path: string) => number>();
+
+/**
+ * shardOfPath for the many paths of an index: per source its PyPI projects by key, or its range
+ * keys searched by halves (the root lists a source's shards together, sorted by key bytes), made
+ * once per root instead of a scan of every shard for each path.
+ */
+export function shardLocator(root: Root): (path: string) => number {
+  let locate = locators.get(root);
+  if (locate) return locate;
+  const bySource = new Map<string, { source: number; kind: string; first: number; keys: Buffer[]; projects: Map<string, number> }>();
+  root.sources.forEach((src, source) => bySource.set(src.name, { source, kind: src.kind, first: -1, keys: [], projects: new Map() }));
+  root.shards.forEach((sh, i) => {
+    const o = bySource.get(root.sources[sh.source].name)!;
+    if (o.first < 0) o.first = i;
+    o.keys.push(Buffer.from(sh.key));
+    o.projects.set(sh.key, i);
+  });
+  locate = (path: string): number => {
+    const cut = path.indexOf('/');
+    const o = cut < 0 ? undefined : bySource.get(path.slice(0, cut));
+    if (!o || o.first < 0) return -1;
+    const rel = path.slice(cut + 1);
+    if (o.kind === 'pypi') return o.projects.get(projectKeyOf(o.kind, rel)) ?? -1;
+    // The last range of the source whose first path is not after this one.
+    const at = Buffer.from(rel);
+    let lo = 0;
+    let hi = o.keys.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (Buffer.compare(o.keys[mid], at) <= 0) {
+        found = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found < 0 ? -1 : o.first + found;
+  };
+  locators.set(root, locate);
+  return locate;
 }
 
 /** One slice of a snapshot, before it is named. */
@@ -147,8 +172,8 @@ export function splitSnapshot(s: Snapshot, previousKeys: Map<string, Set<string>
   return parts.map((p) => ({ source: p.source, key: p.key, snapshot: subSnapshot(s, s.sources[p.source], p.files) }));
 }
 
-/** The index of some of a snapshot's files: its packs and chunks, renumbered, in the same order. */
-function subSnapshot(s: Snapshot, source: SourceEntry, files: FileEntry[]): Snapshot {
+/** The index of some of a snapshot's files (of one source): its packs and chunks, renumbered, in the same order. */
+export function subSnapshot(s: Snapshot, source: SourceEntry, files: FileEntry[]): Snapshot {
   const used = [...new Set(files.flatMap((f) => f.chunks))].sort((a, b) => a - b);
   const chunkIndex = new Map(used.map((c, i) => [c, i]));
   const packsUsed = [...new Set(used.map((c) => s.chunks.pack[c]))].sort((a, b) => a - b);

@@ -2,15 +2,15 @@ import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PaqueteError } from '../errors.js';
 import { LinkFacts, Remote } from '../remote/remote.js';
-import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, MANIFEST_MAX_BYTES, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
+import { checkSnapshotBytes, decodeManifest, expiryOf, latestSnapshot, Manifest, ManifestBody, MANIFEST_MAX_BYTES, MANIFEST_PATH, ManifestSnapshot, sameManifest, sha256Hex } from '../snapshot/manifest.js';
 import { fingerprint, PublicKey, publicKeyFromRaw } from '../snapshot/keys.js';
 import { rotationPath } from '../snapshot/rotation.js';
 import { decodeSnapshot, Snapshot } from '../snapshot/snapshot.js';
 import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import { LandedFile } from './landing.js';
-import { deltaChoices, indexThroughDelta } from './updates.js';
-import { cachedPartial, fetchPartial, loadRoot, PartialIndex, shardsForWants } from './shard-cache.js';
+import { deltaChoices, hasCachedHead, headPath, indexThroughDelta } from './updates.js';
+import { BudgetLeft, cachedPartial, fetchPartial, indexThroughShards, loadRoot, PartialIndex, shardsForWants } from './shard-cache.js';
 import { cachedDerived, Derived, derivedApplies, dropDerivations, hasDerivation, loadDerived } from './derived.js';
 
 export interface Latest {
@@ -89,11 +89,14 @@ export async function fetchSnapshot(
     note?: (message: string) => void;
     wants?: string[];
     indexFrom?: Remote;
-    /** Derive the index from the stream when it applies (derived.ts); `within`: a budget's bytes left, which the derivation must fit. */
-    derive?: boolean | { within: () => number };
+    /** Derive the index from the stream when it applies (derived.ts). */
+    derive?: boolean;
+    /** The session's budget: what a derivation and the shard route must fit (none: unlimited). */
+    budget?: BudgetLeft;
   } = {},
 ): Promise<Latest> {
   const { manifest, entry } = checked;
+  const budget = opts.budget ?? UNLIMITED;
   // The manifest's remote is the one accepted; the index may come from another with the same
   // signed files (a LAN peer on a partial index has no whole index to give: the paid remote has).
   const from = opts.indexFrom ?? remote;
@@ -115,7 +118,7 @@ export async function fetchSnapshot(
   let cached = cachedIndex(work, entry);
   if (opts.derive && !cached && (await derivedApplies(work, manifest.body, entry, opts.wants))) {
     try {
-      const d = await loadDerived(work, from, entry, { signal: opts.signal, ...(typeof opts.derive === 'object' ? { within: opts.derive.within } : {}) });
+      const d = await loadDerived(work, from, entry, { signal: opts.signal, budget });
       if (d) {
         acceptLatest(work, remote, checked, opts);
         return { manifest, entry, ...d };
@@ -131,6 +134,20 @@ export async function fetchSnapshot(
   if (opts.derive) dropDerivations(work);
   let update: LoadedUpdate | undefined;
   if (!cached) {
+    // Without --want: the root and the changed shards when they cost less than the index delta
+    // or the .snap (an index delta grows with the tree; they grow with the change).
+    try {
+      const viaShards = await indexThroughShards(work, from, manifest.body, entry, { signal: opts.signal, budget, alternative: wholeIndexCost(work, from, manifest.body, entry) });
+      if (viaShards) {
+        work.writeMeta(snapshotCache(entry.name), viaShards);
+        cached = viaShards;
+      }
+    } catch (e) {
+      if (opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
+      opts.note?.(`the index shards could not be read (${(e as Error).message}): reading the index as a delta or whole`);
+    }
+  }
+  if (!cached) {
     const viaDelta = await indexThroughDelta(work, from, manifest.body, entry, opts);
     if (viaDelta) {
       work.writeMeta(snapshotCache(entry.name), viaDelta.bytes);
@@ -143,6 +160,18 @@ export async function fetchSnapshot(
   for (const name of readdirSync(work.tmpDir)) if (name.endsWith('.snap.part')) rmSync(join(work.tmpDir, name), { force: true });
   acceptLatest(work, remote, checked, opts);
   return { manifest, entry, snapshot, update };
+}
+
+const UNLIMITED: BudgetLeft = { left: Infinity };
+
+/**
+ * Wire bytes of the index of `entry` as fetchSnapshot reads it without shards: the head of the
+ * delta from the newest index held (nothing when that head is kept), else the `.snap`.
+ */
+function wholeIndexCost(work: WorkDir, remote: Remote, manifest: ManifestBody, entry: ManifestSnapshot): number {
+  const choice = deltaChoices(work, manifest, entry)[0];
+  if (choice) return hasCachedHead(work, choice.ref) ? 0 : remote.requestCost(headPath(choice.ref), choice.ref.size);
+  return remote.requestCost(snapshotCache(entry.name), entry.size);
 }
 
 /**

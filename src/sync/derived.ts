@@ -10,6 +10,7 @@ import { WorkDir } from '../workdir/workdir.js';
 import { LoadedUpdate } from './frames.js';
 import type { UpdateHead } from '../delta/update.js';
 import { keptSigned, loadSigned } from './signed-file.js';
+import type { BudgetLeft } from './shard-cache.js';
 import { cachedUpdateHead, deltaChoices, headPath, loadUpdateHead, solidUpdate } from './updates.js';
 
 /**
@@ -57,8 +58,8 @@ const layerBytes = (work: WorkDir, remote: Remote, ref: RootRef, kind: 'files' |
 
 /**
  * The skeleton index of `entry` and its derivation, from the layers and the stream's head (fetched
- * or cached), with what earlier sessions derived. With a budget (`within`: the bytes it has left),
- * a derivation is begun only when the layers still to fetch and the whole stream fit in it: a
+ * or cached), with what earlier sessions derived. A derivation is begun only when the layers
+ * still to fetch and the whole stream fit in what the budget has left (always, without one): a
  * card that could not finish it would pay for the layers and then, for records or the next
  * card's snapshot, for the whole index too. Undefined then (read the whole index); the head
  * fetched to know is the stream route's own, which that route reuses.
@@ -67,17 +68,17 @@ export async function loadDerived(
   work: WorkDir,
   remote: Remote,
   entry: ManifestSnapshot,
-  opts: { signal?: AbortSignal; within?: () => number } = {},
+  opts: { signal?: AbortSignal; budget: BudgetLeft },
 ): Promise<{ snapshot: Snapshot; derived: Derived } | undefined> {
   const refs = entry.layers!;
   const ref = solidUpdate(entry)!;
   const begun = hasDerivation(work, entry.name);
   // A budget that cannot carry the layers and the head asks for neither.
   const head0 = cachedUpdateHead(work, ref, entry, null) ? 0 : remote.requestCost(headPath(ref), ref.size);
-  if (opts.within && !begun && layersCost(work, remote, refs) + head0 > opts.within()) return undefined;
+  if (!begun && layersCost(work, remote, refs) + head0 > opts.budget.left) return undefined;
   // The head first: a mirror without updates/ costs the layers nothing.
   const head = await loadUpdateHead(work, remote, ref, entry, null, opts);
-  if (opts.within && !begun && layersCost(work, remote, refs) + framesCost(remote, head) > opts.within()) return undefined;
+  if (!begun && layersCost(work, remote, refs) + framesCost(remote, head) > opts.budget.left) return undefined;
   const files = await layerBytes(work, remote, refs.files, 'files', opts.signal);
   const where = await layerBytes(work, remote, refs.where, 'where', opts.signal);
   return derivedOf(work, entry, files, where, head);

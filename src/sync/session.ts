@@ -581,13 +581,13 @@ async function indexOf(work: WorkDir, newest: { checked: CheckedManifest; from: 
   const fetchOpts = { signal: opts.signal, note: opts.events?.note, wants: opts.wants };
   try {
     // A budget takes the derived index only when the layers and the whole stream fit in what it has left.
-    const derive = !sources.some((s) => s.free) && (wire.limit === Infinity || { within: () => wire.left });
-    return await fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, derive });
+    const derive = !sources.some((s) => s.free);
+    return await fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, derive, budget: wire });
   } catch (e) {
     const paid = sources.find((s) => !s.free);
     if (!newest.from.free || !paid || opts.signal?.aborted || (e as PaqueteError).code === 'BUDGET') throw e;
     opts.events?.note?.(`${newest.from.remote.location}: ${(e as Error).message}; reading the index from ${paid.remote.location}`);
-    return fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, indexFrom: paid.remote });
+    return fetchSnapshot(work, newest.from.remote, newest.checked, { ...fetchOpts, indexFrom: paid.remote, budget: wire });
   }
 }
 

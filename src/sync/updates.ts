@@ -29,7 +29,7 @@ export interface DeltaChoice {
  */
 const decodedBases = new WeakMap<WorkDir, Map<string, Snapshot>>();
 
-function decodedBase(work: WorkDir, name: string, bytes: Uint8Array): Snapshot {
+export function decodedBase(work: WorkDir, name: string, bytes: Uint8Array): Snapshot {
   let byName = decodedBases.get(work);
   if (!byName) decodedBases.set(work, (byName = new Map()));
   let base = byName.get(name);
