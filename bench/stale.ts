@@ -168,11 +168,11 @@ async function pypiSeries(project: string, versions: string[] | undefined, work:
   for (const root of wheelhouses()) {
     for (const w of listWheels(root)) {
       const d = parseDistFileName(path.basename(w));
-      if (d && d.normalized === project && /cp311-cp311-manylinux/.test(w) && !byVersion.has(d.version)) byVersion.set(d.version, w);
+      if (d && d.normalized === project && /-(cp311-cp311-manylinux[^/]*x86_64|py3-none-any)\.whl$/.test(w) && !byVersion.has(d.version)) byVersion.set(d.version, w);
     }
   }
   const chosen = (versions ?? [...byVersion.keys()].sort((a, b) => compareVersions(parseVersion(a)!, parseVersion(b)!))).filter((v) => byVersion.has(v));
-  if (chosen.length < 2) throw new Error(`${project}: fewer than two cp311 manylinux wheels in ${wheelhouses().join(', ')}`);
+  if (chosen.length < 2) throw new Error(`${project}: fewer than two cp311 manylinux or py3-none-any wheels in ${wheelhouses().join(', ')}`);
   const wheels = chosen.map((v) => byVersion.get(v)!);
   const src = path.join(work, `${project}-wheels`);
   fs.mkdirSync(src, { recursive: true });
@@ -197,7 +197,8 @@ async function pypiSeries(project: string, versions: string[] | undefined, work:
     },
     holds: async (i, client) => {
       const placed = path.join(client, 'p', path.basename(wheels[i]));
-      return fs.existsSync(placed) && sha256File(placed) === sha256File(wheels[i]) && fs.readdirSync(path.join(client, 'p')).length === 1;
+      // Beside the wheel only its metadata sidecar (FILE.metadata): the older wheel removed.
+      return fs.existsSync(placed) && sha256File(placed) === sha256File(wheels[i]) && fs.readdirSync(path.join(client, 'p')).filter((f) => f.endsWith('.whl')).length === 1;
     },
     floor: async (from, to) => zstdSize(['-19', '--long=27', `--patch-from=${await contentsTar(from)}`], await contentsTar(to)),
     copy: async (i) => (i === wheels.length - 1 ? zstdSize(['-19', '--long=27'], await contentsTar(i)) : undefined),
