@@ -524,7 +524,7 @@ export async function runSync(work: WorkDir, opts: SyncOptions = {}): Promise<Sy
     restorer.finish({ asked: opts.wants ?? [], wants, wanted: wantedSet(), inPlace: complete });
     work.saveTreeState(state);
     // The one moment readers (serve) move to what this session placed: one rename.
-    await work.switchGeneration();
+    await work.switchGeneration(state);
 
     result.spent = spent();
     result.read = read();

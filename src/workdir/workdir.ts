@@ -279,8 +279,9 @@ export class WorkDir {
    * What this command wrote becomes what readers see (serve), in one rename: call when the
    * tree and its record are consistent again (a sync's end, an import's, a repair's).
    */
-  async switchGeneration(): Promise<void> {
-    if (!this.readOnly && !this.reader) await switchGeneration(this.meta);
+  /** `state`: the tree state just saved (saveTreeState), so the switch need not read it back. */
+  async switchGeneration(state?: TreeState): Promise<void> {
+    if (!this.readOnly && !this.reader) await switchGeneration(this.meta, { state });
   }
 
   /** Switches when `current` is behind this directory's state (a writer killed before its switch). */
