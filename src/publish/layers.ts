@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeUpdateHead } from '../delta/update.js';
 import { LayersRef, sha256Hex } from '../snapshot/manifest.js';
-import { FILES_MAGIC, fileLayerBody, packLayerVia, planPieces, StreamPiece, WHERE_MAGIC, whereLayerBody } from '../snapshot/layers.js';
+import { decodeFileLayer, FileLayer, FILES_MAGIC, fileLayerBody, packLayerVia, planPieces, StreamPiece, WHERE_MAGIC, whereLayerBody } from '../snapshot/layers.js';
 import { BrotliCompress, brotliHere } from '../util/brotli.js';
 import { Snapshot } from '../snapshot/snapshot.js';
 import { writeFileAtomic } from '../util/fsx.js';
@@ -26,16 +26,18 @@ export async function writeLayers(
   stream: string,
   compress: BrotliCompress = brotliHere,
   hashes?: StreamPieceHashes,
+  previousLayers?: LayersRef,
 ): Promise<LayersRef> {
   const head = decodeUpdateHead(readFileSync(join(remoteDir, 'updates', `${stream}.upd`)));
   const frames = head.frames.map((f) => f.yields);
   const { pieces: cuts, hashed } = hashes?.planFor(frames) ?? planPieces(snapshot, frames);
+  const previous = hashes?.keeps() && previousLayers ? previousFileLayer(remoteDir, previousLayers) : undefined;
   const reader = new RemoteChunkReader(remoteDir);
   const pieces: StreamPiece[][] = [];
   try {
     frames.forEach((yields, f) => {
       // Hashed while the stream was compressed: its chunks are not read a second time.
-      const known = hashes?.piecesOf(f);
+      const known = hashes?.piecesOf(f) ?? hashes?.keptOf(f, cuts[f], previous);
       if (known) return void pieces.push(known);
       let j = 0;
       pieces.push(
@@ -60,6 +62,16 @@ export async function writeLayers(
   return ref;
 }
 
+/** The previous snapshot's file layer, whose pieces a kept segment's frames still have; undefined if it does not read. */
+function previousFileLayer(remoteDir: string, ref: LayersRef): FileLayer | undefined {
+  try {
+    const data = readFileSync(join(remoteDir, filesLayerPath(ref.files.name)));
+    return sha256Hex(data) === ref.files.name ? decodeFileLayer(data) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The layers' piece hashes taken as the update from nothing reads its frames' chunks to compress
  * them (src/publish/updates.ts writeStream), so writeLayers reads only the chunks of kept
@@ -81,11 +93,36 @@ export class StreamPieceHashes {
   private acc: StreamPiece[] = [];
   private hash = createHash('sha256');
 
-  /** The stream's frames (head order) and which of them will be read, in the order they will be. */
-  plan(s: Snapshot, frames: number[][], order: number[]): void {
+  private kept?: { stream: string; frames: Map<number, number> };
+
+  /**
+   * The stream's frames (head order) and which of them will be read, in the order they will be;
+   * `kept`: the previous stream (its head's name) and, for each frame of a segment kept from it,
+   * that frame's number there (its pieces are in the previous file layer, hashed already).
+   */
+  plan(s: Snapshot, frames: number[][], order: number[], kept?: { stream: string; frames: Map<number, number> }): void {
     this.frames = frames;
     this.planned = planPieces(s, frames);
     this.order = order;
+    this.kept = kept && kept.frames.size ? kept : undefined;
+  }
+
+  /** Whether some frames are a kept segment's. */
+  keeps(): boolean {
+    return this.kept !== undefined;
+  }
+
+  /**
+   * Frame `f`'s pieces from the previous file layer, when `f` is a kept segment's frame, that
+   * layer cuts the previous stream, and cut it as `cuts` (the same chunks in the same order: the
+   * same bytes, so the same hashes).
+   */
+  keptOf(f: number, cuts: number[], previous: FileLayer | undefined): StreamPiece[] | undefined {
+    if (this.broken || !this.kept || !previous || previous.stream !== this.kept.stream) return undefined;
+    const pf = this.kept.frames.get(f);
+    const old = pf === undefined ? undefined : previous.pieces[pf];
+    if (!old || old.length !== cuts.length || old.some((p, k) => p.yields !== cuts[k])) return undefined;
+    return old;
   }
 
   /** The pieces as planned, when `frames` are the ones planned (the head written). */

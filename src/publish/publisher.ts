@@ -427,7 +427,7 @@ async function publishStaged(opts: PublishOptions, previous: RemoteState, staged
     updatesMs = performance.now() - updatesStarted;
     const streamRef = updates.find((u) => u.from === '');
     // The index in two layers for a newcomer taking the stream: ids and hashes derived from it.
-    layers = streamRef ? await writeLayers(remoteDir, snapshot, snapName, streamRef.name, compress.brotli, pieces) : undefined;
+    layers = streamRef ? await writeLayers(remoteDir, snapshot, snapName, streamRef.name, compress.brotli, pieces, earlier[earlier.length - 1]?.layers) : undefined;
     shards = await sharding;
   } finally {
     await pool.close();

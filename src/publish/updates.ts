@@ -149,13 +149,13 @@ interface UpdateIO {
 }
 
 /** The previous snapshot's stream from nothing, when it is segmented and its index reads: what the new stream may keep of it. */
-function previousStream(remoteDir: string, entry: ManifestSnapshot | undefined, newestBase: Named | undefined): { head: UpdateHead; snapshot: Snapshot } | undefined {
+function previousStream(remoteDir: string, entry: ManifestSnapshot | undefined, newestBase: Named | undefined): { name: string; head: UpdateHead; snapshot: Snapshot } | undefined {
   const ref = entry?.updates?.find((u) => u.from === '');
   if (!entry || !ref) return undefined;
   try {
     const head = decodeUpdateHead(readFileSync(join(remoteDir, 'updates', `${ref.name}.upd`)));
     if (!head.segments) return undefined;
-    return { head, snapshot: newestBase?.name === entry.name ? newestBase.snapshot : readRemoteSnapshot(remoteDir, entry) };
+    return { name: ref.name, head, snapshot: newestBase?.name === entry.name ? newestBase.snapshot : readRemoteSnapshot(remoteDir, entry) };
   } catch {
     return undefined;
   }
@@ -175,17 +175,22 @@ function segmentKey(level: number, frames: { yields: number[] }[], s: Snapshot):
  * changed, and the remote holds one copy of what did not. The frames of the segments compressed
  * afresh go through the pool together (one worker per core), each landing in its segment's file.
  */
-async function writeStream({ remoteDir, reader, pool, level, onProgress, pieces }: UpdateIO, target: Named, previous: { head: UpdateHead; snapshot: Snapshot } | undefined): Promise<UpdateWritten> {
+async function writeStream(
+  { remoteDir, reader, pool, level, onProgress, pieces }: UpdateIO,
+  target: Named,
+  previous: { name: string; head: UpdateHead; snapshot: Snapshot } | undefined,
+): Promise<UpdateWritten> {
   const started = performance.now();
   const framesDir = join(remoteDir, 'frames');
   const planned = planSegments(target.snapshot);
-  const kept = new Map<string, { segment: Segment; lengths: number[] }>();
+  const kept = new Map<string, { segment: Segment; lengths: number[]; firstFrame: number }>();
   if (previous) {
     let k = 0;
     for (const segment of previous.head.segments!) {
+      const firstFrame = k;
       const frames = previous.head.frames.slice(k, (k += segment.frames));
       if (frames.some((f) => f.yields.some((i) => i >= previous.snapshot.chunks.length))) continue;
-      kept.set(segmentKey(level, frames, previous.snapshot), { segment, lengths: frames.map((f) => f.length) });
+      kept.set(segmentKey(level, frames, previous.snapshot), { segment, lengths: frames.map((f) => f.length), firstFrame });
     }
   }
   const reuse = planned.map((p) => {
@@ -194,12 +199,17 @@ async function writeStream({ remoteDir, reader, pool, level, onProgress, pieces 
   });
   const fresh = planned.filter((_, k) => !reuse[k]);
   // Frames in head order, and those of fresh segments in the order encodeFrames reads them.
+  // Kept segments' frames by their frame in the previous stream, whose layer hashed their pieces.
   const freshFrames: number[] = [];
+  const keptFrames = new Map<number, number>();
   let frameAt = 0;
   planned.forEach((p, k) => {
-    for (let j = 0; j < p.frames.length; j++, frameAt++) if (!reuse[k]) freshFrames.push(frameAt);
+    for (let j = 0; j < p.frames.length; j++, frameAt++) {
+      if (!reuse[k]) freshFrames.push(frameAt);
+      else keptFrames.set(frameAt, reuse[k]!.firstFrame + j);
+    }
   });
-  pieces?.plan(target.snapshot, planned.flatMap((p) => p.frames.map((f) => f.yields)), freshFrames);
+  pieces?.plan(target.snapshot, planned.flatMap((p) => p.frames.map((f) => f.yields)), freshFrames, previous && { stream: previous.name, frames: keptFrames });
   const contentOf = (f: PlannedSegment['frames'][number]) => f.yields.reduce((n, i) => n + target.snapshot.chunks.rawLength[i], 0);
   const bytesTotal = fresh.reduce((n, p) => n + p.frames.reduce((m, f) => m + contentOf(f), 0), 0);
   let bytesDone = 0;
