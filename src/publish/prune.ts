@@ -4,6 +4,7 @@ import { decodeOfferHead, OFFER_VERSION } from '../delta/offer.js';
 import { decodeUpdateHead } from '../delta/update.js';
 import { ManifestBody, ManifestSnapshot } from '../snapshot/manifest.js';
 import { writeFileAtomic } from '../util/fsx.js';
+import { rootDeltaPath } from '../snapshot/shards.js';
 
 /**
  * What a remote keeps of old updates (docs/DESIGN-REMOTE-V3.md decision 5). Clients use the
@@ -28,6 +29,11 @@ export const PRUNE_RECORD = '.paquete-prune.json';
 export function retainedEntries(earlier: ManifestSnapshot[], keepStream = true): ManifestSnapshot[] {
   return earlier.map((e, k) => {
     const { updates, offer: _offer, layers: _layers, ...rest } = e;
+    // A root delta serves a client syncing to that snapshot: only the newest one's is read.
+    if (rest.root?.delta) {
+      const { delta: _delta, ...root } = rest.root;
+      rest.root = root;
+    }
     const solid = keepStream && k === earlier.length - 1 ? updates?.filter((u) => u.from === '') : undefined;
     return solid?.length ? { ...rest, updates: solid } : rest;
   });
@@ -64,10 +70,11 @@ export function streamKept(remoteDir: string, previous: ManifestSnapshot | undef
   }
 }
 
-/** Heads and frames files the manifest names (a head names its frames files). */
+/** Heads, frames files and root deltas the manifest names (a head names its frames files). */
 function namedFiles(remoteDir: string, body: ManifestBody): Set<string> {
   const named = new Set<string>();
   for (const s of body.snapshots) {
+    if (s.root?.delta) named.add(rootDeltaPath(s.root.delta.name));
     const heads = [...(s.updates ?? []).map((u) => u.name), ...(s.offer ? [s.offer.name] : [])];
     for (const name of heads) {
       named.add(`updates/${name}.upd`);
@@ -82,7 +89,7 @@ function namedFiles(remoteDir: string, body: ManifestBody): Set<string> {
 }
 
 /**
- * Deletes update heads and frames files that `body` (the manifest just written) does not name
+ * Deletes update heads, frames files and root deltas that `body` (the manifest just written) does not name
  * and that have gone unnamed for `afterMs`; returns how many. Runs under the publish lock.
  */
 export function pruneUpdates(remoteDir: string, body: ManifestBody, opts: { afterMs?: number; now?: Date } = {}): number {
@@ -98,7 +105,7 @@ export function pruneUpdates(remoteDir: string, body: ManifestBody, opts: { afte
   }
   const next: Record<string, string> = {};
   let pruned = 0;
-  for (const [dir, ext] of [['updates', '.upd'], ['frames', '.frames']]) {
+  for (const [dir, ext] of [['updates', '.upd'], ['frames', '.frames'], ['roots', '.rd']]) {
     let names: string[];
     try {
       names = readdirSync(join(remoteDir, dir));
