@@ -296,10 +296,27 @@ class FrameReader {
       this.decoding!.push(bytes);
       await this.split();
     } catch (e) {
-      this.fail(e);
+      await this.failAfterReporting(e);
     }
     await this.store.flush(false);
     await this.report();
+  }
+
+  /**
+   * Reports the chunks checked and stored before the failure showed, then fails. On the decode
+   * worker a frame's failure is a message that may come while `split` is storing its output: the
+   * chunks stored up to then are in the store but were not reported, so the plan made after the
+   * fallback counted them as held while the placer never heard of them, and their files were
+   * never placed (delta-sync's corrupt-frame case exited 1 now and then on a busy machine).
+   */
+  private async failAfterReporting(e: unknown): Promise<never> {
+    try {
+      await this.store.flush(false);
+      await this.report();
+    } catch {
+      // The frame's own failure is the one to tell; a store that cannot flush fails again next.
+    }
+    this.fail(e);
   }
 
   /** Drops the frame's kept bytes and rethrows, saying which frame is corrupt if that is it. */
@@ -361,7 +378,7 @@ class FrameReader {
     try {
       await this.decoding.settle(() => this.splitAndReport());
     } catch (e) {
-      this.fail(e);
+      await this.failAfterReporting(e);
     }
     await this.store.flush(false);
     await this.report();
@@ -373,7 +390,7 @@ class FrameReader {
       await this.split();
       if (this.nextYield !== this.entry.yields.length) throw new PaqueteError('DAMAGED_PACK', 'ended before its last chunk');
     } catch (e) {
-      this.fail(e);
+      await this.failAfterReporting(e);
     }
     await this.store.flush(false);
     await this.report();
