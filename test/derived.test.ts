@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNginx, type LogEntry } from './helpers/nginx.js';
+import { NginxServer, startNginx, type LogEntry } from './helpers/nginx.js';
 import { cleanupAll, runPaquete, tmpDir } from './helpers/tmp.js';
 import { editText, pseudoRandom, textFile, treeDigest, writeTree } from './helpers/trees.js';
 import { decodeManifest, sha256Hex } from '../src/snapshot/manifest.js';
@@ -118,11 +118,23 @@ test('planPieces: pieces end where no small file is open; a file split across pi
   });
 });
 
-test('a newcomer reads the layers and the stream, never the .snap, and derives the signed index; the next release comes as an update', async () => {
-  const dir = join(root, 'first');
+/**
+ * A copy of the published remote in root/NAME, served by an nginx of its own for `use`, stopped
+ * after (it reads files from disk at each request: `use` may change the copy before asking).
+ */
+async function onCopy(name: string, use: (dir: string, nginx: NginxServer) => Promise<void>): Promise<void> {
+  const dir = join(root, name);
   cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
   const nginx = await startNginx(join(dir, 'remote'));
   try {
+    await use(dir, nginx);
+  } finally {
+    await nginx.stop();
+  }
+}
+
+test('a newcomer reads the layers and the stream, never the .snap, and derives the signed index; the next release comes as an update', async () => {
+  await onCopy('first', async (dir, nginx) => {
     await ok(['init', nginx.url, join(dir, 'w'), '--trust', join(root, 'k.pub')], root);
     await nginx.clearLog();
     await ok(['sync', '-C', join(dir, 'w')], root);
@@ -142,16 +154,11 @@ test('a newcomer reads the layers and the stream, never the .snap, and derives t
     const update = await nginx.accessLog();
     assert.ok(!uris(update).some((u) => u.startsWith('/snapshots/')), `the index came as a delta: ${uris(update).join(' ')}`);
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v1')));
-  } finally {
-    await nginx.stop();
-  }
+  });
 });
 
 test('a card whose budget cannot carry the layers and the whole stream reads the whole index (a card cut short and a release after it keep their routes), and places files', async () => {
-  const dir = join(root, 'cut');
-  cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
-  const nginx = await startNginx(join(dir, 'remote'));
-  try {
+  await onCopy('cut', async (dir, nginx) => {
     await ok(['init', nginx.url, join(dir, 'w'), '--trust', join(root, 'k.pub')], root);
     await nginx.clearLog();
     const card = await runPaquete(['sync', '-C', join(dir, 'w'), '--budget', '400000', '--json'], { cwd: root, env: LINK, timeoutMs: 120_000 }).done;
@@ -160,16 +167,11 @@ test('a card whose budget cannot carry the layers and the whole stream reads the
     assert.ok(uris(await nginx.accessLog()).some((u) => u.startsWith('/snapshots/')));
     await ok(['sync', '-C', join(dir, 'w')], root);
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
-  } finally {
-    await nginx.stop();
-  }
+  });
 });
 
 test('a card whose budget covers the layers and the whole stream derives too: no .snap, within its budget by nginx\'s count', async (t) => {
-  const dir = join(root, 'card-derives');
-  cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
-  const nginx = await startNginx(join(dir, 'remote'));
-  try {
+  await onCopy('card-derives', async (dir, nginx) => {
     // What a newcomer with no budget pays (the layers route), by nginx's count.
     await ok(['init', nginx.url, join(dir, 'clean'), '--trust', join(root, 'k.pub')], root);
     await nginx.clearLog();
@@ -188,18 +190,13 @@ test('a card whose budget covers the layers and the whole stream derives too: no
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
     const entry = latestEntry(join(dir, 'remote'));
     assert.equal(sha256Hex(readFileSync(join(dir, 'w', '.paquete', 'snapshots', `${entry.name}.snap`)).subarray(8)), entry.body);
-  } finally {
-    await nginx.stop();
-  }
+  });
 });
 
 test('a sync that goes to records (the stream gone) fetches the whole index then, and completes', async () => {
-  const dir = join(root, 'records');
-  cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
-  // The mirror lost its frames (a copy without frames/): records are the way.
-  renameSync(join(dir, 'remote', 'frames'), join(dir, 'frames-gone'));
-  const nginx = await startNginx(join(dir, 'remote'));
-  try {
+  await onCopy('records', async (dir, nginx) => {
+    // The mirror lost its frames (a copy without frames/): records are the way.
+    renameSync(join(dir, 'remote', 'frames'), join(dir, 'frames-gone'));
     await ok(['init', nginx.url, join(dir, 'w'), '--trust', join(root, 'k.pub')], root);
     await nginx.clearLog();
     const r = await ok(['sync', '-C', join(dir, 'w')], root);
@@ -208,29 +205,21 @@ test('a sync that goes to records (the stream gone) fetches the whole index then
     assert.ok(uris(log).some((u) => u.startsWith('/snapshots/')), `the whole index for records: ${uris(log).join(' ')}; ${r.stderr}`);
     assert.ok(uris(log).some((u) => u.startsWith('/packs/')));
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
-  } finally {
-    await nginx.stop();
-  }
+  });
 });
 
 test('a frame whose bytes were altered places nothing wrong: its piece fails, the index and records come instead', async () => {
-  const dir = join(root, 'tampered');
-  cpSync(join(root, 'remote'), join(dir, 'remote'), { recursive: true });
-  const frames = readdirSync(join(dir, 'remote', 'frames'));
-  for (const f of frames) {
-    const p = join(dir, 'remote', 'frames', f);
-    const b = readFileSync(p);
-    // Bytes deep in the first frame (literals of the small files), not its header.
-    for (let at = 4000; at < Math.min(b.length, 9000); at += 97) b[at] ^= 0x20;
-    writeFileSync(p, b);
-  }
-  const nginx = await startNginx(join(dir, 'remote'));
-  try {
+  await onCopy('tampered', async (dir, nginx) => {
+    for (const f of readdirSync(join(dir, 'remote', 'frames'))) {
+      const p = join(dir, 'remote', 'frames', f);
+      const b = readFileSync(p);
+      // Bytes deep in the first frame (literals of the small files), not its header.
+      for (let at = 4000; at < Math.min(b.length, 9000); at += 97) b[at] ^= 0x20;
+      writeFileSync(p, b);
+    }
     await ok(['init', nginx.url, join(dir, 'w'), '--trust', join(root, 'k.pub')], root);
     const r = await runPaquete(['sync', '-C', join(dir, 'w')], { cwd: root, env: LINK, timeoutMs: 120_000 }).done;
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(treeDigest(join(dir, 'w')), treeDigest(join(root, 'v0')));
-  } finally {
-    await nginx.stop();
-  }
+  });
 });
